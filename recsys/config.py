@@ -1,0 +1,99 @@
+"""Configuration: `Settings` comes from the environment, `TrainConfig` holds hyper-parameters.
+
+Two objects on purpose: deployment settings (where the database lives) change per machine and
+are read from `RECSYS_*` variables; hyper-parameters change per experiment and travel inside
+each artifact so a model always says how it was made.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RatingScale(BaseModel):
+    """The range users rate on. MovieLens uses 0.5 to 5 stars in steps of 0.5."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float = 0.5
+    max: float = 5.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatingScale:
+        if not self.min < self.max:
+            raise ValueError(f"rating scale min ({self.min}) must be below max ({self.max})")
+        return self
+
+    def output_range(self) -> tuple[float, float]:
+        """The sigmoid's range: the scale widened by a tenth of its span on each side.
+
+        A sigmoid only approaches its bounds, so a model squashed into exactly 0.5..5 could
+        never predict 5 stars; fast.ai widens 1..5 to (0, 5.5) for the same reason.
+        """
+        margin = 0.1 * (self.max - self.min)
+        return (self.min - margin, self.max + margin)
+
+
+class Settings(BaseSettings):
+    """Deployment settings, read from `RECSYS_*` environment variables (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./var/recsys.db"
+    artifact_dir: Path = Path("./var/artifacts")
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    liked_threshold: float = 4.0
+    ingest_chunk_rows: int = Field(50_000, ge=1, le=5_000_000)
+    max_errors_shown: int = Field(20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        RatingScale(min=self.rating_min, max=self.rating_max)
+        if not self.rating_min <= self.liked_threshold <= self.rating_max:
+            raise ValueError("RECSYS_LIKED_THRESHOLD must lie inside the rating scale")
+        return self
+
+    @property
+    def rating_scale(self) -> RatingScale:
+        return RatingScale(min=self.rating_min, max=self.rating_max)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of DotProductBias training. The defaults are tuned on MovieLens.
+
+    Regularisation is an L2 penalty on the embedding rows *used by each sample*, averaged per
+    sample (the classic matrix-factorisation objective of Koren, Bell & Volinsky, 2009). Unlike
+    weight decay applied to whole matrices once per step, its strength does not depend on the
+    batch size, so large, fast batches keep the accuracy of small ones.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_factors: int = Field(64, ge=1, le=1024, description="Length of user and item vectors.")
+    epochs: int = Field(20, ge=1, le=1000, description="Upper bound; early stopping may end sooner.")
+    batch_size: int = Field(1024, ge=1, le=1_000_000)
+    lr: float = Field(0.01, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
+    warmup_fraction: float = Field(0.25, ge=0, lt=1, description="Share of steps spent warming up.")
+    factor_l2: float = Field(0.1, ge=0, description="Per-sample L2 on user and item factors.")
+    bias_l2: float = Field(0.0, ge=0, description="Per-sample L2 on user and item biases.")
+    init_std: float = Field(0.01, gt=0, description="Standard deviation of initial factors.")
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of training data for early stopping.")
+    test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for evaluation.")
+    split: Literal["random", "time"] = "random"
+    patience: int = Field(2, ge=0, description="Epochs without validation improvement before stopping.")
+    min_delta: float = Field(1e-4, ge=0, description="Smallest validation improvement that counts.")
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    top_k: int = Field(10, ge=1, le=1000, description="k of the ranking metrics.")
+    liked_threshold: float = 4.0

@@ -1,0 +1,109 @@
+"""`Interactions`: the one container of ratings that training and evaluation share.
+
+Compact arrays (int32 rows, float32 values), checked when built, as in spotlight's
+`Interactions`: a broken container fails at construction, not three functions later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.vocab import Vocabulary
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Ratings of `users[n]` on `items[n]`, as rows of `user_vocab` and `item_vocab`."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    user_vocab: Vocabulary
+    item_vocab: Vocabulary
+    timestamps: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        n = len(self.users)
+        lengths = {len(self.items), len(self.ratings)}
+        if self.timestamps is not None:
+            lengths.add(len(self.timestamps))
+        if lengths != {n}:
+            raise ValueError("users, items, ratings and timestamps must have the same length")
+        object.__setattr__(self, "users", np.ascontiguousarray(self.users, dtype=np.int32))
+        object.__setattr__(self, "items", np.ascontiguousarray(self.items, dtype=np.int32))
+        object.__setattr__(self, "ratings", np.ascontiguousarray(self.ratings, dtype=np.float32))
+        if self.timestamps is not None:
+            object.__setattr__(self, "timestamps", np.asarray(self.timestamps, dtype=np.int64))
+        if n:
+            if self.users.min() < 0 or self.users.max() >= len(self.user_vocab):
+                raise ValueError("user rows out of range of the user vocabulary")
+            if self.items.min() < 0 or self.items.max() >= len(self.item_vocab):
+                raise ValueError("item rows out of range of the item vocabulary")
+            if not np.isfinite(self.ratings).all():
+                raise ValueError("ratings must be finite numbers")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __repr__(self) -> str:
+        density = len(self) / max(1, self.n_users * self.n_items)
+        return (
+            f"<Interactions: {len(self):,} ratings of {self.n_users:,} users on "
+            f"{self.n_items:,} items, density {density:.4%}>"
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_vocab)
+
+    def subset(self, index: np.ndarray) -> Interactions:
+        """The rows selected by a boolean mask or integer index; vocabularies are kept."""
+        ts = None if self.timestamps is None else self.timestamps[index]
+        return Interactions(
+            self.users[index], self.items[index], self.ratings[index],
+            self.user_vocab, self.item_vocab, ts,
+        )
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.items, minlength=self.n_items)
+
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.users, minlength=self.n_users)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        ratings: np.ndarray,
+        timestamps: np.ndarray | None = None,
+    ) -> Interactions:
+        """Build from raw ids of any type; vocabularies are the sorted unique ids."""
+        u_keys, u_rows = np.unique(np.asarray(user_ids).astype(str), return_inverse=True)
+        i_keys, i_rows = np.unique(np.asarray(item_ids).astype(str), return_inverse=True)
+        return cls(u_rows, i_rows, np.asarray(ratings), Vocabulary(u_keys), Vocabulary(i_keys),
+                   timestamps)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        rating_col: str = "rating",
+        timestamp_col: str | None = "timestamp",
+    ) -> Interactions:
+        """Build from a DataFrame, for notebooks: no database needed."""
+        ts = None
+        if timestamp_col is not None and timestamp_col in frame:
+            ts = frame[timestamp_col].to_numpy()
+        return cls.from_arrays(
+            frame[user_col].to_numpy(), frame[item_col].to_numpy(), frame[rating_col].to_numpy(), ts
+        )

@@ -1,0 +1,157 @@
+"""The evaluation report: the model side by side with the baselines, on the same holdout.
+
+Ranking protocol: for each user with at least one relevant held-out item (rated >= the
+"liked" threshold), candidates are all items the user did not rate in training, and the
+top k of each scorer are compared with the relevant items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys.data.interactions import Interactions
+from recsys.evaluation import metrics
+from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, Scorer
+
+Report = dict[str, dict[str, float | None]]
+
+
+def _rating_metrics(scorer: Scorer, test: Interactions, threshold: float) -> dict[str, float | None]:
+    pred = scorer.predict_rows(test.users, test.items)
+    keys = ("rmse", "mae", "bias", "precision_liked", "recall_liked", "auc_liked")
+    if pred is None:
+        return dict.fromkeys(keys)
+    cls = metrics.liked_classification(pred, test.ratings, threshold)
+    return {
+        "rmse": metrics.rmse(pred, test.ratings),
+        "mae": metrics.mae(pred, test.ratings),
+        "bias": metrics.prediction_bias(pred, test.ratings),
+        "precision_liked": cls["precision"],
+        "recall_liked": cls["recall"],
+        "auc_liked": cls["auc"],
+    }
+
+
+class RankingTask:
+    """Which users to rank for, what they already saw, and what they liked afterwards."""
+
+    def __init__(self, train: Interactions, test: Interactions, threshold: float, k: int,
+                 max_users: int | None = None, seed: int = 0) -> None:
+        self.k = k
+        self.n_items = train.n_items
+        self.n_users = train.n_users
+        self.item_counts = train.item_counts()
+        liked = test.ratings >= threshold
+        rel_users, rel_items = test.users[liked], test.items[liked]
+        users = np.unique(rel_users)
+        if max_users is not None and len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        self.users = users
+        self.n_relevant = np.bincount(rel_users, minlength=train.n_users)[users]
+        self.relevant_keys = np.unique(rel_users.astype(np.int64) * self.n_items + rel_items)
+        order = np.argsort(train.users, kind="stable")
+        self.seen_users = train.users[order]
+        self.seen_items = train.items[order]
+
+    def top_k(self, scorer: Scorer, batch: int = 1024) -> np.ndarray | None:
+        """The top-k item rows for every task user (users x k), training items excluded."""
+        out = []
+        k = min(self.k, self.n_items)
+        for start in range(0, len(self.users), batch):
+            users = self.users[start : start + batch]
+            scores = scorer.rank_scores(users)
+            if scores is None:
+                return None
+            scores = scores.clone().float()
+            # Mask what each user rated in training: positions of these users' rows.
+            lo = np.searchsorted(self.seen_users, users[0])
+            hi = np.searchsorted(self.seen_users, users[-1], side="right")
+            su, si = self.seen_users[lo:hi], self.seen_items[lo:hi]
+            pos = np.searchsorted(users, su)
+            keep = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == su)
+            scores[torch.from_numpy(pos[keep]), torch.from_numpy(si[keep].astype(np.int64))] = -torch.inf
+            out.append(torch.topk(scores, k, dim=1).indices.numpy())
+        return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
+
+    def evaluate(self, scorer: Scorer) -> dict[str, float | None]:
+        keys = [f"{m}@{self.k}" for m in ("precision", "recall", "ndcg", "map", "hit_rate")]
+        keys += ["coverage", "gini", "novelty", "mean_popularity"]
+        top = self.top_k(scorer)
+        if top is None or len(top) == 0:
+            return dict.fromkeys(keys)
+        keys_found = self.users[:, None].astype(np.int64) * self.n_items + top
+        hits = np.isin(keys_found, self.relevant_keys)
+        rank = metrics.ranking_metrics(hits, self.n_relevant)
+        out: dict[str, float | None] = {f"{m}@{self.k}": v for m, v in rank.items()}
+        out["coverage"] = metrics.catalog_coverage(top, self.n_items)
+        out["gini"] = metrics.gini(metrics.exposure_counts(top, self.n_items))
+        out["novelty"] = metrics.novelty(top, self.item_counts, self.n_users)
+        out["mean_popularity"] = metrics.mean_popularity(top, self.item_counts)
+        return out
+
+
+def evaluate(
+    model: Scorer,
+    train: Interactions,
+    test: Interactions,
+    *,
+    threshold: float = 4.0,
+    k: int = 10,
+    max_users: int | None = 20_000,
+    extra: Sequence[Scorer] = (),
+    seed: int = 0,
+) -> Report:
+    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`."""
+    scorers: list[Scorer] = [model, GlobalMean(train), BiasBaseline(train), MostPopular(train), *extra]
+    task = RankingTask(train, test, threshold, k, max_users, seed)
+    report: Report = {}
+    for scorer in scorers:
+        row = _rating_metrics(scorer, test, threshold)
+        row.update(task.evaluate(scorer))
+        report[scorer.name] = row
+    report["_catalog"] = {
+        "n_test": float(len(test)),
+        "n_ranked_users": float(len(task.users)),
+        "catalog_mean_popularity": float(task.item_counts.mean()),
+    }
+    return report
+
+
+def beats_baselines(report: Report, k: int) -> dict[str, Any]:
+    """Whether the model may ship: its RMSE must be below the global mean's and the biases'.
+
+    Ranking is compared too, but only warns: a model trained to predict ratings often ranks
+    below plain popularity when every unrated item is a candidate (it favours rarely seen,
+    highly rated items), and refusing every such model would leave nothing to serve.
+    """
+    m = report["model"]
+    reasons = []
+    for name in ("global_mean", "biases"):
+        if (m["rmse"] or np.inf) >= (report[name]["rmse"] or np.inf):
+            reasons.append(f"RMSE {m['rmse']:.4f} is not below {name}'s {report[name]['rmse']:.4f}")
+    warnings = []
+    key = f"ndcg@{k}"
+    for name in ("biases", "most_popular"):
+        theirs = report[name][key] or 0.0
+        if (m[key] or 0.0) < theirs:
+            warnings.append(f"NDCG@{k} {m[key]:.4f} is below {name}'s {theirs:.4f}")
+    return {"passed": not reasons, "reasons": reasons, "warnings": warnings}
+
+
+def format_report(report: Report) -> str:
+    """A plain-text table: metrics down, scorers across."""
+    names = [n for n in report if not n.startswith("_")]
+    metric_names = list(report[names[0]])
+    width = max(len(m) for m in metric_names) + 2
+    lines = [" " * width + "".join(f"{n:>14}" for n in names)]
+    for metric in metric_names:
+        cells = []
+        for n in names:
+            v = report[n].get(metric)
+            cells.append(f"{'-':>14}" if v is None or np.isnan(v) else f"{v:>14.4f}")
+        lines.append(f"{metric:<{width}}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""Artifacts: a model version is data, not a pickle.
+
+    <artifact_dir>/<version>/
+        model.safetensors   tensors (factors, biases, exposure arrays)
+        vocab.json          external ids of the embedding rows
+        manifest.json       version, config, metrics, data counts, SHA-256 of both files
+
+Loading verifies every checksum before reading a byte of the tensors, so a truncated or
+tampered file is refused with an `ArtifactError`. Saving writes to a temporary folder in the
+same directory, verifies it, then renames it into place: a crash never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from recsys.data.vocab import Vocabulary
+from recsys.errors import ArtifactError
+from recsys.model.recommender import Recommender
+
+FORMAT_VERSION = 1
+_TENSORS = "model.safetensors"
+_VOCAB = "vocab.json"
+_MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _combined(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def _write(rec: Recommender, folder: Path, version: str) -> str:
+    tensors = {
+        "user_factors": rec.user_factors.contiguous(),
+        "item_factors": rec.item_factors.contiguous(),
+        "user_bias": rec.user_bias.contiguous(),
+        "item_bias": rec.item_bias.contiguous(),
+        "user_counts": torch.from_numpy(np.ascontiguousarray(rec.user_counts, dtype=np.int64)),
+        "item_counts": torch.from_numpy(np.ascontiguousarray(rec.item_counts, dtype=np.int64)),
+        "seen_indptr": torch.from_numpy(np.ascontiguousarray(rec.seen_indptr, dtype=np.int64)),
+        "seen_items": torch.from_numpy(np.ascontiguousarray(rec.seen_items, dtype=np.int32)),
+    }
+    save_file(tensors, str(folder / _TENSORS))
+    (folder / _VOCAB).write_text(json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids}))
+    files = {name: _sha256(folder / name) for name in (_TENSORS, _VOCAB)}
+    checksum = _combined(files)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "global_bias": rec.global_bias,
+        "y_range": list(rec.y_range),
+        "info": rec.info,
+        "files": files,
+        "checksum": checksum,
+    }
+    (folder / _MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return checksum
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def save(rec: Recommender, artifact_dir: Path, version: str) -> tuple[Path, str]:
+    """Write `rec` as `artifact_dir/version`; returns (folder, checksum). Atomic."""
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    final = artifact_dir / version
+    if final.exists():
+        raise ArtifactError(f"artifact {final} already exists; model versions are immutable")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=artifact_dir))
+    try:
+        rec.info["version"] = version
+        checksum = _write(rec, tmp, version)
+        _fsync_tree(tmp)
+        load(tmp)  # verify what is on disk before anyone can see it
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final, checksum
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / _MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"no model artifact at {folder} (missing {_MANIFEST})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"artifact manifest {path} is corrupted: {exc}") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"artifact {folder} has format {manifest.get('format_version')!r}; "
+            f"this version of recsys reads format {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def verify(folder: Path, expected_checksum: str | None = None) -> dict[str, Any]:
+    """Check every file against the manifest (and the manifest against the registry)."""
+    manifest = read_manifest(folder)
+    files: dict[str, str] = manifest.get("files", {})
+    for name in (_TENSORS, _VOCAB):
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"artifact {folder} is incomplete: {name} is missing")
+        actual = _sha256(path)
+        if actual != files.get(name):
+            raise ArtifactError(
+                f"artifact {folder} is corrupted: checksum of {name} is {actual[:12]}..., "
+                f"the manifest says {str(files.get(name))[:12]}...; retrain or restore it"
+            )
+    checksum = _combined(files)
+    if checksum != manifest.get("checksum") or (
+        expected_checksum is not None and checksum != expected_checksum
+    ):
+        raise ArtifactError(f"artifact {folder} does not match the checksum it was registered with")
+    return manifest
+
+
+def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
+    """Load and verify an artifact folder."""
+    manifest = verify(folder, expected_checksum)
+    try:
+        t = load_file(str(folder / _TENSORS))
+        vocab = json.loads((folder / _VOCAB).read_text())
+        return Recommender(
+            user_factors=t["user_factors"],
+            item_factors=t["item_factors"],
+            user_bias=t["user_bias"],
+            item_bias=t["item_bias"],
+            global_bias=float(manifest["global_bias"]),
+            y_range=(float(manifest["y_range"][0]), float(manifest["y_range"][1])),
+            user_vocab=Vocabulary(vocab["users"]),
+            item_vocab=Vocabulary(vocab["items"]),
+            user_counts=t["user_counts"].numpy(),
+            item_counts=t["item_counts"].numpy(),
+            seen_indptr=t["seen_indptr"].numpy(),
+            seen_items=t["seen_items"].numpy(),
+            info=dict(manifest.get("info", {})),
+        )
+    except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"artifact {folder} cannot be read: {exc}") from exc

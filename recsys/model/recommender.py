@@ -1,0 +1,274 @@
+"""Recommender: external ids in, ranked items and predicted ratings out.
+
+It wraps the learned tensors with the vocabularies and the training exposure it needs
+(which items each user already rated, how often each item was rated). The contract, shared
+by every scorer here (implicit's `RecommenderBase` has the same shape):
+
+    recommend(user_id, k) -> list[Scored]   best first, k or fewer, never items the user rated
+
+Unknown ids never raise here: predictions fall back to the biases that are known, then to the
+global mean (Koren, Bell & Volinsky 2009, "baseline predictors"); an unknown user gets the
+cold-start list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys.data.interactions import Interactions
+from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.model.network import DotProductBias
+
+
+@dataclass(frozen=True)
+class Scored:
+    item_id: str
+    score: float
+    """Predicted rating for model strategies; a popularity or similarity score otherwise."""
+
+
+@dataclass
+class Recommender:
+    user_factors: torch.Tensor
+    item_factors: torch.Tensor
+    user_bias: torch.Tensor
+    item_bias: torch.Tensor
+    global_bias: float
+    y_range: tuple[float, float]
+    user_vocab: Vocabulary
+    item_vocab: Vocabulary
+    user_counts: np.ndarray
+    """Training ratings per user row."""
+    item_counts: np.ndarray
+    """Training ratings per item row: popularity, and 0 marks a row that was never trained."""
+    seen_indptr: np.ndarray
+    seen_items: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n_users, n_items = len(self.user_vocab), len(self.item_vocab)
+        if self.user_factors.shape[0] != n_users or self.user_bias.shape != (n_users,):
+            raise ValueError("user tensors do not match the user vocabulary")
+        if self.item_factors.shape[0] != n_items or self.item_bias.shape != (n_items,):
+            raise ValueError("item tensors do not match the item vocabulary")
+        if (len(self.seen_indptr) != n_users + 1 or len(self.item_counts) != n_items
+                or len(self.user_counts) != n_users):
+            raise ValueError("exposure arrays do not match the vocabularies")
+        # Rows that the split left without training data hold their random initial values:
+        # they must neither be recommended nor trusted for predictions.
+        self._untrained_items = np.flatnonzero(self.item_counts == 0)
+        self._trained_users = self.user_counts > 0
+        # Unit item vectors, computed once: nearest-item queries become one matrix product.
+        norms = self.item_factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self._unit_items = self.item_factors / norms
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_network(
+        cls,
+        net: DotProductBias,
+        train: Interactions,
+        info: dict[str, Any] | None = None,
+        *,
+        seen: Interactions | None = None,
+    ) -> Recommender:
+        """`train` is what the network learned from (item counts, trained rows); `seen` (default
+        `train`) is every rating a user made, which recommendations must not repeat."""
+        seen = train if seen is None else seen
+        order = np.lexsort((seen.items, seen.users))
+        indptr = np.zeros(seen.n_users + 1, dtype=np.int64)
+        np.cumsum(seen.user_counts(), out=indptr[1:])
+        with torch.no_grad():
+            return cls(
+                user_factors=net.user_factors.detach().cpu().float().clone(),
+                item_factors=net.item_factors.detach().cpu().float().clone(),
+                user_bias=net.user_bias.detach().cpu().float().clone(),
+                item_bias=net.item_bias.detach().cpu().float().clone(),
+                global_bias=float(net.global_bias),
+                y_range=net.y_range,
+                user_vocab=train.user_vocab,
+                item_vocab=train.item_vocab,
+                user_counts=train.user_counts().astype(np.int64),
+                item_counts=train.item_counts().astype(np.int64),
+                seen_indptr=indptr,
+                seen_items=seen.items[order].astype(np.int32),
+                info=dict(info or {}),
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Recommender {self.info.get('version', 'unsaved')}: {len(self.user_vocab):,} users,"
+            f" {len(self.item_vocab):,} items, {self.n_factors} factors>"
+        )
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.item_factors.shape[1])
+
+    def _squash(self, logits: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.y_range
+        return torch.sigmoid(logits) * (hi - lo) + lo
+
+    def seen(self, user_row: int) -> np.ndarray:
+        return self.seen_items[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
+
+    # --- predictions ------------------------------------------------------------------------
+
+    name = "model"
+
+    def predict_rows(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings for vocabulary rows; -1 (unknown) falls back to known biases."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        users = np.where((users >= 0) & self._trained_users[np.maximum(users, 0)], users, UNKNOWN)
+        items = np.where((items >= 0) & (self.item_counts[np.maximum(items, 0)] > 0), items, UNKNOWN)
+        u = torch.from_numpy(users)
+        i = torch.from_numpy(items)
+        ku, ki = u >= 0, i >= 0
+        uc, ic = u.clamp_min(0), i.clamp_min(0)
+        logits = torch.full(u.shape, self.global_bias)
+        logits += torch.where(ku, self.user_bias[uc], 0.0) + torch.where(ki, self.item_bias[ic], 0.0)
+        both = ku & ki
+        logits += torch.where(both, (self.user_factors[uc] * self.item_factors[ic]).sum(-1), 0.0)
+        return self._squash(logits).numpy().astype(np.float64)
+
+    def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+        """Predicted ratings for (user, item) pairs of external ids, with fallbacks."""
+        return self.predict_rows(self.user_vocab.indices(user_ids), self.item_vocab.indices(item_ids))
+
+    def is_known_user(self, user_id: str) -> bool:
+        row = self.user_vocab.index(user_id)
+        return row != UNKNOWN and bool(self._trained_users[row])
+
+    def rank_scores(self, users: np.ndarray) -> torch.Tensor:
+        """Logits of every item for a batch of user rows (same order as predicted ratings)."""
+        rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
+        logits = self.user_factors[rows] @ self.item_factors.T + self.item_bias
+        logits[:, torch.from_numpy(self._untrained_items)] = -torch.inf
+        return logits
+
+    # --- top-k ------------------------------------------------------------------------------
+
+    def score_items(self, user_vector: torch.Tensor, user_bias: float) -> torch.Tensor:
+        """Predicted ratings of every item for one user: one matrix-vector product."""
+        logits = self.item_factors @ user_vector + self.item_bias + (user_bias + self.global_bias)
+        return self._squash(logits)
+
+    def _top_k(
+        self, scores: torch.Tensor, k: int, banned: np.ndarray | None = None
+    ) -> list[Scored]:
+        if banned is not None and len(banned):
+            scores = scores.clone()
+            scores[torch.from_numpy(banned.astype(np.int64))] = -torch.inf
+        k = min(k, int(torch.isfinite(scores).sum()))
+        if k <= 0:
+            return []
+        values, rows = torch.topk(scores, k)
+        ids = self.item_vocab.ids_of(rows.tolist())
+        return [Scored(i, float(v)) for i, v in zip(ids, values.tolist(), strict=True)]
+
+    def _banned(self, user_row: int | None, include_seen: bool, exclude: Sequence[str]) -> np.ndarray:
+        parts = [self._untrained_items]
+        if user_row is not None and not include_seen:
+            parts.append(self.seen(user_row))
+        if exclude:
+            rows = self.item_vocab.indices(exclude)
+            parts.append(rows[rows != UNKNOWN])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        include_seen: bool = False,
+        exclude: Sequence[str] = (),
+    ) -> list[Scored]:
+        """Top-k items for a known user, scored by predicted rating; [] for an unknown user
+        (ask `cold_start` then)."""
+        if not self.is_known_user(user_id):
+            return []
+        row = self.user_vocab.index(user_id)
+        scores = self.score_items(self.user_factors[row], float(self.user_bias[row]))
+        return self._top_k(scores, k, self._banned(row, include_seen, exclude))
+
+    def cold_start(
+        self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()
+    ) -> list[Scored]:
+        """For a user we know nothing about: the items with the highest learned bias among
+        those rated at least `min_support` times (what everyone tends to like, not merely what
+        is watched), scored by the rating an average user would give. Falls back to the most
+        rated items when too few items have that support."""
+        eligible = self.item_counts >= max(1, min_support)
+        if eligible.sum() < k:
+            eligible = np.zeros_like(eligible)
+            eligible[np.argsort(-self.item_counts, kind="stable")[: max(k, 1)]] = True
+        scores = self._squash(self.item_bias + self.global_bias)
+        banned = np.concatenate([np.flatnonzero(~eligible), self._banned(None, True, exclude)])
+        return self._top_k(scores, k, banned)
+
+    def fold_in(
+        self, item_ids: Sequence[str], ratings: Sequence[float], *, l2: float = 0.1
+    ) -> tuple[torch.Tensor, float]:
+        """A user vector and bias for someone known only by a few ratings, without retraining.
+
+        Item factors stay frozen; we solve the regularised least squares of the linearised
+        model in logit space: targets are logit((r - lo) / (hi - lo)) minus the item and global
+        biases, features are [q_i, 1]. This is one ALS half-step (Hu, Koren & Volinsky 2008).
+        """
+        rows = self.item_vocab.indices(item_ids)
+        known = (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+        if not known.any():
+            return torch.zeros(self.n_factors), 0.0
+        rows_t = torch.from_numpy(rows[known])
+        lo, hi = self.y_range
+        frac = ((torch.tensor(np.asarray(ratings, dtype=np.float32)[known]) - lo) / (hi - lo))
+        frac = frac.clamp(0.02, 0.98)
+        target = torch.logit(frac) - self.item_bias[rows_t] - self.global_bias
+        x = torch.cat([self.item_factors[rows_t], torch.ones(len(rows_t), 1)], dim=1).double()
+        reg = torch.eye(x.shape[1], dtype=torch.float64) * l2 * len(rows_t)
+        reg[-1, -1] = l2  # a light hand on the bias: one rating already says a lot about it
+        solution = torch.linalg.solve(x.T @ x + reg, x.T @ target.double())
+        return solution[:-1].float(), float(solution[-1])
+
+    def recommend_for_ratings(
+        self,
+        item_ids: Sequence[str],
+        ratings: Sequence[float],
+        k: int = 10,
+        *,
+        exclude: Sequence[str] = (),
+    ) -> list[Scored]:
+        """Top-k for a visitor described by a few (item, rating) pairs, via `fold_in`."""
+        vector, bias = self.fold_in(item_ids, ratings)
+        scores = self.score_items(vector, bias)
+        banned = self._banned(None, True, [*item_ids, *exclude])
+        return self._top_k(scores, k, banned)
+
+    # --- interpretation ---------------------------------------------------------------------
+
+    def similar_items(self, item_id: str, k: int = 10, *, min_support: int = 1) -> list[Scored]:
+        """Nearest items by cosine similarity of the item factors, the item itself excluded.
+
+        `min_support` drops items rated fewer times: an item with one rating has a vector that
+        says little, yet can land anywhere."""
+        row = self.item_vocab.index(item_id)
+        if row == UNKNOWN or self.item_counts[row] == 0:
+            return []
+        sims = self._unit_items @ self._unit_items[row]
+        banned = np.concatenate([[row], np.flatnonzero(self.item_counts < max(1, min_support))])
+        return self._top_k(sims, k, banned)
+
+    def item_bias_ranking(self, n: int = 10, *, min_support: int = 20, lowest: bool = False) -> list[Scored]:
+        """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
+        their fans' tastes explain (fastai book, ch. 8)."""
+        bias = -self.item_bias if lowest else self.item_bias
+        banned = np.flatnonzero(self.item_counts < max(1, min_support))
+        return [Scored(s.item_id, -s.score if lowest else s.score)
+                for s in self._top_k(bias.clone(), n, banned)]

@@ -1,0 +1,162 @@
+"""Queries. HTTP and CLI code never build SQL themselves; they call these with `session=`.
+
+Upserts use each dialect's `INSERT ... ON CONFLICT`, which SQLite and PostgreSQL share, so the
+same statement decides "latest rating wins" in the database rather than in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from recsys.store.tables import items, ratings, users
+
+# Both dialects cap bound parameters per statement (SQLite at 32766); stay well below.
+_IN_BATCH = 5_000
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
+
+
+def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
+    """Database ids of the external ids that exist; unknown ones are absent from the result."""
+    found: dict[str, int] = {}
+    for batch in _batches(list(dict.fromkeys(external_ids))):
+        rows = session.execute(
+            select(table.c.external_id, table.c.id).where(table.c.external_id.in_(batch))
+        )
+        found.update({ext: pk for ext, pk in rows})
+    return found
+
+
+def ensure_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
+    """Database ids for external ids, creating rows for the new ones (users or items)."""
+    wanted = list(dict.fromkeys(external_ids))
+    found = lookup_ids(session=session, table=table, external_ids=wanted)
+    missing = [ext for ext in wanted if ext not in found]
+    if missing:
+        # DO NOTHING on conflict: a concurrent writer may have created the same id meanwhile.
+        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=["external_id"])
+        session.execute(stmt, [{"external_id": ext} for ext in missing])
+        found.update(lookup_ids(session=session, table=table, external_ids=missing))
+    return found
+
+
+def upsert_items(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or update catalog items; `rows` have external_id and optionally title, genres,
+    metadata. Fields that a row does not carry keep their stored value."""
+    if not rows:
+        return
+    by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_keys.setdefault(tuple(sorted(row)), []).append(row)
+    for keys, group in by_keys.items():
+        stmt = _insert(session, items)
+        updates = {k: stmt.excluded[k] for k in keys if k != "external_id"}
+        updates["updated_at"] = func.now()
+        stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_=updates)
+        session.execute(stmt, list(group))
+
+
+def upsert_ratings(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ratings (user_id, item_id, value, rated_at) keyed by database ids.
+
+    A stored rating is replaced only by one at least as new that changes its value, so the
+    latest rating wins and re-applying the same data changes nothing. `rows` must hold each
+    (user, item) once: PostgreSQL refuses to update one row twice in a statement.
+    """
+    if not rows:
+        return
+    stmt = _insert(session, ratings)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["user_id", "item_id"],
+        set_={"value": stmt.excluded.value, "rated_at": stmt.excluded.rated_at},
+        where=(stmt.excluded.rated_at >= ratings.c.rated_at)
+        & (stmt.excluded.value != ratings.c.value),
+    )
+    session.execute(stmt, list(rows))
+
+
+def count_rows(*, session: Session, table: Table) -> int:
+    return int(session.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def counts(*, session: Session) -> dict[str, int]:
+    return {t.name: count_rows(session=session, table=t) for t in (users, items, ratings)}
+
+
+def read_ratings_arrays(
+    *, session: Session, chunk_rows: int = 200_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All ratings as (user db id, item db id, value, rated_at) arrays, read in chunks.
+
+    Sorted by (user, item) so a snapshot of unchanged data is identical from run to run.
+    `yield_per` makes PostgreSQL use a server-side cursor, so memory holds one chunk of rows.
+    """
+    stmt = (
+        select(ratings.c.user_id, ratings.c.item_id, ratings.c.value, ratings.c.rated_at)
+        .order_by(ratings.c.user_id, ratings.c.item_id)
+        .execution_options(yield_per=chunk_rows)
+    )
+    parts: list[tuple[np.ndarray, ...]] = []
+    for partition in session.execute(stmt).partitions():
+        u, i, v, t = zip(*partition, strict=True)
+        parts.append(
+            (
+                np.asarray(u, dtype=np.int64),
+                np.asarray(i, dtype=np.int64),
+                np.asarray(v, dtype=np.float32),
+                np.asarray(t, dtype=np.int64),
+            )
+        )
+    if not parts:
+        empty_i = np.empty(0, dtype=np.int64)
+        return empty_i, empty_i.copy(), np.empty(0, dtype=np.float32), empty_i.copy()
+    u_arr, i_arr, v_arr, t_arr = (np.concatenate(cols) for cols in zip(*parts, strict=True))
+    return u_arr, i_arr, v_arr, t_arr
+
+
+def external_ids(*, session: Session, table: Table, ids: np.ndarray) -> list[str]:
+    """External ids for database ids, in the order given."""
+    mapping = dict(session.execute(select(table.c.id, table.c.external_id)).all())
+    return [mapping[int(pk)] for pk in ids]
+
+
+def item_details(*, session: Session, external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Title and genres of items, by external id; unknown ids are absent."""
+    found: dict[str, dict[str, Any]] = {}
+    for batch in _batches(list(dict.fromkeys(external_ids))):
+        rows = session.execute(
+            select(items.c.external_id, items.c.title, items.c.genres).where(
+                items.c.external_id.in_(batch)
+            )
+        )
+        found.update({ext: {"title": title, "genres": genres} for ext, title, genres in rows})
+    return found
+
+
+def search_items(*, session: Session, text: str, limit: int = 10) -> list[tuple[str, str | None]]:
+    """Items whose title contains `text` (case-insensitive), as (external id, title)."""
+    rows = session.execute(
+        select(items.c.external_id, items.c.title)
+        .where(func.lower(items.c.title).contains(text.lower()))
+        .order_by(items.c.title)
+        .limit(limit)
+    )
+    return [(ext, title) for ext, title in rows]

@@ -1,0 +1,148 @@
+"""From ratings to a registered, evaluated model: split, train, evaluate, save, register.
+
+`fit` works on an `Interactions` alone (notebooks); `train_from_database` adds the snapshot,
+the artifact and the registry records (`recsys train`).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from recsys import registry
+from recsys.config import RatingScale, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.data.snapshot import fingerprint, read_snapshot
+from recsys.data.split import holdout
+from recsys.evaluation.report import Report, beats_baselines, evaluate
+from recsys.model import artifact
+from recsys.model.recommender import Recommender
+from recsys.store.db import session_scope
+from recsys.training.trainer import EpochStats, Trainer, TrainResult
+
+
+@dataclass
+class Fitted:
+    recommender: Recommender
+    result: TrainResult
+    report: Report | None
+    train: Interactions
+    test: Interactions
+    timings: dict[str, float]
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        if self.report is None:
+            return {"passed": True, "reasons": ["no test split: nothing to compare"]}
+        return beats_baselines(self.report, int(self.recommender.info["config"]["top_k"]))
+
+
+def fit(
+    data: Interactions,
+    config: TrainConfig | None = None,
+    scale: RatingScale | None = None,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Fitted:
+    """Split `data`, train with early stopping, evaluate against the baselines.
+
+    The test split is held out from everything; early stopping watches a validation split
+    carved from the training part, so the test metrics are not tuned on.
+    """
+    config = config or TrainConfig()
+    scale = scale or RatingScale()
+    t0 = time.perf_counter()
+    train, test = holdout(data, config.test_fraction, method=config.split, seed=config.seed)
+    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=config.seed + 1)
+    result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(inner, valid)
+    t1 = time.perf_counter()
+    info: dict[str, Any] = {
+        "config": config.model_dump(),
+        "rating_scale": scale.model_dump(),
+        "best_epoch": result.best_epoch,
+        "history": result.history_dicts(),
+        "data": {
+            "ratings": len(data),
+            "users": data.n_users,
+            "items": data.n_items,
+            "train": len(inner),
+            "valid": len(valid),
+            "test": len(test),
+            "fingerprint": fingerprint(data),
+            "max_timestamp": int(data.timestamps.max()) if data.timestamps is not None and len(data) else None,
+        },
+        "device": result.device,
+        "samples_per_second": result.samples_per_second,
+    }
+    rec = Recommender.from_network(result.network, inner, info, seen=data)
+    report = None
+    if len(test):
+        report = evaluate(rec, train, test, threshold=config.liked_threshold, k=config.top_k,
+                          seed=config.seed)
+    rec.info["metrics"] = report
+    timings = {"train_s": t1 - t0, "evaluate_s": time.perf_counter() - t1}
+    return Fitted(rec, result, report, train, test, timings)
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    run_id: int
+    path: Path
+    fitted: Fitted
+    promoted: bool
+
+
+def train_from_database(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    promote: bool = True,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Registered:
+    """Snapshot, fit, save the artifact, record the run and the version.
+
+    With `promote`, a model that beats the baselines becomes production; one that does not is
+    registered as rejected, with the reasons, and production stays as it was.
+    """
+    run_id = registry.start_run(engine, config.model_dump())
+    try:
+        t0 = time.perf_counter()
+        with session_scope(engine) as session:
+            data = read_snapshot(session=session)
+        snapshot_s = time.perf_counter() - t0
+        fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
+        version = registry.new_version_name()
+        t1 = time.perf_counter()
+        path, checksum = artifact.save(fitted.recommender, artifact_dir, version)
+        timings = {"snapshot_s": snapshot_s, **fitted.timings, "save_s": time.perf_counter() - t1}
+        gate = fitted.gate
+        status = registry.CANDIDATE
+        if promote:
+            status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
+        registry.register_version(
+            engine, version=version, run_id=run_id, artifact_path=str(path.resolve()),
+            checksum=checksum, metrics={"report": fitted.report, "gate": gate}, status=status,
+        )
+        if promote and gate["passed"]:
+            registry.promote(engine, version)
+        registry.finish_run(
+            engine, run_id, status="succeeded", history=fitted.result.history_dicts(),
+            best_epoch=fitted.result.best_epoch, metrics=fitted.report,
+            data_counts=fitted.recommender.info["data"], timings=timings,
+        )
+        return Registered(version, run_id, path, fitted, promote and gate["passed"])
+    except BaseException as exc:
+        registry.finish_run(engine, run_id, status="failed",
+                            error="".join(traceback.format_exception_only(exc)).strip())
+        raise
