@@ -112,7 +112,8 @@ def evaluate(
     for scorer in scorers:
         row = _rating_metrics(scorer, test, threshold)
         row.update(task.evaluate(scorer))
-        report[scorer.name] = row
+        # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
+        report[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
     report["_catalog"] = {
         "n_test": float(len(test)),
         "n_ranked_users": float(len(task.users)),

@@ -1,0 +1,102 @@
+"""Recommender contract, fallbacks, cold start, similar items, artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.config import RatingScale, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.errors import ArtifactError
+from recsys.model import artifact
+from recsys.model.recommender import Recommender
+from recsys.training.pipeline import fit
+from tests.conftest import checkerboard
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recommender:
+    data, _ = checkerboard(40, 40, holdout=0.0)
+    # Drop user 0's ratings of odd items so there is something to recommend to them.
+    keep = ~((data.users == 0) & (data.items % 2 == 1) & (data.items < 20))
+    cfg = TrainConfig(n_factors=4, epochs=40, batch_size=64, lr=0.05, factor_l2=0.001,
+                      patience=40, init_std=0.1, test_fraction=0.1, seed=3)
+    return fit(data.subset(keep), cfg, RatingScale(min=1.0, max=5.0)).recommender
+
+
+def test_recommend_excludes_seen_and_respects_k(rec: Recommender) -> None:
+    row = rec.user_vocab.index("0")
+    seen = set(rec.item_vocab.ids_of(rec.seen(row)))
+    out = rec.recommend("0", k=5)
+    assert len(out) == 5
+    assert not {s.item_id for s in out} & seen
+    assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
+    # user 0 is in the even group: what is left to recommend are odd items, which they dislike
+    with_seen = rec.recommend("0", k=5, include_seen=True)
+    assert all(int(s.item_id) % 2 == 0 for s in with_seen)
+    excluded = rec.recommend("0", k=3, exclude=[out[0].item_id])
+    assert out[0].item_id not in {s.item_id for s in excluded}
+
+
+def test_unknown_ids_fall_back(rec: Recommender) -> None:
+    pred = rec.predict(["0", "0", "nobody", "nobody"], ["2", "nothing", "2", "nothing"])
+    assert pred[0] > 4.0  # known pair: the pattern
+    mean = rec.predict(["nobody"], ["nothing"])[0]
+    assert 1.0 < mean < 5.0 and pred[3] == pytest.approx(mean)
+    assert np.isfinite(pred).all()
+    assert rec.recommend("nobody") == []
+    assert len(rec.cold_start(5, min_support=1)) == 5
+
+
+def test_similar_items_are_the_same_group_without_self(rec: Recommender) -> None:
+    sims = rec.similar_items("4", k=5)
+    assert "4" not in {s.item_id for s in sims}
+    assert all(int(s.item_id) % 2 == 0 for s in sims)
+    assert rec.similar_items("nope") == []
+    assert rec.similar_items("4", k=5, min_support=10_000) == []
+
+
+def test_fold_in_new_user_gets_their_group(rec: Recommender) -> None:
+    out = rec.recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], k=6)
+    assert {"1", "3", "2"}.isdisjoint({s.item_id for s in out})
+    assert all(int(s.item_id) % 2 == 1 for s in out)
+
+
+def test_artifact_round_trip_and_corruption(rec: Recommender, tmp_path: Path) -> None:
+    folder, checksum = artifact.save(rec, tmp_path, "v1")
+    loaded = artifact.load(folder, checksum)
+    users, items = ["0", "5", "x"], ["3", "8", "1"]
+    np.testing.assert_allclose(loaded.predict(users, items), rec.predict(users, items), rtol=1e-6)
+    assert loaded.user_vocab == rec.user_vocab
+    with pytest.raises(ArtifactError, match="already exists"):
+        artifact.save(rec, tmp_path, "v1")
+
+    tensors = folder / "model.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-5] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="corrupted"):
+        artifact.load(folder)
+    tensors.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ArtifactError, match="corrupted"):
+        artifact.load(folder)
+    (folder / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="manifest"):
+        artifact.load(folder)
+
+
+def test_artifact_with_a_different_registered_checksum_is_refused(rec: Recommender, tmp_path: Path) -> None:
+    folder, _ = artifact.save(rec, tmp_path, "v2")
+    with pytest.raises(ArtifactError, match="registered"):
+        artifact.load(folder, "0" * 64)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] and manifest["version"] == "v2"
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_data_without_database_round_trip() -> None:
+    data = Interactions.from_arrays(np.array(["a", "b"]), np.array(["x", "y"]), np.array([1.0, 5.0]))
+    assert data.user_vocab.ids == ["a", "b"]

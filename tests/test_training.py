@@ -1,0 +1,98 @@
+"""Training end to end: early stopping keeps the best epoch, NaN is caught, runs are recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import Engine
+
+from recsys import registry
+from recsys.config import RatingScale, TrainConfig
+from recsys.data.ingest import ingest_csv
+from recsys.data.interactions import Interactions
+from recsys.data.samples import generate_synthetic
+from recsys.data.split import holdout
+from recsys.errors import ConfigError, EmptyDataError, TrainingDivergedError
+from recsys.model import artifact
+from recsys.training.pipeline import train_from_database
+from recsys.training.trainer import Trainer, _tensors, mean_squared_error
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "synthetic.csv"
+    generate_synthetic(path, n_users=300, n_items=200, n_ratings=12_000, seed=5)
+    return path
+
+
+def _frame_data(path: Path) -> Interactions:
+    import pandas as pd
+
+    return Interactions.from_frame(pd.read_csv(path))
+
+
+def test_synthetic_generator_is_realistic(synthetic: Path) -> None:
+    data = _frame_data(synthetic)
+    assert len(data) == 12_000
+    keys = data.users.astype(np.int64) * data.n_items + data.items
+    assert len(np.unique(keys)) == len(keys)  # one rating per (user, item)
+    counts = np.sort(data.item_counts())[::-1]
+    assert counts[: len(counts) // 10].sum() > 0.3 * counts.sum()  # a popular head
+    assert set(np.unique(data.ratings)) <= set(np.arange(0.5, 5.01, 0.5))
+
+
+def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
+    data = _frame_data(synthetic)
+    train, valid = holdout(data, 0.2, seed=0)
+    # No regularisation and many factors: it overfits, so validation loss turns up.
+    cfg = TrainConfig(n_factors=128, factor_l2=0.0, lr=0.05, epochs=40, batch_size=256, patience=2)
+    res = Trainer(cfg, RatingScale()).fit(train, valid)
+    val = [h.val_loss for h in res.history]
+    assert res.stopped_early and len(res.history) < 40
+    assert res.best_epoch == int(np.argmin(val)) + 1
+    assert mean_squared_error(res.network, _tensors(valid, torch.device("cpu"))) == pytest.approx(
+        val[res.best_epoch - 1], rel=1e-5
+    )
+    assert all(h.train_loss > 0 for h in res.history)
+
+
+def test_nan_loss_raises_a_clear_error(synthetic: Path) -> None:
+    data = _frame_data(synthetic)
+    trainer = Trainer(TrainConfig(epochs=2), RatingScale())
+    net = trainer.build(data, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.user_factors.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        trainer.fit(data, data, network=net)
+
+
+def test_empty_data_and_time_split() -> None:
+    empty = Interactions.from_arrays(np.array([]), np.array([]), np.array([]))
+    with pytest.raises(EmptyDataError, match="recsys ingest"):
+        Trainer(TrainConfig(), RatingScale()).fit(empty, empty)
+    data = Interactions.from_arrays(np.array([1, 2, 3, 4]), np.array([1, 1, 2, 2]),
+                                    np.array([1.0, 2, 3, 4]), np.array([40, 10, 30, 20]))
+    kept, held = holdout(data, 0.5, method="time")
+    assert sorted(held.timestamps.tolist()) == [30, 40]  # type: ignore[union-attr]
+    no_ts = Interactions.from_arrays(np.array([1]), np.array([1]), np.array([1.0]))
+    with pytest.raises(ConfigError, match="timestamps"):
+        holdout(no_ts, 0.5, method="time")
+
+
+def test_train_from_database_records_everything(engine: Engine, synthetic: Path, tmp_path: Path) -> None:
+    ingest_csv(engine, synthetic)
+    cfg = TrainConfig(epochs=6, n_factors=16)
+    reg = train_from_database(engine, tmp_path / "art", cfg, RatingScale())
+    run = registry.get_run(engine, reg.run_id)
+    assert run is not None and run["status"] == "succeeded"
+    assert len(run["history"]) == len(reg.fitted.result.history) >= 1
+    assert {"train_loss", "val_loss", "epoch"} <= set(run["history"][0])
+    assert run["metrics"]["model"]["rmse"] < run["metrics"]["global_mean"]["rmse"]
+    assert run["data_counts"]["ratings"] == 12_000
+    row = registry.get_version(engine, reg.version)
+    assert row["status"] == (registry.PRODUCTION if reg.promoted else registry.REJECTED)
+    rec = artifact.load(Path(row["artifact_path"]), row["checksum"])
+    assert rec.info["data"]["fingerprint"] == reg.fitted.recommender.info["data"]["fingerprint"]
