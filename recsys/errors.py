@@ -57,6 +57,4 @@ class ValidationFailedError(RecsysError):
         self.total_bad = total_bad
         shown = "\n".join(f"  {e}" for e in errors)
         more = f"\n  ... and {total_bad - len(errors)} more" if total_bad > len(errors) else ""
-        super().__init__(
-            f"{source}: {total_bad} bad row(s); nothing was written.\n{shown}{more}"
-        )
+        super().__init__(f"{source}: {total_bad} bad row(s); nothing was written.\n{shown}{more}")

@@ -31,12 +31,12 @@ def new_version_name() -> str:
 
 def start_run(engine: Engine, config: dict[str, Any]) -> int:
     with session_scope(engine) as s:
-        result = s.execute(
-            training_runs.insert().values(
-                started_at=now(), status="running", config=config, history=[]
-            )
-        )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        run_id = s.execute(
+            training_runs.insert()
+            .values(started_at=now(), status="running", config=config, history=[])
+            .returning(training_runs.c.id)
+        ).scalar_one()
+        return int(run_id)
 
 
 def finish_run(engine: Engine, run_id: int, *, status: str, **fields: Any) -> None:
@@ -73,7 +73,11 @@ def register_version(
 
 
 def _get(s: Session, version: str) -> RowMapping:
-    row = s.execute(select(model_versions).where(model_versions.c.version == version)).mappings().first()
+    row = (
+        s.execute(select(model_versions).where(model_versions.c.version == version))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFoundError(f"model version {version!r} does not exist (see: recsys models list)")
     return row
@@ -103,14 +107,18 @@ def promote(engine: Engine, version: str) -> None:
 def set_status(engine: Engine, version: str, status: str) -> None:
     with session_scope(engine) as s:
         _get(s, version)
-        s.execute(update(model_versions).where(model_versions.c.version == version).values(status=status))
+        s.execute(
+            update(model_versions).where(model_versions.c.version == version).values(status=status)
+        )
 
 
 def production(engine: Engine) -> RowMapping | None:
     with session_scope(engine) as s:
-        return s.execute(
-            select(model_versions).where(model_versions.c.status == PRODUCTION)
-        ).mappings().first()
+        return (
+            s.execute(select(model_versions).where(model_versions.c.status == PRODUCTION))
+            .mappings()
+            .first()
+        )
 
 
 def resolve(engine: Engine, version: str | None) -> RowMapping:
@@ -121,9 +129,11 @@ def resolve(engine: Engine, version: str | None) -> RowMapping:
     if row is not None:
         return row
     with session_scope(engine) as s:
-        row = s.execute(
-            select(model_versions).order_by(model_versions.c.id.desc()).limit(1)
-        ).mappings().first()
+        row = (
+            s.execute(select(model_versions).order_by(model_versions.c.id.desc()).limit(1))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NoModelError("no model has been trained yet: run `recsys train`")
     return row
@@ -140,4 +150,6 @@ def list_versions(engine: Engine, limit: int = 50) -> list[RowMapping]:
 
 def get_run(engine: Engine, run_id: int) -> RowMapping | None:
     with session_scope(engine) as s:
-        return s.execute(select(training_runs).where(training_runs.c.id == run_id)).mappings().first()
+        return (
+            s.execute(select(training_runs).where(training_runs.c.id == run_id)).mappings().first()
+        )

@@ -15,7 +15,9 @@ from recsys.data.interactions import Interactions
 from recsys.store import migrate
 from recsys.store.db import make_engine
 
-PG_ADMIN_URL = os.environ.get("RECSYS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "RECSYS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _postgres_available() -> str | None:
@@ -88,16 +90,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def checkerboard(n_users: int = 40, n_items: int = 40, holdout: float = 0.1, seed: int = 0
-                 ) -> tuple[Interactions, np.ndarray]:
+def checkerboard(
+    n_users: int = 40, n_items: int = 40, holdout: float = 0.1, seed: int = 0
+) -> tuple[Interactions, np.ndarray]:
     """Two taste groups: users love (5) the items of their group and dislike (1) the others.
 
     Returns all cells as Interactions and a boolean mask of the withheld cells; a working
     factor model recovers the withheld cells from the pattern alone.
     """
     rng = np.random.default_rng(seed)
-    u, i = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
-    u, i = u.ravel(), i.ravel()
+    grid_u, grid_i = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
+    u, i = grid_u.ravel(), grid_i.ravel()
     ratings = np.where((u % 2) == (i % 2), 5.0, 1.0)
     withheld = rng.random(len(u)) < holdout
     return Interactions.from_arrays(u, i, ratings), withheld

@@ -31,10 +31,13 @@ def _all_ratings(engine: Engine) -> list[tuple[str, str, float, int]]:
             .join(items, items.c.id == ratings.c.item_id)
             .order_by(users.c.external_id, items.c.external_id)
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [(u, i, float(v), int(t)) for u, i, v, t in rows]
 
 
-GOOD = "user_id,item_id,rating,timestamp\nu1,i1,4.5,1000\nu1,i2,3,2000\nu2,i1,1.0,2024-01-01T00:00:00Z\n"
+GOOD = (
+    "user_id,item_id,rating,timestamp\n"
+    "u1,i1,4.5,1000\nu1,i2,3,2000\nu2,i1,1.0,2024-01-01T00:00:00Z\n"
+)
 
 
 def test_good_file_is_applied_and_reingest_changes_nothing(engine: Engine, tmp_path: Path) -> None:
@@ -42,7 +45,11 @@ def test_good_file_is_applied_and_reingest_changes_nothing(engine: Engine, tmp_p
     report = ingest_csv(engine, path)
     assert report.rows == 3 and report.new_ratings == 3
     first = _all_ratings(engine)
-    assert first == [("u1", "i1", 4.5, 1000), ("u1", "i2", 3.0, 2000), ("u2", "i1", 1.0, 1704067200)]
+    assert first == [
+        ("u1", "i1", 4.5, 1000),
+        ("u1", "i2", 3.0, 2000),
+        ("u2", "i1", 1.0, 1704067200),
+    ]
     again = ingest_csv(engine, path)
     assert again.new_ratings == 0
     assert _all_ratings(engine) == first
@@ -86,8 +93,10 @@ def test_latest_rating_wins(engine: Engine, tmp_path: Path) -> None:
     ingest_csv(engine, _write(tmp_path / "a.csv", "user_id,item_id,rating,timestamp\nu,i,2,500\n"))
     ingest_csv(engine, _write(tmp_path / "b.csv", "user_id,item_id,rating,timestamp\nu,i,5,400\n"))
     assert _all_ratings(engine) == [("u", "i", 2.0, 500)]  # older rating ignored
-    ingest_csv(engine, _write(tmp_path / "c.csv",
-                              "user_id,item_id,rating,timestamp\nu,i,4,600\nu,i,1,550\n"))
+    ingest_csv(
+        engine,
+        _write(tmp_path / "c.csv", "user_id,item_id,rating,timestamp\nu,i,4,600\nu,i,1,550\n"),
+    )
     assert _all_ratings(engine) == [("u", "i", 4.0, 600)]  # newest in the file wins
 
 
@@ -113,15 +122,19 @@ def test_malformed_csv_and_empty_file(engine: Engine, tmp_path: Path) -> None:
         ingest_csv(engine, _write(tmp_path / "z.csv", ""))
 
 
-_cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='",\r\n'),
-                max_size=6)
+_cell = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters='",\r\n'), max_size=6
+)
 
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(st.tuples(_cell, _cell, _cell), min_size=1, max_size=8))
-def test_validator_accepts_exactly_the_valid_rows(engine: Engine, tmp_path: Path,
-                                                  rows: list[tuple[str, str, str]]) -> None:
+def test_validator_accepts_exactly_the_valid_rows(
+    engine: Engine, tmp_path: Path, rows: list[tuple[str, str, str]]
+) -> None:
     """Property: a file is applied iff every row is valid; otherwise nothing changes."""
     scale = RatingScale()
     path = tmp_path / "p.csv"

@@ -73,7 +73,9 @@ def test_gini_is_between_zero_and_one(counts: list[int]) -> None:
 
 @given(st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=40), st.data())
 def test_auc_of_reversed_scores_is_complement(scores: list[float], data: st.DataObject) -> None:
-    labels = np.array(data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores))))
+    labels = np.array(
+        data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores)))
+    )
     s = np.array(scores)
     a, b = metrics.roc_auc(s, labels), metrics.roc_auc(-s, labels)
     if not math.isnan(a):

@@ -15,7 +15,9 @@ def test_upgrade_head_matches_models(empty_db_url: str) -> None:
     migrate.upgrade(empty_db_url)
     engine = make_engine(empty_db_url)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": False}
+        )
         diff = compare_metadata(ctx, metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()

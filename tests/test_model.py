@@ -46,25 +46,43 @@ def test_vocabulary() -> None:
 
 
 def test_interactions_check_themselves() -> None:
-    data = Interactions.from_arrays(np.array([10, 20, 10]), np.array(["x", "y", "y"]), np.array([1.0, 2, 3]))
+    data = Interactions.from_arrays(
+        np.array([10, 20, 10]), np.array(["x", "y", "y"]), np.array([1.0, 2, 3])
+    )
     assert data.n_users == 2 and data.n_items == 2 and len(data) == 3
     assert "3 ratings of 2 users on 2 items" in repr(data)
     with pytest.raises(ValueError, match="same length"):
-        Interactions(np.array([0]), np.array([0, 1]), np.array([1.0]), Vocabulary("a"), Vocabulary("ab"))
+        Interactions(
+            np.array([0]), np.array([0, 1]), np.array([1.0]), Vocabulary("a"), Vocabulary("ab")
+        )
     with pytest.raises(ValueError, match="out of range"):
-        Interactions(np.array([3]), np.array([0]), np.array([1.0]), Vocabulary("a"), Vocabulary("a"))
+        Interactions(
+            np.array([3]), np.array([0]), np.array([1.0]), Vocabulary("a"), Vocabulary("a")
+        )
     with pytest.raises(ValueError, match="finite"):
-        Interactions(np.array([0]), np.array([0]), np.array([np.nan]), Vocabulary("a"), Vocabulary("a"))
+        Interactions(
+            np.array([0]), np.array([0]), np.array([np.nan]), Vocabulary("a"), Vocabulary("a")
+        )
 
 
 def test_checkerboard_withheld_cells_are_recovered() -> None:
     data, withheld = checkerboard()
     train, test = data.subset(~withheld), data.subset(withheld)
-    cfg = TrainConfig(n_factors=4, epochs=60, batch_size=64, lr=0.05, factor_l2=0.001,
-                      patience=60, init_std=0.1, seed=1)
+    cfg = TrainConfig(
+        n_factors=4,
+        epochs=60,
+        batch_size=64,
+        lr=0.05,
+        factor_l2=0.001,
+        patience=60,
+        init_std=0.1,
+        seed=1,
+    )
     result = Trainer(cfg, RatingScale(min=1.0, max=5.0)).fit(train, test)
     with torch.no_grad():
-        pred = result.network(torch.from_numpy(test.users.astype(np.int64)),
-                              torch.from_numpy(test.items.astype(np.int64))).numpy()
+        pred = result.network(
+            torch.from_numpy(test.users.astype(np.int64)),
+            torch.from_numpy(test.items.astype(np.int64)),
+        ).numpy()
     liked = test.ratings == 5.0
     assert (pred[liked] > 4.0).all() and (pred[~liked] < 2.0).all()

@@ -22,8 +22,17 @@ def rec() -> Recommender:
     data, _ = checkerboard(40, 40, holdout=0.0)
     # Drop user 0's ratings of odd items so there is something to recommend to them.
     keep = ~((data.users == 0) & (data.items % 2 == 1) & (data.items < 20))
-    cfg = TrainConfig(n_factors=4, epochs=40, batch_size=64, lr=0.05, factor_l2=0.001,
-                      patience=40, init_std=0.1, test_fraction=0.1, seed=3)
+    cfg = TrainConfig(
+        n_factors=4,
+        epochs=40,
+        batch_size=64,
+        lr=0.05,
+        factor_l2=0.001,
+        patience=40,
+        init_std=0.1,
+        test_fraction=0.1,
+        seed=3,
+    )
     return fit(data.subset(keep), cfg, RatingScale(min=1.0, max=5.0)).recommender
 
 
@@ -88,7 +97,9 @@ def test_artifact_round_trip_and_corruption(rec: Recommender, tmp_path: Path) ->
         artifact.load(folder)
 
 
-def test_artifact_with_a_different_registered_checksum_is_refused(rec: Recommender, tmp_path: Path) -> None:
+def test_artifact_with_a_different_registered_checksum_is_refused(
+    rec: Recommender, tmp_path: Path
+) -> None:
     folder, _ = artifact.save(rec, tmp_path, "v2")
     with pytest.raises(ArtifactError, match="registered"):
         artifact.load(folder, "0" * 64)
@@ -98,5 +109,7 @@ def test_artifact_with_a_different_registered_checksum_is_refused(rec: Recommend
 
 
 def test_data_without_database_round_trip() -> None:
-    data = Interactions.from_arrays(np.array(["a", "b"]), np.array(["x", "y"]), np.array([1.0, 5.0]))
+    data = Interactions.from_arrays(
+        np.array(["a", "b"]), np.array(["x", "y"]), np.array([1.0, 5.0])
+    )
     assert data.user_vocab.ids == ["a", "b"]

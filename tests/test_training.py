@@ -73,16 +73,22 @@ def test_empty_data_and_time_split() -> None:
     empty = Interactions.from_arrays(np.array([]), np.array([]), np.array([]))
     with pytest.raises(EmptyDataError, match="recsys ingest"):
         Trainer(TrainConfig(), RatingScale()).fit(empty, empty)
-    data = Interactions.from_arrays(np.array([1, 2, 3, 4]), np.array([1, 1, 2, 2]),
-                                    np.array([1.0, 2, 3, 4]), np.array([40, 10, 30, 20]))
-    kept, held = holdout(data, 0.5, method="time")
+    data = Interactions.from_arrays(
+        np.array([1, 2, 3, 4]),
+        np.array([1, 1, 2, 2]),
+        np.array([1.0, 2, 3, 4]),
+        np.array([40, 10, 30, 20]),
+    )
+    _kept, held = holdout(data, 0.5, method="time")
     assert sorted(held.timestamps.tolist()) == [30, 40]  # type: ignore[union-attr]
     no_ts = Interactions.from_arrays(np.array([1]), np.array([1]), np.array([1.0]))
     with pytest.raises(ConfigError, match="timestamps"):
         holdout(no_ts, 0.5, method="time")
 
 
-def test_train_from_database_records_everything(engine: Engine, synthetic: Path, tmp_path: Path) -> None:
+def test_train_from_database_records_everything(
+    engine: Engine, synthetic: Path, tmp_path: Path
+) -> None:
     ingest_csv(engine, synthetic)
     cfg = TrainConfig(epochs=6, n_factors=16)
     reg = train_from_database(engine, tmp_path / "art", cfg, RatingScale())

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,9 @@ def parse_timestamps(values: pd.Series) -> np.ndarray:
     text = values.str.strip()
     numeric = pd.to_numeric(text, errors="coerce")
     out = np.full(len(text), -1, dtype=np.int64)
-    is_num = numeric.notna().to_numpy() & np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
+    is_num = numeric.notna().to_numpy() & np.isfinite(
+        numeric.to_numpy(dtype=float, na_value=np.nan)
+    )
     out[is_num] = numeric[is_num].to_numpy(dtype=np.float64).astype(np.int64)
     rest = ~is_num & (text != "").to_numpy()
     if rest.any():
@@ -113,7 +116,10 @@ def _validate_ratings(
     if outside.any():
         errors.add(
             lines[outside],
-            [f"rating {v:g} is outside the scale {scale.min:g}..{scale.max:g}" for v in value[outside]],
+            [
+                f"rating {v:g} is outside the scale {scale.min:g}..{scale.max:g}"
+                for v in value[outside]
+            ],
         )
     ok &= ~(not_number | outside)
 
@@ -169,7 +175,8 @@ def _write_ratings(valid: pd.DataFrame, ids: _IdCache) -> None:
             "rated_at": valid["rated_at"].to_numpy(dtype=np.int64),
         }
     )
-    queries.upsert_ratings(session=ids.session, rows=frame.to_dict("records"))
+    records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+    queries.upsert_ratings(session=ids.session, rows=records)
 
 
 def _missing_columns(found: Iterable[str], required: Iterable[str]) -> list[str]:
@@ -182,7 +189,9 @@ def read_csv_chunks(path: Path, chunk_rows: int, required: list[str]) -> Iterato
     try:
         header = pd.read_csv(path, nrows=0, dtype=str)
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValidationFailedError(str(path), [RowError(1, f"cannot read a CSV header: {exc}")], 1) from exc
+        raise ValidationFailedError(
+            str(path), [RowError(1, f"cannot read a CSV header: {exc}")], 1
+        ) from exc
     missing = _missing_columns(header.columns, required)
     if missing:
         found = ", ".join(map(str, header.columns)) or "none"
@@ -248,7 +257,9 @@ def ingest_frames(
                 queries.upsert_items(session=session, rows=recs)
                 items_upserted += len(recs)
         if item_errors.total:
-            raise ValidationFailedError(f"{source} (items)", item_errors.sorted(), item_errors.total)
+            raise ValidationFailedError(
+                f"{source} (items)", item_errors.sorted(), item_errors.total
+            )
         for chunk in rating_chunks:
             rows += len(chunk)
             valid = _validate_ratings(chunk, columns, scale, now, errors)
@@ -279,6 +290,12 @@ def ingest_csv(
     if items_path is not None:
         item_chunks = read_csv_chunks(items_path, chunk_rows, [columns.item])
     return ingest_frames(
-        engine, rating_chunks, source=str(path), columns=columns, scale=scale,
-        item_chunks=item_chunks, item_col=columns.item, max_errors=max_errors,
+        engine,
+        rating_chunks,
+        source=str(path),
+        columns=columns,
+        scale=scale,
+        item_chunks=item_chunks,
+        item_col=columns.item,
+        max_errors=max_errors,
     )

@@ -67,8 +67,12 @@ class Interactions:
         """The rows selected by a boolean mask or integer index; vocabularies are kept."""
         ts = None if self.timestamps is None else self.timestamps[index]
         return Interactions(
-            self.users[index], self.items[index], self.ratings[index],
-            self.user_vocab, self.item_vocab, ts,
+            self.users[index],
+            self.items[index],
+            self.ratings[index],
+            self.user_vocab,
+            self.item_vocab,
+            ts,
         )
 
     def item_counts(self) -> np.ndarray:
@@ -88,8 +92,9 @@ class Interactions:
         """Build from raw ids of any type; vocabularies are the sorted unique ids."""
         u_keys, u_rows = np.unique(np.asarray(user_ids).astype(str), return_inverse=True)
         i_keys, i_rows = np.unique(np.asarray(item_ids).astype(str), return_inverse=True)
-        return cls(u_rows, i_rows, np.asarray(ratings), Vocabulary(u_keys), Vocabulary(i_keys),
-                   timestamps)
+        return cls(
+            u_rows, i_rows, np.asarray(ratings), Vocabulary(u_keys), Vocabulary(i_keys), timestamps
+        )
 
     @classmethod
     def from_frame(

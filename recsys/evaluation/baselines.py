@@ -44,8 +44,13 @@ class BiasBaseline:
 
     name = "biases"
 
-    def __init__(self, train: Interactions, item_damping: float = 25.0,
-                 user_damping: float = 10.0, clip: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        train: Interactions,
+        item_damping: float = 25.0,
+        user_damping: float = 10.0,
+        clip: tuple[float, float] | None = None,
+    ) -> None:
         r = train.ratings.astype(np.float64)
         self.mean = float(r.mean())
         dev = r - self.mean

@@ -20,7 +20,9 @@ from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, S
 Report = dict[str, dict[str, float | None]]
 
 
-def _rating_metrics(scorer: Scorer, test: Interactions, threshold: float) -> dict[str, float | None]:
+def _rating_metrics(
+    scorer: Scorer, test: Interactions, threshold: float
+) -> dict[str, float | None]:
     pred = scorer.predict_rows(test.users, test.items)
     keys = ("rmse", "mae", "bias", "precision_liked", "recall_liked", "auc_liked")
     if pred is None:
@@ -39,8 +41,15 @@ def _rating_metrics(scorer: Scorer, test: Interactions, threshold: float) -> dic
 class RankingTask:
     """Which users to rank for, what they already saw, and what they liked afterwards."""
 
-    def __init__(self, train: Interactions, test: Interactions, threshold: float, k: int,
-                 max_users: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        train: Interactions,
+        test: Interactions,
+        threshold: float,
+        k: int,
+        max_users: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.k = k
         self.n_items = train.n_items
         self.n_users = train.n_users
@@ -73,7 +82,9 @@ class RankingTask:
             su, si = self.seen_users[lo:hi], self.seen_items[lo:hi]
             pos = np.searchsorted(users, su)
             keep = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == su)
-            scores[torch.from_numpy(pos[keep]), torch.from_numpy(si[keep].astype(np.int64))] = -torch.inf
+            scores[
+                torch.from_numpy(pos[keep]), torch.from_numpy(si[keep].astype(np.int64))
+            ] = -torch.inf
             out.append(torch.topk(scores, k, dim=1).indices.numpy())
         return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
@@ -106,7 +117,13 @@ def evaluate(
     seed: int = 0,
 ) -> Report:
     """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`."""
-    scorers: list[Scorer] = [model, GlobalMean(train), BiasBaseline(train), MostPopular(train), *extra]
+    scorers: list[Scorer] = [
+        model,
+        GlobalMean(train),
+        BiasBaseline(train),
+        MostPopular(train),
+        *extra,
+    ]
     task = RankingTask(train, test, threshold, k, max_users, seed)
     report: Report = {}
     for scorer in scorers:

@@ -59,7 +59,9 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
         "seen_items": torch.from_numpy(np.ascontiguousarray(rec.seen_items, dtype=np.int32)),
     }
     save_file(tensors, str(folder / _TENSORS))
-    (folder / _VOCAB).write_text(json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids}))
+    (folder / _VOCAB).write_text(
+        json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids})
+    )
     files = {name: _sha256(folder / name) for name in (_TENSORS, _VOCAB)}
     checksum = _combined(files)
     manifest = {

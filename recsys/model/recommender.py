@@ -56,8 +56,11 @@ class Recommender:
             raise ValueError("user tensors do not match the user vocabulary")
         if self.item_factors.shape[0] != n_items or self.item_bias.shape != (n_items,):
             raise ValueError("item tensors do not match the item vocabulary")
-        if (len(self.seen_indptr) != n_users + 1 or len(self.item_counts) != n_items
-                or len(self.user_counts) != n_users):
+        if (
+            len(self.seen_indptr) != n_users + 1
+            or len(self.item_counts) != n_items
+            or len(self.user_counts) != n_users
+        ):
             raise ValueError("exposure arrays do not match the vocabularies")
         # Rows that the split left without training data hold their random initial values:
         # they must neither be recommended nor trusted for predictions.
@@ -127,20 +130,26 @@ class Recommender:
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         users = np.where((users >= 0) & self._trained_users[np.maximum(users, 0)], users, UNKNOWN)
-        items = np.where((items >= 0) & (self.item_counts[np.maximum(items, 0)] > 0), items, UNKNOWN)
+        items = np.where(
+            (items >= 0) & (self.item_counts[np.maximum(items, 0)] > 0), items, UNKNOWN
+        )
         u = torch.from_numpy(users)
         i = torch.from_numpy(items)
         ku, ki = u >= 0, i >= 0
         uc, ic = u.clamp_min(0), i.clamp_min(0)
         logits = torch.full(u.shape, self.global_bias)
-        logits += torch.where(ku, self.user_bias[uc], 0.0) + torch.where(ki, self.item_bias[ic], 0.0)
+        logits += torch.where(ku, self.user_bias[uc], 0.0) + torch.where(
+            ki, self.item_bias[ic], 0.0
+        )
         both = ku & ki
         logits += torch.where(both, (self.user_factors[uc] * self.item_factors[ic]).sum(-1), 0.0)
         return self._squash(logits).numpy().astype(np.float64)
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         """Predicted ratings for (user, item) pairs of external ids, with fallbacks."""
-        return self.predict_rows(self.user_vocab.indices(user_ids), self.item_vocab.indices(item_ids))
+        return self.predict_rows(
+            self.user_vocab.indices(user_ids), self.item_vocab.indices(item_ids)
+        )
 
     def is_known_user(self, user_id: str) -> bool:
         row = self.user_vocab.index(user_id)
@@ -173,7 +182,9 @@ class Recommender:
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, float(v)) for i, v in zip(ids, values.tolist(), strict=True)]
 
-    def _banned(self, user_row: int | None, include_seen: bool, exclude: Sequence[str]) -> np.ndarray:
+    def _banned(
+        self, user_row: int | None, include_seen: bool, exclude: Sequence[str]
+    ) -> np.ndarray:
         parts = [self._untrained_items]
         if user_row is not None and not include_seen:
             parts.append(self.seen(user_row))
@@ -228,7 +239,7 @@ class Recommender:
             return torch.zeros(self.n_factors), 0.0
         rows_t = torch.from_numpy(rows[known])
         lo, hi = self.y_range
-        frac = ((torch.tensor(np.asarray(ratings, dtype=np.float32)[known]) - lo) / (hi - lo))
+        frac = (torch.tensor(np.asarray(ratings, dtype=np.float32)[known]) - lo) / (hi - lo)
         frac = frac.clamp(0.02, 0.98)
         target = torch.logit(frac) - self.item_bias[rows_t] - self.global_bias
         x = torch.cat([self.item_factors[rows_t], torch.ones(len(rows_t), 1)], dim=1).double()
@@ -265,10 +276,14 @@ class Recommender:
         banned = np.concatenate([[row], np.flatnonzero(self.item_counts < max(1, min_support))])
         return self._top_k(sims, k, banned)
 
-    def item_bias_ranking(self, n: int = 10, *, min_support: int = 20, lowest: bool = False) -> list[Scored]:
+    def item_bias_ranking(
+        self, n: int = 10, *, min_support: int = 20, lowest: bool = False
+    ) -> list[Scored]:
         """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
         their fans' tastes explain (fastai book, ch. 8)."""
         bias = -self.item_bias if lowest else self.item_bias
         banned = np.flatnonzero(self.item_counts < max(1, min_support))
-        return [Scored(s.item_id, -s.score if lowest else s.score)
-                for s in self._top_k(bias.clone(), n, banned)]
+        return [
+            Scored(s.item_id, -s.score if lowest else s.score)
+            for s in self._top_k(bias.clone(), n, banned)
+        ]

@@ -76,7 +76,9 @@ def fit(
             "valid": len(valid),
             "test": len(test),
             "fingerprint": fingerprint(data),
-            "max_timestamp": int(data.timestamps.max()) if data.timestamps is not None and len(data) else None,
+            "max_timestamp": int(data.timestamps.max())
+            if data.timestamps is not None and len(data)
+            else None,
         },
         "device": result.device,
         "samples_per_second": result.samples_per_second,
@@ -84,8 +86,9 @@ def fit(
     rec = Recommender.from_network(result.network, inner, info, seen=data)
     report = None
     if len(test):
-        report = evaluate(rec, train, test, threshold=config.liked_threshold, k=config.top_k,
-                          seed=config.seed)
+        report = evaluate(
+            rec, train, test, threshold=config.liked_threshold, k=config.top_k, seed=config.seed
+        )
     rec.info["metrics"] = report
     timings = {"train_s": t1 - t0, "evaluate_s": time.perf_counter() - t1}
     return Fitted(rec, result, report, train, test, timings)
@@ -131,18 +134,32 @@ def train_from_database(
         if promote:
             status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
         registry.register_version(
-            engine, version=version, run_id=run_id, artifact_path=str(path.resolve()),
-            checksum=checksum, metrics={"report": fitted.report, "gate": gate}, status=status,
+            engine,
+            version=version,
+            run_id=run_id,
+            artifact_path=str(path.resolve()),
+            checksum=checksum,
+            metrics={"report": fitted.report, "gate": gate},
+            status=status,
         )
         if promote and gate["passed"]:
             registry.promote(engine, version)
         registry.finish_run(
-            engine, run_id, status="succeeded", history=fitted.result.history_dicts(),
-            best_epoch=fitted.result.best_epoch, metrics=fitted.report,
-            data_counts=fitted.recommender.info["data"], timings=timings,
+            engine,
+            run_id,
+            status="succeeded",
+            history=fitted.result.history_dicts(),
+            best_epoch=fitted.result.best_epoch,
+            metrics=fitted.report,
+            data_counts=fitted.recommender.info["data"],
+            timings=timings,
         )
         return Registered(version, run_id, path, fitted, promote and gate["passed"])
     except BaseException as exc:
-        registry.finish_run(engine, run_id, status="failed",
-                            error="".join(traceback.format_exception_only(exc)).strip())
+        registry.finish_run(
+            engine,
+            run_id,
+            status="failed",
+            error="".join(traceback.format_exception_only(exc)).strip(),
+        )
         raise

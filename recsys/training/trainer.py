@@ -46,7 +46,7 @@ class TrainResult:
 
 
 def pick_device(choice: str) -> torch.device:
-    """"auto" uses CUDA when present, so the same code trains on a GPU without changes."""
+    """ "auto" uses CUDA when present, so the same code trains on a GPU without changes."""
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
@@ -139,7 +139,9 @@ class Trainer:
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(cfg.warmup_fraction, total_steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, one_cycle(cfg.warmup_fraction, total_steps)
+        )
 
         history: list[EpochStats] = []
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
@@ -167,8 +169,13 @@ class Trainer:
                 )
             net.eval()
             val_loss = mean_squared_error(net, va)
-            stats = EpochStats(epoch, train_loss, val_loss, schedule.get_last_lr()[0],
-                               time.perf_counter() - t0)
+            stats = EpochStats(
+                epoch,
+                train_loss,
+                val_loss,
+                float(schedule.get_last_lr()[0]),
+                time.perf_counter() - t0,
+            )
             history.append(stats)
             if self.on_epoch is not None:
                 self.on_epoch(stats)
@@ -182,8 +189,15 @@ class Trainer:
         net.eval()
         seconds = time.perf_counter() - started
         samples = n * len(history)
-        return TrainResult(net.cpu(), history, best_epoch, stopped_early, seconds,
-                           samples / seconds if seconds else 0.0, str(device))
+        return TrainResult(
+            net.cpu(),
+            history,
+            best_epoch,
+            stopped_early,
+            seconds,
+            samples / seconds if seconds else 0.0,
+            str(device),
+        )
 
     def _step(
         self,
@@ -203,6 +217,6 @@ class Trainer:
         if cfg.bias_l2:
             loss = loss + cfg.bias_l2 * (b_u**2 + b_i**2).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         return mse

@@ -1,0 +1,90 @@
+"""The CLI through its real entry point, against a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RECSYS = str(Path(sys.executable).parent / "recsys")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "RECSYS_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "COLUMNS": "200",
+    }
+
+
+def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([RECSYS, *args], env=env, capture_output=True, text=True, timeout=240)
+    if ok:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_full_cli_flow(env: dict[str, str], tmp_path: Path) -> None:
+    csv = tmp_path / "ratings.csv"
+    run(env, "db", "upgrade")
+    run(
+        env,
+        "generate-synthetic",
+        str(csv),
+        "--users",
+        "200",
+        "--items",
+        "150",
+        "--ratings",
+        "6000",
+        "--seed",
+        "1",
+    )
+    out = run(env, "ingest", str(csv)).stdout
+    assert "6,000 rows valid and applied" in out
+
+    trained = run(env, "train", "--epochs", "4", "--factors", "8").stdout
+    assert "best epoch" in trained and "rmse" in trained and "most_popular" in trained
+    assert "model v" in trained
+
+    listed = run(env, "models", "list").stdout
+    assert "production" in listed or "rejected" in listed
+
+    evaluated = run(env, "evaluate", "--recompute").stdout
+    assert "global_mean" in evaluated and "ndcg@10" in evaluated
+
+    rec = run(env, "recommend", "0", "-k", "3").stdout
+    assert "top 3 for user 0" in rec
+    cold = run(env, "recommend", "stranger", "-k", "3").stdout
+    assert "cold-start" in cold
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n0,1\nstranger,1\n0,unknown-item\n")
+    preds = tmp_path / "preds.csv"
+    run(env, "predict", str(pairs), "--output", str(preds))
+    lines = preds.read_text().strip().splitlines()
+    assert lines[0] == "user_id,item_id,prediction" and len(lines) == 4
+    assert all(0.5 <= float(line.split(",")[2]) <= 5.0 for line in lines[1:])
+
+    inspected = run(env, "inspect", "--item", "1", "--min-support", "1").stdout
+    assert "highest item bias" in inspected and "nearest to item 1" in inspected
+
+
+def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,rating\nu,i,3\nu,i,eleven\n")
+    no_schema = run(env, "ingest", str(bad), ok=False)
+    assert no_schema.returncode == 1 and "recsys db upgrade" in no_schema.stderr
+    run(env, "db", "upgrade")
+    proc = run(env, "ingest", str(bad), ok=False)
+    assert proc.returncode == 1
+    assert "line 3: rating 'eleven' is not a number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    no_model = run(env, "recommend", "u", ok=False)
+    assert no_model.returncode == 1 and "recsys train" in no_model.stderr
+    assert run(env, "train", "--help").returncode == 0
