@@ -41,7 +41,7 @@ def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -
         rows = session.execute(
             select(table.c.external_id, table.c.id).where(table.c.external_id.in_(batch))
         )
-        found.update(dict(rows.tuples().all()))
+        found.update(dict(rows.all()))  # .all(): a Result has keys(), dict() would misread it
     return found
 
 
