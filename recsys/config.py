@@ -82,11 +82,11 @@ class TrainConfig(BaseModel):
 
     n_factors: int = Field(64, ge=1, le=1024, description="Length of user and item vectors.")
     epochs: int = Field(
-        20, ge=1, le=1000, description="Upper bound; early stopping may end sooner."
+        6, ge=1, le=1000, description="Length of the one-cycle schedule; early stopping may end it."
     )
-    batch_size: int = Field(1024, ge=1, le=1_000_000)
+    batch_size: int = Field(512, ge=1, le=1_000_000)
     lr: float = Field(
-        0.01, gt=0, le=10, description="Peak learning rate of the one-cycle schedule."
+        0.005, gt=0, le=10, description="Peak learning rate of the one-cycle schedule."
     )
     warmup_fraction: float = Field(0.25, ge=0, lt=1, description="Share of steps spent warming up.")
     factor_l2: float = Field(0.1, ge=0, description="Per-sample L2 on user and item factors.")
