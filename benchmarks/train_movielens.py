@@ -34,8 +34,10 @@ def textbook_recipe(data: Interactions, seed: int) -> tuple[float, float]:
     train, test = holdout(data, 0.1, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     net = DotProductBias(data.n_users, data.n_items, 50, (0.0, 5.5), generator=gen)
-    u, i, r = (torch.from_numpy(a.astype(np.int64 if a.dtype != np.float32 else np.float32))
-               for a in (train.users, train.items, train.ratings))
+    u, i, r = (
+        torch.from_numpy(a.astype(np.int64 if a.dtype != np.float32 else np.float32))
+        for a in (train.users, train.items, train.ratings)
+    )
     epochs, bs = 5, 64
     opt = torch.optim.AdamW(net.parameters(), lr=5e-3, weight_decay=0.1)
     steps = epochs * ((len(u) + bs - 1) // bs)
@@ -47,12 +49,13 @@ def textbook_recipe(data: Interactions, seed: int) -> tuple[float, float]:
             idx = order[s : s + bs]
             loss = ((net(u[idx], i[idx]) - r[idx]) ** 2).mean()
             opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             opt.step()
             sched.step()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        pred = net(torch.from_numpy(test.users.astype(np.int64)), torch.from_numpy(test.items.astype(np.int64)))
+        tu = torch.from_numpy(test.users.astype(np.int64))
+        pred = net(tu, torch.from_numpy(test.items.astype(np.int64)))
         rmse = float(((pred - torch.from_numpy(test.ratings)) ** 2).mean().sqrt())
     return rmse, seconds
 
@@ -65,8 +68,11 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     data = movielens()
-    print(f"machine: {platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}")
+    threads = torch.get_num_threads()
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {threads} torch threads, "
+        f"torch {torch.__version__}"
+    )
     print(data)
     for seed in args.seeds:
         cfg = TrainConfig(**{"seed": seed, **overrides})
@@ -76,18 +82,29 @@ def main() -> None:
         res, rep = fitted.result, fitted.report
         assert rep is not None
         print(f"\nseed {seed}: {cfg.model_dump()}")
-        print(f"epochs run {len(res.history)}, best {res.best_epoch}, stopped early: {res.stopped_early}")
-        print(f"training to end of early stopping: {res.seconds:.2f} s "
-              f"({res.samples_per_second:,.0f} samples/s); fit incl. split+eval: {wall:.2f} s")
-        print(f"TEST RMSE {rep['model']['rmse']:.4f}  (biases {rep['biases']['rmse']:.4f}, "
-              f"global mean {rep['global_mean']['rmse']:.4f})")
+        print(
+            f"epochs run {len(res.history)}, best {res.best_epoch}, "
+            f"stopped early: {res.stopped_early}"
+        )
+        print(
+            f"training to end of early stopping: {res.seconds:.2f} s "
+            f"({res.samples_per_second:,.0f} samples/s); fit incl. split+eval: {wall:.2f} s"
+        )
+        print(
+            f"TEST RMSE {rep['model']['rmse']:.4f}  (biases {rep['biases']['rmse']:.4f}, "
+            f"global mean {rep['global_mean']['rmse']:.4f})"
+        )
         k = cfg.top_k
-        print(f"NDCG@{k}: model {rep['model'][f'ndcg@{k}']:.4f} vs most popular "
-              f"{rep['most_popular'][f'ndcg@{k}']:.4f}")
+        print(
+            f"NDCG@{k}: model {rep['model'][f'ndcg@{k}']:.4f} vs most popular "
+            f"{rep['most_popular'][f'ndcg@{k}']:.4f}"
+        )
         print(format_report(rep))
     if args.recipe:
         rmse, seconds = textbook_recipe(data, args.seeds[0])
-        print(f"\ntextbook recipe (bs 64, 5 epochs, wd 0.1): test RMSE {rmse:.4f} in {seconds:.1f} s")
+        print(
+            f"\ntextbook recipe (bs 64, 5 epochs, wd 0.1): test RMSE {rmse:.4f} in {seconds:.1f} s"
+        )
 
 
 if __name__ == "__main__":

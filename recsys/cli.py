@@ -23,6 +23,7 @@ from recsys.data import samples
 from recsys.data.snapshot import read_snapshot
 from recsys.data.split import holdout
 from recsys.errors import RecsysError, ValidationFailedError
+from recsys.evaluation.remap import remap
 from recsys.evaluation.report import evaluate as evaluate_report
 from recsys.evaluation.report import format_report
 from recsys.model import artifact
@@ -269,46 +270,12 @@ def evaluate(
                 "held-out ratings may include some it learned from"
             )
         train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=cfg.seed)
-        remapped = _remap(rec, train_part)
+        remapped = remap(rec, train_part)
         report = evaluate_report(
             remapped, train_part, test, threshold=cfg.liked_threshold, k=cfg.top_k, seed=cfg.seed
         )
     out.print(f"model {row['version']} ({row['status']})")
     out.print(format_report(report))
-
-
-class _Remapped:
-    """A stored model seen through the vocabularies of a fresh snapshot."""
-
-    name = "model"
-
-    def __init__(self, rec: Recommender, user_map: np.ndarray, item_map: np.ndarray) -> None:
-        self.rec, self.user_map, self.item_map = rec, user_map, item_map
-
-    def predict_rows(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.rec.predict_rows(self.user_map[users], self.item_map[items])
-
-    def rank_scores(self, users: np.ndarray) -> Any:
-        import torch
-
-        known = self.item_map >= 0
-        scores = torch.full((len(users), len(self.item_map)), -torch.inf)
-        rows = self.user_map[users]
-        ok = rows >= 0
-        if ok.any():
-            sub = self.rec.rank_scores(rows[ok])[:, torch.from_numpy(self.item_map[known])]
-            block = scores[torch.from_numpy(np.flatnonzero(ok))]
-            block[:, torch.from_numpy(np.flatnonzero(known))] = sub
-            scores[torch.from_numpy(np.flatnonzero(ok))] = block
-        return scores
-
-
-def _remap(rec: Recommender, data: Any) -> _Remapped:
-    return _Remapped(
-        rec,
-        rec.user_vocab.indices(data.user_vocab.ids),
-        rec.item_vocab.indices(data.item_vocab.ids),
-    )
 
 
 # --- offline scoring and interpretation ---------------------------------------------------------
