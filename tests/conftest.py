@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from recsys.config import TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.store import migrate
 from recsys.store.db import make_engine
@@ -88,6 +89,12 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+# Few factors, little regularisation, a high learning rate: enough to learn a 2-group pattern.
+CHECKERBOARD_CONFIG = TrainConfig(
+    n_factors=4, epochs=40, batch_size=64, lr=0.05, factor_l2=0.001, patience=40, init_std=0.1
+)
 
 
 def checkerboard(

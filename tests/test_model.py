@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.model.network import DotProductBias
 from recsys.training.trainer import Trainer
-from tests.conftest import checkerboard
+from tests.conftest import CHECKERBOARD_CONFIG, checkerboard
 
 
 def test_forward_shape_and_range() -> None:
@@ -68,16 +68,7 @@ def test_interactions_check_themselves() -> None:
 def test_checkerboard_withheld_cells_are_recovered() -> None:
     data, withheld = checkerboard()
     train, test = data.subset(~withheld), data.subset(withheld)
-    cfg = TrainConfig(
-        n_factors=4,
-        epochs=60,
-        batch_size=64,
-        lr=0.05,
-        factor_l2=0.001,
-        patience=60,
-        init_std=0.1,
-        seed=1,
-    )
+    cfg = CHECKERBOARD_CONFIG.model_copy(update={"epochs": 60, "patience": 60, "seed": 1})
     result = Trainer(cfg, RatingScale(min=1.0, max=5.0)).fit(train, test)
     with torch.no_grad():
         pred = result.network(

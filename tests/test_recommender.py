@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import ArtifactError
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
-from tests.conftest import checkerboard
+from tests.conftest import CHECKERBOARD_CONFIG, checkerboard
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +22,7 @@ def rec() -> Recommender:
     data, _ = checkerboard(40, 40, holdout=0.0)
     # Drop user 0's ratings of odd items so there is something to recommend to them.
     keep = ~((data.users == 0) & (data.items % 2 == 1) & (data.items < 20))
-    cfg = TrainConfig(
-        n_factors=4,
-        epochs=40,
-        batch_size=64,
-        lr=0.05,
-        factor_l2=0.001,
-        patience=40,
-        init_std=0.1,
-        test_fraction=0.1,
-        seed=3,
-    )
+    cfg = CHECKERBOARD_CONFIG.model_copy(update={"test_fraction": 0.1, "seed": 3})
     return fit(data.subset(keep), cfg, RatingScale(min=1.0, max=5.0)).recommender
 
 
