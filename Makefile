@@ -26,6 +26,7 @@ demo: venv
 	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) load-sample movielens
 	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) train
 	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) inspect --item 1
+	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) serve --host 0.0.0.0 --port $(PORT)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -352,6 +352,34 @@ def inspect(
         )
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API (docs at /docs) for the production model of the configured store."""
+    import uvicorn  # the web stack loads only for this command
+
+    settings = _settings()
+    out.print(
+        f"serving {settings.database_url} on http://{host}:{port} (docs: /docs), "
+        f"{workers} worker(s)",
+        highlight=False,
+    )
+    # An import string, not an object: each worker process builds its own app (and this
+    # library never imports the web layer).
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Model versions, newest first."""

@@ -52,6 +52,24 @@ class Settings(BaseSettings):
     ingest_chunk_rows: int = Field(50_000, ge=1, le=5_000_000)
     max_errors_shown: int = Field(20, ge=1, le=1000)
 
+    # Serving. Limits bound the work one request can ask for.
+    max_k: int = Field(1000, ge=1, le=100_000, description="Largest k a request may ask for.")
+    max_batch: int = Field(1000, ge=1, le=100_000, description="Most entries in a batch body.")
+    reload_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="How often the service checks for a new production model."
+    )
+    recommend_min_support: int = Field(
+        10, ge=1, description="Default least training ratings of a recommended item."
+    )
+    cold_start_min_support: int = Field(20, ge=1)
+    fold_in_min_support: int = Field(10, ge=1)
+    exact_search_limit: int = Field(
+        100_000, ge=0, description="Catalog size up to which nearest items use exact search."
+    )
+    impression_queue_size: int = Field(10_000, ge=1)
+    impression_batch_size: int = Field(500, ge=1)
+    impression_flush_s: float = Field(0.5, gt=0)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         RatingScale(min=self.rating_min, max=self.rating_max)

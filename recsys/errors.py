@@ -17,6 +17,10 @@ class NotFoundError(RecsysError):
     """A user, item or model version that the caller named does not exist."""
 
 
+class InvalidInputError(RecsysError):
+    """A request is well-formed but names something it may not (an item not in the catalog)."""
+
+
 class NoModelError(NotFoundError):
     """No model has been trained or promoted yet."""
 

@@ -22,6 +22,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.network import DotProductBias
 
 
@@ -69,6 +70,13 @@ class Recommender:
         # Unit item vectors, computed once: nearest-item queries become one matrix product.
         norms = self.item_factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self._unit_items = self.item_factors / norms
+        self._neighbors: NeighborIndex | None = None
+
+    def build_neighbor_index(self, *, exact_limit: int = 100_000) -> NeighborIndex:
+        """Build (or rebuild) the nearest-item index; a service does it once when it loads a
+        model so that the first request does not pay for it."""
+        self._neighbors = build_index(self._unit_items.numpy(), exact_limit=exact_limit)
+        return self._neighbors
 
     # --- construction -----------------------------------------------------------------------
 
@@ -155,6 +163,10 @@ class Recommender:
         row = self.user_vocab.index(user_id)
         return row != UNKNOWN and bool(self._trained_users[row])
 
+    def is_known_item(self, item_id: str) -> bool:
+        row = self.item_vocab.index(item_id)
+        return row != UNKNOWN and bool(self.item_counts[row] > 0)
+
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
         """Logits of every item for a batch of user rows (same order as predicted ratings)."""
         rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
@@ -200,14 +212,19 @@ class Recommender:
         *,
         include_seen: bool = False,
         exclude: Sequence[str] = (),
+        min_support: int = 1,
     ) -> list[Scored]:
         """Top-k items for a known user, scored by predicted rating; [] for an unknown user
-        (ask `cold_start` then)."""
+        (ask `cold_start` then). `min_support` keeps items rated fewer times out: the model
+        rates a film seen by two fans highly, yet few users would want it first."""
         if not self.is_known_user(user_id):
             return []
         row = self.user_vocab.index(user_id)
         scores = self.score_items(self.user_factors[row], float(self.user_bias[row]))
-        return self._top_k(scores, k, self._banned(row, include_seen, exclude))
+        banned = self._banned(row, include_seen, exclude)
+        if min_support > 1:
+            banned = np.concatenate([banned, np.flatnonzero(self.item_counts < min_support)])
+        return self._top_k(scores, k, banned)
 
     def cold_start(
         self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()
@@ -255,11 +272,20 @@ class Recommender:
         k: int = 10,
         *,
         exclude: Sequence[str] = (),
+        min_support: int = 10,
     ) -> list[Scored]:
-        """Top-k for a visitor described by a few (item, rating) pairs, via `fold_in`."""
+        """Top-k for a visitor described by a few (item, rating) pairs, via `fold_in`.
+
+        Candidates need `min_support` training ratings: a vector fitted to a handful of ratings
+        is matched best by rarely rated items whose vectors are mostly noise."""
         vector, bias = self.fold_in(item_ids, ratings)
         scores = self.score_items(vector, bias)
-        banned = self._banned(None, True, [*item_ids, *exclude])
+        banned = np.concatenate(
+            [
+                self._banned(None, True, [*item_ids, *exclude]),
+                np.flatnonzero(self.item_counts < max(1, min_support)),
+            ]
+        )
         return self._top_k(scores, k, banned)
 
     # --- interpretation ---------------------------------------------------------------------
@@ -272,9 +298,12 @@ class Recommender:
         row = self.item_vocab.index(item_id)
         if row == UNKNOWN or self.item_counts[row] == 0:
             return []
-        sims = self._unit_items @ self._unit_items[row]
-        banned = np.concatenate([[row], np.flatnonzero(self.item_counts < max(1, min_support))])
-        return self._top_k(sims, k, banned)
+        index = self._neighbors or self.build_neighbor_index()
+        allowed = self.item_counts >= max(1, min_support)
+        allowed[row] = False
+        rows, sims = index.search(self._unit_items[row].numpy(), k, allowed)
+        ids = self.item_vocab.ids_of(rows.tolist())
+        return [Scored(i, float(v)) for i, v in zip(ids, sims.tolist(), strict=True)]
 
     def item_bias_ranking(
         self, n: int = 10, *, min_support: int = 20, lowest: bool = False

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys are off by default in SQLite; WAL lets the service read while a job writes;
-    # the busy timeout turns "database is locked" into a short wait.
+    # synchronous=FULL syncs the WAL at every commit, so acknowledged feedback survives a power
+    # cut too (NORMAL would only survive a crash of the process); the busy timeout turns
+    # "database is locked" into a short wait.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

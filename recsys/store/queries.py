@@ -7,6 +7,7 @@ same statement decides "latest rating wins" in the database rather than in Pytho
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from recsys.store.tables import items, ratings, users
 _IN_BATCH = 5_000
 
 
-def _insert(session: Session, table: Table) -> Any:
+def dialect_insert(session: Session, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -52,7 +53,7 @@ def ensure_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -
     missing = [ext for ext in wanted if ext not in found]
     if missing:
         # DO NOTHING on conflict: a concurrent writer may have created the same id meanwhile.
-        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=["external_id"])
+        stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["external_id"])
         session.execute(stmt, [{"external_id": ext} for ext in missing])
         found.update(lookup_ids(session=session, table=table, external_ids=missing))
     return found
@@ -67,7 +68,7 @@ def upsert_items(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None
     for row in rows:
         by_keys.setdefault(tuple(sorted(row)), []).append(row)
     for keys, group in by_keys.items():
-        stmt = _insert(session, items)
+        stmt = dialect_insert(session, items)
         updates = {k: stmt.excluded[k] for k in keys if k != "external_id"}
         updates["updated_at"] = func.now()
         stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_=updates)
@@ -83,7 +84,7 @@ def upsert_ratings(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> No
     """
     if not rows:
         return
-    stmt = _insert(session, ratings)
+    stmt = dialect_insert(session, ratings)
     stmt = stmt.on_conflict_do_update(
         index_elements=["user_id", "item_id"],
         set_={"value": stmt.excluded.value, "rated_at": stmt.excluded.rated_at},
@@ -160,3 +161,13 @@ def search_items(*, session: Session, text: str, limit: int = 10) -> list[tuple[
         .limit(limit)
     )
     return [(ext, title) for ext, title in rows]
+
+
+def catalog(
+    *, session: Session, updated_since: datetime | None = None
+) -> list[tuple[str, str | None, str | None, datetime]]:
+    """Items as (external id, title, genres, updated_at); only those changed since a time."""
+    stmt = select(items.c.external_id, items.c.title, items.c.genres, items.c.updated_at)
+    if updated_since is not None:
+        stmt = stmt.where(items.c.updated_at >= updated_since)
+    return [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]

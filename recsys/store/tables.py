@@ -103,3 +103,44 @@ model_versions = Table(
     Column("promoted_at", DateTime(timezone=True), nullable=True),
     Index("ix_model_versions_status", "status"),
 )
+
+# Served lists, one row per list: what was shown, to whom, by which model version and strategy.
+# The items and their scores are JSON lists (position = list index): a list is written once and
+# read whole by the monitoring maths, never queried item by item.
+impressions = Table(
+    "impressions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("recommendation_id", String(64), nullable=False, unique=True),
+    Column("user_external_id", String(EXTERNAL_ID_LENGTH), nullable=True),
+    Column("model_version", String(64), nullable=True),
+    Column("strategy", String(32), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("served_at", DateTime(timezone=True), nullable=False),
+    Index("ix_impressions_served_at", "served_at"),
+)
+
+# Every piece of feedback as it arrived. Ratings are also upserted into `ratings` (they feed
+# the next training); clicks, views and skips live only here, for monitoring.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column(
+        "event_id",
+        String(EXTERNAL_ID_LENGTH),
+        nullable=True,
+        unique=True,
+        comment="Client-chosen idempotency key: a retried event is stored once.",
+    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("recommendation_id", String(64), nullable=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_recommendation_id", "recommendation_id"),
+    Index("ix_feedback_received_at", "received_at"),
+)

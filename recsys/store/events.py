@@ -1,0 +1,130 @@
+"""Feedback and impressions: what users told us and what we showed them.
+
+Feedback is written synchronously, in the caller's transaction, so it is acknowledged only once
+committed. Impressions arrive in batches from the service's background writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recsys.errors import InvalidInputError
+from recsys.store.queries import dialect_insert, ensure_ids, lookup_ids, upsert_ratings
+from recsys.store.tables import feedback, impressions, items, ratings, users
+
+RATING = "rating"
+EVENT_KINDS = (RATING, "click", "view", "skip", "like", "dislike", "purchase")
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    user_id: str
+    item_id: str
+    kind: str
+    value: float | None = None
+    """The rating for kind "rating"; optional weight otherwise."""
+    recommendation_id: str | None = None
+    occurred_at: datetime | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    stored: int
+    duplicates: int
+    ratings: int
+
+
+def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> FeedbackResult:
+    """Store events; ratings also go into `ratings` (latest wins) for the next training.
+
+    Items must be in the catalog: feedback from the internet must not invent items. Users are
+    created on first sight. An event whose `event_id` was stored before is skipped, so a client
+    that retries after a lost answer does not count twice.
+    """
+    if not events:
+        return FeedbackResult(0, 0, 0)
+    item_ids = lookup_ids(session=session, table=items, external_ids=[e.item_id for e in events])
+    unknown = sorted({e.item_id for e in events} - item_ids.keys())
+    if unknown:
+        shown = ", ".join(repr(x) for x in unknown[:10])
+        raise InvalidInputError(
+            f"{len(unknown)} item(s) are not in the catalog: {shown}"
+            f"{' ...' if len(unknown) > 10 else ''}; add them with PUT /v1/items/{{item_id}}"
+        )
+    event_ids = [e.event_id for e in events if e.event_id is not None]
+    if len(event_ids) != len(set(event_ids)):
+        raise InvalidInputError("event_id values must be unique within a batch")
+    seen = set(
+        session.scalars(select(feedback.c.event_id).where(feedback.c.event_id.in_(event_ids)))
+        if event_ids
+        else ()
+    )
+    fresh = [e for e in events if e.event_id is None or e.event_id not in seen]
+    user_ids = ensure_ids(session=session, table=users, external_ids=[e.user_id for e in fresh])
+    received = datetime.now(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "event_id": e.event_id,
+            "user_id": user_ids[e.user_id],
+            "item_id": item_ids[e.item_id],
+            "kind": e.kind,
+            "value": e.value,
+            "recommendation_id": e.recommendation_id,
+            "occurred_at": e.occurred_at or received,
+            "received_at": received,
+        }
+        for e in fresh
+    ]
+    if rows:
+        # DO NOTHING on a concurrent duplicate: another request stored the same event first.
+        stmt = dialect_insert(session, feedback).on_conflict_do_nothing(index_elements=["event_id"])
+        session.execute(stmt, rows)
+    # One rating per (user, item) per statement, the latest: PostgreSQL will not update a row
+    # twice in one statement.
+    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    for row in rows:
+        if row["kind"] != RATING:
+            continue
+        key = (row["user_id"], row["item_id"])
+        rated_at = int(row["occurred_at"].timestamp())
+        if key not in latest or rated_at >= latest[key]["rated_at"]:
+            latest[key] = {
+                "user_id": key[0],
+                "item_id": key[1],
+                "value": row["value"],
+                "rated_at": rated_at,
+            }
+    upsert_ratings(session=session, rows=list(latest.values()))
+    return FeedbackResult(stored=len(rows), duplicates=len(events) - len(rows), ratings=len(latest))
+
+
+def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows have recommendation_id, user_external_id, model_version, strategy, items, scores,
+    served_at. A list logged twice (a writer retrying a batch) is stored once."""
+    if rows:
+        stmt = dialect_insert(session, impressions).on_conflict_do_nothing(
+            index_elements=["recommendation_id"]
+        )
+        session.execute(stmt, list(rows))
+
+
+def user_ratings(
+    *, session: Session, user_id: str, limit: int = 1000
+) -> tuple[list[str], list[float]]:
+    """The newest ratings of one user as (item external ids, values)."""
+    rows = session.execute(
+        select(items.c.external_id, ratings.c.value)
+        .join(ratings, ratings.c.item_id == items.c.id)
+        .join(users, users.c.id == ratings.c.user_id)
+        .where(users.c.external_id == user_id)
+        .order_by(ratings.c.rated_at.desc())
+        .limit(limit)
+    ).all()
+    return [r[0] for r in rows], [float(r[1]) for r in rows]

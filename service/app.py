@@ -1,0 +1,65 @@
+"""The FastAPI application: `create_app(settings)` wires the model, the database and routes.
+
+Run it with `recsys serve`, or `uvicorn --factory service.app:create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from recsys.config import Settings, get_settings
+from recsys.store.db import make_engine
+from service import errors
+from service.impressions import ImpressionWriter
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.model_holder import ModelHolder
+from service.routes import feedback, health, items, predictions, recommendations
+from service.state import AppState
+
+log = logging.getLogger("recsys.service")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        models = ModelHolder(engine, settings, metrics)
+        writer = ImpressionWriter(
+            engine,
+            metrics,
+            queue_size=settings.impression_queue_size,
+            batch_size=settings.impression_batch_size,
+            flush_s=settings.impression_flush_s,
+        )
+        # Load the production model before accepting requests; with none yet (or the
+        # database away) the service still starts, and /readyz says why it is not ready.
+        await run_in_threadpool(models.refresh)
+        models.start()
+        writer.start()
+        app.state.recsys = AppState(settings, engine, metrics, models, writer)
+        try:
+            yield
+        finally:
+            models.stop()
+            writer.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="recsys",
+        version="1",
+        summary="Collaborative-filtering recommendations from a DotProductBias model.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (recommendations, predictions, items, feedback, health):
+        app.include_router(module.router)
+    return app

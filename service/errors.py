@@ -1,0 +1,91 @@
+"""Errors as JSON with a message a client can act on; bad input is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from recsys.errors import (
+    ArtifactError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    NoModelError,
+    NotFoundError,
+    RecsysError,
+    ValidationFailedError,
+)
+from service.schemas import ErrorPublic
+
+log = logging.getLogger("recsys.service")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorPublic, "description": text}
+    for code, text in (
+        (404, "Not found"),
+        (422, "Invalid input"),
+        (503, "No model yet, or the database is unavailable"),
+    )
+}
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:10])
+    return JSONResponse(ErrorPublic(detail=detail, errors=errors).model_dump(), status_code=422)
+
+
+def _status_for(exc: RecsysError) -> int:
+    if isinstance(exc, NoModelError | ArtifactError | DatabaseUnavailableError):
+        return 503
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, InvalidInputError | ValidationFailedError):
+        return 422
+    return 400
+
+
+def _recsys(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RecsysError)
+    return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+
+
+def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _database(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        {"detail": "the database is unavailable right now; nothing was written, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RecsysError, _recsys)
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(InterfaceError, _database)
+    app.add_exception_handler(Exception, _unexpected)

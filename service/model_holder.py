@@ -1,0 +1,137 @@
+"""The model being served, swapped for a new production version without a restart.
+
+A poller asks the registry every few seconds which version is in production. A new one is
+loaded and verified beside the old one, its neighbour index is built, and only then does one
+attribute assignment make it current: requests in flight finish on the model they started
+with, and none fails. An artifact that fails verification is refused and the old model keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from recsys import registry
+from recsys.config import Settings
+from recsys.errors import ArtifactError
+from recsys.model import artifact
+from recsys.model.recommender import Recommender
+from recsys.store import queries
+from recsys.store.db import session_scope
+from service.metrics import ServiceMetrics
+
+log = logging.getLogger("recsys.service")
+
+# A refused artifact is tried again after this long: an operator may restore the file.
+_RETRY_REFUSED_S = 60.0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    recommender: Recommender
+    version: str
+    checksum: str
+    loaded_at: float
+
+
+@dataclass
+class Catalog:
+    """Titles and genres by item id, for answers that a person reads. Kept in memory so that
+    recommendations need no database round trip, and still work while the database is away."""
+
+    entries: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    watermark: datetime | None = None
+
+    def get(self, item_id: str) -> tuple[str | None, str | None]:
+        return self.entries.get(item_id, (None, None))
+
+    def refresh(self, engine: Engine) -> None:
+        # Overlap the watermark: SQLite stores updated_at to the second.
+        since = self.watermark - timedelta(seconds=2) if self.watermark else None
+        with session_scope(engine) as s:
+            rows = queries.catalog(session=s, updated_since=since)
+        for ext, title, genres, updated in rows:
+            self.entries[ext] = (title, genres)
+            if updated is not None and (self.watermark is None or updated > self.watermark):
+                self.watermark = updated
+
+
+class ModelHolder:
+    def __init__(self, engine: Engine, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.current: LoadedModel | None = None
+        self.catalog = Catalog()
+        self.database_ok = False
+        self.last_error: str | None = None
+        self._refused: dict[tuple[str, str], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one refresh at a time (poller and an explicit call)
+
+    def refresh(self) -> None:
+        """One poll: load a new production model if there is one; refresh the catalog."""
+        with self._lock:
+            try:
+                row = registry.production(self.engine)
+                self.catalog.refresh(self.engine)
+                self.database_ok = True
+            except SQLAlchemyError as exc:
+                self.database_ok = False
+                self.last_error = f"database unavailable: {type(exc).__name__}"
+                return
+            if row is None:
+                return
+            key = (row["version"], row["checksum"])
+            current = self.current
+            if current is not None and (current.version, current.checksum) == key:
+                return
+            refused_at = self._refused.get(key)
+            if refused_at is not None and time.monotonic() - refused_at < _RETRY_REFUSED_S:
+                return
+            self._load(row["version"], row["checksum"], Path(row["artifact_path"]))
+
+    def _load(self, version: str, checksum: str, path: Path) -> None:
+        try:
+            rec = artifact.load(path, checksum)
+            rec.build_neighbor_index(exact_limit=self.settings.exact_search_limit)
+        except (ArtifactError, OSError) as exc:
+            self._refused[(version, checksum)] = time.monotonic()
+            self.last_error = f"refused model {version}: {exc}"
+            self.metrics.model_reloads.labels("refused").inc()
+            log.error("%s; still serving %s", self.last_error, self.version or "nothing")
+            return
+        self.current = LoadedModel(rec, version, checksum, time.time())
+        self.last_error = None
+        self.metrics.model_reloads.labels("loaded").inc()
+        self.metrics.set_model(version)
+        log.info("serving model %s", version)
+
+    @property
+    def version(self) -> str | None:
+        return self.current.version if self.current else None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._poll, name="model-reload", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.reload_interval_s):
+            try:
+                self.refresh()
+            except Exception:  # the poller must outlive any one bad poll
+                log.exception("model refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,57 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import StateDep
+from service.schemas import HealthPublic, ReadinessPublic
+from service.state import AppState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> HealthPublic:
+    """The process is alive (no dependency is checked)."""
+    return HealthPublic(status="ok")
+
+
+def _database_ok(state: AppState) -> bool:
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except SQLAlchemyError:
+        return False
+
+
+@router.get("/readyz", responses={503: {"model": ReadinessPublic}})
+async def readyz(state: StateDep, response: Response) -> ReadinessPublic:
+    """Ready to serve: a model is loaded and the database answers. 503 otherwise."""
+    database = await run_in_threadpool(_database_ok, state)
+    version = state.models.version
+    problems = []
+    if version is None:
+        problems.append(state.models.last_error or "no model is in production yet")
+    if not database:
+        problems.append("the database is unreachable")
+    body = ReadinessPublic(
+        ready=not problems,
+        model_version=version,
+        database=database,
+        detail="; ".join(problems) or "ok",
+    )
+    if problems:
+        response.status_code = 503
+    return body
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(state: StateDep) -> Response:
+    state.metrics.impression_queue.set(state.impressions.queue_size)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,124 @@
+"""The catalog: read and write items, and nearest items from the learned factors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from recsys.store import queries
+from recsys.store.db import session_scope
+from recsys.store.tables import EXTERNAL_ID_LENGTH
+from service.deps import ModelDep, StateDep, check_batch, check_k
+from service.errors import ERROR_RESPONSES
+from service.schemas import (
+    ItemFields,
+    ItemPublic,
+    ItemsCreate,
+    ItemsWritten,
+    SimilarItem,
+    SimilarItemsPublic,
+)
+from service.state import AppState
+
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES)
+
+ItemPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH)]
+
+
+def _public(state: AppState, item_id: str) -> ItemPublic:
+    title, genres = state.models.catalog.get(item_id)
+    model = state.models.current
+    rec = model.recommender if model else None
+    row = rec.item_vocab.index(item_id) if rec else -1
+    in_model = rec is not None and rec.is_known_item(item_id)
+    if not in_model and item_id not in state.models.catalog.entries:
+        raise HTTPException(404, f"item {item_id!r} is not in the catalog")
+    return ItemPublic(
+        item_id=item_id,
+        title=title,
+        genres=genres.split("|") if genres else [],
+        in_model=in_model,
+        bias=float(rec.item_bias[row]) if rec is not None and in_model else None,
+        training_ratings=int(rec.item_counts[row]) if rec is not None and row >= 0 else 0,
+    )
+
+
+def _write(state: AppState, rows: list[dict[str, object]]) -> None:
+    with session_scope(state.engine) as s:
+        queries.upsert_items(session=s, rows=rows)
+    state.models.catalog.refresh(state.engine)
+
+
+def _row(item_id: str, fields: ItemFields) -> dict[str, object]:
+    # Only the fields the client sent are written; the others keep their stored value.
+    row: dict[str, object] = {"external_id": item_id}
+    sent = fields.model_fields_set
+    if "title" in sent:
+        row["title"] = fields.title
+    if "genres" in sent:
+        row["genres"] = "|".join(fields.genres) if fields.genres else None
+    if "metadata" in sent:
+        row["metadata"] = fields.metadata
+    return row
+
+
+@router.get("/{item_id}")
+async def get_item(item_id: ItemPath, state: StateDep) -> ItemPublic:
+    """An item with what the serving model learned about it."""
+    return _public(state, item_id)
+
+
+@router.put("/{item_id}")
+def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic:
+    """Add an item or update the fields given. A new item is recommended once a training run
+    has learned it from ratings."""
+    _write(state, [_row(item_id, body)])
+    return _public(state, item_id)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
+    """Add or update many items in one transaction."""
+    check_batch(len(body.items), state.settings, "items")
+    ids = [i.item_id for i in body.items]
+    if len(set(ids)) != len(ids):
+        raise HTTPException(422, "each item_id may appear once in a batch")
+    _write(state, [_row(i.item_id, i) for i in body.items])
+    return ItemsWritten(written=len(ids))
+
+
+@router.get("/{item_id}/similar")
+async def similar_items(
+    item_id: ItemPath,
+    state: StateDep,
+    model: ModelDep,
+    k: Annotated[int, Query(ge=1)] = 10,
+    min_support: Annotated[
+        int, Query(ge=1, description="Only items with at least this many training ratings.")
+    ] = 1,
+) -> SimilarItemsPublic:
+    """Nearest items by cosine similarity of the learned item factors, the item excluded."""
+    check_k(k, state.settings)
+    rec = model.recommender
+    if not rec.is_known_item(item_id):
+        known = item_id in state.models.catalog.entries
+        raise HTTPException(
+            404,
+            f"item {item_id!r} has no learned factors yet: it is in the catalog but was not "
+            "rated in the data the serving model was trained on"
+            if known
+            else f"item {item_id!r} is not in the catalog",
+        )
+    catalog = state.models.catalog
+    items = []
+    for rank, s in enumerate(rec.similar_items(item_id, k, min_support=min_support), 1):
+        title, genres = catalog.get(s.item_id)
+        items.append(
+            SimilarItem(
+                rank=rank, item_id=s.item_id, title=title, genres=genres, similarity=s.score
+            )
+        )
+    return SimilarItemsPublic(
+        item_id=item_id, title=catalog.get(item_id)[0], model_version=model.version, items=items
+    )

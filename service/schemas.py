@@ -1,0 +1,193 @@
+"""Request and response bodies, named by role: `...Create` comes in, `...Public` goes out.
+
+Ids are strings of any form (MovieLens uses numbers, others use UUIDs or slugs); they are
+bounded in length so one request cannot make us hash megabytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recsys.store.events import EVENT_KINDS
+from recsys.store.tables import EXTERNAL_ID_LENGTH
+
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=EXTERNAL_ID_LENGTH, description="An id as your system knows it."
+    ),
+]
+Strategy = Literal["model", "fold_in", "cold_start"]
+Basis = Literal["model", "user_bias", "item_bias", "global_mean"]
+EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
+
+
+class Body(BaseModel):
+    # Unknown fields are refused: a typo such as "ratng" must not silently do nothing.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorPublic(BaseModel):
+    detail: str = Field(description="What is wrong and, where possible, what to do.")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="For invalid input: each problem with its location."
+    )
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str | None
+    genres: str | None
+    score: float = Field(description="What the list is ordered by (a predicted rating).")
+    predicted_rating: float | None
+
+
+class RecommendationsPublic(BaseModel):
+    recommendation_id: str = Field(
+        description="Send it back with feedback so we can tell what our lists led to."
+    )
+    user_id: str | None
+    model_version: str
+    strategy: Strategy = Field(
+        description="model: learned user; fold_in: fitted to the ratings we have for this "
+        "user or in the body; cold_start: best-liked items for someone we know nothing about."
+    )
+    items: list[RecommendedItem]
+
+
+class RatingIn(Body):
+    item_id: ExternalId
+    rating: float
+
+
+class VisitorRecommendationsCreate(Body):
+    """A visitor known only by a few ratings (not stored; send feedback to store them)."""
+
+    ratings: list[RatingIn] = Field(min_length=1)
+    k: int = Field(10, ge=1)
+    exclude: list[ExternalId] = Field(default_factory=list)
+    user_id: ExternalId | None = Field(None, description="Logged with the impression only.")
+
+
+class PredictionPublic(BaseModel):
+    user_id: str
+    item_id: str
+    predicted_rating: float
+    basis: Basis = Field(
+        description="What the prediction rests on: the learned user and item, only one of "
+        "their biases (the other is unknown), or the global mean."
+    )
+    model_version: str
+
+
+class PairIn(Body):
+    user_id: ExternalId
+    item_id: ExternalId
+
+
+class PredictionsCreate(Body):
+    pairs: list[PairIn] = Field(min_length=1)
+
+
+class PredictionsPublic(BaseModel):
+    model_version: str
+    predictions: list[PredictionPublic]
+
+
+class SimilarItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str | None
+    genres: str | None
+    similarity: float
+
+
+class SimilarItemsPublic(BaseModel):
+    item_id: str
+    title: str | None
+    model_version: str
+    items: list[SimilarItem]
+
+
+class ItemFields(Body):
+    title: str | None = Field(None, max_length=1000)
+    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=100
+    )
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("genres")
+    @classmethod
+    def _no_pipes(cls, genres: list[str] | None) -> list[str] | None:
+        if genres and any("|" in g for g in genres):
+            raise ValueError("a genre may not contain '|', which separates genres in storage")
+        return genres
+
+
+class ItemCreate(ItemFields):
+    item_id: ExternalId
+
+
+class ItemsCreate(Body):
+    items: list[ItemCreate] = Field(min_length=1)
+
+
+class ItemPublic(BaseModel):
+    item_id: str
+    title: str | None
+    genres: list[str]
+    in_model: bool = Field(description="Whether the serving model has learned this item.")
+    bias: float | None = Field(description="Learned item bias (logit scale), if in the model.")
+    training_ratings: int = Field(description="Ratings of it the serving model learned from.")
+
+
+class ItemsWritten(BaseModel):
+    written: int
+
+
+class FeedbackCreate(Body):
+    user_id: ExternalId
+    item_id: ExternalId
+    kind: EventKind = "rating"
+    value: float | None = Field(None, description="The rating, required for kind 'rating'.")
+    recommendation_id: str | None = Field(None, max_length=64)
+    occurred_at: datetime | None = Field(None, description="Default: when we receive it.")
+    event_id: ExternalId | None = Field(
+        None, description="Your idempotency key: an event retried with the same key is stored once."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FeedbackCreate:
+        if self.kind == "rating" and self.value is None:
+            raise ValueError("a rating needs a value")
+        if self.occurred_at is not None:
+            if self.occurred_at.tzinfo is None:
+                self.occurred_at = self.occurred_at.replace(tzinfo=UTC)
+            if self.occurred_at > datetime.now(UTC) + timedelta(minutes=5):
+                raise ValueError("occurred_at lies in the future")
+        return self
+
+
+class FeedbackBatchCreate(Body):
+    events: list[FeedbackCreate] = Field(min_length=1)
+
+
+class FeedbackPublic(BaseModel):
+    stored: int
+    duplicates: int = Field(description="Events skipped because their event_id was stored before.")
+    ratings: int = Field(description="Ratings written to the ratings table.")
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessPublic(BaseModel):
+    ready: bool
+    model_version: str | None
+    database: bool
+    detail: str

@@ -1,0 +1,117 @@
+"""Building the lists the API serves, and logging each one as an impression.
+
+Routes call these; they hold no HTTP decisions. Scoring is one matrix-vector product and a
+top-k over tensors in memory; the database is touched only for a user the model has not
+learned, to fold in ratings they sent since the last training.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from recsys.model.recommender import Scored
+from recsys.store.db import session_scope
+from recsys.store.events import user_ratings
+from service.model_holder import LoadedModel
+from service.schemas import RecommendationsPublic, RecommendedItem, Strategy
+from service.state import AppState
+
+log = logging.getLogger("recsys.service")
+
+
+def _publish(
+    state: AppState,
+    model: LoadedModel,
+    user_id: str | None,
+    strategy: Strategy,
+    scored: list[Scored],
+) -> RecommendationsPublic:
+    rec_id = uuid.uuid4().hex
+    state.impressions.log(
+        {
+            "recommendation_id": rec_id,
+            "user_external_id": user_id,
+            "model_version": model.version,
+            "strategy": strategy,
+            "items": [s.item_id for s in scored],
+            "scores": [round(s.score, 5) for s in scored],
+            "served_at": datetime.now(UTC),
+        }
+    )
+    state.metrics.served.labels(strategy).inc()
+    catalog = state.models.catalog
+    items = []
+    for rank, s in enumerate(scored, 1):
+        title, genres = catalog.get(s.item_id)
+        items.append(
+            RecommendedItem(
+                rank=rank,
+                item_id=s.item_id,
+                title=title,
+                genres=genres,
+                score=s.score,
+                predicted_rating=s.score,
+            )
+        )
+    return RecommendationsPublic(
+        recommendation_id=rec_id,
+        user_id=user_id,
+        model_version=model.version,
+        strategy=strategy,
+        items=items,
+    )
+
+
+def for_known_user(
+    state: AppState,
+    model: LoadedModel,
+    user_id: str,
+    k: int,
+    *,
+    exclude: Sequence[str],
+    include_rated: bool,
+    min_support: int,
+) -> RecommendationsPublic:
+    scored = model.recommender.recommend(
+        user_id, k, include_seen=include_rated, exclude=exclude, min_support=min_support
+    )
+    return _publish(state, model, user_id, "model", scored)
+
+
+def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:
+    """Ratings a user sent since the model was trained; none if the database is away (the
+    answer then degrades to cold start instead of failing)."""
+    try:
+        with session_scope(state.engine) as s:
+            return user_ratings(session=s, user_id=user_id, limit=state.settings.max_batch)
+    except SQLAlchemyError as exc:
+        log.warning("cannot read ratings of a new user (%s): cold start", type(exc).__name__)
+        return [], []
+
+
+def for_ratings(
+    state: AppState,
+    model: LoadedModel,
+    user_id: str | None,
+    items: list[str],
+    ratings: list[float],
+    k: int,
+    exclude: Sequence[str],
+) -> RecommendationsPublic:
+    """Someone the model has not learned, known by a few ratings (sent in the request, or
+    stored since the last training): fold them in; with none we know, cold start."""
+    rec = model.recommender
+    if not any(rec.is_known_item(i) for i in items):
+        scored = rec.cold_start(
+            k, min_support=state.settings.cold_start_min_support, exclude=[*exclude, *items]
+        )
+        return _publish(state, model, user_id, "cold_start", scored)
+    scored = rec.recommend_for_ratings(
+        items, ratings, k, exclude=exclude, min_support=state.settings.fold_in_min_support
+    )
+    return _publish(state, model, user_id, "fold_in", scored)

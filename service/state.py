@@ -1,0 +1,21 @@
+"""What one running app holds: settings, the engine, the served model, the impression writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from recsys.config import Settings
+from service.impressions import ImpressionWriter
+from service.metrics import ServiceMetrics
+from service.model_holder import ModelHolder
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    metrics: ServiceMetrics
+    models: ModelHolder
+    impressions: ImpressionWriter
