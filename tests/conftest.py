@@ -42,7 +42,7 @@ def postgres_admin_url() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_pg_database(admin_url: str) -> Iterator[str]:
+def fresh_pg_database(admin_url: str) -> Iterator[str]:
     """A database of its own for one test, dropped afterwards."""
     name = f"recsys_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -59,7 +59,7 @@ def _fresh_pg_database(admin_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def pg_url(postgres_admin_url: str) -> Iterator[str]:
-    yield from _fresh_pg_database(postgres_admin_url)
+    yield from fresh_pg_database(postgres_admin_url)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'recsys.db'}"
     else:
         admin = request.getfixturevalue("postgres_admin_url")
-        yield from _fresh_pg_database(admin)
+        yield from fresh_pg_database(admin)
 
 
 @pytest.fixture

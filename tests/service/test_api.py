@@ -1,0 +1,244 @@
+"""Every endpoint through httpx against the app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from recsys.store.db import session_scope
+from recsys.store.events import user_ratings
+from recsys.store.tables import feedback, impressions, ratings, users
+from tests.service.conftest import GENRES, N_ITEMS, Served, genre_of
+
+
+def genre_share(body: dict[str, Any], genre: str) -> float:
+    return sum(genre_of(i["item_id"]) == genre for i in body["items"]) / len(body["items"])
+
+
+def test_known_user_gets_their_genre_unrated_and_titled(client: TestClient, served: Served) -> None:
+    r = client.get("/v1/users/user0/recommendations", params={"k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["strategy"] == "model"
+    assert body["model_version"] == served.registered.version
+    assert len(body["items"]) == 5
+    assert genre_share(body, GENRES[0]) == 1.0
+    with session_scope(served.engine) as s:
+        rated, _ = user_ratings(session=s, user_id="user0")
+    assert not {i["item_id"] for i in body["items"]} & set(rated)
+    first = body["items"][0]
+    assert first["title"].startswith("Film number") and first["genres"] == genre_of(
+        first["item_id"]
+    )
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
+
+
+def test_exclude_and_include_rated(client: TestClient, served: Served) -> None:
+    top = client.get("/v1/users/user1/recommendations", params={"k": 3}).json()["items"]
+    first = top[0]["item_id"]
+    again = client.get(
+        "/v1/users/user1/recommendations", params={"k": 3, "exclude": [first]}
+    ).json()
+    assert first not in {i["item_id"] for i in again["items"]}
+    with session_scope(served.engine) as s:
+        rated, _ = user_ratings(session=s, user_id="user1")
+    everything = client.get(
+        "/v1/users/user1/recommendations", params={"k": N_ITEMS, "include_rated": True}
+    ).json()
+    assert set(rated) <= {i["item_id"] for i in everything["items"]}
+
+
+def test_unknown_user_gets_cold_start(client: TestClient) -> None:
+    r = client.get(f"/v1/users/{uuid.uuid4()}/recommendations", params={"k": 4})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["strategy"] == "cold_start" and len(body["items"]) == 4
+
+
+def test_visitor_fold_in_gets_the_genre_they_rated(client: TestClient) -> None:
+    for n, genre in enumerate(GENRES):
+        liked = [f"film{i}" for i in range(n, 15, len(GENRES))]
+        disliked = [f"film{i}" for i in range(15, 27) if genre_of(f"film{i}") != genre][:4]
+        body = {
+            "ratings": [{"item_id": i, "rating": 5.0} for i in liked]
+            + [{"item_id": i, "rating": 1.0} for i in disliked],
+            "k": 6,
+        }
+        r = client.post("/v1/recommendations", json=body)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["strategy"] == "fold_in"
+        assert genre_share(answer, genre) >= 5 / 6, (genre, answer["items"])
+        assert not {i["item_id"] for i in answer["items"]} & set(liked + disliked)
+
+
+def test_feedback_is_committed_before_the_answer(client: TestClient, served: Served) -> None:
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    rec_id = uuid.uuid4().hex
+    events = [
+        {"user_id": user, "item_id": "film0", "value": 5.0, "recommendation_id": rec_id},
+        {"user_id": user, "item_id": "film3", "kind": "rating", "value": 4.5},
+        {"user_id": user, "item_id": "film1", "kind": "click", "event_id": f"{user}-e1"},
+    ]
+    r = client.post("/v1/feedback", json={"events": events})
+    assert r.status_code == 201, r.text
+    assert r.json() == {"stored": 3, "duplicates": 0, "ratings": 2}
+    # No waiting: a 201 means committed.
+    with session_scope(served.engine) as s:
+        rated, values = user_ratings(session=s, user_id=user)
+        kinds = s.scalars(
+            select(feedback.c.kind)
+            .join(users, users.c.id == feedback.c.user_id)
+            .where(users.c.external_id == user)
+        ).all()
+        linked = s.scalar(select(func.count()).where(feedback.c.recommendation_id == rec_id))
+    assert sorted(zip(rated, values, strict=True)) == [("film0", 5.0), ("film3", 4.5)]
+    assert sorted(kinds) == ["click", "rating", "rating"]
+    assert linked == 1
+    # A retried event with the same event_id is stored once.
+    again = client.post("/v1/feedback", json=events[2])
+    assert again.status_code == 201 and again.json()["duplicates"] == 1
+    # The new user's ratings are folded in at once, before any retraining.
+    recs = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+    assert recs["strategy"] == "fold_in"
+    assert not {i["item_id"] for i in recs["items"]} & {"film0", "film3"}
+
+
+def test_predictions_and_their_basis(client: TestClient) -> None:
+    loved = client.get("/v1/predictions", params={"user_id": "user0", "item_id": "film0"})
+    hated = client.get("/v1/predictions", params={"user_id": "user0", "item_id": "film1"})
+    assert loved.status_code == hated.status_code == 200
+    assert loved.json()["basis"] == "model"
+    assert loved.json()["predicted_rating"] > 4 > 2.5 > hated.json()["predicted_rating"]
+    batch = client.post(
+        "/v1/predictions",
+        json={
+            "pairs": [
+                {"user_id": "user0", "item_id": "film0"},
+                {"user_id": "nobody", "item_id": "film0"},
+                {"user_id": "user0", "item_id": "no-such-film"},
+                {"user_id": "nobody", "item_id": "no-such-film"},
+            ]
+        },
+    )
+    assert batch.status_code == 200
+    preds = batch.json()["predictions"]
+    assert [p["basis"] for p in preds] == ["model", "item_bias", "user_bias", "global_mean"]
+    assert preds[0]["predicted_rating"] == loved.json()["predicted_rating"]
+
+
+def test_similar_items_share_the_genre(client: TestClient) -> None:
+    r = client.get("/v1/items/film0/similar", params={"k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["title"] == "Film number 0"
+    ids = [i["item_id"] for i in body["items"]]
+    assert "film0" not in ids and len(ids) == 5
+    assert all(genre_of(i) == genre_of("film0") for i in ids)
+    sims = [i["similarity"] for i in body["items"]]
+    assert sims == sorted(sims, reverse=True) and sims[0] <= 1.0 + 1e-6
+
+
+def test_unknown_item_is_a_404_with_a_message(client: TestClient) -> None:
+    r = client.get("/v1/items/no-such-film/similar")
+    assert r.status_code == 404
+    assert "not in the catalog" in r.json()["detail"]
+    assert client.get("/v1/items/no-such-film").status_code == 404
+
+
+def test_items_put_and_post(client: TestClient) -> None:
+    new = f"film-new-{uuid.uuid4().hex[:6]}"
+    r = client.put(f"/v1/items/{new}", json={"title": "Brand new", "genres": ["Horror", "Drama"]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "item_id": new,
+        "title": "Brand new",
+        "genres": ["Horror", "Drama"],
+        "in_model": False,
+        "bias": None,
+        "training_ratings": 0,
+    }
+    # Fields not sent keep their value.
+    r = client.put(f"/v1/items/{new}", json={"metadata": {"year": 2026}})
+    assert r.json()["title"] == "Brand new"
+    # Not learned yet: similar items says so.
+    assert "no learned factors" in client.get(f"/v1/items/{new}/similar").json()["detail"]
+    r = client.post(
+        "/v1/items", json={"items": [{"item_id": "film0", "title": "Renamed"}, {"item_id": new}]}
+    )
+    assert r.status_code == 201 and r.json() == {"written": 2}
+    item = client.get("/v1/items/film0").json()
+    assert item["title"] == "Renamed" and item["in_model"] and item["training_ratings"] > 0
+    # Feedback on a catalog item the model does not know is accepted.
+    ok = client.post("/v1/feedback", json={"user_id": "user0", "item_id": new, "value": 4.0})
+    assert ok.status_code == 201
+
+
+def test_impressions_are_logged_in_batches(client: TestClient, served: Served) -> None:
+    ids = [
+        client.get("/v1/users/user2/recommendations", params={"k": 3}).json()["recommendation_id"]
+        for _ in range(5)
+    ]
+    state = client.app.state.recsys  # type: ignore[attr-defined]
+    assert state.impressions.wait_idle(10)
+    with session_scope(served.engine) as s:
+        rows = (
+            s.execute(select(impressions).where(impressions.c.recommendation_id.in_(ids)))
+            .mappings()
+            .all()
+        )
+    assert len(rows) == 5
+    row = rows[0]
+    assert row["user_external_id"] == "user2" and row["strategy"] == "model"
+    assert row["model_version"] == served.registered.version
+    assert len(row["items"]) == len(row["scores"]) == 3
+
+
+def test_health_readiness_and_metrics(client: TestClient, served: Served) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["model_version"] == served.registered.version
+    client.get("/v1/users/user0/recommendations")
+    client.get("/v1/users/user0/recommendations", params={"k": 0})
+    text = client.get("/metrics").text
+    assert (
+        'recsys_http_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",'
+        'status="200"}' in text
+    )
+    assert 'status="422"' in text
+    assert f'recsys_model_info{{version="{served.registered.version}"}} 1.0' in text
+    assert "recsys_impressions_dropped_total 0.0" in text
+    assert "recsys_http_request_duration_seconds_bucket" in text
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/v1/users/{user_id}/recommendations",
+        "/v1/recommendations",
+        "/v1/predictions",
+        "/v1/items/{item_id}/similar",
+        "/v1/items/{item_id}",
+        "/v1/items",
+        "/v1/feedback",
+    ):
+        assert path in paths
+
+
+def test_ratings_count_grows_only_by_feedback(client: TestClient, served: Served) -> None:
+    with session_scope(served.engine) as s:
+        before = s.scalar(select(func.count()).select_from(ratings))
+    client.get("/v1/users/user0/recommendations")
+    client.post("/v1/recommendations", json={"ratings": [{"item_id": "film0", "rating": 5}]})
+    time.sleep(0.1)
+    with session_scope(served.engine) as s:
+        after = s.scalar(select(func.count()).select_from(ratings))
+    assert before == after  # reading never writes ratings; visitors are not stored

@@ -1,0 +1,81 @@
+"""Bad input gets a 4xx with a message that says what is wrong; never a 500."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+BAD_REQUESTS: list[tuple[str, str, object, str]] = [
+    ("GET", "/v1/users/user0/recommendations?k=0", None, "greater than or equal to 1"),
+    ("GET", "/v1/users/user0/recommendations?k=1001", None, "above the limit of 1000"),
+    ("GET", "/v1/users/user0/recommendations?k=abc", None, "valid integer"),
+    ("GET", "/v1/users/user0/recommendations?min_support=-1", None, "query.min_support"),
+    ("GET", "/v1/users/" + "x" * 300 + "/recommendations", None, "at most 255"),
+    ("GET", "/v1/predictions?user_id=user0", None, "query.item_id: Field required"),
+    ("GET", "/v1/predictions?user_id=&item_id=film0", None, "at least 1 character"),
+    ("POST", "/v1/predictions", {"pairs": []}, "at least 1 item"),
+    ("POST", "/v1/predictions", {"pairs": [{"user_id": 1}]}, "valid string"),
+    ("POST", "/v1/recommendations", {"ratings": []}, "at least 1 item"),
+    ("POST", "/v1/recommendations", {"ratings": [{"item_id": "film0", "rating": 9}]}, "outside"),
+    ("POST", "/v1/recommendations", {"ratings": [{"item_id": "f", "ratng": 4}]}, "Extra inputs"),
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "film0"}, "a rating needs a value"),
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "film0", "value": 0.1}, "outside"),
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "film0", "kind": "poke"}, "kind"),
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "nope", "value": 3}, "not in the catalog"),
+    (
+        "POST",
+        "/v1/feedback",
+        {"user_id": "u", "item_id": "film0", "value": 3, "occurred_at": "2999-01-01T00:00:00"},
+        "in the future",
+    ),
+    ("POST", "/v1/feedback", {"events": []}, "at least 1 item"),
+    ("POST", "/v1/items", {"items": [{"item_id": "a"}, {"item_id": "a"}]}, "appear once"),
+    ("PUT", "/v1/items/x", {"genres": ["a|b"]}, "may not contain '|'"),
+    ("PUT", "/v1/items/x", {"title": 5}, "valid string"),
+    ("GET", "/v1/items/film0/similar?k=100000", None, "above the limit"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body", "message"), BAD_REQUESTS)
+def test_bad_input_is_a_422_with_a_message(
+    client: TestClient, method: str, url: str, body: object, message: str
+) -> None:
+    r = client.request(method, url, json=body)
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"], r.json()
+
+
+def test_malformed_json_and_wrong_content(client: TestClient) -> None:
+    r = client.post("/v1/feedback", content=b"{bad", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = client.post(
+        "/v1/predictions", content=b"[1, 2]", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+def test_batch_limits(client: TestClient) -> None:
+    pairs = [{"user_id": "u", "item_id": "film0"}] * 1001
+    r = client.post("/v1/predictions", json={"pairs": pairs})
+    assert r.status_code == 422 and "above the limit of 1000" in r.json()["detail"]
+
+
+def test_ids_of_any_form(client: TestClient) -> None:
+    for user in ("ünïcødé user", "with space", "42", "a.b-c_d", "ø:@!"):
+        # Clients percent-encode ids in paths, as for any URL segment.
+        r = client.get(f"/v1/users/{quote(user, safe='')}/recommendations", params={"k": 2})
+        assert r.status_code == 200, (user, r.text)
+        assert r.json()["user_id"] == user
+        assert r.json()["strategy"] == "cold_start"
+
+
+def test_failed_feedback_batch_writes_nothing(client: TestClient) -> None:
+    events = [
+        {"user_id": "batch-user", "item_id": "film0", "value": 5},
+        {"user_id": "batch-user", "item_id": "not-an-item", "value": 5},
+    ]
+    assert client.post("/v1/feedback", json={"events": events}).status_code == 422
+    r = client.get("/v1/users/batch-user/recommendations")
+    assert r.json()["strategy"] == "cold_start"  # the first event was not stored either
