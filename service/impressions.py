@@ -66,10 +66,12 @@ class ImpressionWriter:
         return self._idle.wait(timeout)
 
     def _take_batch(self) -> list[dict[str, Any]]:
-        try:
-            batch = [self._queue.get(timeout=self.flush_s)]
-        except queue.Empty:
-            return []
+        """Sleep for `flush_s`, then take what has queued (up to a batch). The writer sleeps
+        on a timer rather than on the queue: waking for every list served would cost the
+        request threads a GIL hand-over each, and a database commit each under load."""
+        if self._queue.qsize() < self.batch_size:
+            self._stop.wait(self.flush_s)
+        batch: list[dict[str, Any]] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(self._queue.get_nowait())

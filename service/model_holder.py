@@ -48,20 +48,25 @@ class Catalog:
     recommendations need no database round trip, and still work while the database is away."""
 
     entries: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    watermark: datetime | None = None
+    state: tuple[int, datetime | None] = (0, None)
 
     def get(self, item_id: str) -> tuple[str | None, str | None]:
         return self.entries.get(item_id, (None, None))
 
     def refresh(self, engine: Engine) -> None:
-        # Overlap the watermark: SQLite stores updated_at to the second.
-        since = self.watermark - timedelta(seconds=2) if self.watermark else None
+        """Read the items changed since the last refresh; nothing when the catalog's count
+        and latest update are as they were (the common case: one aggregate query)."""
         with session_scope(engine) as s:
+            state = queries.catalog_state(session=s)
+            if state == self.state:
+                return
+            # Overlap the previous latest update: writers' clocks differ a little.
+            latest = self.state[1]
+            since = latest - timedelta(seconds=2) if latest is not None else None
             rows = queries.catalog(session=s, updated_since=since)
-        for ext, title, genres, updated in rows:
+        for ext, title, genres, _ in rows:
             self.entries[ext] = (title, genres)
-            if updated is not None and (self.watermark is None or updated > self.watermark):
-                self.watermark = updated
+        self.state = state
 
 
 class ModelHolder:

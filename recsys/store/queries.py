@@ -7,7 +7,7 @@ same statement decides "latest rating wins" in the database rather than in Pytho
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -64,13 +64,16 @@ def upsert_items(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None
     metadata. Fields that a row does not carry keep their stored value."""
     if not rows:
         return
+    # A timestamp to the microsecond from here, not the database's now(): SQLite's keeps
+    # whole seconds, and services tell changed items apart by it (see `catalog_state`).
+    stamp = datetime.now(UTC)
     by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
-        by_keys.setdefault(tuple(sorted(row)), []).append(row)
+        by_keys.setdefault(tuple(sorted(row)), []).append({**row, "updated_at": stamp})
     for keys, group in by_keys.items():
         stmt = dialect_insert(session, items)
         updates = {k: stmt.excluded[k] for k in keys if k != "external_id"}
-        updates["updated_at"] = func.now()
+        updates["updated_at"] = stmt.excluded.updated_at
         stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_=updates)
         session.execute(stmt, list(group))
 
@@ -161,6 +164,14 @@ def search_items(*, session: Session, text: str, limit: int = 10) -> list[tuple[
         .limit(limit)
     )
     return [(ext, title) for ext, title in rows]
+
+
+def catalog_state(*, session: Session) -> tuple[int, datetime | None]:
+    """(number of items, latest update): a cheap test of whether the catalog changed."""
+    count, latest = session.execute(
+        select(func.count(), func.max(items.c.updated_at)).select_from(items)
+    ).one()
+    return int(count), latest
 
 
 def catalog(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
-from service.deps import ModelDep, StateDep, check_batch, check_k, check_rating
+from service.deps import ModelDep, StateDep, as_json, check_batch, check_k, check_rating
 from service.errors import ERROR_RESPONSES
 from service.schemas import RecommendationsPublic, VisitorRecommendationsCreate
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPO
 UserPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH)]
 
 
-@router.get("/users/{user_id}/recommendations")
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsPublic)
 async def user_recommendations(
     user_id: UserPath,
     state: StateDep,
@@ -34,13 +34,13 @@ async def user_recommendations(
             ge=1, description="Least training ratings of an item (RECSYS_RECOMMEND_MIN_SUPPORT)."
         ),
     ] = None,
-) -> RecommendationsPublic:
+) -> Response:
     """Top-k items for a user, best first. A user the model has not learned gets items folded
     in from the ratings they sent since the last training, or the cold-start list."""
     check_k(k, state.settings)
     if model.recommender.is_known_user(user_id):
         support = min_support or state.settings.recommend_min_support
-        return serving.for_known_user(
+        answer = serving.for_known_user(
             state,
             model,
             user_id,
@@ -49,26 +49,30 @@ async def user_recommendations(
             include_rated=include_rated,
             min_support=support,
         )
-    items, ratings = await run_in_threadpool(serving.stored_ratings, state, user_id)
-    return serving.for_ratings(state, model, user_id, items, ratings, k, exclude)
+    else:
+        items, ratings = await run_in_threadpool(serving.stored_ratings, state, user_id)
+        answer = serving.for_ratings(state, model, user_id, items, ratings, k, exclude)
+    return as_json(answer)
 
 
-@router.post("/recommendations")
+@router.post("/recommendations", response_model=RecommendationsPublic)
 async def visitor_recommendations(
     body: VisitorRecommendationsCreate, state: StateDep, model: ModelDep
-) -> RecommendationsPublic:
+) -> Response:
     """Recommendations for a visitor known only by the ratings in the body: a user vector and
     bias are fitted against the frozen item factors (no retraining). Nothing is stored."""
     check_k(body.k, state.settings)
     check_batch(len(body.ratings), state.settings, "ratings")
     for n, r in enumerate(body.ratings):
         check_rating(r.rating, state.settings, f"ratings.{n}")
-    return serving.for_ratings(
-        state,
-        model,
-        body.user_id,
-        [r.item_id for r in body.ratings],
-        [r.rating for r in body.ratings],
-        body.k,
-        body.exclude,
+    return as_json(
+        serving.for_ratings(
+            state,
+            model,
+            body.user_id,
+            [r.item_id for r in body.ratings],
+            [r.rating for r in body.ratings],
+            body.k,
+            body.exclude,
+        )
     )

@@ -1,0 +1,70 @@
+"""Serving latency and throughput with the MovieLens model, one uvicorn worker.
+
+    .venv/bin/python -m benchmarks.serve_latency [--rate 200] [--seconds 30]
+
+Loads the real sample into a fresh SQLite store, trains, starts `recsys serve`, then:
+1. open-loop load at a fixed rate on recommendations for random known users (and on similar
+   items), latency from when each request was due;
+2. saturation throughput with wrk (`apt install wrk`) of recommendations against /healthz of
+   the same app in the same run; the ratio says what the model adds to the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.harness import movielens_store, open_loop, serving, wrk
+from recsys import samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    print(f"{platform.machine()}, {platform.python_version()}; 1 uvicorn worker, loopback")
+
+    sample = samples.movielens()
+    users = sample.ratings["user_id"].unique()
+    items = sample.ratings["item_id"].value_counts().index[:2000].to_numpy()
+    rng = np.random.default_rng(0)
+    user_order = rng.choice(users, size=int(args.rate * args.seconds))
+    item_order = rng.choice(items, size=int(args.rate * args.seconds))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = movielens_store(Path(tmp))
+        with serving(env) as base:
+            def recommend(c: httpx.AsyncClient, i: int) -> object:
+                return c.get(f"/v1/users/{user_order[i]}/recommendations", params={"k": 10})
+
+            def similar(c: httpx.AsyncClient, i: int) -> object:
+                return c.get(f"/v1/items/{item_order[i]}/similar", params={"k": 10})
+
+            # Warm-up: first requests pay for lazy imports, allocator growth and caches.
+            print(f"warm-up, recommendations: {open_loop(base, args.rate, 3, recommend).summary()}")
+            open_loop(base, args.rate, 2, similar)
+            result = open_loop(base, args.rate, args.seconds, recommend)
+            print(f"recommendations at {args.rate:.0f}/s: {result.summary()}")
+            result = open_loop(base, args.rate, args.seconds, similar)
+            print(f"similar items at {args.rate:.0f}/s:   {result.summary()}")
+
+            if shutil.which("wrk") is None:
+                print("wrk is not installed (apt install wrk): no saturation figures")
+                return
+            trivial = wrk(f"{base}/healthz")
+            heavy = wrk(f"{base}/v1/users/{users[0]}/recommendations?k=10")
+            print(
+                f"saturation (wrk, 16 connections, 10 s): /healthz {trivial:.0f}/s, "
+                f"recommendations {heavy:.0f}/s, ratio {heavy / trivial:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
