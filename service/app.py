@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from recsys.config import Settings, get_settings
 from recsys.store.db import make_engine
 from service import errors
+from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.model_holder import ModelHolder
@@ -41,13 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # Load the production model before accepting requests; with none yet (or the
         # database away) the service still starts, and /readyz says why it is not ready.
+        committer = FeedbackCommitter(engine)
         await run_in_threadpool(models.refresh)
         models.start()
         writer.start()
-        app.state.recsys = AppState(settings, engine, metrics, models, writer)
+        committer.start()
+        app.state.recsys = AppState(settings, engine, metrics, models, writer, committer)
         try:
             yield
         finally:
+            # uvicorn has finished the requests in flight: no feedback is waiting.
+            await committer.stop()
             models.stop()
             writer.stop()
             engine.dispose()

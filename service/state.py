@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from recsys.config import Settings
+from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
@@ -19,3 +20,4 @@ class AppState:
     metrics: ServiceMetrics
     models: ModelHolder
     impressions: ImpressionWriter
+    feedback: FeedbackCommitter

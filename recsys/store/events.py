@@ -39,6 +39,8 @@ class FeedbackResult:
     stored: int
     duplicates: int
     ratings: int
+    fresh: tuple[bool, ...] = ()
+    """Per event, in order: False where the event_id had been stored before."""
 
 
 def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> FeedbackResult:
@@ -49,7 +51,7 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     that retries after a lost answer does not count twice.
     """
     if not events:
-        return FeedbackResult(0, 0, 0)
+        return FeedbackResult(0, 0, 0, ())
     item_ids = lookup_ids(session=session, table=items, external_ids=[e.item_id for e in events])
     unknown = sorted({e.item_id for e in events} - item_ids.keys())
     if unknown:
@@ -102,7 +104,12 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
                 "rated_at": rated_at,
             }
     upsert_ratings(session=session, rows=list(latest.values()))
-    return FeedbackResult(stored=len(rows), duplicates=len(events) - len(rows), ratings=len(latest))
+    return FeedbackResult(
+        stored=len(rows),
+        duplicates=len(events) - len(rows),
+        ratings=len(latest),
+        fresh=tuple(e.event_id is None or e.event_id not in seen for e in events),
+    )
 
 
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

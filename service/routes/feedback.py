@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from recsys.store.db import session_scope
-from recsys.store.events import RATING, FeedbackEvent, record_feedback
+from recsys.store.events import RATING, FeedbackEvent
 from service.deps import StateDep, check_batch, check_rating
 from service.errors import ERROR_RESPONSES
 from service.schemas import FeedbackBatchCreate, FeedbackCreate, FeedbackPublic
@@ -14,31 +13,32 @@ router = APIRouter(prefix="/v1", tags=["feedback"], responses=ERROR_RESPONSES)
 
 
 @router.post("/feedback", status_code=status.HTTP_201_CREATED)
-def post_feedback(body: FeedbackCreate | FeedbackBatchCreate, state: StateDep) -> FeedbackPublic:
+async def post_feedback(
+    body: FeedbackCreate | FeedbackBatchCreate, state: StateDep
+) -> FeedbackPublic:
     """One event, or `{"events": [...]}`. Ratings feed the next training; every event, with
-    the `recommendation_id` it answers, feeds monitoring. A 201 means it is committed; on 503
+    the `recommendation_id` it answers, feeds monitoring. A 201 means it is committed
+    (concurrent requests share a transaction, see `service.feedback_writer`); on 503
     nothing was written and the request can be retried (with `event_id`, safely)."""
     events = body.events if isinstance(body, FeedbackBatchCreate) else [body]
     check_batch(len(events), state.settings, "events")
     for n, e in enumerate(events):
         if e.kind == RATING and e.value is not None:
             check_rating(e.value, state.settings, f"events.{n}")
-    with session_scope(state.engine) as s:
-        result = record_feedback(
-            session=s,
-            events=[
-                FeedbackEvent(
-                    user_id=e.user_id,
-                    item_id=e.item_id,
-                    kind=e.kind,
-                    value=e.value,
-                    recommendation_id=e.recommendation_id,
-                    occurred_at=e.occurred_at,
-                    event_id=e.event_id,
-                )
-                for e in events
-            ],
-        )
+    result = await state.feedback.submit(
+        [
+            FeedbackEvent(
+                user_id=e.user_id,
+                item_id=e.item_id,
+                kind=e.kind,
+                value=e.value,
+                recommendation_id=e.recommendation_id,
+                occurred_at=e.occurred_at,
+                event_id=e.event_id,
+            )
+            for e in events
+        ]
+    )
     for e in events:
         state.metrics.feedback.labels(e.kind).inc()
     return FeedbackPublic(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -242,3 +243,29 @@ def test_ratings_count_grows_only_by_feedback(client: TestClient, served: Served
     with session_scope(served.engine) as s:
         after = s.scalar(select(func.count()).select_from(ratings))
     assert before == after  # reading never writes ratings; visitors are not stored
+
+
+def test_concurrent_feedback_shares_commits_but_not_errors(
+    client: TestClient, served: Served
+) -> None:
+    """Group commit: concurrent requests, some bad, some retrying an event_id; each gets its
+    own answer and exactly the acknowledged events are stored."""
+    run = uuid.uuid4().hex[:6]
+
+    def send(n: int) -> tuple[int, str]:
+        item = "no-such-film" if n % 7 == 0 else f"film{n % N_ITEMS}"
+        event = {"user_id": f"{run}-u{n}", "item_id": item, "value": 3.0}
+        event["event_id"] = f"{run}-e{n // 2}"  # pairs share an id: one of each pair is a retry
+        return client.post("/v1/feedback", json=event).status_code, event["event_id"]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(send, range(120)))
+    bad = [n for n in range(120) if n % 7 == 0]
+    assert all(answers[n][0] == 422 for n in bad)
+    assert all(status == 201 for n, (status, _) in enumerate(answers) if n not in bad)
+    acknowledged_ids = {eid for n, (status, eid) in enumerate(answers) if status == 201}
+    with session_scope(served.engine) as s:
+        stored = s.scalars(
+            select(feedback.c.event_id).where(feedback.c.event_id.like(f"{run}-%"))
+        ).all()
+    assert sorted(stored) == sorted(acknowledged_ids)  # once each, none of the refused
