@@ -254,9 +254,9 @@ def test_concurrent_feedback_shares_commits_but_not_errors(
 
     def send(n: int) -> tuple[int, str]:
         item = "no-such-film" if n % 7 == 0 else f"film{n % N_ITEMS}"
-        event = {"user_id": f"{run}-u{n}", "item_id": item, "value": 3.0}
-        event["event_id"] = f"{run}-e{n // 2}"  # pairs share an id: one of each pair is a retry
-        return client.post("/v1/feedback", json=event).status_code, event["event_id"]
+        event_id = f"{run}-e{n // 2}"  # pairs share an id: one of each pair is a retry
+        event = {"user_id": f"{run}-u{n}", "item_id": item, "value": 3.0, "event_id": event_id}
+        return client.post("/v1/feedback", json=event).status_code, event_id
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         answers = list(pool.map(send, range(120)))
