@@ -9,6 +9,7 @@ so hides every stall behind fewer requests ("coordinated omission", Gil Tene).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -104,12 +105,9 @@ async def _open_loop(
     errors = 0
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        start = time.perf_counter()
 
-        async def one(i: int) -> None:
+        async def one(i: int, due: float) -> None:
             nonlocal errors
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
             try:
                 response = await make(client, i)  # type: ignore[misc]
                 if response.status_code >= 400:
@@ -118,9 +116,40 @@ async def _open_loop(
                 errors += 1
             latencies[i] = time.perf_counter() - due
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        # Tasks are started when due, so only requests in flight exist; and the collector
+        # is off, so the client's own pauses do not count against the server.
+        gc.disable()
+        in_flight: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        try:
+            for i in range(n):
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(one(i, due))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight)
+        finally:
+            gc.enable()
         elapsed = time.perf_counter() - start
     return LoadResult(n, errors, latencies, elapsed)
+
+
+def server_percentile(base: str, route: str, q: float = 0.99) -> float:
+    """The server's own view: the `q` quantile (upper bucket bound, seconds) of a route's
+    latency histogram in /metrics, free of client and network noise."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics").text):
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("route") == route:
+                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets.sort()
+    total = buckets[-1][1]
+    return next(le for le, count in buckets if count >= q * total)
 
 
 def open_loop(
