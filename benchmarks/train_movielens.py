@@ -75,7 +75,7 @@ def main() -> None:
     )
     print(data)
     for seed in args.seeds:
-        cfg = TrainConfig(**{"seed": seed, **overrides})
+        cfg = TrainConfig(**{"seed": seed, "split": "random", **overrides})
         t0 = time.perf_counter()
         fitted = fit(data, cfg, RatingScale(min=0.5, max=5.0))
         wall = time.perf_counter() - t0

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from recsys import registry
+from recsys.cli_ops import jobs_app, models_app, retrain, schedule
 from recsys.config import Settings, TrainConfig, get_settings
 from recsys.data import ingest as ingest_mod
 from recsys.data import samples
@@ -30,7 +31,7 @@ from recsys.model import artifact
 from recsys.model.recommender import Recommender, Scored
 from recsys.store import migrate, queries
 from recsys.store.db import make_engine, session_scope
-from recsys.training.pipeline import train_from_database
+from recsys.training.pipeline import HASH_HOLDOUT_SEED, train_from_database
 from recsys.training.trainer import EpochStats
 
 app = typer.Typer(
@@ -39,9 +40,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
-models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(jobs_app, name="jobs")
+app.command()(retrain)
+app.command()(schedule)
 
 out = Console()
 err = Console(stderr=True)
@@ -177,7 +180,7 @@ def train(
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr: Annotated[float | None, typer.Option(min=0.0)] = None,
     factor_l2: Annotated[float | None, typer.Option(min=0.0)] = None,
-    split: Annotated[str | None, typer.Option(help="random or time")] = None,
+    split: Annotated[str | None, typer.Option(help="hash (default), random or time")] = None,
     seed: int | None = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     promote: Annotated[
@@ -269,7 +272,8 @@ def evaluate(
                 "[yellow]note:[/] the data changed since this model was trained; "
                 "held-out ratings may include some it learned from"
             )
-        train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=cfg.seed)
+        test_seed = HASH_HOLDOUT_SEED if cfg.split == "hash" else cfg.seed
+        train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=test_seed)
         remapped = remap(rec, train_part)
         report = evaluate_report(
             remapped, train_part, test, threshold=cfg.liked_threshold, k=cfg.top_k, seed=cfg.seed
@@ -380,30 +384,6 @@ def serve(
     )
 
 
-@models_app.command("list")
-def models_list() -> None:
-    """Model versions, newest first."""
-    table = Table()
-    for col in ("version", "status", "rmse", "ndcg@10", "created", "promoted"):
-        table.add_column(col)
-    for row in registry.list_versions(_engine()):
-        rep = (row["metrics"] or {}).get("report") or {}
-        model = rep.get("model", {})
-        table.add_row(
-            row["version"],
-            row["status"],
-            _fmt(model.get("rmse")),
-            _fmt(model.get("ndcg@10")),
-            str(row["created_at"])[:19],
-            str(row["promoted_at"] or "")[:19],
-        )
-    out.print(table)
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
-
-
 def main() -> None:
     """Entry point: turn known errors into a message and exit status 1, never a traceback."""
     try:
@@ -423,3 +403,7 @@ def main() -> None:
         )
         err.print(f"[red]database error:[/] {msg.strip()}{hint}", highlight=False)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

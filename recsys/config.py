@@ -70,6 +70,28 @@ class Settings(BaseSettings):
     impression_batch_size: int = Field(500, ge=1)
     impression_flush_s: float = Field(0.5, gt=0)
 
+    # Retraining: how a candidate may replace production (see recsys.jobs).
+    require_approval: bool = Field(
+        False, description="A candidate that passes the gates waits for an operator."
+    )
+    canary_share: float = Field(
+        0.0, ge=0, lt=1, description="Share of users served by a passing candidate first."
+    )
+    gate_rmse_tolerance: float = Field(
+        0.005, ge=0, description="How much worse than production a candidate's RMSE may be."
+    )
+    gate_ndcg_tolerance: float = Field(
+        0.01, ge=0, description="How much lower than production a candidate's NDCG@k may be."
+    )
+    gate_min_coverage_ratio: float = Field(
+        0.5, ge=0, le=1, description="Candidate catalog coverage at least this x production's."
+    )
+    gate_max_gini_increase: float = Field(
+        0.05, ge=0, le=1, description="How much more concentrated exposure may become."
+    )
+    warm_start: bool = Field(True, description="Start from production's factors for known ids.")
+    retrain_cron: str = Field("0 3 * * *", description="When `recsys schedule` retrains.")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         RatingScale(min=self.rating_min, max=self.rating_max)
@@ -114,7 +136,11 @@ class TrainConfig(BaseModel):
         0.05, gt=0, lt=0.5, description="Share of training data for early stopping."
     )
     test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for evaluation.")
-    split: Literal["random", "time"] = "random"
+    split: Literal["random", "time", "hash"] = Field(
+        "hash",
+        description="Test holdout: 'hash' holds out the same (user, item) pairs in every "
+        "snapshot, so successive models are compared on ratings none of them learned.",
+    )
     patience: int = Field(
         2, ge=0, description="Epochs without validation improvement before stopping."
     )

@@ -1,7 +1,9 @@
 """Training runs and model versions in the database.
 
-A version's status is one of candidate, production, retired, rejected. At most one version is
-in production; promotion retires the previous one in the same transaction.
+A version's status is one of candidate, canary, production, retired, rejected. At most one
+version is in production and one in canary; promotion retires the previous production version
+in the same transaction, rollback brings it back and rejects the one rolled back. The names
+`production`, `canary` and `latest` work wherever a version is asked for.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, RowMapping, select, update
 from sqlalchemy.orm import Session
 
-from recsys.errors import NoModelError, NotFoundError
+from recsys.errors import ConfigError, NoModelError, NotFoundError
 from recsys.store.db import session_scope
 from recsys.store.tables import model_versions, training_runs
 
-CANDIDATE, PRODUCTION, RETIRED, REJECTED = "candidate", "production", "retired", "rejected"
+CANDIDATE, CANARY, PRODUCTION = "candidate", "canary", "production"
+RETIRED, REJECTED = "retired", "rejected"
+ALIASES = (PRODUCTION, CANARY, "latest")
 
 
 def now() -> datetime:
@@ -89,18 +93,96 @@ def get_version(engine: Engine, version: str) -> RowMapping:
 
 
 def promote(engine: Engine, version: str) -> None:
-    """Make `version` the production model and retire the previous one, atomically."""
+    """Make `version` the production model and retire the previous one (and any other
+    canary), atomically."""
     with session_scope(engine) as s:
         _get(s, version)
         s.execute(
             update(model_versions)
-            .where(model_versions.c.status == PRODUCTION)
+            .where(model_versions.c.status.in_([PRODUCTION, CANARY]))
+            .where(model_versions.c.version != version)
             .values(status=RETIRED)
         )
         s.execute(
             update(model_versions)
             .where(model_versions.c.version == version)
             .values(status=PRODUCTION, promoted_at=now())
+        )
+
+
+def start_canary(engine: Engine, version: str) -> None:
+    """Serve `version` to the canary share of users; a previous canary is retired."""
+    with session_scope(engine) as s:
+        if _get(s, version)["status"] == PRODUCTION:
+            raise ConfigError(f"{version} is already in production")
+        s.execute(
+            update(model_versions).where(model_versions.c.status == CANARY).values(status=RETIRED)
+        )
+        s.execute(
+            update(model_versions).where(model_versions.c.version == version).values(status=CANARY)
+        )
+
+
+def approve(engine: Engine, version: str) -> None:
+    """An operator's yes: a candidate (or canary) becomes production."""
+    status = get_version(engine, version)["status"]
+    if status not in (CANDIDATE, CANARY):
+        raise ConfigError(f"{version} is {status}; only a candidate or canary can be approved")
+    promote(engine, version)
+
+
+def reject(engine: Engine, version: str) -> None:
+    status = get_version(engine, version)["status"]
+    if status not in (CANDIDATE, CANARY):
+        raise ConfigError(f"{version} is {status}; only a candidate or canary can be rejected")
+    set_status(engine, version, REJECTED)
+
+
+def rollback(engine: Engine) -> tuple[str, str]:
+    """Back to the version that was in production before this one, atomically; the current
+    one is rejected, so a second rollback goes one further back. Returns (from, to)."""
+    with session_scope(engine) as s:
+        current = (
+            s.execute(select(model_versions).where(model_versions.c.status == PRODUCTION))
+            .mappings()
+            .first()
+        )
+        if current is None:
+            raise NoModelError("nothing is in production: nothing to roll back")
+        previous = (
+            s.execute(
+                select(model_versions)
+                .where(model_versions.c.status == RETIRED)
+                .where(model_versions.c.promoted_at.is_not(None))
+                .order_by(model_versions.c.promoted_at.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if previous is None:
+            raise NotFoundError(
+                f"no earlier production version to roll back to from {current['version']}"
+            )
+        s.execute(
+            update(model_versions)
+            .where(model_versions.c.version == current["version"])
+            .values(status=REJECTED)
+        )
+        s.execute(
+            update(model_versions)
+            .where(model_versions.c.version == previous["version"])
+            .values(status=PRODUCTION, promoted_at=now())
+        )
+        return current["version"], previous["version"]
+
+
+def canary(engine: Engine) -> RowMapping | None:
+    with session_scope(engine) as s:
+        return (
+            s.execute(select(model_versions).where(model_versions.c.status == CANARY))
+            .mappings()
+            .first()
         )
 
 
@@ -122,10 +204,20 @@ def production(engine: Engine) -> RowMapping | None:
 
 
 def resolve(engine: Engine, version: str | None) -> RowMapping:
-    """A named version, else production, else the newest version."""
-    if version:
+    """A named version or alias, else production, else the newest version."""
+    if version == CANARY:
+        row = canary(engine)
+        if row is None:
+            raise NotFoundError("no version is in canary")
+        return row
+    if version == PRODUCTION:
+        row = production(engine)
+        if row is None:
+            raise NoModelError("no version is in production: run `recsys train`")
+        return row
+    if version and version != "latest":
         return get_version(engine, version)
-    row = production(engine)
+    row = production(engine) if version is None else None
     if row is not None:
         return row
     with session_scope(engine) as s:

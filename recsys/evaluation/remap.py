@@ -11,9 +11,8 @@ from recsys.model.recommender import Recommender
 
 
 class RemappedScorer:
-    name = "model"
-
-    def __init__(self, rec: Recommender, data: Interactions) -> None:
+    def __init__(self, rec: Recommender, data: Interactions, name: str = "model") -> None:
+        self.name = name
         self.rec = rec
         self.user_map = rec.user_vocab.indices(data.user_vocab.ids)
         self.item_map = rec.item_vocab.indices(data.item_vocab.ids)
@@ -35,5 +34,5 @@ class RemappedScorer:
         return scores
 
 
-def remap(rec: Recommender, data: Interactions) -> RemappedScorer:
-    return RemappedScorer(rec, data)
+def remap(rec: Recommender, data: Interactions, name: str = "model") -> RemappedScorer:
+    return RemappedScorer(rec, data, name)

@@ -144,3 +144,29 @@ feedback = Table(
     Index("ix_feedback_recommendation_id", "recommendation_id"),
     Index("ix_feedback_received_at", "received_at"),
 )
+
+# Runs of the nightly job (and anything else scheduled): what it decided and why.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("status", String(32), nullable=False, comment="running, succeeded, failed, skipped"),
+    Column(
+        "decision",
+        String(32),
+        nullable=True,
+        comment="promoted, canary, awaiting_approval, rejected",
+    ),
+    Column("reasons", JSON, nullable=True),
+    Column("candidate_version", String(64), nullable=True),
+    Column("production_version", String(64), nullable=True),
+    Column("comparison", JSON, nullable=True, comment="Candidate and production on one holdout."),
+    Column("data_counts", JSON, nullable=True),
+    Column("timings", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Index("ix_jobs_started_at", "started_at"),
+)

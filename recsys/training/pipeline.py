@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,15 @@ from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, read_snapshot
 from recsys.data.split import holdout
+from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import Report, beats_baselines, evaluate
 from recsys.model import artifact
+from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
+
+HASH_HOLDOUT_SEED = 0
 
 
 @dataclass
@@ -50,8 +54,12 @@ def fit(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    extra: Sequence[Scorer] = (),
+    network: DotProductBias | None = None,
 ) -> Fitted:
-    """Split `data`, train with early stopping, evaluate against the baselines.
+    """Split `data`, train with early stopping, evaluate against the baselines (and `extra`
+    scorers, such as the production model, on the same holdout). `network` starts training
+    from given weights (warm start) instead of a fresh initialisation.
 
     The test split is held out from everything; early stopping watches a validation split
     carved from the training part, so the test metrics are not tuned on.
@@ -59,9 +67,15 @@ def fit(
     config = config or TrainConfig()
     scale = scale or RatingScale()
     t0 = time.perf_counter()
-    train, test = holdout(data, config.test_fraction, method=config.split, seed=config.seed)
-    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=config.seed + 1)
-    result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(inner, valid)
+    # A hash holdout takes a fixed seed: the same pairs whatever the training seed, so any
+    # two models can be compared on it. Validation needs no such stability.
+    test_seed = HASH_HOLDOUT_SEED if config.split == "hash" else config.seed
+    train, test = holdout(data, config.test_fraction, method=config.split, seed=test_seed)
+    val_method = "random" if config.split == "hash" else config.split
+    inner, valid = holdout(train, config.val_fraction, method=val_method, seed=config.seed + 1)
+    result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
+        inner, valid, network=network
+    )
     t1 = time.perf_counter()
     info: dict[str, Any] = {
         "config": config.model_dump(),
@@ -87,7 +101,13 @@ def fit(
     report = None
     if len(test):
         report = evaluate(
-            rec, train, test, threshold=config.liked_threshold, k=config.top_k, seed=config.seed
+            rec,
+            train,
+            test,
+            threshold=config.liked_threshold,
+            k=config.top_k,
+            seed=config.seed,
+            extra=extra,
         )
     rec.info["metrics"] = report
     timings = {"train_s": t1 - t0, "evaluate_s": time.perf_counter() - t1}
@@ -125,35 +145,21 @@ def train_from_database(
             data = read_snapshot(session=session)
         snapshot_s = time.perf_counter() - t0
         fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
-        version = registry.new_version_name()
-        t1 = time.perf_counter()
-        path, checksum = artifact.save(fitted.recommender, artifact_dir, version)
-        timings = {"snapshot_s": snapshot_s, **fitted.timings, "save_s": time.perf_counter() - t1}
         gate = fitted.gate
         status = registry.CANDIDATE
         if promote:
             status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
-        registry.register_version(
+        version, path = record_fitted(
             engine,
-            version=version,
+            artifact_dir,
+            fitted,
             run_id=run_id,
-            artifact_path=str(path.resolve()),
-            checksum=checksum,
-            metrics={"report": fitted.report, "gate": gate},
             status=status,
+            metrics={"report": fitted.report, "gate": gate},
+            timings={"snapshot_s": snapshot_s},
         )
         if promote and gate["passed"]:
             registry.promote(engine, version)
-        registry.finish_run(
-            engine,
-            run_id,
-            status="succeeded",
-            history=fitted.result.history_dicts(),
-            best_epoch=fitted.result.best_epoch,
-            metrics=fitted.report,
-            data_counts=fitted.recommender.info["data"],
-            timings=timings,
-        )
         return Registered(version, run_id, path, fitted, promote and gate["passed"])
     except BaseException as exc:
         registry.finish_run(
@@ -163,3 +169,40 @@ def train_from_database(
             error="".join(traceback.format_exception_only(exc)).strip(),
         )
         raise
+
+
+def record_fitted(
+    engine: Engine,
+    artifact_dir: Path,
+    fitted: Fitted,
+    *,
+    run_id: int,
+    status: str,
+    metrics: dict[str, Any],
+    timings: dict[str, float],
+) -> tuple[str, Path]:
+    """Save the artifact, register the version with `status`, close the training run."""
+    version = registry.new_version_name()
+    t0 = time.perf_counter()
+    path, checksum = artifact.save(fitted.recommender, artifact_dir, version)
+    timings = {**timings, **fitted.timings, "save_s": time.perf_counter() - t0}
+    registry.register_version(
+        engine,
+        version=version,
+        run_id=run_id,
+        artifact_path=str(path.resolve()),
+        checksum=checksum,
+        metrics=metrics,
+        status=status,
+    )
+    registry.finish_run(
+        engine,
+        run_id,
+        status="succeeded",
+        history=fitted.result.history_dicts(),
+        best_epoch=fitted.result.best_epoch,
+        metrics=fitted.report,
+        data_counts=fitted.recommender.info["data"],
+        timings=timings,
+    )
+    return version, path

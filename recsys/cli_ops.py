@@ -1,0 +1,177 @@
+"""Operator commands: the nightly job, its schedule, the model registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+
+from recsys import jobs as jobs_mod
+from recsys import registry
+from recsys.config import get_settings
+from recsys.errors import ConfigError
+from recsys.store.db import make_engine
+
+models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
+out = Console()
+
+VersionArg = Annotated[
+    str, typer.Argument(help="A version, or an alias: production, canary, latest.")
+]
+
+
+def _engine() -> Engine:
+    return make_engine(get_settings().database_url)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def retrain() -> None:
+    """Run the nightly job once: lock, snapshot, train, compare with production, gate,
+    then promote, start a canary, wait for approval, or reject (as configured)."""
+    outcome = jobs_mod.retrain(_engine(), get_settings())
+    reasons = "; ".join(outcome.reasons)
+    out.print(
+        f"job {outcome.job_id}: {outcome.status}"
+        + (f", candidate {outcome.candidate} {outcome.decision}" if outcome.candidate else "")
+        + (f" ({reasons})" if reasons else ""),
+        highlight=False,
+    )
+    if outcome.status == "failed":
+        raise typer.Exit(1)
+
+
+def schedule(
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Cron expression (5 fields, or 6 with seconds); RECSYS_RETRAIN_CRON."),
+    ] = None,
+    max_runs: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many runs (default: never).")
+    ] = None,
+) -> None:
+    """Run `recsys retrain` on a cron schedule, in a long-lived process. Each run is a child
+    process, so a crash or a leak in one run cannot take the scheduler down."""
+    from croniter import croniter
+
+    expression = cron or get_settings().retrain_cron
+    if not croniter.is_valid(expression):
+        raise ConfigError(f"invalid cron expression {expression!r} (e.g. '0 3 * * *')")
+    runs = 0
+    times = croniter(expression, datetime.now(UTC))
+    while max_runs is None or runs < max_runs:
+        due: datetime = times.get_next(datetime)
+        out.print(f"next retrain at {due.isoformat()}", highlight=False)
+        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        done = subprocess.run([sys.executable, "-m", "recsys.cli", "retrain"], check=False)
+        runs += 1
+        out.print(f"retrain exited with status {done.returncode}", highlight=False)
+
+
+@jobs_app.command("list")
+def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
+    """Recent job runs: status, decision and why."""
+    table = Table()
+    for col in ("id", "kind", "started", "took", "status", "decision", "candidate", "reasons"):
+        table.add_column(col)
+    for row in jobs_mod.list_jobs(_engine(), limit):
+        took = (
+            f"{(row['finished_at'] - row['started_at']).total_seconds():.1f}s"
+            if row["finished_at"]
+            else "-"
+        )
+        why = "; ".join(row["reasons"] or []) or (row["error"] or "")
+        table.add_row(
+            str(row["id"]),
+            row["kind"],
+            str(row["started_at"])[:19],
+            took,
+            row["status"],
+            row["decision"] or "-",
+            row["candidate_version"] or "-",
+            why,
+        )
+    out.print(table)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Model versions, newest first."""
+    table = Table()
+    for col in ("version", "status", "rmse", "ndcg@10", "created", "promoted"):
+        table.add_column(col)
+    for row in registry.list_versions(_engine()):
+        model = ((row["metrics"] or {}).get("report") or {}).get("model", {})
+        table.add_row(
+            row["version"],
+            row["status"],
+            _fmt(model.get("rmse")),
+            _fmt(model.get("ndcg@10")),
+            str(row["created_at"])[:19],
+            str(row["promoted_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(version: VersionArg = "production") -> None:
+    """One version: status, gate decision, metrics and its learning curve."""
+    engine = _engine()
+    row = registry.resolve(engine, version)
+    run = registry.get_run(engine, row["training_run_id"]) if row["training_run_id"] else None
+    shown: dict[str, Any] = {
+        "version": row["version"],
+        "status": row["status"],
+        "artifact": row["artifact_path"],
+        "created_at": str(row["created_at"]),
+        "promoted_at": str(row["promoted_at"]) if row["promoted_at"] else None,
+        "gate": (row["metrics"] or {}).get("gate"),
+        "metrics": ((row["metrics"] or {}).get("report") or {}).get("model"),
+        "learning_curve": run["history"] if run else None,
+    }
+    out.print_json(json.dumps(shown, default=str))
+
+
+@models_app.command("promote")
+def models_promote(version: VersionArg) -> None:
+    """Make a version production now (the running services switch within seconds)."""
+    engine = _engine()
+    name = registry.resolve(engine, version)["version"]
+    registry.promote(engine, name)
+    out.print(f"{name} is in production", highlight=False)
+
+
+@models_app.command("approve")
+def models_approve(version: VersionArg) -> None:
+    """Approve a candidate waiting for an operator (or a canary): it becomes production."""
+    engine = _engine()
+    name = registry.resolve(engine, version)["version"]
+    registry.approve(engine, name)
+    out.print(f"{name} approved: in production", highlight=False)
+
+
+@models_app.command("reject")
+def models_reject(version: VersionArg) -> None:
+    """Reject a candidate or stop a canary; production is unchanged."""
+    engine = _engine()
+    name = registry.resolve(engine, version)["version"]
+    registry.reject(engine, name)
+    out.print(f"{name} rejected", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Put the previous production version back; the current one is rejected."""
+    old, new = registry.rollback(_engine())
+    out.print(f"rolled back from {old} to {new}", highlight=False)

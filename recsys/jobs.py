@@ -1,0 +1,271 @@
+"""The nightly retraining job: lock, snapshot, train, compare with production, gate, decide.
+
+    retrain(engine, settings) -> JobOutcome
+
+Feedback loops make a blind promotion dangerous: what we show shapes what users rate, which
+shapes the next model. So the candidate and the production model are evaluated on the same
+holdout (a hash split of (user, item) pairs, which production never trained on either), the
+candidate must pass every gate, and then it goes live, waits for an operator, or serves a
+canary share of users first, as configured. Every run is recorded in `jobs`, with its reasons.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import Engine, RowMapping, select, update
+
+from recsys import registry
+from recsys.config import Settings, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.data.snapshot import read_snapshot
+from recsys.evaluation.remap import remap
+from recsys.evaluation.report import Report, beats_baselines
+from recsys.locks import job_lock
+from recsys.model import artifact
+from recsys.model.network import DotProductBias
+from recsys.model.recommender import Recommender
+from recsys.store.db import session_scope
+from recsys.store.tables import jobs, training_runs
+from recsys.training.pipeline import fit, record_fitted
+
+RETRAIN = "retrain"
+PROMOTED, CANARY, AWAITING, REJECTED = "promoted", "canary", "awaiting_approval", "rejected"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: int
+    status: str
+    decision: str | None
+    reasons: list[str]
+    candidate: str | None
+    production: str | None
+
+
+def gates(report: Report, settings: Settings, k: int) -> list[str]:
+    """Why the candidate may not replace production; empty when it may."""
+    reasons = list(beats_baselines(report, k)["reasons"])
+    prod = report.get("production")
+    if prod is None:
+        return reasons
+    cand = report["model"]
+    ndcg = f"ndcg@{k}"
+    if (cand["rmse"] or math.inf) > (prod["rmse"] or math.inf) + settings.gate_rmse_tolerance:
+        reasons.append(
+            f"RMSE {cand['rmse']:.4f} is worse than production's {prod['rmse']:.4f} by more "
+            f"than {settings.gate_rmse_tolerance}"
+        )
+    if (cand[ndcg] or 0.0) < (prod[ndcg] or 0.0) - settings.gate_ndcg_tolerance:
+        reasons.append(
+            f"NDCG@{k} {cand[ndcg]:.4f} is below production's {prod[ndcg]:.4f} by more than "
+            f"{settings.gate_ndcg_tolerance}"
+        )
+    if (cand["coverage"] or 0.0) < settings.gate_min_coverage_ratio * (prod["coverage"] or 0.0):
+        reasons.append(
+            f"catalog coverage {cand['coverage']:.4f} collapsed below "
+            f"{settings.gate_min_coverage_ratio} x production's {prod['coverage']:.4f}"
+        )
+    if (cand["gini"] or 0.0) > (prod["gini"] or 0.0) + settings.gate_max_gini_increase:
+        reasons.append(
+            f"Gini of exposure {cand['gini']:.4f} exceeds production's {prod['gini']:.4f} by "
+            f"more than {settings.gate_max_gini_increase}"
+        )
+    return reasons
+
+
+def warm_network(
+    previous: Recommender, data: Interactions, config: TrainConfig, settings: Settings
+) -> tuple[DotProductBias, dict[str, int]]:
+    """A network for `data` whose rows for ids the previous model knew start from its
+    weights; new ids start as a fresh model would."""
+    gen = torch.Generator().manual_seed(config.seed)
+    net = DotProductBias(
+        data.n_users,
+        data.n_items,
+        config.n_factors,
+        settings.rating_scale.output_range(),
+        mean_rating=float(data.ratings.mean()),
+        init_std=config.init_std,
+        generator=gen,
+    )
+    copied = {"users": 0, "items": 0}
+    with torch.no_grad():
+        for side, vocab, old_vocab, factors, bias, old_factors, old_bias in (
+            ("users", data.user_vocab, previous.user_vocab, net.user_factors, net.user_bias,
+             previous.user_factors, previous.user_bias),
+            ("items", data.item_vocab, previous.item_vocab, net.item_factors, net.item_bias,
+             previous.item_factors, previous.item_bias),
+        ):  # fmt: skip
+            old_rows = old_vocab.indices(vocab.ids)
+            known = torch.from_numpy(old_rows >= 0)
+            rows = torch.from_numpy(old_rows[old_rows >= 0])
+            factors[known] = old_factors[rows]
+            bias[known] = old_bias[rows]
+            copied[side] = int(known.sum())
+        net.global_bias.fill_(previous.global_bias)
+    return net, copied
+
+
+def _start(engine: Engine, kind: str, **values: Any) -> int:
+    with session_scope(engine) as s:
+        return int(
+            s.execute(
+                jobs.insert()
+                .values(kind=kind, started_at=datetime.now(UTC), pid=os.getpid(), **values)
+                .returning(jobs.c.id)
+            ).scalar_one()
+        )
+
+
+def _finish(engine: Engine, job_id: int, **values: Any) -> None:
+    with session_scope(engine) as s:
+        s.execute(
+            update(jobs).where(jobs.c.id == job_id).values(finished_at=datetime.now(UTC), **values)
+        )
+
+
+def _clean_up_after_killed_runs(engine: Engine, kind: str, artifact_dir: Path) -> None:
+    """Under the lock, nobody else is running: a 'running' record is a run that died."""
+    note = "interrupted: the process ended before finishing (killed or crashed)"
+    with session_scope(engine) as s:
+        s.execute(
+            update(jobs)
+            .where(jobs.c.kind == kind, jobs.c.status == "running")
+            .values(status="failed", error=note, finished_at=datetime.now(UTC))
+        )
+        s.execute(
+            update(training_runs)
+            .where(training_runs.c.status == "running")
+            .values(status="failed", error=note, finished_at=datetime.now(UTC))
+        )
+    if artifact_dir.is_dir():
+        for tmp in artifact_dir.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _previous_epochs(engine: Engine, production: RowMapping) -> int | None:
+    with session_scope(engine) as s:
+        return s.scalar(
+            select(training_runs.c.best_epoch).where(
+                training_runs.c.id == production["training_run_id"]
+            )
+        )
+
+
+def retrain(
+    engine: Engine,
+    settings: Settings,
+    config: TrainConfig | None = None,
+) -> JobOutcome:
+    """One run of the nightly job. Never raises for a failed run: it is recorded and
+    returned with status 'failed' (the error text in `jobs.error`)."""
+    # The hash split keeps the holdout of every run disjoint from what production learned.
+    config = (config or TrainConfig()).model_copy(update={"split": "hash"})
+    with job_lock(engine, RETRAIN) as acquired:
+        if not acquired:
+            job_id = _start(engine, RETRAIN, status="skipped")
+            reason = "another retrain is running (its lock is held)"
+            _finish(engine, job_id, reasons=[reason])
+            return JobOutcome(job_id, "skipped", None, [reason], None, None)
+        _clean_up_after_killed_runs(engine, RETRAIN, settings.artifact_dir)
+        job_id = _start(engine, RETRAIN, status="running")
+        try:
+            return _run(engine, settings, config, job_id)
+        except Exception as exc:
+            _finish(
+                engine,
+                job_id,
+                status="failed",
+                error="".join(traceback.format_exception_only(exc)).strip(),
+            )
+            return JobOutcome(job_id, "failed", None, [str(exc)], None, None)
+
+
+def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -> JobOutcome:
+    t0 = time.perf_counter()
+    with session_scope(engine) as s:
+        data = read_snapshot(session=s)
+    timings = {"snapshot_s": time.perf_counter() - t0}
+    production = registry.production(engine)
+    previous: Recommender | None = None
+    if production is not None:
+        previous = artifact.load(Path(production["artifact_path"]), production["checksum"])
+    extra = [remap(previous, data, name="production")] if previous is not None else []
+    network: DotProductBias | None = None
+    warm: dict[str, Any] | None = None
+    if settings.warm_start and previous is not None and previous.n_factors == config.n_factors:
+        network, copied = warm_network(previous, data, config, settings)
+        warm = {"rows_copied": copied}
+    run_id = registry.start_run(engine, config.model_dump())
+    try:
+        fitted = fit(data, config, settings.rating_scale, extra=extra, network=network)
+    except BaseException as exc:
+        registry.finish_run(
+            engine, run_id, status="failed", error="".join(traceback.format_exception_only(exc))
+        )
+        raise
+    report = fitted.report or {}
+    reasons = gates(report, settings, config.top_k) if report else []
+    if reasons:
+        decision, status = REJECTED, registry.REJECTED
+    elif settings.require_approval:
+        decision, status = AWAITING, registry.CANDIDATE
+    elif settings.canary_share > 0 and production is not None:
+        decision, status = CANARY, registry.CANDIDATE
+    else:
+        decision, status = PROMOTED, registry.CANDIDATE
+    if warm is not None and production is not None:
+        warm["best_epoch"] = fitted.result.best_epoch
+        warm["previous_best_epoch"] = _previous_epochs(engine, production)
+    version, _ = record_fitted(
+        engine,
+        settings.artifact_dir,
+        fitted,
+        run_id=run_id,
+        status=status,
+        metrics={"report": report, "gate": {"passed": not reasons, "reasons": reasons}},
+        timings=timings,
+    )
+    if decision == PROMOTED:
+        registry.promote(engine, version)
+    elif decision == CANARY:
+        registry.start_canary(engine, version)
+    comparison = {
+        name: report[name] for name in ("model", "production", "biases", "most_popular")
+        if name in report
+    }  # fmt: skip
+    _finish(
+        engine,
+        job_id,
+        status="succeeded",
+        decision=decision,
+        reasons=reasons,
+        candidate_version=version,
+        production_version=production["version"] if production is not None else None,
+        comparison={**comparison, "warm_start": warm},
+        data_counts=fitted.recommender.info["data"],
+        timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},
+    )
+    return JobOutcome(
+        job_id,
+        "succeeded",
+        decision,
+        reasons,
+        version,
+        production["version"] if production is not None else None,
+    )
+
+
+def list_jobs(engine: Engine, limit: int = 20) -> list[RowMapping]:
+    with session_scope(engine) as s:
+        return list(s.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).mappings())
