@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     )
     gate_max_gini_increase: float = Field(
         0.05, ge=0, le=1, description="How much more concentrated exposure may become."
+    )
+    operator_token: SecretStr | None = Field(
+        None, description="Bearer token for operator actions; unset disables them."
     )
     warm_start: bool = Field(True, description="Start from production's factors for known ids.")
     retrain_cron: str = Field("0 3 * * *", description="When `recsys schedule` retrains.")

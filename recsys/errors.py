@@ -21,6 +21,10 @@ class InvalidInputError(RecsysError):
     """A request is well-formed but names something it may not (an item not in the catalog)."""
 
 
+class StateConflictError(RecsysError):
+    """The action does not fit the current state (approving a version already retired)."""
+
+
 class NoModelError(NotFoundError):
     """No model has been trained or promoted yet."""
 

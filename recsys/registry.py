@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, RowMapping, select, update
 from sqlalchemy.orm import Session
 
-from recsys.errors import ConfigError, NoModelError, NotFoundError
+from recsys.errors import NoModelError, NotFoundError, StateConflictError
 from recsys.store.db import session_scope
 from recsys.store.tables import model_versions, training_runs
 
@@ -114,7 +114,7 @@ def start_canary(engine: Engine, version: str) -> None:
     """Serve `version` to the canary share of users; a previous canary is retired."""
     with session_scope(engine) as s:
         if _get(s, version)["status"] == PRODUCTION:
-            raise ConfigError(f"{version} is already in production")
+            raise StateConflictError(f"{version} is already in production")
         s.execute(
             update(model_versions).where(model_versions.c.status == CANARY).values(status=RETIRED)
         )
@@ -127,14 +127,18 @@ def approve(engine: Engine, version: str) -> None:
     """An operator's yes: a candidate (or canary) becomes production."""
     status = get_version(engine, version)["status"]
     if status not in (CANDIDATE, CANARY):
-        raise ConfigError(f"{version} is {status}; only a candidate or canary can be approved")
+        raise StateConflictError(
+            f"{version} is {status}; only a candidate or canary can be approved"
+        )
     promote(engine, version)
 
 
 def reject(engine: Engine, version: str) -> None:
     status = get_version(engine, version)["status"]
     if status not in (CANDIDATE, CANARY):
-        raise ConfigError(f"{version} is {status}; only a candidate or canary can be rejected")
+        raise StateConflictError(
+            f"{version} is {status}; only a candidate or canary can be rejected"
+        )
     set_status(engine, version, REJECTED)
 
 

@@ -6,9 +6,10 @@ dependency in its thread pool, and those hops cost more than a whole recommendat
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
@@ -74,3 +75,28 @@ def as_json(body: BaseModel) -> Response:
     again against the response model; on the hot paths that doubled the time per request.
     The route still declares `response_model` for the OpenAPI schema."""
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+async def require_operator(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Operator actions need `Authorization: Bearer <RECSYS_OPERATOR_TOKEN>`: 401 without a
+    credential, 403 with a wrong one, and 403 for everyone while no token is configured."""
+    token = state.settings.operator_token
+    if token is None or not token.get_secret_value():
+        raise HTTPException(
+            403, "operator actions are disabled: set RECSYS_OPERATOR_TOKEN to enable them"
+        )
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(
+            401,
+            "operator credential required: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # Constant time: the comparison must not tell how many leading characters were right.
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(403, "the operator credential is wrong")
+
+
+OperatorDep = Depends(require_operator)

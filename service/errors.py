@@ -18,6 +18,7 @@ from recsys.errors import (
     NoModelError,
     NotFoundError,
     RecsysError,
+    StateConflictError,
     ValidationFailedError,
 )
 from service.schemas import ErrorPublic
@@ -28,9 +29,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
     for code, text in (
         (404, "Not found"),
+        (409, "Conflicts with the current state"),
         (422, "Invalid input"),
         (503, "No model yet, or the database is unavailable"),
     )
+}
+
+OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorPublic, "description": "No operator credential"},
+    403: {"model": ErrorPublic, "description": "Wrong credential, or operator actions disabled"},
 }
 
 
@@ -55,6 +63,8 @@ def _status_for(exc: RecsysError) -> int:
         return 404
     if isinstance(exc, InvalidInputError | ValidationFailedError):
         return 422
+    if isinstance(exc, StateConflictError):
+        return 409
     return 400
 
 

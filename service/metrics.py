@@ -26,7 +26,10 @@ class ServiceMetrics:
             registry=r,
         )
         self.model_info = Gauge(
-            "recsys_model_info", "The model version being served (value 1)", ["version"], registry=r
+            "recsys_model_info",
+            "The model versions being served (value 1), by role",
+            ["version", "role"],
+            registry=r,
         )
         self.model_reloads = Counter(
             "recsys_model_reloads", "Attempts to load a production model", ["outcome"], registry=r
@@ -49,9 +52,11 @@ class ServiceMetrics:
             "recsys_impression_queue_size", "Impressions waiting to be written", registry=r
         )
 
-    def set_model(self, version: str) -> None:
+    def set_model(self, version: str, canary: str | None = None) -> None:
         self.model_info.clear()
-        self.model_info.labels(version=version).set(1)
+        self.model_info.labels(version=version, role="production").set(1)
+        if canary is not None:
+            self.model_info.labels(version=canary, role="canary").set(1)
 
 
 class MetricsMiddleware:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from recsys import registry
@@ -24,6 +24,7 @@ from recsys.config import Settings
 from recsys.errors import ArtifactError
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
+from recsys.rollout import in_canary
 from recsys.store import queries
 from recsys.store.db import session_scope
 from service.metrics import ServiceMetrics
@@ -75,6 +76,7 @@ class ModelHolder:
         self.settings = settings
         self.metrics = metrics
         self.current: LoadedModel | None = None
+        self.canary: LoadedModel | None = None
         self.catalog = Catalog()
         self.database_ok = False
         self.last_error: str | None = None
@@ -84,28 +86,36 @@ class ModelHolder:
         self._lock = threading.Lock()  # one refresh at a time (poller and an explicit call)
 
     def refresh(self) -> None:
-        """One poll: load a new production model if there is one; refresh the catalog."""
+        """One poll: load new production and canary models if any; refresh the catalog."""
         with self._lock:
             try:
-                row = registry.production(self.engine)
+                production = registry.production(self.engine)
+                canary = registry.canary(self.engine)
                 self.catalog.refresh(self.engine)
                 self.database_ok = True
             except SQLAlchemyError as exc:
                 self.database_ok = False
                 self.last_error = f"database unavailable: {type(exc).__name__}"
                 return
-            if row is None:
-                return
-            key = (row["version"], row["checksum"])
-            current = self.current
-            if current is not None and (current.version, current.checksum) == key:
-                return
-            refused_at = self._refused.get(key)
-            if refused_at is not None and time.monotonic() - refused_at < _RETRY_REFUSED_S:
-                return
-            self._load(row["version"], row["checksum"], Path(row["artifact_path"]))
+            if production is not None:
+                self.current = self._swap(self.current, production)
+            # A canary ended (promoted, rejected or retired) stops at once.
+            self.canary = self._swap(self.canary, canary) if canary is not None else None
+            if self.current is not None:
+                self.metrics.set_model(self.current.version, self.canary_version)
 
-    def _load(self, version: str, checksum: str, path: Path) -> None:
+    def _swap(self, loaded: LoadedModel | None, row: RowMapping) -> LoadedModel | None:
+        """The model `row` names: `loaded` if it is that one already, else loaded now; on a
+        refused artifact, `loaded` keeps serving."""
+        key = (row["version"], row["checksum"])
+        if loaded is not None and (loaded.version, loaded.checksum) == key:
+            return loaded
+        refused_at = self._refused.get(key)
+        if refused_at is not None and time.monotonic() - refused_at < _RETRY_REFUSED_S:
+            return loaded
+        return self._load(row["version"], row["checksum"], Path(row["artifact_path"])) or loaded
+
+    def _load(self, version: str, checksum: str, path: Path) -> LoadedModel | None:
         try:
             rec = artifact.load(path, checksum)
             rec.build_neighbor_index(exact_limit=self.settings.exact_search_limit)
@@ -114,12 +124,22 @@ class ModelHolder:
             self.last_error = f"refused model {version}: {exc}"
             self.metrics.model_reloads.labels("refused").inc()
             log.error("%s; still serving %s", self.last_error, self.version or "nothing")
-            return
-        self.current = LoadedModel(rec, version, checksum, time.time())
+            return None
         self.last_error = None
         self.metrics.model_reloads.labels("loaded").inc()
-        self.metrics.set_model(version)
-        log.info("serving model %s", version)
+        log.info("loaded model %s", version)
+        return LoadedModel(rec, version, checksum, time.time())
+
+    def for_user(self, user_id: str | None, production: LoadedModel) -> LoadedModel:
+        """The canary for users in its share, else `production`."""
+        canary = self.canary
+        if canary is not None and in_canary(user_id, self.settings.canary_share):
+            return canary
+        return production
+
+    @property
+    def canary_version(self) -> str | None:
+        return self.canary.version if self.canary else None
 
     @property
     def version(self) -> str | None:

@@ -191,3 +191,32 @@ class ReadinessPublic(BaseModel):
     model_version: str | None
     database: bool
     detail: str
+
+
+class ModelPublic(BaseModel):
+    version: str
+    status: str
+    created_at: datetime
+    promoted_at: datetime | None
+    gate: dict[str, Any] | None
+    metrics: dict[str, float | None] | None
+
+
+class ModelActionPublic(BaseModel):
+    action: str
+    version: str
+    production: str | None = Field(description="What this replica serves now.")
+    canary: str | None
+
+
+class JobPublic(BaseModel):
+    id: int
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    decision: str | None
+    reasons: list[str] | None
+    candidate_version: str | None
+    production_version: str | None
+    error: str | None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -135,3 +136,35 @@ def user_ratings(
         .limit(limit)
     ).all()
     return [r[0] for r in rows], [float(r[1]) for r in rows]
+
+
+def load_served(
+    *, session: Session, since: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Impressions and the feedback (with external item ids) logged since a time, as frames
+    for `recsys.monitoring`."""
+    imp = select(
+        impressions.c.recommendation_id,
+        impressions.c.user_external_id,
+        impressions.c.model_version,
+        impressions.c.strategy,
+        impressions.c["items"],
+        impressions.c.scores,
+        impressions.c.served_at,
+    )
+    fb = select(
+        feedback.c.recommendation_id,
+        items.c.external_id.label("item_id"),
+        feedback.c.kind,
+        feedback.c.value,
+        feedback.c.received_at,
+    ).join(items, items.c.id == feedback.c.item_id)
+    if since is not None:
+        imp = imp.where(impressions.c.served_at >= since)
+        fb = fb.where(feedback.c.received_at >= since)
+    imp_rows = session.execute(imp).mappings().all()
+    fb_rows = session.execute(fb).mappings().all()
+    return (
+        pd.DataFrame(imp_rows, columns=list(imp.selected_columns.keys())),
+        pd.DataFrame(fb_rows, columns=list(fb.selected_columns.keys())),
+    )

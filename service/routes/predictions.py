@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
-from service.deps import ModelDep, SettingsDep, check_batch
+from service.deps import ModelDep, StateDep, check_batch
 from service.errors import ERROR_RESPONSES
 from service.model_holder import LoadedModel
 from service.schemas import Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
+from service.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["predictions"], responses=ERROR_RESPONSES)
 
@@ -27,34 +28,43 @@ def _basis(model: LoadedModel, user_id: str, item_id: str) -> Basis:
     return "item_bias" if item else "global_mean"
 
 
-def _predict(model: LoadedModel, pairs: list[tuple[str, str]]) -> list[PredictionPublic]:
-    values = model.recommender.predict([u for u, _ in pairs], [i for _, i in pairs])
-    return [
-        PredictionPublic(
-            user_id=u,
-            item_id=i,
-            predicted_rating=float(v),
-            basis=_basis(model, u, i),
-            model_version=model.version,
-        )
-        for (u, i), v in zip(pairs, values, strict=True)
-    ]
+def _predict(
+    state: AppState, production: LoadedModel, pairs: list[tuple[str, str]]
+) -> list[PredictionPublic]:
+    """Each pair by the model that serves its user (the canary for users in its share)."""
+    models = [state.models.for_user(u, production) for u, _ in pairs]
+    out: list[PredictionPublic | None] = [None] * len(pairs)
+    for model in {id(m): m for m in models}.values():
+        rows = [n for n, m in enumerate(models) if m is model]
+        values = model.recommender.predict([pairs[n][0] for n in rows], [pairs[n][1] for n in rows])
+        for n, v in zip(rows, values, strict=True):
+            u, i = pairs[n]
+            out[n] = PredictionPublic(
+                user_id=u,
+                item_id=i,
+                predicted_rating=float(v),
+                basis=_basis(model, u, i),
+                model_version=model.version,
+            )
+    return [p for p in out if p is not None]
 
 
 @router.get("/predictions")
-async def predict_one(user_id: IdQuery, item_id: IdQuery, model: ModelDep) -> PredictionPublic:
+async def predict_one(
+    user_id: IdQuery, item_id: IdQuery, model: ModelDep, state: StateDep
+) -> PredictionPublic:
     """The rating the model expects `user_id` to give `item_id`. Unknown ids fall back to the
     biases that are known, then to the global mean; `basis` says which."""
-    return _predict(model, [(user_id, item_id)])[0]
+    return _predict(state, model, [(user_id, item_id)])[0]
 
 
 @router.post("/predictions")
 async def predict_many(
-    body: PredictionsCreate, model: ModelDep, settings: SettingsDep
+    body: PredictionsCreate, model: ModelDep, state: StateDep
 ) -> PredictionsPublic:
     """Predicted ratings for a batch of pairs, in the order given."""
-    check_batch(len(body.pairs), settings, "pairs")
+    check_batch(len(body.pairs), state.settings, "pairs")
     return PredictionsPublic(
         model_version=model.version,
-        predictions=_predict(model, [(p.user_id, p.item_id) for p in body.pairs]),
+        predictions=_predict(state, model, [(p.user_id, p.item_id) for p in body.pairs]),
     )

@@ -38,6 +38,7 @@ async def user_recommendations(
     """Top-k items for a user, best first. A user the model has not learned gets items folded
     in from the ratings they sent since the last training, or the cold-start list."""
     check_k(k, state.settings)
+    model = state.models.for_user(user_id, model)
     if model.recommender.is_known_user(user_id):
         support = min_support or state.settings.recommend_min_support
         answer = serving.for_known_user(
@@ -68,7 +69,7 @@ async def visitor_recommendations(
     return as_json(
         serving.for_ratings(
             state,
-            model,
+            state.models.for_user(body.user_id, model),
             body.user_id,
             [r.item_id for r in body.ratings],
             [r.rating for r in body.ratings],

@@ -214,7 +214,9 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
         'status="200"}' in text
     )
     assert 'status="422"' in text
-    assert f'recsys_model_info{{version="{served.registered.version}"}} 1.0' in text
+    assert (
+        f'recsys_model_info{{role="production",version="{served.registered.version}"}} 1.0' in text
+    )
     assert "recsys_impressions_dropped_total 0.0" in text
     assert "recsys_http_request_duration_seconds_bucket" in text
 

@@ -1,0 +1,117 @@
+"""Operator actions on the registry and the retraining job (operator credential required)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from recsys import jobs, monitoring, registry
+from recsys.store.db import session_scope
+from recsys.store.events import load_served
+from service.deps import OperatorDep, StateDep
+from service.errors import OPERATOR_RESPONSES
+from service.schemas import JobPublic, ModelActionPublic, ModelPublic
+from service.state import AppState
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["operator"],
+    dependencies=[OperatorDep],
+    responses=OPERATOR_RESPONSES,
+)
+
+VersionPath = Annotated[
+    str, Path(min_length=1, max_length=64, description="A version, or production/canary/latest.")
+]
+
+
+def _public(row: Any) -> ModelPublic:
+    metrics = row["metrics"] or {}
+    return ModelPublic(
+        version=row["version"],
+        status=row["status"],
+        created_at=row["created_at"],
+        promoted_at=row["promoted_at"],
+        gate=metrics.get("gate"),
+        metrics=(metrics.get("report") or {}).get("model"),
+    )
+
+
+@router.get("/models")
+def list_models(state: StateDep) -> list[ModelPublic]:
+    """Model versions, newest first."""
+    return [_public(r) for r in registry.list_versions(state.engine)]
+
+
+@router.get("/models/online")
+def online_metrics(
+    state: StateDep, hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0
+) -> dict[str, dict[str, Any]]:
+    """Per version, over the last `hours`: lists served, feedback answering them, positive
+    share and prediction bias on it. How a canary compares with production, online."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    with session_scope(state.engine) as s:
+        served, feedback = load_served(session=s, since=since)
+    return monitoring.online_by_version(served, feedback, state.settings.liked_threshold)
+
+
+@router.get("/models/{version}")
+def get_model(version: VersionPath, state: StateDep) -> ModelPublic:
+    return _public(registry.resolve(state.engine, version))
+
+
+def _act(state: AppState, version: str, action: str) -> ModelActionPublic:
+    name = registry.resolve(state.engine, version)["version"]
+    {"approve": registry.approve, "reject": registry.reject, "promote": registry.promote}[action](
+        state.engine, name
+    )
+    # Apply it in this process now; other replicas follow within the reload interval.
+    state.models.refresh()
+    return ModelActionPublic(
+        action=action,
+        version=name,
+        production=state.models.version,
+        canary=state.models.canary_version,
+    )
+
+
+@router.post("/models/{version}/approve")
+async def approve(version: VersionPath, state: StateDep) -> ModelActionPublic:
+    """A candidate waiting for approval (or a canary) becomes production."""
+    return await run_in_threadpool(_act, state, version, "approve")
+
+
+@router.post("/models/{version}/reject")
+async def reject(version: VersionPath, state: StateDep) -> ModelActionPublic:
+    """Reject a candidate, or stop a canary."""
+    return await run_in_threadpool(_act, state, version, "reject")
+
+
+@router.post("/models/{version}/promote")
+async def promote(version: VersionPath, state: StateDep) -> ModelActionPublic:
+    """Make any version production now."""
+    return await run_in_threadpool(_act, state, version, "promote")
+
+
+@router.post("/models/rollback")
+async def rollback(state: StateDep) -> ModelActionPublic:
+    """Put the previous production version back; the current one is rejected."""
+
+    def run() -> ModelActionPublic:
+        _, to = registry.rollback(state.engine)
+        state.models.refresh()
+        return ModelActionPublic(
+            action="rollback", version=to, production=state.models.version,
+            canary=state.models.canary_version,
+        )  # fmt: skip
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/jobs")
+def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[JobPublic]:
+    """Recent runs of the retraining job, with their decisions and reasons."""
+    return [JobPublic.model_validate(dict(r)) for r in jobs.list_jobs(state.engine, limit)]
