@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from recsys import jobs as jobs_mod
 from recsys import registry
-from recsys.config import get_settings
+from recsys.config import TrainConfig, get_settings
 from recsys.errors import ConfigError
 from recsys.store.db import make_engine
 
@@ -37,10 +37,15 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def retrain() -> None:
+def retrain(
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override TrainConfig.epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
     """Run the nightly job once: lock, snapshot, train, compare with production, gate,
     then promote, start a canary, wait for approval, or reject (as configured)."""
-    outcome = jobs_mod.retrain(_engine(), get_settings())
+    overrides = {"epochs": epochs, "batch_size": batch_size}
+    config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    outcome = jobs_mod.retrain(_engine(), get_settings(), config)
     reasons = "; ".join(outcome.reasons)
     out.print(
         f"job {outcome.job_id}: {outcome.status}"

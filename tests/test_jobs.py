@@ -1,0 +1,189 @@
+"""The retraining job: gates, approval, canary, the lock, and surviving `kill -9`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from recsys import jobs, registry
+from recsys.config import Settings, TrainConfig
+from recsys.data.ingest import ingest_frames
+from recsys.locks import job_lock
+from recsys.rollout import bucket, in_canary
+from recsys.store.db import session_scope
+from recsys.store.tables import jobs as jobs_table
+from recsys.store.tables import model_versions, training_runs
+from tests.service.conftest import GENRE_CONFIG, genre_frames
+
+RECSYS = str(Path(sys.executable).parent / "recsys")
+CONFIG = GENRE_CONFIG.model_copy(update={"epochs": 15})
+
+
+def loaded(engine: Engine) -> None:
+    ratings, items = genre_frames()
+    ingest_frames(engine, [ratings], source="genres", item_chunks=[items])
+
+
+def settings_for(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    return Settings(database_url=db_url, artifact_dir=tmp_path / "artifacts", **overrides)  # type: ignore[arg-type]
+
+
+def test_first_run_promotes_and_later_runs_compare_with_production(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path)
+    first = jobs.retrain(engine, settings, CONFIG)
+    assert (first.status, first.decision, first.production) == ("succeeded", "promoted", None)
+    second = jobs.retrain(engine, settings, CONFIG)
+    assert second.status == "succeeded" and second.production == first.candidate
+    assert second.decision == "promoted", second.reasons
+    assert registry.production(engine)["version"] == second.candidate  # type: ignore[index]
+    row = jobs.list_jobs(engine)[0]
+    assert row["comparison"]["production"]["rmse"] > 0  # evaluated on the same holdout
+    assert row["comparison"]["warm_start"]["rows_copied"]["items"] > 0
+    assert row["timings"]["total_s"] > 0 and row["data_counts"]["ratings"] > 0
+
+
+def test_worse_candidate_is_rejected_with_the_reason(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path, warm_start=False)
+    good = jobs.retrain(engine, settings, CONFIG)
+    # Made worse on purpose: one epoch at a learning rate too small to learn anything.
+    bad = jobs.retrain(engine, settings, CONFIG.model_copy(update={"epochs": 1, "lr": 1e-5}))
+    assert bad.decision == "rejected"
+    assert any("worse than production" in r for r in bad.reasons), bad.reasons
+    assert registry.production(engine)["version"] == good.candidate  # type: ignore[index]
+    assert registry.get_version(engine, bad.candidate or "")["status"] == "rejected"
+    assert jobs.list_jobs(engine)[0]["reasons"] == bad.reasons
+
+
+def test_approval_flow_and_rollback(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    loaded(engine)
+    first = jobs.retrain(engine, settings_for(db_url, tmp_path), CONFIG)
+    gated = settings_for(db_url, tmp_path, require_approval=True)
+    waiting = jobs.retrain(engine, gated, CONFIG)
+    assert waiting.decision == "awaiting_approval"
+    assert registry.production(engine)["version"] == first.candidate  # type: ignore[index]
+    registry.approve(engine, waiting.candidate or "")
+    assert registry.production(engine)["version"] == waiting.candidate  # type: ignore[index]
+    declined = jobs.retrain(engine, gated, CONFIG)
+    registry.reject(engine, declined.candidate or "")
+    assert registry.get_version(engine, declined.candidate or "")["status"] == "rejected"
+    assert registry.rollback(engine) == (waiting.candidate, first.candidate)
+    assert registry.production(engine)["version"] == first.candidate  # type: ignore[index]
+
+
+def test_canary_decision_and_a_stable_share(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    loaded(engine)
+    jobs.retrain(engine, settings_for(db_url, tmp_path), CONFIG)
+    canary = jobs.retrain(engine, settings_for(db_url, tmp_path, canary_share=0.3), CONFIG)
+    assert canary.decision == "canary"
+    assert registry.canary(engine)["version"] == canary.candidate  # type: ignore[index]
+    users = [f"user-{n}" for n in range(20_000)]
+    share = np.mean([in_canary(u, 0.3) for u in users])
+    assert abs(share - 0.3) < 0.015
+    assert [bucket(u) for u in users[:50]] == [bucket(u) for u in users[:50]]  # stable
+    assert not in_canary(None, 0.3) and not in_canary("user-1", 0.0)
+
+
+def test_two_concurrent_runs_train_once(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path)
+    outcomes: list[jobs.JobOutcome] = []
+    runs = [
+        threading.Thread(target=lambda: outcomes.append(jobs.retrain(engine, settings, CONFIG)))
+        for _ in range(2)
+    ]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert sorted(o.status for o in outcomes) == ["skipped", "succeeded"]
+    # Across processes too: while this process holds the lock, `recsys retrain` skips.
+    env = {**os.environ, "RECSYS_DATABASE_URL": db_url, "RECSYS_ARTIFACT_DIR": str(tmp_path)}
+    with job_lock(engine, jobs.RETRAIN) as held:
+        assert held
+        done = subprocess.run([RECSYS, "retrain"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "skipped" in done.stdout, done.stdout + done.stderr
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(model_versions)) == 1
+
+
+def test_kill_9_mid_training_leaves_production_and_next_run_succeeds(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path)
+    first = jobs.retrain(engine, settings, CONFIG)
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": db_url,
+        "RECSYS_ARTIFACT_DIR": str(settings.artifact_dir),
+    }
+    # Batches of one: the first epoch alone takes seconds, so the kill lands mid-training.
+    proc = subprocess.Popen(
+        [RECSYS, "retrain", "--batch-size", "1", "--epochs", "50"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(engine) as s:
+            running = s.scalar(select(func.count()).where(training_runs.c.status == "running"))
+        if running:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert registry.production(engine)["version"] == first.candidate  # type: ignore[index]
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(model_versions)) == 1
+    assert sorted(p.name for p in settings.artifact_dir.iterdir()) == [first.candidate]
+    # The lock died with the process: the next run takes it and succeeds.
+    after = jobs.retrain(engine, settings, CONFIG)
+    assert after.status == "succeeded" and after.decision == "promoted"
+    with session_scope(engine) as s:
+        killed = s.execute(
+            select(jobs_table.c.status, jobs_table.c.error).order_by(jobs_table.c.id)
+        ).all()[1]
+    assert killed.status == "failed" and "interrupted" in (killed.error or "")
+
+
+def test_retrain_with_no_data_fails_cleanly(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    outcome = jobs.retrain(engine, settings_for(db_url, tmp_path), TrainConfig())
+    assert outcome.status == "failed" and "ingest" in outcome.reasons[0]
+    assert jobs.list_jobs(engine)[0]["status"] == "failed"
+
+
+def test_schedule_runs_the_job_on_its_cron(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    loaded(engine)
+    env = {**os.environ, "RECSYS_DATABASE_URL": db_url, "RECSYS_ARTIFACT_DIR": str(tmp_path)}
+    # Six fields: the last is seconds, so the first run is due within two seconds.
+    done = subprocess.run(
+        [RECSYS, "schedule", "--cron", "* * * * * */2", "--max-runs", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "next retrain at" in done.stdout and "exited with status 0" in done.stdout
+    assert jobs.list_jobs(engine)[0]["status"] == "succeeded"
+    bad = subprocess.run(
+        [RECSYS, "schedule", "--cron", "every night"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "invalid cron expression" in bad.stderr
