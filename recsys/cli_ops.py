@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -15,10 +15,11 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from recsys import jobs as jobs_mod
-from recsys import registry
+from recsys import monitoring, registry
 from recsys.config import TrainConfig, get_settings
 from recsys.errors import ConfigError
-from recsys.store.db import make_engine
+from recsys.store.db import make_engine, session_scope
+from recsys.store.events import load_served
 
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
@@ -146,6 +147,28 @@ def models_show(version: VersionArg = "production") -> None:
         "learning_curve": run["history"] if run else None,
     }
     out.print_json(json.dumps(shown, default=str))
+
+
+@models_app.command("online")
+def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> None:
+    """Per version, from logged impressions and feedback: lists served, feedback answering
+    them, positive share, prediction bias. Compare a canary with production before approving."""
+    with session_scope(_engine()) as s:
+        served, feedback = load_served(session=s, since=datetime.now(UTC) - timedelta(hours=hours))
+    figures = monitoring.online_by_version(served, feedback, get_settings().liked_threshold)
+    table = Table()
+    for col in ("version", "lists", "feedback", "positive rate", "rated shown", "prediction bias"):
+        table.add_column(col)
+    for version, f in figures.items():
+        table.add_row(
+            version,
+            str(f["lists_served"]),
+            str(f["feedback"]),
+            _fmt(f["positive_rate"]),
+            str(f["rated_shown_items"]),
+            _fmt(f["prediction_bias"]),
+        )
+    out.print(table)
 
 
 @models_app.command("promote")

@@ -153,13 +153,26 @@ def _clean_up_after_killed_runs(engine: Engine, kind: str, artifact_dir: Path) -
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _previous_epochs(engine: Engine, production: RowMapping) -> int | None:
+def _convergence(
+    engine: Engine, production: RowMapping, fitted_history: list[dict[str, Any]], best_epoch: int
+) -> dict[str, Any]:
+    """How the warm-started run converged next to the run that made production: the epoch of
+    the best validation loss and the validation loss after the first epoch, for both."""
     with session_scope(engine) as s:
-        return s.scalar(
-            select(training_runs.c.best_epoch).where(
+        previous = s.execute(
+            select(training_runs.c.best_epoch, training_runs.c.history).where(
                 training_runs.c.id == production["training_run_id"]
             )
-        )
+        ).first()
+    first = fitted_history[0]["val_loss"] if fitted_history else None
+    return {
+        "best_epoch": best_epoch,
+        "first_epoch_val_loss": first,
+        "previous_best_epoch": previous.best_epoch if previous else None,
+        "previous_first_epoch_val_loss": (
+            previous.history[0]["val_loss"] if previous and previous.history else None
+        ),
+    }
 
 
 def retrain(
@@ -225,8 +238,11 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
     else:
         decision, status = PROMOTED, registry.CANDIDATE
     if warm is not None and production is not None:
-        warm["best_epoch"] = fitted.result.best_epoch
-        warm["previous_best_epoch"] = _previous_epochs(engine, production)
+        warm.update(
+            _convergence(
+                engine, production, fitted.result.history_dicts(), fitted.result.best_epoch
+            )
+        )
     version, _ = record_fitted(
         engine,
         settings.artifact_dir,

@@ -40,7 +40,7 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     loaded(engine)
-    settings = settings_for(db_url, tmp_path)
+    settings = settings_for(db_url, tmp_path, warm_start=True)
     first = jobs.retrain(engine, settings, CONFIG)
     assert (first.status, first.decision, first.production) == ("succeeded", "promoted", None)
     second = jobs.retrain(engine, settings, CONFIG)
@@ -49,7 +49,10 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
     assert registry.production(engine)["version"] == second.candidate  # type: ignore[index]
     row = jobs.list_jobs(engine)[0]
     assert row["comparison"]["production"]["rmse"] > 0  # evaluated on the same holdout
-    assert row["comparison"]["warm_start"]["rows_copied"]["items"] > 0
+    warm = row["comparison"]["warm_start"]
+    assert warm["rows_copied"]["items"] > 0
+    # Starting from production's factors, the first epoch already beats a cold first epoch.
+    assert warm["first_epoch_val_loss"] < warm["previous_first_epoch_val_loss"]
     assert row["timings"]["total_s"] > 0 and row["data_counts"]["ratings"] > 0
 
 

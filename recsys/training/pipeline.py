@@ -28,7 +28,7 @@ from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
-HASH_HOLDOUT_SEED = 0
+HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED = 0, 1
 
 
 @dataclass
@@ -67,12 +67,14 @@ def fit(
     config = config or TrainConfig()
     scale = scale or RatingScale()
     t0 = time.perf_counter()
-    # A hash holdout takes a fixed seed: the same pairs whatever the training seed, so any
-    # two models can be compared on it. Validation needs no such stability.
-    test_seed = HASH_HOLDOUT_SEED if config.split == "hash" else config.seed
+    # Hash splits take fixed seeds: the same pairs whatever the training seed, so any two
+    # models can be compared on the test pairs, and a model warm-started from an earlier one
+    # is not validated on ratings that the earlier one learned (early stopping would be fooled).
+    hashed = config.split == "hash"
+    test_seed = HASH_HOLDOUT_SEED if hashed else config.seed
     train, test = holdout(data, config.test_fraction, method=config.split, seed=test_seed)
-    val_method = "random" if config.split == "hash" else config.split
-    inner, valid = holdout(train, config.val_fraction, method=val_method, seed=config.seed + 1)
+    val_seed = HASH_VALIDATION_SEED if hashed else config.seed + 1
+    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=val_seed)
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         inner, valid, network=network
     )
