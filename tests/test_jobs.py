@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from recsys import jobs, registry
 from recsys.config import Settings, TrainConfig
 from recsys.data.ingest import ingest_frames
+from recsys.evaluation.report import Report
 from recsys.locks import job_lock
 from recsys.rollout import bucket, in_canary
 from recsys.store.db import session_scope
@@ -190,3 +191,24 @@ def test_schedule_runs_the_job_on_its_cron(engine: Engine, db_url: str, tmp_path
         [RECSYS, "schedule", "--cron", "every night"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 1 and "invalid cron expression" in bad.stderr
+
+
+def test_every_gate_by_hand() -> None:
+    def row(rmse: float, ndcg: float, coverage: float, gini: float) -> dict[str, float | None]:
+        return {"rmse": rmse, "ndcg@10": ndcg, "coverage": coverage, "gini": gini}
+
+    report: Report = {
+        "model": row(0.90, 0.05, 0.04, 0.95),
+        "production": row(0.85, 0.08, 0.10, 0.80),
+        "global_mean": row(1.0, 0.0, 0.0, 0.0),
+        "biases": row(0.88, 0.0, 0.0, 0.0),
+        "most_popular": row(1.0, 0.0, 0.0, 0.0),
+    }
+    reasons = jobs.gates(report, Settings(), k=10)
+    assert len(reasons) == 5, reasons
+    for text in ("biases", "worse than production", "NDCG@10", "coverage", "Gini"):
+        assert any(text in r for r in reasons), (text, reasons)
+    report["model"] = row(0.852, 0.075, 0.06, 0.84)  # within every tolerance
+    assert jobs.gates(report, Settings(), k=10) == []
+    # Tolerances are settings.
+    assert jobs.gates(report, Settings(gate_rmse_tolerance=0.0), k=10) != []
