@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = Field(
         None, description="Bearer token for operator actions; unset disables them."
     )
+    # Alerts on the feedback loop (dashboard and Prometheus `recsys_alert`).
+    alert_min_coverage: float = Field(0.02, ge=0, le=1, description="Least share of catalog shown.")
+    alert_max_gini: float = Field(0.95, ge=0, le=1, description="Most concentrated exposure.")
+    alert_max_popularity_ratio: float = Field(
+        8.0, gt=0, description="Shown items' mean popularity over the catalog's, at most."
+    )
+    alert_max_abs_prediction_bias: float = Field(0.5, ge=0)
+    alert_max_psi: float = Field(0.25, ge=0, description="Drift (population stability index).")
     # Off by default: on MovieLens it converges in fewer epochs but did not test better (see
     # benchmarks/README.md), and it carries the previous model's biases into the next one.
     warm_start: bool = Field(False, description="Start from production's factors for known ids.")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.evaluation.metrics import gini
+
 POSITIVE_EVENTS = ("click", "like", "purchase")
 
 
@@ -61,3 +63,167 @@ def online_by_version(
             else None,
         }
     return out
+
+
+# --- exposure: what we show --------------------------------------------------------------
+
+
+def exposure(impressions: pd.DataFrame) -> pd.Series:
+    """How many times each item was shown (one count per slot of a served list)."""
+    slots = impressions["items"].explode().dropna()
+    return slots.value_counts()
+
+
+def shown_coverage(impressions: pd.DataFrame, n_catalog: int) -> float | None:
+    """Share of the catalog shown at least once."""
+    if n_catalog <= 0 or impressions.empty:
+        return None
+    return float(len(exposure(impressions)) / n_catalog)
+
+
+def exposure_gini(impressions: pd.DataFrame, n_catalog: int) -> float | None:
+    """Gini of exposure over the whole catalog, never-shown items counted as zeros."""
+    counts = exposure(impressions).to_numpy(dtype=np.float64)
+    if impressions.empty or n_catalog <= 0:
+        return None
+    padded = np.concatenate([counts, np.zeros(max(0, n_catalog - len(counts)))])
+    return gini(padded)
+
+
+def shown_popularity(impressions: pd.DataFrame, popularity: pd.Series) -> float | None:
+    """Mean popularity (training ratings) of the items shown, slot-weighted; compare it
+    with `popularity.mean()`, the catalog's. A rising ratio is the loop narrowing."""
+    slots = impressions["items"].explode().dropna()
+    if slots.empty:
+        return None
+    return float(popularity.reindex(slots.to_numpy()).fillna(0).mean())
+
+
+# --- response: what users did with it ----------------------------------------------------
+
+
+def attribution_share(impressions: pd.DataFrame, feedback: pd.DataFrame) -> float | None:
+    """Share of new ratings that answer a list we served: the strength of the loop."""
+    ratings = feedback[feedback["kind"] == "rating"]
+    if ratings.empty:
+        return None
+    served = set(impressions["recommendation_id"])
+    return float(ratings["recommendation_id"].isin(served).mean())
+
+
+def click_through(impressions: pd.DataFrame, feedback: pd.DataFrame) -> float | None:
+    """Clicks answering served lists per item shown."""
+    shown = int(impressions["items"].map(len).sum()) if not impressions.empty else 0
+    if shown == 0:
+        return None
+    clicks = feedback[(feedback["kind"] == "click")]
+    clicks = clicks[clicks["recommendation_id"].isin(set(impressions["recommendation_id"]))]
+    return float(len(clicks) / shown)
+
+
+def loop_figures(
+    impressions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    *,
+    n_catalog: int,
+    popularity: pd.Series,
+    liked_threshold: float = 4.0,
+) -> dict[str, float | None]:
+    """Every feedback-loop figure for one slice of impressions and feedback."""
+    answers = _answers(impressions, feedback)
+    rated = answers[(answers["kind"] == "rating") & answers["shown_score"].notna()]
+    positive = is_positive(feedback["kind"], feedback["value"], liked_threshold)
+    return {
+        "lists_served": float(len(impressions)),
+        "feedback": float(len(feedback)),
+        "coverage": shown_coverage(impressions, n_catalog),
+        "gini": exposure_gini(impressions, n_catalog),
+        "shown_popularity": shown_popularity(impressions, popularity),
+        "catalog_popularity": float(popularity.mean()) if len(popularity) else None,
+        "attribution_share": attribution_share(impressions, feedback),
+        "positive_rate": float(positive.mean()) if len(feedback) else None,
+        "click_through": click_through(impressions, feedback),
+        "prediction_bias": float((rated["shown_score"] - rated["value"]).mean())
+        if len(rated)
+        else None,
+    }
+
+
+def by_period(
+    impressions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    *,
+    n_catalog: int,
+    popularity: pd.Series,
+    freq: str = "D",
+    liked_threshold: float = 4.0,
+) -> list[dict[str, Any]]:
+    """`loop_figures` per period (pandas frequency: "D" days, "h" hours) and model version."""
+    if impressions.empty:
+        return []
+    imp = impressions.assign(
+        period=pd.to_datetime(impressions["served_at"], utc=True).dt.floor(freq)
+    )
+    fb = feedback.assign(
+        period=pd.to_datetime(feedback["received_at"], utc=True).dt.floor(freq)
+        if len(feedback)
+        else pd.Series(dtype="datetime64[ns, UTC]")
+    )
+    rows = []
+    for (period, version), served in imp.groupby(["period", "model_version"]):
+        in_period = fb[fb["period"] == period]
+        answering = in_period[in_period["recommendation_id"].isin(set(served["recommendation_id"]))]
+        figures = loop_figures(
+            served,
+            answering,
+            n_catalog=n_catalog,
+            popularity=popularity,
+            liked_threshold=liked_threshold,
+        )
+        # Of all ratings that arrived in the period, the share answering this version's lists.
+        period_ratings = int((in_period["kind"] == "rating").sum())
+        answered = int((answering["kind"] == "rating").sum())
+        figures["attribution_share"] = answered / period_ratings if period_ratings else None
+        rows.append(
+            {"period": pd.Timestamp(str(period)).isoformat(), "model_version": version, **figures}
+        )
+    return rows
+
+
+# --- drift --------------------------------------------------------------------------------
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float | None:
+    """Population stability index between two histograms over the same bins:
+    sum((a - e) * ln(a / e)) over bin shares. Rule of thumb: < 0.1 stable, > 0.25 shifted."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.sum() == 0 or a.sum() == 0:
+        return None
+    e = np.clip(e / e.sum(), eps, None)
+    a = np.clip(a / a.sum(), eps, None)
+    return float(((a - e) * np.log(a / e)).sum())
+
+
+def rating_drift(before: pd.Series, after: pd.Series) -> float | None:
+    """PSI of the rating distribution; arguments are counts by rating value, for ratings in
+    the production model's training snapshot and for those that arrived since."""
+    levels = before.index.union(after.index)
+    return psi(
+        before.reindex(levels, fill_value=0).to_numpy(),
+        after.reindex(levels, fill_value=0).to_numpy(),
+    )
+
+
+def popularity_drift(before: pd.Series, after: pd.Series, top: int = 50) -> float | None:
+    """PSI of item popularity; arguments are rating counts by item. Bins: the `top` items of
+    the snapshot, and one for all others."""
+    if before.sum() == 0 or after.sum() == 0:
+        return None
+    head = before.sort_values(ascending=False).index[:top]
+    e = before.reindex(head, fill_value=0)
+    a = after.reindex(head, fill_value=0)
+    return psi(
+        np.append(e.to_numpy(), before.sum() - e.sum()),
+        np.append(a.to_numpy(), after.sum() - a.sum()),
+    )

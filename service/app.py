@@ -19,7 +19,16 @@ from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.model_holder import ModelHolder
-from service.routes import feedback, health, items, models, predictions, recommendations
+from service.routes import (
+    dashboard,
+    feedback,
+    health,
+    items,
+    models,
+    monitoring,
+    predictions,
+    recommendations,
+)
 from service.state import AppState
 
 log = logging.getLogger("recsys.service")
@@ -65,6 +74,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (recommendations, predictions, items, feedback, models, health):
+    for module in (
+        recommendations,
+        predictions,
+        items,
+        feedback,
+        models,
+        monitoring,
+        health,
+        dashboard,
+    ):
         app.include_router(module.router)
     return app

@@ -48,9 +48,26 @@ class ServiceMetrics:
             "Impressions dropped because the writer's queue was full",
             registry=r,
         )
+        self.figure = Gauge(
+            "recsys_monitoring_figure",
+            "Feedback-loop figures over the last 24 h",
+            ["name"],
+            registry=r,
+        )
+        self.alert = Gauge(
+            "recsys_alert", "1 when a feedback-loop alert is breached", ["name"], registry=r
+        )
         self.impression_queue = Gauge(
             "recsys_impression_queue_size", "Impressions waiting to be written", registry=r
         )
+
+    def set_alerts(self, alerts: list[dict[str, object]]) -> None:
+        for a in alerts:
+            name = str(a["name"])
+            value = a["value"]
+            if isinstance(value, int | float):
+                self.figure.labels(name).set(float(value))
+            self.alert.labels(name).set(1.0 if a["breached"] else 0.0)
 
     def set_model(self, version: str, canary: str | None = None) -> None:
         self.model_info.clear()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
@@ -167,4 +167,23 @@ def load_served(
     return (
         pd.DataFrame(imp_rows, columns=list(imp.selected_columns.keys())),
         pd.DataFrame(fb_rows, columns=list(fb.selected_columns.keys())),
+    )
+
+
+def rating_counts(*, session: Session, cutoff: int, after: bool) -> tuple[pd.Series, pd.Series]:
+    """(counts by rating value, counts by item external id) of the ratings rated up to
+    `cutoff` (Unix seconds), or after it: aggregated in the database, not read row by row."""
+    when = ratings.c.rated_at > cutoff if after else ratings.c.rated_at <= cutoff
+    by_value = session.execute(
+        select(ratings.c.value, func.count()).where(when).group_by(ratings.c.value)
+    ).all()
+    by_item = session.execute(
+        select(items.c.external_id, func.count())
+        .join(ratings, ratings.c.item_id == items.c.id)
+        .where(when)
+        .group_by(items.c.external_id)
+    ).all()
+    return (
+        pd.Series({float(v): int(n) for v, n in by_value}, dtype="int64"),
+        pd.Series({str(i): int(n) for i, n in by_item}, dtype="int64"),
     )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from service import monitoring_data
 from service.deps import StateDep
 from service.schemas import HealthPublic, ReadinessPublic
 from service.state import AppState
 
+log = logging.getLogger("recsys.service")
 router = APIRouter(tags=["health"])
 
 
@@ -51,7 +55,17 @@ async def readyz(state: StateDep, response: Response) -> ReadinessPublic:
     return body
 
 
+def _export_alerts(state: AppState) -> None:
+    """Alert gauges from the (cached) monitoring summary; scraping must work even when they
+    cannot be computed (no model yet, database away)."""
+    try:
+        state.metrics.set_alerts(monitoring_data.summary(state)["alerts"])
+    except Exception as exc:  # a failed figure must not fail the scrape
+        log.warning("alerts not exported: %s", exc)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(state: StateDep) -> Response:
     state.metrics.impression_queue.set(state.impressions.queue_size)
+    await run_in_threadpool(_export_alerts, state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

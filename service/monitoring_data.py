@@ -1,0 +1,167 @@
+"""Gathers what the dashboard and `/v1/monitoring` show: rows from the database, figures from
+`recsys.monitoring`, alerts from the settings' thresholds. Cached for a few seconds, so a
+dashboard refreshing and Prometheus scraping do not each rerun the queries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+
+from recsys import jobs, monitoring, registry
+from recsys.store import queries
+from recsys.store.db import session_scope
+from recsys.store.events import load_served, rating_counts
+from recsys.store.tables import feedback, impressions, training_runs
+from service.state import AppState
+
+_CACHE_S = 5.0
+_lock = threading.Lock()
+_cache: dict[tuple[int, float, str], tuple[float, dict[str, Any]]] = {}
+
+
+def _popularity(state: AppState) -> pd.Series:
+    model = state.models.current
+    if model is None:
+        return pd.Series(dtype="float64")
+    rec = model.recommender
+    return pd.Series(rec.item_counts.astype(np.float64), index=rec.item_vocab.ids)
+
+
+def alerts(state: AppState, figures: dict[str, Any], drift: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every alert with its value, threshold and whether it is breached (None: no data)."""
+    s = state.settings
+    ratio = None
+    if figures.get("shown_popularity") is not None and figures.get("catalog_popularity"):
+        ratio = figures["shown_popularity"] / figures["catalog_popularity"]
+    bias = figures.get("prediction_bias")
+    checks = [
+        ("coverage", figures.get("coverage"), s.alert_min_coverage, "below"),
+        ("gini", figures.get("gini"), s.alert_max_gini, "above"),
+        ("popularity_ratio", ratio, s.alert_max_popularity_ratio, "above"),
+        ("abs_prediction_bias", abs(bias) if bias is not None else None,
+         s.alert_max_abs_prediction_bias, "above"),
+        ("rating_psi", drift.get("rating_psi"), s.alert_max_psi, "above"),
+        ("popularity_psi", drift.get("popularity_psi"), s.alert_max_psi, "above"),
+    ]  # fmt: skip
+    out = []
+    for name, value, threshold, side in checks:
+        breached = (
+            None if value is None else (value < threshold if side == "below" else value > threshold)
+        )
+        out.append({"name": name, "value": value, "threshold": threshold, "breached": breached,
+                    "when": f"{side} {threshold}"})  # fmt: skip
+    return out
+
+
+def summary(state: AppState, hours: float = 24.0, freq: str = "h") -> dict[str, Any]:
+    key = (id(state), hours, freq)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
+            return hit[1]
+    result = _compute(state, hours, freq)
+    with _lock:
+        _cache[key] = (time.monotonic(), result)
+    return result
+
+
+def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
+    engine = state.engine
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    production = registry.production(engine)
+    with session_scope(engine) as s:
+        counts = queries.counts(session=s)
+        served, fb = load_served(session=s, since=since)
+        counts["impressions_window"] = len(served)
+        counts["feedback_window"] = len(fb)
+        counts["impressions_total"] = int(
+            s.scalar(select(func.count()).select_from(impressions)) or 0
+        )
+        counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
+        drift: dict[str, Any] = {"since": None, "rating_psi": None, "popularity_psi": None}
+        model = state.models.current
+        cutoff = (model.recommender.info.get("data") or {}).get("max_timestamp") if model else None
+        if cutoff is not None:
+            v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
+            v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
+            drift = {
+                "since": datetime.fromtimestamp(int(cutoff), UTC).isoformat(),
+                "new_ratings": int(v_after.sum()),
+                "rating_psi": monitoring.rating_drift(v_before, v_after),
+                "popularity_psi": monitoring.popularity_drift(i_before, i_after),
+                "rating_histogram": {
+                    "before": {str(k): int(v) for k, v in v_before.sort_index().items()},
+                    "after": {str(k): int(v) for k, v in v_after.sort_index().items()},
+                },
+            }
+    popularity = _popularity(state)
+    n_catalog = counts.get("items", 0)
+    figures = monitoring.loop_figures(
+        served, fb, n_catalog=n_catalog, popularity=popularity,
+        liked_threshold=state.settings.liked_threshold,
+    )  # fmt: skip
+    series = monitoring.by_period(
+        served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
+        liked_threshold=state.settings.liked_threshold,
+    )  # fmt: skip
+    last_job = next(iter(jobs.list_jobs(engine, 1)), None)
+    return {
+        "window_hours": hours,
+        "counts": counts,
+        "production": _model(production),
+        "canary": state.models.canary_version,
+        "last_job": _job(last_job),
+        "figures": figures,
+        "by_version": monitoring.online_by_version(served, fb, state.settings.liked_threshold),
+        "timeseries": series,
+        "drift": drift,
+        "alerts": alerts(state, figures, drift),
+    }
+
+
+def _job(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    keep = ("id", "status", "decision", "reasons", "started_at", "finished_at",
+            "candidate_version", "error")  # fmt: skip
+    return {k: str(row[k]) if isinstance(row[k], datetime) else row[k] for k in keep}
+
+
+def _model(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    metrics = row["metrics"] or {}
+    return {
+        "version": row["version"],
+        "promoted_at": str(row["promoted_at"]),
+        "metrics": (metrics.get("report") or {}).get("model"),
+    }
+
+
+def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
+    """Learning curves (train and validation loss per epoch) and test metrics of versions."""
+    out: dict[str, Any] = {}
+    with session_scope(state.engine) as s:
+        for name in versions:
+            row = registry.resolve(state.engine, name)
+            history = s.scalar(
+                select(training_runs.c.history).where(training_runs.c.id == row["training_run_id"])
+            )
+            report = (row["metrics"] or {}).get("report") or {}
+            out[row["version"]] = {
+                "status": row["status"],
+                "history": history or [],
+                "metrics": report.get("model"),
+                "baselines": {
+                    k: v
+                    for k, v in report.items()
+                    if k in ("global_mean", "biases", "most_popular")
+                },
+            }
+    return out

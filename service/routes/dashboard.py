@@ -1,0 +1,91 @@
+"""The operator dashboard: HTML pages that draw `/v1/monitoring` with Plotly, served by the
+app itself (Plotly's own `plotly.min.js` from its Python package: no CDN, works offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs
+
+import plotly
+from fastapi import APIRouter, Cookie, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from service.deps import SESSION_COOKIE, StateDep, operator_ok, session_value
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+STATIC = Path(__file__).resolve().parent.parent / "static"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PAGES = {
+    "": ("overview", "Overview"),
+    "loop": ("loop", "Feedback loop"),
+    "models": ("models", "Models"),
+    "items": ("items", "Items"),
+    "alerts": ("alerts", "Alerts"),
+}
+
+
+@router.get("/static/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(PLOTLY_JS, headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/static/app.js")
+def app_js() -> FileResponse:
+    return FileResponse(STATIC / "app.js", media_type="text/javascript")
+
+
+@router.get("/login")
+def login_form(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"error": None})
+
+
+@router.post("/login")
+async def login(request: Request, state: StateDep) -> Response:
+    """Exchange the operator token for a session cookie (HttpOnly, SameSite=Strict)."""
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0]
+    if not token or not operator_ok(state, f"Bearer {token}", None):
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "That token is not the operator token."}, 401
+        )
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(token),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _page(name: str) -> None:
+    template, title = PAGES[name]
+
+    async def page(
+        request: Request,
+        state: StateDep,
+        recsys_operator: Annotated[str | None, Cookie()] = None,
+    ) -> Response:
+        if not operator_ok(state, request.headers.get("authorization"), recsys_operator):
+            return RedirectResponse("/dashboard/login", status_code=303)
+        return templates.TemplateResponse(
+            request, f"{template}.html", {"title": title, "page": template, "pages": PAGES}
+        )
+
+    router.add_api_route(f"/{name}" if name else "", page, methods=["GET"])
+
+
+for _name in PAGES:
+    _page(_name)

@@ -1,0 +1,116 @@
+"""Feedback-loop figures as JSON (operator credential), for the dashboard and other tools."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from recsys.store import queries
+from recsys.store.db import session_scope
+from recsys.store.events import load_served
+from service import monitoring_data
+from service.deps import ModelDep, OperatorDep, StateDep
+from service.errors import OPERATOR_RESPONSES
+
+router = APIRouter(
+    prefix="/v1/monitoring",
+    tags=["monitoring"],
+    dependencies=[OperatorDep],
+    responses=OPERATOR_RESPONSES,
+)
+
+
+@router.get("/summary")
+async def summary(
+    state: StateDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0,
+    bucket: Annotated[Literal["h", "D"], Query(description="h: hourly, D: daily")] = "h",
+) -> dict[str, Any]:
+    """Counts, production model, last job, loop figures over the window, their time series
+    by model version, drift since the production snapshot, and alerts."""
+    return await run_in_threadpool(monitoring_data.summary, state, hours, bucket)
+
+
+@router.get("/curves")
+async def curves(
+    state: StateDep,
+    versions: Annotated[list[str], Query(min_length=1, max_length=20)],
+) -> dict[str, Any]:
+    """Learning curves and test metrics (with baselines) of the versions named."""
+    return await run_in_threadpool(monitoring_data.curves, state, versions)
+
+
+@router.get("/items")
+def search(
+    state: StateDep, q: Annotated[str, Query(min_length=1, max_length=200)]
+) -> list[dict[str, str | None]]:
+    """Items whose title contains `q`."""
+    with session_scope(state.engine) as s:
+        return [{"item_id": i, "title": t} for i, t in queries.search_items(session=s, text=q)]
+
+
+@router.get("/items/{item_id}")
+def item(
+    item_id: Annotated[str, Path(min_length=1, max_length=255)],
+    state: StateDep,
+    model: ModelDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0 * 7,
+) -> dict[str, Any]:
+    """An item's learned bias, nearest items, and its exposure (times shown) per hour."""
+    rec = model.recommender
+    if not rec.is_known_item(item_id):
+        raise HTTPException(404, f"item {item_id!r} is not in the serving model")
+    row = rec.item_vocab.index(item_id)
+    with session_scope(state.engine) as s:
+        served, _ = load_served(
+            session=s, since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=hours)
+        )
+    shown = served[served["items"].map(lambda ids: item_id in ids)] if len(served) else served
+    per_hour = (
+        pd.to_datetime(shown["served_at"], utc=True).dt.floor("h").value_counts().sort_index()
+        if len(shown)
+        else pd.Series(dtype="int64")
+    )
+    catalog = state.models.catalog
+    return {
+        "item_id": item_id,
+        "title": catalog.get(item_id)[0],
+        "genres": catalog.get(item_id)[1],
+        "bias": float(rec.item_bias[row]),
+        "training_ratings": int(rec.item_counts[row]),
+        "similar": [
+            {"item_id": x.item_id, "title": catalog.get(x.item_id)[0], "similarity": x.score}
+            for x in rec.similar_items(item_id, 10, min_support=5)
+        ],
+        "exposure": [
+            {"period": pd.Timestamp(str(k)).isoformat(), "shown": int(v)}
+            for k, v in per_hour.items()
+        ],
+    }
+
+
+@router.get("/item-map")
+def item_map(
+    state: StateDep, model: ModelDep, n: Annotated[int, Query(ge=10, le=20_000)] = 2000
+) -> dict[str, Any]:
+    """The `n` most rated items placed by the first two principal components of their
+    factors, with their popularity: do popular items sit apart from the rest?"""
+    rec = model.recommender
+    rows = np.argsort(-rec.item_counts, kind="stable")[:n]
+    rows = rows[rec.item_counts[rows] > 0]
+    factors = rec.item_factors[rows].numpy().astype(np.float64)
+    centred = factors - factors.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    ids = rec.item_vocab.ids_of(rows.tolist())
+    return {
+        "item_id": ids,
+        "title": [state.models.catalog.get(i)[0] for i in ids],
+        "x": xy[:, 0].round(4).tolist(),
+        "y": xy[:, 1].round(4).tolist(),
+        "popularity": rec.item_counts[rows].tolist(),
+    }
