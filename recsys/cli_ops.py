@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ from recsys import jobs as jobs_mod
 from recsys import monitoring, registry
 from recsys.config import TrainConfig, get_settings
 from recsys.errors import ConfigError
+from recsys.simulate import simulate
 from recsys.store.db import make_engine, session_scope
 from recsys.store.events import load_served
 
@@ -83,6 +85,31 @@ def schedule(
         done = subprocess.run([sys.executable, "-m", "recsys.cli", "retrain"], check=False)
         runs += 1
         out.print(f"retrain exited with status {done.returncode}", highlight=False)
+
+
+def simulate_traffic(
+    url: Annotated[str, typer.Option(help="Base URL of the running service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    rounds: Annotated[int, typer.Option(min=1)] = 6,
+    users: Annotated[int, typer.Option(min=1, help="Users per round.")] = 150,
+    pause: Annotated[float, typer.Option(min=0, help="Seconds between rounds.")] = 10.0,
+    held_out: Annotated[
+        Path, typer.Option(help="Ratings kept back by `recsys load-sample --hold-out`.")
+    ] = Path("var/held-out.csv"),
+) -> None:
+    """Drive a running service like users would (recommendations, ratings from the held-out
+    pairs, clicks, skips, new users), so the dashboard has a feedback loop to show."""
+    if not held_out.is_file():
+        raise ConfigError(
+            f"{held_out} does not exist: run `recsys load-sample movielens --hold-out {held_out}`"
+        )
+    report = simulate(url, held_out, rounds=rounds, users_per_round=users, pause_s=pause)
+    out.print(
+        f"simulated {report.lists} lists, {report.ratings} ratings and {report.events} other "
+        f"events ({report.errors} errors)",
+        highlight=False,
+    )
 
 
 @jobs_app.command("list")

@@ -149,6 +149,18 @@ def loop_figures(
     }
 
 
+def auto_freq(served_at: pd.Series) -> str:
+    """A bucket size giving a readable number of points for the span of the data."""
+    if served_at.empty:
+        return "h"
+    times = pd.to_datetime(served_at, utc=True)
+    span = (times.max() - times.min()).total_seconds()
+    for limit, freq in ((600, "10s"), (3 * 3600, "min"), (3 * 86400, "h")):
+        if span <= limit:
+            return freq
+    return "D"
+
+
 def by_period(
     impressions: pd.DataFrame,
     feedback: pd.DataFrame,

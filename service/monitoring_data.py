@@ -59,7 +59,7 @@ def alerts(state: AppState, figures: dict[str, Any], drift: dict[str, Any]) -> l
     return out
 
 
-def summary(state: AppState, hours: float = 24.0, freq: str = "h") -> dict[str, Any]:
+def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[str, Any]:
     key = (id(state), hours, freq)
     with _lock:
         hit = _cache.get(key)
@@ -106,6 +106,8 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         served, fb, n_catalog=n_catalog, popularity=popularity,
         liked_threshold=state.settings.liked_threshold,
     )  # fmt: skip
+    if freq == "auto":
+        freq = monitoring.auto_freq(served["served_at"])
     series = monitoring.by_period(
         served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
         liked_threshold=state.settings.liked_threshold,
@@ -113,6 +115,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
     last_job = next(iter(jobs.list_jobs(engine, 1)), None)
     return {
         "window_hours": hours,
+        "bucket": freq,
         "counts": counts,
         "production": _model(production),
         "canary": state.models.canary_version,

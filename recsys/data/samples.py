@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.data.split import pair_hash_of_ids
 from recsys.errors import ConfigError
 
 MOVIELENS_RATINGS = 100_004
@@ -108,3 +109,10 @@ def generate_synthetic(
             frame.to_csv(fh, header=False, index=False)
             written += len(u)
     return written
+
+
+def future_mask(ratings: pd.DataFrame, fraction: float = 0.1, seed: int = 7) -> np.ndarray:
+    """Which ratings a demo keeps back to arrive later as feedback: a hash of the (user,
+    item) ids, so the same pairs every time, and none of the evaluation holdout's logic."""
+    users, items = ratings["user_id"].astype(str).tolist(), ratings["item_id"].astype(str).tolist()
+    return pair_hash_of_ids(users, items, seed) < fraction

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from recsys.data.interactions import Interactions
 from recsys.errors import ConfigError
@@ -55,12 +57,27 @@ def _id_hashes(ids: list[str]) -> np.ndarray:
 
 
 def pair_hash(data: Interactions, seed: int = 0) -> np.ndarray:
-    """A uniform number in [0, 1) per rating, fixed by its user and item ids and the seed.
-
-    CRC32 of each id (computed once per id, not per rating), combined and passed through the
-    splitmix64 finaliser (Steele, Lea & Flood 2014) so nearby ids land far apart."""
+    """A uniform number in [0, 1) per rating, fixed by its user and item ids and the seed."""
     hu = _id_hashes(data.user_vocab.ids)[data.users]
     hi = _id_hashes(data.item_vocab.ids)[data.items]
+    return _mix(hu, hi, seed)
+
+
+def pair_hash_of_ids(user_ids: Sequence[str], item_ids: Sequence[str], seed: int = 0) -> np.ndarray:
+    """`pair_hash` for raw id columns (a frame not turned into Interactions)."""
+    u_codes, u_unique = pd.factorize(np.asarray(user_ids, dtype=str))
+    i_codes, i_unique = pd.factorize(np.asarray(item_ids, dtype=str))
+    return _mix(
+        _id_hashes([str(x) for x in u_unique])[u_codes],
+        _id_hashes([str(x) for x in i_unique])[i_codes],
+        seed,
+    )
+
+
+def _mix(hu: np.ndarray, hi: np.ndarray, seed: int) -> np.ndarray:
+    """CRC32s of the two ids (computed once per id, not per rating), combined and passed
+    through the splitmix64 finaliser (Steele, Lea & Flood 2014) so nearby ids land far
+    apart."""
     with np.errstate(over="ignore"):
         x = hu * _MIX1 ^ (hi + np.uint64(seed)) * _MIX2
         x ^= x >> np.uint64(30)

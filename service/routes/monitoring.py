@@ -28,7 +28,10 @@ router = APIRouter(
 async def summary(
     state: StateDep,
     hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0,
-    bucket: Annotated[Literal["h", "D"], Query(description="h: hourly, D: daily")] = "h",
+    bucket: Annotated[
+        Literal["auto", "10s", "min", "h", "D"],
+        Query(description="Time series bucket; auto picks one for the span of the data."),
+    ] = "auto",
 ) -> dict[str, Any]:
     """Counts, production model, last job, loop figures over the window, their time series
     by model version, drift since the production snapshot, and alerts."""

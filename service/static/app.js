@@ -84,7 +84,7 @@ async function loop() {
   const ts = s.timeseries;
   await chart("chart-coverage", byVersion(ts, "coverage"), { yaxis: { tickformat: ".1%" } });
   await chart("chart-gini", byVersion(ts, "gini"), { yaxis: { range: [0, 1] } });
-  const catalog = { name: "catalog", x: ts.map((r) => r.period), y: ts.map((r) => r.catalog_popularity), mode: "lines", line: { dash: "dot" } };
+  const catalog = { name: "catalog", x: ts.map((r) => r.period), y: ts.map((r) => r.catalog_popularity), mode: "lines+markers", line: { dash: "dot" } };
   await chart("chart-popularity", [...byVersion(ts, "shown_popularity"), catalog]);
   await chart("chart-attribution", byVersion(ts, "attribution_share"), { yaxis: { tickformat: ".0%" } });
   const positive = byVersion(ts, "positive_rate").map((t) => Object.assign(t, { name: t.name + " positive" }));
@@ -97,7 +97,7 @@ async function loop() {
   await chart("chart-drift", [
     { type: "bar", name: "training snapshot", x: Object.keys(h.before), y: share(h.before) },
     { type: "bar", name: "since", x: Object.keys(h.after), y: share(h.after) },
-  ], { yaxis: { tickformat: ".0%" } });
+  ], { yaxis: { tickformat: ".0%" }, xaxis: { type: "category", title: "rating" } });
 }
 
 async function models() {

@@ -1,0 +1,151 @@
+"""The dashboard in a real headless Chromium (Playwright driving /usr/bin/chromium) against a
+real `recsys serve` process: every page draws data, the buttons act on the registry, nothing
+logs a console error, and nothing is shown without the operator credential."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from recsys import registry
+from recsys.config import RatingScale
+from recsys.training.pipeline import train_from_database
+from tests.service.conftest import GENRE_CONFIG, Served
+from tests.service.test_uvicorn import RECSYS, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "dashboard-test-token"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed (make test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def live(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A served model, a candidate waiting, traffic with feedback: then a running service."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": served.url,
+        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
+        "RECSYS_OPERATOR_TOKEN": TOKEN,
+        "RECSYS_IMPRESSION_FLUSH_S": "0.1",
+        "RECSYS_RECOMMEND_MIN_SUPPORT": "1",
+    }
+    log = (tmp_path_factory.mktemp("dash") / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
+            time.sleep(0.2)
+        traffic(base)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def traffic(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as c:
+        for n in range(40):
+            user = f"user{n}"
+            listed = c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+            answers = [("rating", 4.5), ("click", None), ("skip", None)]
+            events: list[dict[str, object]] = [
+                {"user_id": user, "item_id": it["item_id"], "kind": kind, "value": value,
+                 "recommendation_id": listed["recommendation_id"]}
+                for it, (kind, value) in zip(listed["items"], answers, strict=False)
+            ]  # fmt: skip
+            events.append({"user_id": user, "item_id": "film1", "kind": "rating", "value": 2.0})
+            assert c.post("/v1/feedback", json={"events": events}).status_code == 201
+    time.sleep(0.5)  # the impression writer flushes every 0.1 s
+
+
+def new_page(browser: Browser, errors: list[str]) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page
+
+
+def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    candidate = train_from_database(
+        served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False
+    ).version
+    production = registry.production(served.engine)["version"]  # type: ignore[index]
+    # Without the credential: the API refuses, the pages send to the sign-in form.
+    assert httpx.get(f"{live}/v1/monitoring/summary").status_code == 401
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = new_page(browser, errors)
+        page.goto(f"{live}/dashboard/loop")
+        assert page.url.endswith("/dashboard/login")
+        page.fill("#token", "wrong")
+        page.click("#sign-in")
+        assert "not the operator token" in page.inner_text("#error")
+        errors.clear()  # the 401 of the refused sign-in is logged by the browser
+        page.fill("#token", TOKEN)
+        page.click("#sign-in")
+        page.wait_for_url(f"{live}/dashboard")
+
+        for name in ("", "loop", "models", "items", "alerts"):
+            page.goto(f"{live}/dashboard/{name}")
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            if name == "items":
+                page.fill("#search", "Film number 1")
+                page.click("#search-go")
+                page.click("#results a[data-item='film1']")
+                page.wait_for_function(
+                    "document.querySelector('#item h4')?.textContent.includes('Film number 1')"
+                )
+            charts = page.query_selector_all(".chart")
+            for chart in charts:
+                chart_id = chart.get_attribute("id")
+                points = int(chart.get_attribute("data-points") or 0)
+                assert points > 0, f"{name or 'overview'}: {chart_id} drew no data"
+                assert chart.query_selector("svg.main-svg"), chart_id
+            page.screenshot(
+                path=str(OUTPUT / f"dashboard-{name or 'overview'}.png"), full_page=True
+            )
+            if name == "alerts":  # every alert is listed with its state
+                assert len(page.query_selector_all("#alerts tr")) == 1 + 6
+
+        # The buttons act on the registry.
+        page.goto(f"{live}/dashboard/models")
+        page.wait_for_selector("body[data-ready='1']")
+        page.click(f"button[data-action='approve'][data-version='{candidate}']")
+        page.wait_for_function(
+            f"document.querySelector('#action-result').textContent.includes('{candidate}')"
+        )
+        assert registry.production(served.engine)["version"] == candidate  # type: ignore[index]
+        page.click("#rollback")
+        page.wait_for_function(
+            f"document.querySelector('#action-result').textContent.includes('{production}')"
+        )
+        assert registry.production(served.engine)["version"] == production  # type: ignore[index]
+        page.screenshot(path=str(OUTPUT / "dashboard-models-after-rollback.png"))
+        browser.close()
+    assert errors == [], errors
