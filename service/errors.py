@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from recsys.errors import (
@@ -87,6 +87,15 @@ def _database(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _data(_: Request, exc: Exception) -> JSONResponse:
+    # A value the database cannot store slipped past validation: the client's input, not us.
+    log.warning("database refused a value: %s", exc)
+    return JSONResponse(
+        {"detail": "a value in the request cannot be stored (nothing was written)"},
+        status_code=422,
+    )
+
+
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
@@ -96,6 +105,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RecsysError, _recsys)
+    app.add_exception_handler(DataError, _data)
     app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(InterfaceError, _database)
     app.add_exception_handler(Exception, _unexpected)

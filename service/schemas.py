@@ -9,16 +9,33 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from recsys.store.events import EVENT_KINDS
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 
+# PostgreSQL text cannot hold NUL characters; refuse them at the boundary, with a message.
+NO_NUL = r"^[^\x00]*$"
+
 ExternalId = Annotated[
     str,
     Field(
-        min_length=1, max_length=EXTERNAL_ID_LENGTH, description="An id as your system knows it."
+        min_length=1,
+        max_length=EXTERNAL_ID_LENGTH,
+        pattern=NO_NUL,
+        description="An id as your system knows it.",
     ),
+]
+# SQLite hands back naive datetimes (stored as UTC); an API answer always says its zone.
+UtcDatetime = Annotated[
+    datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))
 ]
 Strategy = Literal["model", "fold_in", "cold_start"]
 Basis = Literal["model", "user_bias", "item_bias", "global_mean"]
@@ -114,9 +131,9 @@ class SimilarItemsPublic(BaseModel):
 
 
 class ItemFields(Body):
-    title: str | None = Field(None, max_length=1000)
-    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
-        None, max_length=100
+    title: str | None = Field(None, max_length=1000, pattern=NO_NUL)
+    genres: list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]] | None = (
+        Field(None, max_length=100)
     )
     metadata: dict[str, Any] | None = None
 
@@ -154,7 +171,7 @@ class FeedbackCreate(Body):
     item_id: ExternalId
     kind: EventKind = "rating"
     value: float | None = Field(None, description="The rating, required for kind 'rating'.")
-    recommendation_id: str | None = Field(None, max_length=64)
+    recommendation_id: str | None = Field(None, max_length=64, pattern=NO_NUL)
     occurred_at: datetime | None = Field(None, description="Default: when we receive it.")
     event_id: ExternalId | None = Field(
         None, description="Your idempotency key: an event retried with the same key is stored once."
@@ -196,8 +213,8 @@ class ReadinessPublic(BaseModel):
 class ModelPublic(BaseModel):
     version: str
     status: str
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: UtcDatetime
+    promoted_at: UtcDatetime | None
     gate: dict[str, Any] | None
     metrics: dict[str, float | None] | None
 
@@ -212,8 +229,8 @@ class ModelActionPublic(BaseModel):
 class JobPublic(BaseModel):
     id: int
     kind: str
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
     status: str
     decision: str | None
     reasons: list[str] | None

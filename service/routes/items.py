@@ -12,6 +12,7 @@ from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.deps import ModelDep, StateDep, check_batch, check_k
 from service.errors import ERROR_RESPONSES
 from service.schemas import (
+    NO_NUL,
     ItemFields,
     ItemPublic,
     ItemsCreate,
@@ -23,7 +24,7 @@ from service.state import AppState
 
 router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES)
 
-ItemPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH)]
+ItemPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
 
 def _public(state: AppState, item_id: str) -> ItemPublic:

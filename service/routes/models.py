@@ -13,7 +13,7 @@ from recsys.store.db import session_scope
 from recsys.store.events import load_served
 from service.deps import OperatorDep, StateDep
 from service.errors import OPERATOR_RESPONSES
-from service.schemas import JobPublic, ModelActionPublic, ModelPublic
+from service.schemas import NO_NUL, JobPublic, ModelActionPublic, ModelPublic
 from service.state import AppState
 
 router = APIRouter(
@@ -24,7 +24,13 @@ router = APIRouter(
 )
 
 VersionPath = Annotated[
-    str, Path(min_length=1, max_length=64, description="A version, or production/canary/latest.")
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=NO_NUL,
+        description="A version, or production/canary/latest.",
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from recsys.store.events import load_served
 from service import monitoring_data
 from service.deps import ModelDep, OperatorDep, StateDep
 from service.errors import OPERATOR_RESPONSES
+from service.schemas import NO_NUL
 
 router = APIRouter(
     prefix="/v1/monitoring",
@@ -58,7 +59,7 @@ def search(
 
 @router.get("/items/{item_id}")
 def item(
-    item_id: Annotated[str, Path(min_length=1, max_length=255)],
+    item_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
     state: StateDep,
     model: ModelDep,
     hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0 * 7,

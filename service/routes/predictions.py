@@ -10,12 +10,12 @@ from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.deps import ModelDep, StateDep, check_batch
 from service.errors import ERROR_RESPONSES
 from service.model_holder import LoadedModel
-from service.schemas import Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
+from service.schemas import NO_NUL, Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
 from service.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["predictions"], responses=ERROR_RESPONSES)
 
-IdQuery = Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_LENGTH)]
+IdQuery = Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
 
 def _basis(model: LoadedModel, user_id: str, item_id: str) -> Basis:

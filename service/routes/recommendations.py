@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
 from service.deps import ModelDep, StateDep, as_json, check_batch, check_k, check_rating
 from service.errors import ERROR_RESPONSES
-from service.schemas import RecommendationsPublic, VisitorRecommendationsCreate
+from service.schemas import NO_NUL, RecommendationsPublic, VisitorRecommendationsCreate
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
 
-UserPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH)]
+UserPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationsPublic)
@@ -25,7 +26,8 @@ async def user_recommendations(
     model: ModelDep,
     k: Annotated[int, Query(ge=1, description="How many items (at most RECSYS_MAX_K).")] = 10,
     exclude: Annotated[
-        list[str], Query(max_length=1000, description="Item ids never to return.")
+        list[Annotated[str, Field(pattern=NO_NUL)]],
+        Query(max_length=1000, description="Item ids never to return."),
     ] = [],  # noqa: B006 - FastAPI copies query defaults per request
     include_rated: Annotated[bool, Query(description="Allow items the user rated.")] = False,
     min_support: Annotated[
