@@ -32,7 +32,7 @@ demo: venv
 	$(DEMO_ENV) $(RECSYS) inspect --item 1
 	@# Serve, then play a few rounds of users against the service, retrain in between (a new
 	@# version goes live by hot reload), play again: the dashboard shows the loop.
-	$(DEMO_ENV) $(RECSYS) serve --host 0.0.0.0 --port $(PORT) & server=$$!; \
+	$(DEMO_ENV) $(RECSYS) serve --host 0.0.0.0 --port $(PORT) --log-level warning & server=$$!; \
 	trap 'kill $$server 2>/dev/null' INT TERM EXIT; \
 	until $(PY) -c 'import httpx, sys; sys.exit(httpx.get("http://127.0.0.1:$(PORT)/readyz").status_code != 200)' 2>/dev/null; do sleep 1; done; \
 	$(DEMO_ENV) $(RECSYS) simulate-traffic --url http://127.0.0.1:$(PORT) --held-out var/held-out.csv --rounds 3 --pause 5 && \
