@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml
 
 # The demo's operator token is printed and fixed: a laptop demo, not a deployment.
 DEMO_TOKEN ?= demo-operator-token
-DEMO_ENV = RECSYS_DATABASE_URL=$(DEMO_DB) RECSYS_OPERATOR_TOKEN=$(DEMO_TOKEN)
+# Development mode: writes need no client key and the well-known token is accepted.
+DEMO_ENV = RECSYS_DATABASE_URL=$(DEMO_DB) RECSYS_OPERATOR_TOKEN=$(DEMO_TOKEN) RECSYS_DEV_MODE=true
 
 demo: venv
 	$(DEMO_ENV) $(RECSYS) db upgrade
@@ -40,6 +41,7 @@ demo: venv
 	$(DEMO_ENV) $(RECSYS) simulate-traffic --url http://127.0.0.1:$(PORT) --held-out var/held-out.csv --rounds 3 --pause 5 && \
 	echo && echo "API docs:   http://localhost:$(PORT)/docs" && \
 	echo "Dashboard:  http://localhost:$(PORT)/dashboard  (operator token: $(DEMO_TOKEN))" && \
+	echo "Development mode (RECSYS_DEV_MODE=true): writes need no key; not for production." && \
 	echo "Ctrl-C stops the server." && wait $$server
 
 lint: venv

@@ -89,6 +89,7 @@ def main() -> None:
                 **os.environ,
                 "RECSYS_DATABASE_URL": url,
                 "RECSYS_ARTIFACT_DIR": str(Path(tmp) / "artifacts"),
+                "RECSYS_DEV_MODE": "true",
             }
             recsys(env, "db", "upgrade")
             recsys(env, "load-sample", "movielens")

@@ -36,6 +36,7 @@ def movielens_store(folder: Path, database_url: str | None = None) -> dict[str, 
         **os.environ,
         "RECSYS_DATABASE_URL": database_url or f"sqlite:///{folder / 'bench.db'}",
         "RECSYS_ARTIFACT_DIR": str(folder / "artifacts"),
+        "RECSYS_DEV_MODE": "true",  # open writes: the benchmarks measure the service, not keys
     }
     recsys(env, "db", "upgrade")
     recsys(env, "load-sample", "movielens")

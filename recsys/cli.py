@@ -17,13 +17,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from recsys import registry
-from recsys.cli_ops import jobs_app, models_app, retrain, schedule, simulate_traffic
+from recsys.cli_ops import (
+    jobs_app,
+    keys_app,
+    models_app,
+    retrain,
+    schedule,
+    simulate_traffic,
+)
 from recsys.config import Settings, TrainConfig, get_settings
 from recsys.data import ingest as ingest_mod
 from recsys.data import samples
 from recsys.data.snapshot import read_snapshot
 from recsys.data.split import holdout
-from recsys.errors import RecsysError, ValidationFailedError
+from recsys.errors import ConfigError, RecsysError, ValidationFailedError
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import evaluate as evaluate_report
 from recsys.evaluation.report import format_report
@@ -43,6 +50,7 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
 app.command()(retrain)
 app.command()(schedule)
 app.command("simulate-traffic")(simulate_traffic)
@@ -382,6 +390,11 @@ def serve(
     import uvicorn  # the web stack loads only for this command
 
     settings = _settings()
+    problems = settings.serving_problems()
+    if problems:
+        raise ConfigError("refusing to start: " + "; ".join(problems))
+    if settings.dev_mode:
+        err.print("[yellow]development mode:[/] writes need no client key; never in production")
     out.print(
         f"serving {settings.database_url} on http://{host}:{port} (docs: /docs), "
         f"{workers} worker(s)",

@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from recsys import jobs as jobs_mod
+from recsys import keys as keys_mod
 from recsys import monitoring, registry
 from recsys.config import TrainConfig, get_settings
 from recsys.errors import ConfigError
@@ -25,6 +26,7 @@ from recsys.store.events import load_served
 
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys kept (hashed) in the database.", no_args_is_help=True)
 out = Console()
 
 VersionArg = Annotated[
@@ -230,3 +232,32 @@ def models_rollback() -> None:
     """Put the previous production version back; the current one is rejected."""
     old, new = registry.rollback(_engine())
     out.print(f"rolled back from {old} to {new}", highlight=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. web-frontend.")],
+    role: Annotated[str, typer.Option(help="client (writes) or operator")] = keys_mod.CLIENT,
+) -> None:
+    """Create a key and print it once; only its SHA-256 is stored."""
+    key = keys_mod.create(_engine(), name, role)
+    out.print(f"{role} key {name!r} (shown once, store it now):", highlight=False)
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys by name and role (never the keys themselves)."""
+    table = Table()
+    for col in ("name", "role", "created", "revoked"):
+        table.add_column(col)
+    for k in keys_mod.list_keys(_engine()):
+        table.add_row(k.name, k.role, str(k.created_at)[:19], str(k.revoked_at or "")[:19])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke a key; running services refuse it within the reload interval."""
+    keys_mod.revoke(_engine(), name)
+    out.print(f"key {name!r} revoked", highlight=False)

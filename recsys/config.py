@@ -90,8 +90,18 @@ class Settings(BaseSettings):
         0.05, ge=0, le=1, description="How much more concentrated exposure may become."
     )
     operator_token: SecretStr | None = Field(
-        None, description="Bearer token for operator actions; unset disables them."
+        None, description="Bearer token for operator actions (required unless dev_mode)."
     )
+    client_api_keys: SecretStr | None = Field(
+        None, description="Comma-separated client keys (X-API-Key) for writes."
+    )
+    reads_require_key: bool = Field(False, description="Reads need a client key too.")
+    dev_mode: bool = Field(
+        False,
+        description="Development: the service starts without an operator token and takes "
+        "writes without a client key. Never in production.",
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1_000, description="Largest request body.")
     # Alerts on the feedback loop (dashboard and Prometheus `recsys_alert`).
     alert_min_coverage: float = Field(0.02, ge=0, le=1, description="Least share of catalog shown.")
     alert_max_gini: float = Field(0.95, ge=0, le=1, description="Most concentrated exposure.")
@@ -112,9 +122,27 @@ class Settings(BaseSettings):
             raise ValueError("RECSYS_LIKED_THRESHOLD must lie inside the rating scale")
         return self
 
+    def client_keys(self) -> list[str]:
+        raw = self.client_api_keys.get_secret_value() if self.client_api_keys else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    def serving_problems(self) -> list[str]:
+        """Why the service must not start with these settings (empty in dev mode)."""
+        if self.dev_mode:
+            return []
+        token = self.operator_token.get_secret_value() if self.operator_token else ""
+        if not token:
+            return ["RECSYS_OPERATOR_TOKEN is not set (or set RECSYS_DEV_MODE=true on a laptop)"]
+        if len(token) < 16 or token in WEAK_TOKENS:
+            return ["RECSYS_OPERATOR_TOKEN is a default or shorter than 16 characters"]
+        return []
+
     @property
     def rating_scale(self) -> RatingScale:
         return RatingScale(min=self.rating_min, max=self.rating_max)
+
+
+WEAK_TOKENS = frozenset({"change-me", "changeme", "demo-operator-token", "password", "secret"})
 
 
 @lru_cache

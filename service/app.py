@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from recsys.config import Settings, get_settings
+from recsys.errors import ConfigError
 from recsys.store.db import make_engine
 from service import errors
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
+from service.limits import BodyLimitMiddleware
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.model_holder import ModelHolder
 from service.routes import (
@@ -36,6 +38,14 @@ log = logging.getLogger("recsys.service")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    problems = settings.serving_problems()
+    if problems:
+        raise ConfigError("refusing to start: " + "; ".join(problems))
+    if settings.dev_mode:
+        log.warning(
+            "DEVELOPMENT MODE: writes need no client key%s. Never run like this in production.",
+            "" if settings.operator_token else " and operator actions are disabled",
+        )
     metrics = ServiceMetrics()
 
     @asynccontextmanager
@@ -73,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (
         recommendations,

@@ -6,11 +6,9 @@ dependency in its thread pool, and those hops cost more than a whole recommendat
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
@@ -76,53 +74,3 @@ def as_json(body: BaseModel) -> Response:
     again against the response model; on the hot paths that doubled the time per request.
     The route still declares `response_model` for the OpenAPI schema."""
     return Response(body.model_dump_json(), media_type="application/json")
-
-
-SESSION_COOKIE = "recsys_operator"
-
-
-def session_value(token: str) -> str:
-    """The dashboard's session cookie: an HMAC of a fixed label under the operator token.
-    It proves the browser once presented the token, without storing the token itself, and
-    stops working when the token is changed."""
-    return hmac.new(token.encode(), b"recsys-dashboard-session", hashlib.sha256).hexdigest()
-
-
-def operator_ok(state: AppState, authorization: str | None, cookie: str | None) -> bool | None:
-    """True for a valid bearer token or session cookie, False for a wrong one, None when
-    none was sent. Raises 403 while operator actions are disabled."""
-    token = state.settings.operator_token
-    if token is None or not token.get_secret_value():
-        raise HTTPException(
-            403, "operator actions are disabled: set RECSYS_OPERATOR_TOKEN to enable them"
-        )
-    secret = token.get_secret_value()
-    scheme, _, given = (authorization or "").partition(" ")
-    # Constant-time comparisons: timing must not tell how much of a guess was right.
-    if scheme.lower() == "bearer" and given:
-        return hmac.compare_digest(given.encode(), secret.encode())
-    if cookie:
-        return hmac.compare_digest(cookie.encode(), session_value(secret).encode())
-    return None
-
-
-async def require_operator(
-    state: StateDep,
-    authorization: Annotated[str | None, Header()] = None,
-    recsys_operator: Annotated[str | None, Cookie()] = None,
-) -> None:
-    """Operator actions need `Authorization: Bearer <RECSYS_OPERATOR_TOKEN>` (or the
-    dashboard's session cookie): 401 without a credential, 403 with a wrong one, and 403 for
-    everyone while no token is configured."""
-    ok = operator_ok(state, authorization, recsys_operator)
-    if ok is None:
-        raise HTTPException(
-            401,
-            "operator credential required: send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not ok:
-        raise HTTPException(403, "the operator credential is wrong")
-
-
-OperatorDep = Depends(require_operator)

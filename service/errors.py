@@ -35,6 +35,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
+CLIENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorPublic, "description": "No client key (X-API-Key)"},
+    403: {"model": ErrorPublic, "description": "Wrong client key, or none configured"},
+    413: {"model": ErrorPublic, "description": "Request body too large"},
+}
+
 OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     401: {"model": ErrorPublic, "description": "No operator credential"},

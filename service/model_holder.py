@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
-from recsys import registry
+from recsys import keys, registry
 from recsys.config import Settings
 from recsys.errors import ArtifactError
 from recsys.model import artifact
@@ -77,6 +77,8 @@ class ModelHolder:
         self.metrics = metrics
         self.current: LoadedModel | None = None
         self.canary: LoadedModel | None = None
+        # SHA-256 of the active API keys in the database -> role, refreshed with each poll.
+        self.key_hashes: dict[str, str] = {}
         self.catalog = Catalog()
         self.database_ok = False
         self.last_error: str | None = None
@@ -91,6 +93,7 @@ class ModelHolder:
             try:
                 production = registry.production(self.engine)
                 canary = registry.canary(self.engine)
+                self.key_hashes = keys.active_hashes(self.engine)
                 self.catalog.refresh(self.engine)
                 self.database_ok = True
             except SQLAlchemyError as exc:

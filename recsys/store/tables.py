@@ -170,3 +170,15 @@ jobs = Table(
     Column("pid", Integer, nullable=True),
     Index("ix_jobs_started_at", "started_at"),
 )
+
+# API keys created with `recsys keys create`: only a SHA-256 of each key is stored.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False, comment="client or operator"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

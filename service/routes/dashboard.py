@@ -12,7 +12,8 @@ from fastapi import APIRouter, Cookie, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from service.deps import SESSION_COOKIE, StateDep, operator_ok, session_value
+from service.auth import SESSION_COOKIE, operator_ok, session_value
+from service.deps import StateDep
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")

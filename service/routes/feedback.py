@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from recsys.store.events import RATING, FeedbackEvent
+from service.auth import WriterDep
 from service.deps import StateDep, check_batch, check_rating
-from service.errors import ERROR_RESPONSES
+from service.errors import CLIENT_RESPONSES
 from service.schemas import FeedbackBatchCreate, FeedbackCreate, FeedbackPublic
 
-router = APIRouter(prefix="/v1", tags=["feedback"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["feedback"], responses=CLIENT_RESPONSES, dependencies=[WriterDep]
+)
 
 
 @router.post("/feedback", status_code=status.HTTP_201_CREATED)

@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH
+from service.auth import ReaderDep, WriterDep
 from service.deps import ModelDep, StateDep, check_batch, check_k
-from service.errors import ERROR_RESPONSES
+from service.errors import CLIENT_RESPONSES
 from service.schemas import (
     NO_NUL,
     ItemFields,
@@ -22,7 +23,9 @@ from service.schemas import (
 )
 from service.state import AppState
 
-router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/items", tags=["items"], responses=CLIENT_RESPONSES, dependencies=[ReaderDep]
+)
 
 ItemPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
@@ -70,7 +73,7 @@ async def get_item(item_id: ItemPath, state: StateDep) -> ItemPublic:
     return _public(state, item_id)
 
 
-@router.put("/{item_id}")
+@router.put("/{item_id}", dependencies=[WriterDep])
 def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic:
     """Add an item or update the fields given. A new item is recommended once a training run
     has learned it from ratings."""
@@ -78,7 +81,7 @@ def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic
     return _public(state, item_id)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WriterDep])
 def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
     """Add or update many items in one transaction."""
     check_batch(len(body.items), state.settings, "items")

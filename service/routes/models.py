@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from recsys import jobs, monitoring, registry
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
-from service.deps import OperatorDep, StateDep
+from service.auth import OperatorDep
+from service.deps import StateDep
 from service.errors import OPERATOR_RESPONSES
 from service.schemas import NO_NUL, JobPublic, ModelActionPublic, ModelPublic
 from service.state import AppState

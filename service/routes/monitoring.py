@@ -13,7 +13,8 @@ from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
 from service import monitoring_data
-from service.deps import ModelDep, OperatorDep, StateDep
+from service.auth import OperatorDep
+from service.deps import ModelDep, StateDep
 from service.errors import OPERATOR_RESPONSES
 from service.schemas import NO_NUL
 

@@ -7,13 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
+from service.auth import ReaderDep
 from service.deps import ModelDep, StateDep, check_batch
-from service.errors import ERROR_RESPONSES
+from service.errors import CLIENT_RESPONSES
 from service.model_holder import LoadedModel
 from service.schemas import NO_NUL, Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
 from service.state import AppState
 
-router = APIRouter(prefix="/v1", tags=["predictions"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["predictions"], responses=CLIENT_RESPONSES, dependencies=[ReaderDep]
+)
 
 IdQuery = Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 

@@ -10,11 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
+from service.auth import ReaderDep
 from service.deps import ModelDep, StateDep, as_json, check_batch, check_k, check_rating
-from service.errors import ERROR_RESPONSES
+from service.errors import CLIENT_RESPONSES
 from service.schemas import NO_NUL, RecommendationsPublic, VisitorRecommendationsCreate
 
-router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["recommendations"], responses=CLIENT_RESPONSES, dependencies=[ReaderDep]
+)
 
 UserPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 

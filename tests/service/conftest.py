@@ -75,6 +75,8 @@ class Served:
             "recommend_min_support": 1,
             "cold_start_min_support": 5,
             "fold_in_min_support": 1,
+            # Open writes, as on a laptop; tests/service/test_auth.py covers the locked-down case.
+            "dev_mode": True,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def live(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         **os.environ,
         "RECSYS_DATABASE_URL": served.url,
         "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
+        "RECSYS_DEV_MODE": "true",
         "RECSYS_OPERATOR_TOKEN": TOKEN,
         "RECSYS_IMPRESSION_FLUSH_S": "0.1",
         "RECSYS_RECOMMEND_MIN_SUPPORT": "1",

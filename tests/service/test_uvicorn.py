@@ -33,6 +33,7 @@ def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
         **os.environ,
         "RECSYS_DATABASE_URL": served.url,
         "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
+        "RECSYS_DEV_MODE": "true",
         "RECSYS_IMPRESSION_FLUSH_S": "5",  # long: shutdown must flush what is queued
     }
     log = (tmp_path / "serve.log").open("w")
