@@ -1,0 +1,187 @@
+"""Faults, each against a real uvicorn process and a real database: the database going away,
+`kill -9` in the middle of a stream of feedback, an unwritable or full disk while training."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from recsys import jobs, registry
+from recsys.config import Settings
+from recsys.store.db import session_scope
+from recsys.store.tables import feedback
+from tests.service.conftest import Served
+from tests.service.test_uvicorn import RECSYS, free_port
+
+
+@contextmanager
+def running(served: Served, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": served.url,
+        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
+        "RECSYS_DEV_MODE": "true",
+        "RECSYS_RELOAD_INTERVAL_S": "0.5",
+        "RECSYS_IMPRESSION_FLUSH_S": "0.1",
+    }
+    log = (tmp_path / f"serve-{port}.log").open("w")
+    proc = subprocess.Popen(
+        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
+
+
+def wait_for(
+    condition: object, proc: subprocess.Popen[bytes] | None = None, limit: float = 60
+) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if condition():  # type: ignore[operator]
+                return
+        except httpx.TransportError:
+            pass
+        assert proc is None or proc.poll() is None, "the service exited"
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def stored_ids(served: Served) -> set[str]:
+    with session_scope(served.engine) as s:
+        return set(s.scalars(select(feedback.c.event_id).where(feedback.c.event_id.is_not(None))))
+
+
+@pytest.mark.postgres
+def test_database_goes_away_and_comes_back(
+    served: Served, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    if not served.url.startswith("postgresql"):
+        pytest.skip("an embedded SQLite file cannot go away on its own; PostgreSQL can")
+    name = served.url.rsplit("/", 1)[1]
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    acknowledged: list[str] = []
+
+    def post(c: httpx.Client) -> int:
+        event_id = uuid.uuid4().hex
+        r = c.post("/v1/feedback", json={"user_id": "u-away", "item_id": "film0", "value": 4.0,
+                                         "event_id": event_id})  # fmt: skip
+        if r.status_code == 201:
+            acknowledged.append(event_id)
+        return r.status_code
+
+    with running(served, tmp_path) as (base, _), httpx.Client(base_url=base, timeout=10) as c:
+        assert post(c) == 201
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+        try:
+            # Recommendations keep coming from memory; readiness says what is wrong.
+            r = c.get("/v1/users/user0/recommendations")
+            assert r.status_code == 200 and r.json()["strategy"] == "model"
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["database"] is False
+            answer = c.post("/v1/feedback", json={"user_id": "u", "item_id": "film0", "value": 3})
+            assert answer.status_code == 503 and "retry" in answer.json()["detail"]
+            assert answer.headers["retry-after"]
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        # It recovers by itself.
+        wait_for(lambda: c.get("/readyz").status_code == 200)
+        assert post(c) == 201
+    admin.dispose()
+    assert set(acknowledged) <= stored_ids(served)
+
+
+def test_kill_9_during_a_feedback_stream_loses_nothing_acknowledged(
+    served: Served, tmp_path: Path
+) -> None:
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def stream(base: str, n: int) -> None:
+        with httpx.Client(base_url=base, timeout=5) as c:
+            while not stop.is_set():
+                event_id = f"kill-{n}-{uuid.uuid4().hex}"
+                event = {"user_id": f"k{n}", "item_id": "film2", "kind": "click"}
+                try:
+                    r = c.post("/v1/feedback", json={**event, "event_id": event_id})
+                except httpx.TransportError:
+                    return  # the server is gone: what was not answered was not acknowledged
+                if r.status_code == 201:
+                    acknowledged.append(event_id)
+
+    with running(served, tmp_path) as (base, proc):
+        streams = [threading.Thread(target=stream, args=(base, n)) for n in range(4)]
+        for t in streams:
+            t.start()
+        wait_for(lambda: len(acknowledged) > 50, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stop.set()
+        for t in streams:
+            t.join()
+    assert len(acknowledged) > 50
+    missing = set(acknowledged) - stored_ids(served)
+    assert not missing, f"{len(missing)} acknowledged events lost"
+
+
+def test_unwritable_artifact_directory_fails_the_job_cleanly(
+    served: Served, tmp_path: Path
+) -> None:
+    before = registry.production(served.engine)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the artifact directory should be")
+    outcome = jobs.retrain(served.engine, Settings(database_url=served.url, artifact_dir=blocked))
+    assert outcome.status == "failed" and outcome.reasons
+    assert jobs.list_jobs(served.engine)[0]["status"] == "failed"
+    assert registry.production(served.engine) == before
+
+
+@pytest.mark.postgres
+def test_full_disk_while_training_fails_the_job_cleanly(served: Served, tmp_path: Path) -> None:
+    if not served.url.startswith("postgresql"):
+        pytest.skip("with SQLite the database shares the full disk; PostgreSQL keeps recording")
+    before = registry.production(served.engine)
+    artifacts = tmp_path / "artifacts"
+
+    def small_disk() -> None:
+        # Files may not grow past 20 kB: writing the model fails with "File too large",
+        # as on a full disk (SIGXFSZ ignored so the write returns an error instead).
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    env = {**os.environ, "RECSYS_DATABASE_URL": served.url, "RECSYS_ARTIFACT_DIR": str(artifacts)}
+    done = subprocess.run(
+        [RECSYS, "retrain"], env=env, preexec_fn=small_disk, capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "File too large" in done.stdout + done.stderr
+    assert registry.production(served.engine) == before
+    assert list(artifacts.iterdir()) == []  # the temporary folder was removed
+    assert jobs.list_jobs(served.engine)[0]["status"] == "failed"
