@@ -60,8 +60,8 @@ def _export_alerts(state: AppState) -> None:
     cannot be computed (no model yet, database away)."""
     try:
         state.metrics.set_alerts(monitoring_data.summary(state)["alerts"])
-    except Exception as exc:  # a failed figure must not fail the scrape
-        log.warning("alerts not exported: %s", exc)
+    except Exception:  # a failed figure must not fail the scrape
+        log.warning("alerts not exported", exc_info=True)
 
 
 @router.get("/metrics", include_in_schema=False)

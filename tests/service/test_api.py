@@ -218,6 +218,9 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
         f'recsys_model_info{{role="production",version="{served.registered.version}"}} 1.0' in text
     )
     assert "recsys_impressions_dropped_total 0.0" in text
+    # Feedback-loop alerts are exported too (state 0 or 1 per alert).
+    # (Figures appear once there is data to compute them from; alert states always.)
+    assert 'recsys_alert{name="gini"}' in text and "# TYPE recsys_monitoring_figure gauge" in text
     assert "recsys_http_request_duration_seconds_bucket" in text
 
 
