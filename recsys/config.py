@@ -102,6 +102,10 @@ class Settings(BaseSettings):
         "writes without a client key. Never in production.",
     )
     max_body_bytes: int = Field(1_000_000, ge=1_000, description="Largest request body.")
+    max_upload_bytes: int = Field(
+        50_000_000, ge=1_000, description="Largest CSV uploaded to /v1/ingest/ratings."
+    )
+    max_upload_rows: int = Field(2_000_000, ge=1, description="Most rows in one CSV upload.")
     # Alerts on the feedback loop (dashboard and Prometheus `recsys_alert`).
     alert_min_coverage: float = Field(0.02, ge=0, le=1, description="Least share of catalog shown.")
     alert_max_gini: float = Field(0.95, ge=0, le=1, description="Most concentrated exposure.")

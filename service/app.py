@@ -25,6 +25,7 @@ from service.routes import (
     dashboard,
     feedback,
     health,
+    ingest,
     items,
     models,
     monitoring,
@@ -83,13 +84,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={ingest.UPLOAD_PATH: settings.max_upload_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (
         recommendations,
         predictions,
         items,
         feedback,
+        ingest,
         models,
         monitoring,
         health,

@@ -46,6 +46,7 @@ OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     401: {"model": ErrorPublic, "description": "No operator credential"},
     403: {"model": ErrorPublic, "description": "Wrong credential, or operator actions disabled"},
+    413: {"model": ErrorPublic, "description": "Upload too large"},
 }
 
 
@@ -73,6 +74,14 @@ def _status_for(exc: RecsysError) -> int:
     if isinstance(exc, StateConflictError):
         return 409
     return 400
+
+
+def _file(_: Request, exc: Exception) -> JSONResponse:
+    """A refused file: the first bad lines, each with its number, and nothing written."""
+    assert isinstance(exc, ValidationFailedError)
+    errors = [{"line": e.line, "message": e.message} for e in exc.errors]
+    body = ErrorPublic(detail=str(exc).split("\n", 1)[0], errors=errors)
+    return JSONResponse(body.model_dump(), status_code=422)
 
 
 def _recsys(_: Request, exc: Exception) -> JSONResponse:
@@ -111,6 +120,7 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(ValidationFailedError, _file)
     app.add_exception_handler(RecsysError, _recsys)
     app.add_exception_handler(DataError, _data)
     app.add_exception_handler(OperationalError, _database)

@@ -12,17 +12,19 @@ _WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}  # paths that take bigger bodies (CSV uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         chunks: list[bytes] = []
         seen, more = 0, True
@@ -32,8 +34,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._refuse(send)
+            if seen > limit:
+                await self._refuse(send, limit)
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
@@ -49,8 +51,9 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        detail = f"request body larger than {self.max_bytes} bytes (RECSYS_MAX_BODY_BYTES)"
+    async def _refuse(self, send: Send, limit: int) -> None:
+        setting = "RECSYS_MAX_BODY_BYTES" if limit == self.max_bytes else "RECSYS_MAX_UPLOAD_BYTES"
+        detail = f"request body larger than {limit} bytes ({setting})"
         await send(
             {
                 "type": "http.response.start",

@@ -62,7 +62,30 @@ function alertRows(alerts) {
   }
 }
 
+async function upload() {
+  const file = document.getElementById("upload-file").files[0];
+  const result = document.getElementById("upload-result");
+  const list = document.getElementById("upload-errors");
+  list.replaceChildren();
+  if (!file) { result.textContent = "Choose a CSV file first."; return; }
+  const response = await fetch("/v1/ingest/ratings", {
+    method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv" }, body: file,
+  });
+  const body = await response.json();
+  if (response.ok) {
+    result.textContent = `${body.rows} rows read, ${body.new_ratings} new ratings (${fmt(body.seconds, 2)} s).`;
+    return;
+  }
+  result.textContent = body.detail;
+  for (const e of body.errors || []) {
+    const li = document.createElement("li");
+    li.textContent = `line ${e.line}: ${e.message}`;
+    list.appendChild(li);
+  }
+}
+
 async function overview() {
+  document.getElementById("upload-go").onclick = upload;
   const s = await api("/v1/monitoring/summary?hours=24");
   fill("counts", ["", "count"], Object.entries(s.counts));
   const p = s.production;

@@ -1,0 +1,69 @@
+"""Ratings CSV over HTTP: the whole file or nothing, line-numbered errors, limits, and only
+for the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from recsys.store.db import session_scope
+from recsys.store.tables import ratings
+from service.app import create_app
+from tests.service.conftest import Served
+
+TOKEN = "ingest-operator-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"}
+
+
+@pytest.fixture(scope="module")
+def operator(served: Served) -> Iterator[TestClient]:
+    settings = served.settings(operator_token=TOKEN, max_upload_rows=100)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def count(served: Served) -> int:
+    with session_scope(served.engine) as s:
+        return int(s.scalar(select(func.count()).select_from(ratings)) or 0)
+
+
+def test_upload_applies_a_valid_file(operator: TestClient, served: Served) -> None:
+    before = count(served)
+    body = "user_id,item_id,rating,timestamp\nup1,film0,4.5,1700000000\nup1,film1,2,1700000001\n"
+    r = operator.post("/v1/ingest/ratings", content=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == 2 and r.json()["new_ratings"] == 2
+    assert count(served) == before + 2
+    again = operator.post("/v1/ingest/ratings", content=body, headers=AUTH)
+    assert again.json()["new_ratings"] == 0  # idempotent
+
+
+def test_bad_file_writes_nothing_and_names_the_lines(operator: TestClient, served: Served) -> None:
+    before = count(served)
+    body = "user_id,item_id,rating\nok,film0,4\nbad,film0,eleven\nworse,film1,9\n"
+    r = operator.post("/v1/ingest/ratings", content=body, headers=AUTH)
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert [e["line"] for e in errors] == [3, 4]
+    assert "not a number" in errors[0]["message"] and "outside" in errors[1]["message"]
+    assert count(served) == before
+    named = operator.post(
+        "/v1/ingest/ratings",
+        content="who,what,stars\nnamed,film2,3\n",
+        headers=AUTH,
+        params={"user_col": "who", "item_col": "what", "rating_col": "stars"},
+    )
+    assert named.status_code == 200 and named.json()["rows"] == 1
+
+
+def test_upload_limits_and_credential(operator: TestClient) -> None:
+    rows = "".join(f"u{n},film0,3\n" for n in range(150))
+    r = operator.post("/v1/ingest/ratings", content="user_id,item_id,rating\n" + rows, headers=AUTH)
+    assert r.status_code == 413 and "RECSYS_MAX_UPLOAD_ROWS" in r.json()["detail"]
+    r = operator.post("/v1/ingest/ratings", content="", headers=AUTH)
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    r = operator.post("/v1/ingest/ratings", content="user_id,item_id,rating\nu,film0,3\n")
+    assert r.status_code == 401
