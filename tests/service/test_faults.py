@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from recsys import jobs, registry
-from recsys.config import Settings
+from recsys.config import RatingScale, Settings
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback
-from tests.service.conftest import Served
+from recsys.training.pipeline import train_from_database
+from tests.service.conftest import GENRE_CONFIG, Served
 from tests.service.test_uvicorn import RECSYS, free_port
 
 
@@ -185,3 +186,19 @@ def test_full_disk_while_training_fails_the_job_cleanly(served: Served, tmp_path
     assert registry.production(served.engine) == before
     assert list(artifacts.iterdir()) == []  # the temporary folder was removed
     assert jobs.list_jobs(served.engine)[0]["status"] == "failed"
+
+
+def test_corrupted_artifact_is_refused_by_a_running_server(served: Served, tmp_path: Path) -> None:
+    with running(served, tmp_path) as (base, proc), httpx.Client(base_url=base) as c:
+        serving = c.get("/readyz").json()["model_version"]
+        candidate = train_from_database(
+            served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False
+        )
+        tensors = Path(candidate.path) / "model.safetensors"
+        tensors.write_bytes(tensors.read_bytes()[: len(tensors.read_bytes()) // 2])  # truncated
+        registry.promote(served.engine, candidate.version)
+        wait_for(lambda: 'outcome="refused"' in c.get("/metrics").text, proc, limit=20)
+        r = c.get("/v1/users/user0/recommendations")
+        assert r.status_code == 200 and r.json()["model_version"] == serving
+        assert c.get("/readyz").status_code == 200
+    registry.promote(served.engine, serving)  # leave production as the other tests expect
