@@ -4,7 +4,6 @@ dashboard refreshing and Prometheus scraping do not each rerun the queries."""
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +20,6 @@ from recsys.store.tables import feedback, impressions, training_runs
 from service.state import AppState
 
 _CACHE_S = 5.0
-_lock = threading.Lock()
-_cache: dict[tuple[int, float, str], tuple[float, dict[str, Any]]] = {}
 
 
 def _popularity(state: AppState) -> pd.Series:
@@ -60,14 +57,13 @@ def alerts(state: AppState, figures: dict[str, Any], drift: dict[str, Any]) -> l
 
 
 def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[str, Any]:
-    key = (id(state), hours, freq)
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
-            return hit[1]
+    # A dict read and an assignment are atomic under the GIL; two concurrent misses merely
+    # compute the same summary twice.
+    hit = state.monitoring_cache.get((hours, freq))
+    if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
+        return hit[1]
     result = _compute(state, hours, freq)
-    with _lock:
-        _cache[key] = (time.monotonic(), result)
+    state.monitoring_cache[(hours, freq)] = (time.monotonic(), result)
     return result
 
 

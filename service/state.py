@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -21,3 +22,7 @@ class AppState:
     models: ModelHolder
     impressions: ImpressionWriter
     feedback: FeedbackCommitter
+    # (hours, bucket) -> (monotonic time, summary): see service.monitoring_data.
+    monitoring_cache: dict[tuple[float, str], tuple[float, dict[str, Any]]] = field(
+        default_factory=dict
+    )
