@@ -14,7 +14,7 @@ from recsys import keys
 from recsys.errors import ConfigError
 from service.app import create_app
 from tests.service.conftest import Served
-from tests.service.test_uvicorn import RECSYS
+from tests.service.live import RECSYS
 
 TOKEN = "a-long-operator-token"
 CLIENT_KEY = "client-key-from-env"

@@ -4,9 +4,7 @@ logs a console error, and nothing is shown without the operator credential."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from recsys import registry
 from recsys.config import RatingScale
 from recsys.training.pipeline import train_from_database
 from tests.service.conftest import GENRE_CONFIG, Served
-from tests.service.test_uvicorn import RECSYS, free_port
+from tests.service.live import running
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dashboard-test-token"
@@ -33,38 +31,15 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def live(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A served model, a candidate waiting, traffic with feedback: then a running service."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECSYS_DATABASE_URL": served.url,
-        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
-        "RECSYS_DEV_MODE": "true",
-        "RECSYS_OPERATOR_TOKEN": TOKEN,
-        "RECSYS_IMPRESSION_FLUSH_S": "0.1",
-        "RECSYS_RECOMMEND_MIN_SUPPORT": "1",
+    log_dir = tmp_path_factory.mktemp("dash")
+    settings = {
+        "operator_token": TOKEN,
+        "impression_flush_s": "0.1",
+        "recommend_min_support": "1",
     }
-    log = (tmp_path_factory.mktemp("dash") / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
-            time.sleep(0.2)
+    with running(served, log_dir, **settings) as (base, _):
         traffic(base)
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def traffic(base: str) -> None:

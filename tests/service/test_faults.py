@@ -8,10 +8,7 @@ import resource
 import signal
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,49 +21,9 @@ from recsys.store.db import session_scope
 from recsys.store.tables import feedback
 from recsys.training.pipeline import train_from_database
 from tests.service.conftest import GENRE_CONFIG, Served
-from tests.service.test_uvicorn import RECSYS, free_port
+from tests.service.live import RECSYS, running, wait_for
 
-
-@contextmanager
-def running(served: Served, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECSYS_DATABASE_URL": served.url,
-        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
-        "RECSYS_DEV_MODE": "true",
-        "RECSYS_RELOAD_INTERVAL_S": "0.5",
-        "RECSYS_IMPRESSION_FLUSH_S": "0.1",
-    }
-    log = (tmp_path / f"serve-{port}.log").open("w")
-    proc = subprocess.Popen(
-        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, proc)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log.close()
-
-
-def wait_for(
-    condition: object, proc: subprocess.Popen[bytes] | None = None, limit: float = 60
-) -> None:
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            if condition():  # type: ignore[operator]
-                return
-        except httpx.TransportError:
-            pass
-        assert proc is None or proc.poll() is None, "the service exited"
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
+FAST = {"reload_interval_s": "0.5", "impression_flush_s": "0.1"}
 
 
 def stored_ids(served: Served) -> set[str]:
@@ -92,7 +49,10 @@ def test_database_goes_away_and_comes_back(
             acknowledged.append(event_id)
         return r.status_code
 
-    with running(served, tmp_path) as (base, _), httpx.Client(base_url=base, timeout=10) as c:
+    with (
+        running(served, tmp_path, **FAST) as (base, _),
+        httpx.Client(base_url=base, timeout=10) as c,
+    ):
         assert post(c) == 201
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
@@ -137,7 +97,7 @@ def test_kill_9_during_a_feedback_stream_loses_nothing_acknowledged(
                 if r.status_code == 201:
                     acknowledged.append(event_id)
 
-    with running(served, tmp_path) as (base, proc):
+    with running(served, tmp_path, **FAST) as (base, proc):
         streams = [threading.Thread(target=stream, args=(base, n)) for n in range(4)]
         for t in streams:
             t.start()
@@ -189,7 +149,7 @@ def test_full_disk_while_training_fails_the_job_cleanly(served: Served, tmp_path
 
 
 def test_corrupted_artifact_is_refused_by_a_running_server(served: Served, tmp_path: Path) -> None:
-    with running(served, tmp_path) as (base, proc), httpx.Client(base_url=base) as c:
+    with running(served, tmp_path, **FAST) as (base, proc), httpx.Client(base_url=base) as c:
         serving = c.get("/readyz").json()["model_version"]
         candidate = train_from_database(
             served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False

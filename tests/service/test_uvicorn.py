@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -17,44 +12,12 @@ from sqlalchemy import func, select
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback, impressions
 from tests.service.conftest import Served
-
-RECSYS = str(Path(sys.executable).parent / "recsys")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.service.live import running
 
 
 def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECSYS_DATABASE_URL": served.url,
-        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
-        "RECSYS_DEV_MODE": "true",
-        "RECSYS_IMPRESSION_FLUSH_S": "5",  # long: shutdown must flush what is queued
-    }
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "service did not become ready in 60 s"
-            time.sleep(0.2)
+    # A long flush interval: a graceful stop must write what is still queued.
+    with running(served, tmp_path, impression_flush_s="5") as (base, proc):
         with httpx.Client(base_url=base, timeout=10) as c:
             # One percent-decoding, as any HTTP server: %2541 is the id "%41".
             r = c.get("/v1/users/%2541/recommendations", params={"k": 3})
@@ -72,10 +35,6 @@ def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal for the conventional status.
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
     with session_scope(served.engine) as s:
         assert (
             s.scalar(
