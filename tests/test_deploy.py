@@ -63,3 +63,16 @@ def test_dockerfile_installs_the_cpu_build_of_torch_first() -> None:
         "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     )
     assert torch_line < text.index("pip install -e .")
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    # check-jsonschema ships the Compose specification's JSON schema (compose-spec.json), so
+    # this runs offline; a misspelt key or a wrong type in docker-compose.yml fails here.
+    checker = str(Path(sys.executable).parent / "check-jsonschema")
+    done = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok -- validation done" in done.stdout
