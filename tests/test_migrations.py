@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 from recsys.store import migrate
 from recsys.store.db import make_engine
 from recsys.store.tables import metadata
 
 
-def test_upgrade_head_matches_models(empty_db_url: str) -> None:
-    migrate.upgrade(empty_db_url)
-    engine = make_engine(empty_db_url)
+def schema_differences(engine: Engine) -> list[Any]:
+    """What Alembic's autogenerate would change to make the database match the models."""
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": False}
         )
-        diff = compare_metadata(ctx, metadata)
+        return list(compare_metadata(ctx, metadata))
+
+
+def test_upgrade_head_matches_models(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    diff = schema_differences(engine)
+    with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
     assert diff == [], f"migrations and models differ: {diff}"

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 from recsys.config import RatingScale
 from recsys.errors import RowError, ValidationFailedError
 from recsys.store import queries
+from recsys.store.bulk import RatingWriter
 from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH, items, ratings, users
 
@@ -162,21 +162,18 @@ class _IdCache:
         return np.fromiter((cache[x] for x in ids), dtype=np.int64, count=len(ids))
 
 
-def _write_ratings(valid: pd.DataFrame, ids: _IdCache) -> None:
-    # Within one statement each (user, item) may appear once: keep the newest, the last on ties.
+def _write_ratings(valid: pd.DataFrame, ids: _IdCache, writer: RatingWriter) -> None:
+    # Within one chunk each (user, item) may appear once: keep the newest, the last on ties.
+    # (Across chunks the writer applies the same rule.)
     valid = valid.sort_values("rated_at", kind="stable").drop_duplicates(
         ["user", "item"], keep="last"
     )
-    frame = pd.DataFrame(
-        {
-            "user_id": ids.resolve(users.name, valid["user"].to_numpy()),
-            "item_id": ids.resolve(items.name, valid["item"].to_numpy()),
-            "value": valid["value"].to_numpy(dtype=float),
-            "rated_at": valid["rated_at"].to_numpy(dtype=np.int64),
-        }
+    writer.write(
+        ids.resolve(users.name, valid["user"].to_numpy()),
+        ids.resolve(items.name, valid["item"].to_numpy()),
+        valid["value"].to_numpy(dtype=np.float64),
+        valid["rated_at"].to_numpy(dtype=np.int64),
     )
-    records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
-    queries.upsert_ratings(session=ids.session, rows=records)
 
 
 def _missing_columns(found: Iterable[str], required: Iterable[str]) -> list[str]:
@@ -251,6 +248,7 @@ def ingest_frames(
     with session_scope(engine) as session:
         before = queries.count_rows(session=session, table=ratings)
         ids = _IdCache(session)
+        writer = RatingWriter(session)
         for chunk in item_chunks:
             recs = _item_rows(chunk, item_col, item_errors)
             if not item_errors.total:
@@ -264,12 +262,13 @@ def ingest_frames(
             rows += len(chunk)
             valid = _validate_ratings(chunk, columns, scale, now, errors)
             if not errors.total:
-                _write_ratings(valid, ids)
+                _write_ratings(valid, ids, writer)
         if errors.total:
             # Raising inside session_scope rolls the whole transaction back.
             raise ValidationFailedError(source, errors.sorted(), errors.total)
         if rows == 0:
             raise ValidationFailedError(source, [RowError(2, "the file has no data rows")], 1)
+        writer.finish(table_was_empty=before == 0)
         after = queries.count_rows(session=session, table=ratings)
     return IngestReport(rows, before, after, items_upserted, time.perf_counter() - started)
 

@@ -24,6 +24,8 @@ class Interactions:
     user_vocab: Vocabulary
     item_vocab: Vocabulary
     timestamps: np.ndarray | None = field(default=None)
+    # The newest rating's Unix time; known even when the per-rating times were not loaded.
+    max_timestamp: int | None = field(default=None)
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -37,6 +39,8 @@ class Interactions:
         object.__setattr__(self, "ratings", np.ascontiguousarray(self.ratings, dtype=np.float32))
         if self.timestamps is not None:
             object.__setattr__(self, "timestamps", np.asarray(self.timestamps, dtype=np.int64))
+            if n and self.max_timestamp is None:
+                object.__setattr__(self, "max_timestamp", int(self.timestamps.max()))
         if n:
             if self.users.min() < 0 or self.users.max() >= len(self.user_vocab):
                 raise ValueError("user rows out of range of the user vocabulary")

@@ -9,23 +9,69 @@ from sqlalchemy.orm import Session
 
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import Vocabulary
-from recsys.store import queries
+from recsys.store import bulk, queries
+from recsys.store.bulk import Shard
 from recsys.store.tables import items, users
 
 
-def read_snapshot(*, session: Session) -> Interactions:
-    """Every rating in the database; vocabularies hold only users and items that have ratings."""
-    user_pk, item_pk, values, rated_at = queries.read_ratings_arrays(session=session)
-    user_keys, user_rows = np.unique(user_pk, return_inverse=True)
-    item_keys, item_rows = np.unique(item_pk, return_inverse=True)
+def read_snapshot(
+    *, session: Session, timestamps: bool = True, shard: Shard | None = None
+) -> Interactions:
+    """Every rating in the database (or one shard); vocabularies hold only users and items
+    that have ratings. Without `timestamps` a rating costs 12 bytes (a time split needs them);
+    the newest rating time is still known, from the database."""
+    arrays = bulk.read_ratings(session=session, timestamps=timestamps, shard=shard)
+    user_keys, user_rows = dense_rows(arrays.user_ids)
+    item_keys, item_rows = dense_rows(arrays.item_ids)
+    return from_database_ids(
+        session, arrays, user_keys, user_rows, item_keys, item_rows, shard is None
+    )
+
+
+def from_database_ids(
+    session: Session,
+    arrays: bulk.RatingArrays,
+    user_keys: np.ndarray,
+    user_rows: np.ndarray,
+    item_keys: np.ndarray,
+    item_rows: np.ndarray,
+    whole: bool,
+) -> Interactions:
+    """An `Interactions` whose vocabularies are the external ids of the given database ids."""
+    latest = None
+    if arrays.rated_at is None and whole:
+        latest = bulk.max_rated_at(session=session)
     return Interactions(
         users=user_rows,
         items=item_rows,
-        ratings=values,
+        ratings=arrays.values,
         user_vocab=Vocabulary(queries.external_ids(session=session, table=users, ids=user_keys)),
         item_vocab=Vocabulary(queries.external_ids(session=session, table=items, ids=item_keys)),
-        timestamps=rated_at,
+        timestamps=arrays.rated_at,
+        max_timestamp=latest,
     )
+
+
+def dense_rows(ids: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct ids, each id's position among them as int32), in linear time.
+
+    Database ids are small dense integers, so a lookup table indexed by id replaces the sort
+    of `np.unique` and its int64 inverse, which would double the snapshot's peak memory.
+    `keys` gives the distinct ids to use (a superset of `ids`), as ranks that must agree do.
+    """
+    if len(ids) == 0 and keys is None:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+    if keys is None:
+        present = np.zeros(int(ids.max()) + 1, dtype=bool)
+        present[ids] = True
+        keys = np.flatnonzero(present)
+    top = max(int(keys.max()) if len(keys) else 0, int(ids.max()) if len(ids) else 0)
+    lookup = np.full(top + 1, -1, dtype=np.int32)
+    lookup[keys] = np.arange(len(keys), dtype=np.int32)
+    rows = lookup[ids]
+    if len(rows) and rows.min() < 0:
+        raise ValueError("ids outside the given keys")
+    return keys, rows
 
 
 def fingerprint(data: Interactions) -> str:

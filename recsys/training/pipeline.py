@@ -92,9 +92,7 @@ def fit(
             "valid": len(valid),
             "test": len(test),
             "fingerprint": fingerprint(data),
-            "max_timestamp": int(data.timestamps.max())
-            if data.timestamps is not None and len(data)
-            else None,
+            "max_timestamp": data.max_timestamp,
         },
         "device": result.device,
         "samples_per_second": result.samples_per_second,
@@ -144,7 +142,7 @@ def train_from_database(
     try:
         t0 = time.perf_counter()
         with session_scope(engine) as session:
-            data = read_snapshot(session=session)
+            data = read_snapshot(session=session, timestamps=config.split == "time")
         snapshot_s = time.perf_counter() - t0
         fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
         gate = fitted.gate

@@ -1,0 +1,240 @@
+"""Bulk paths for the ratings table: the training snapshot out, ingested files in.
+
+On PostgreSQL both go through binary COPY (see `pgcopy`): the snapshot arrives as compact
+numpy arrays (int32 user and item ids, float32 values: 12 bytes a rating, timestamps only when
+asked), and ingestion stages rows with COPY, then merges them with one INSERT ... SELECT.
+SQLite, the embedded default, uses ordinary statements; it has no COPY and needs none at
+laptop scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    PrimaryKeyConstraint,
+    Select,
+    cast,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
+
+from recsys.store import pgcopy
+from recsys.store.queries import upsert_ratings
+from recsys.store.tables import ratings
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rank `rank` of `world` disjoint parts of the ratings, by a hash of (user, item), so
+    every part has about the same number of ratings whatever the users' activity."""
+
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard rank {self.rank} is not in 0..{self.world - 1}")
+
+    def condition(self) -> ColumnElement[bool]:
+        # A large odd multiplier spreads consecutive ids; bigint so it cannot overflow.
+        mixed = cast(ratings.c.user_id, BigInteger) * 1_000_003 + ratings.c.item_id
+        return mixed % self.world == self.rank
+
+
+@dataclass(frozen=True)
+class RatingArrays:
+    """Ratings by database ids, sorted by (user, item)."""
+
+    user_ids: np.ndarray  # int32
+    item_ids: np.ndarray  # int32
+    values: np.ndarray  # float32
+    rated_at: np.ndarray | None  # int64 Unix seconds, when asked for
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+Parts = list[tuple[np.ndarray, ...]]
+
+# Native types of the snapshot's columns: user id, item id, value, rated_at.
+_DTYPES = (np.int32, np.int32, np.float32, np.int64)
+
+
+def _ratings_query(timestamps: bool, shard: Shard | None) -> Select[tuple[int, int, float]]:
+    columns = [ratings.c.user_id, ratings.c.item_id, ratings.c.value]
+    if timestamps:
+        columns.append(ratings.c.rated_at)
+    # Sorted so that a snapshot of unchanged data is byte-identical from run to run.
+    stmt = select(*columns).order_by(ratings.c.user_id, ratings.c.item_id)
+    return stmt.where(shard.condition()) if shard is not None else stmt
+
+
+def read_ratings(
+    *, session: Session, timestamps: bool = True, shard: Shard | None = None
+) -> RatingArrays:
+    """Every rating (or one shard of them) as compact arrays, read in chunks."""
+    stmt = _ratings_query(timestamps, shard)
+    if session.get_bind().dialect.name == "postgresql":
+        parts = _copy_out(session, stmt, timestamps)
+    else:
+        parts = _select_out(session, stmt, timestamps)
+    n_cols = 4 if timestamps else 3
+    columns = [
+        np.concatenate([p[k] for p in parts]) if parts else np.empty(0, dtype=_DTYPES[k])
+        for k in range(n_cols)
+    ]
+    return RatingArrays(columns[0], columns[1], columns[2], columns[3] if timestamps else None)
+
+
+def _copy_out(session: Session, stmt: Select[tuple[int, int, float]], timestamps: bool) -> Parts:
+    # The value is cast to real in the query: float32 is what training uses, and it halves
+    # what crosses the wire. Ids are integer (4 bytes), rated_at bigint.
+    stmt = stmt.with_only_columns(
+        ratings.c.user_id,
+        ratings.c.item_id,
+        cast(ratings.c.value, postgresql.REAL),
+        *([ratings.c.rated_at] if timestamps else []),
+        maintain_column_froms=True,
+    )
+    fields = [">i4", ">i4", ">f4", ">i8"][: 4 if timestamps else 3]
+    # Compiled with bound parameters for psycopg, which merges them in (COPY takes none).
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
+    statement = f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)"
+    parts: Parts = []
+    with _psycopg(session).cursor() as cursor, cursor.copy(statement, compiled.params) as copy:
+        for rows in pgcopy.decode(copy, fields):
+            parts.append(tuple(rows[f"f{k}"].astype(_DTYPES[k]) for k in range(len(fields))))
+    return parts
+
+
+def _select_out(
+    session: Session, stmt: Select[tuple[int, int, float]], timestamps: bool, chunk: int = 200_000
+) -> Parts:
+    parts: Parts = []
+    result = session.execute(stmt.execution_options(yield_per=chunk))
+    for partition in result.partitions():
+        cols = list(zip(*partition, strict=True))
+        part: tuple[np.ndarray, ...] = (
+            np.asarray(cols[0], dtype=np.int32),
+            np.asarray(cols[1], dtype=np.int32),
+            np.asarray(cols[2], dtype=np.float32),
+        )
+        if timestamps:
+            part = (*part, np.asarray(cols[3], dtype=np.int64))
+        parts.append(part)
+    return parts
+
+
+def _psycopg(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under the session's, in the same transaction."""
+    raw = session.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"COPY needs a psycopg 3 connection, not {type(raw).__name__}")
+    return raw
+
+
+def max_rated_at(*, session: Session) -> int | None:
+    value = session.execute(select(func.max(ratings.c.rated_at))).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+class RatingWriter:
+    """Writes validated ratings (database ids) inside the caller's transaction.
+
+    SQLite: an upsert per chunk. PostgreSQL: chunks are COPYed into a temporary table and
+    merged by `finish` in one statement. Into an empty ratings table (a first load) the merge
+    runs without the table's indexes and foreign keys and rebuilds them afterwards, several
+    times faster than maintaining them row by row; the DDL is transactional, so a failure
+    anywhere still leaves the table as it was. The rebuild holds an exclusive lock on ratings
+    until the ingestion commits, which nobody notices on a table that was empty.
+    """
+
+    _FIELDS = (">i4", ">i4", ">f8", ">i8", ">i8")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.staged = 0
+        if self.postgres:
+            session.execute(
+                text(
+                    "CREATE TEMPORARY TABLE ingest_ratings (user_id integer, item_id integer, "
+                    "value double precision, rated_at bigint, seq bigint) ON COMMIT DROP"
+                )
+            )
+
+    def write(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, values: np.ndarray, rated_at: np.ndarray
+    ) -> None:
+        """Rows with at most one per (user, item); across calls, the latest rating wins."""
+        if not self.postgres:
+            upsert_ratings(
+                session=self.session,
+                rows=[
+                    {"user_id": int(u), "item_id": int(i), "value": float(v), "rated_at": int(t)}
+                    for u, i, v, t in zip(user_ids, item_ids, values, rated_at, strict=True)
+                ],
+            )
+            return
+        seq = np.arange(self.staged, self.staged + len(user_ids), dtype=np.int64)
+        payload = pgcopy.encode([user_ids, item_ids, values, rated_at, seq], self._FIELDS)
+        raw = _psycopg(self.session)
+        with (
+            raw.cursor() as cursor,
+            cursor.copy("COPY ingest_ratings FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(pgcopy.HEADER)
+            copy.write(payload)
+            copy.write(pgcopy.TRAILER)
+        self.staged += len(user_ids)
+
+    def finish(self, *, table_was_empty: bool) -> None:
+        if not self.postgres or not self.staged:
+            return
+        session = self.session
+        # Room to sort and to build indexes in memory, for this transaction only.
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
+        session.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+        insert = "INSERT INTO ratings (user_id, item_id, value, rated_at) "
+        latest = (
+            "SELECT DISTINCT ON (user_id, item_id) user_id, item_id, value, rated_at "
+            "FROM ingest_ratings ORDER BY user_id, item_id, rated_at DESC, seq DESC"
+        )
+        if table_was_empty:
+            # The primary key first on the way back: the foreign keys do not need it, but a
+            # reader of the DDL expects it. Names and definitions come from the table model.
+            constraints = sorted(
+                ratings.constraints, key=lambda c: not isinstance(c, PrimaryKeyConstraint)
+            )
+            for index in ratings.indexes:
+                session.execute(DropIndex(index))
+            for constraint in constraints:
+                session.execute(DropConstraint(constraint))
+            session.execute(
+                text(f"INSERT INTO ratings (user_id, item_id, value, rated_at) {latest}")
+            )
+            for constraint in constraints:
+                session.execute(AddConstraint(constraint))
+            for index in ratings.indexes:
+                session.execute(CreateIndex(index))
+        else:
+            # The same rule as `queries.upsert_ratings`: the latest rating wins, and re-applying
+            # the same data changes nothing.
+            session.execute(
+                text(
+                    insert + latest + " ON CONFLICT (user_id, item_id) DO UPDATE "
+                    "SET value = excluded.value, rated_at = excluded.rated_at "
+                    "WHERE excluded.rated_at >= ratings.rated_at "
+                    "AND excluded.value <> ratings.value"
+                )
+            )

@@ -1,0 +1,133 @@
+"""Bulk paths: binary COPY in and out of PostgreSQL, the compact snapshot, shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, inspect
+
+from recsys.data.ingest import ingest_csv
+from recsys.data.snapshot import dense_rows, read_snapshot
+from recsys.store import pgcopy
+from recsys.store.bulk import Shard
+from recsys.store.db import session_scope
+from tests.test_migrations import schema_differences
+
+FIELDS = [">i4", ">i4", ">f4", ">i8"]
+
+
+def _stream(columns: list[np.ndarray], cuts: list[int]) -> list[bytes]:
+    data = pgcopy.HEADER + pgcopy.encode(columns, FIELDS) + pgcopy.TRAILER
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def test_copy_format_round_trips_across_any_block_boundaries() -> None:
+    rng = np.random.default_rng(0)
+    n = 1000
+    cols = [
+        rng.integers(0, 2**31 - 1, n),
+        rng.integers(0, 2**31 - 1, n),
+        rng.random(n).astype(np.float32) * 5,
+        rng.integers(0, 2**40, n),
+    ]
+    size = len(pgcopy.HEADER) + n * pgcopy.row_dtype(FIELDS).itemsize + 2
+    blocks = _stream(cols, list(rng.integers(1, size, 37)) + [3, 18, size - 1])
+    rows = np.concatenate(list(pgcopy.decode(blocks, FIELDS)))
+    for k, col in enumerate(cols):
+        np.testing.assert_array_equal(rows[f"f{k}"], col)
+
+
+def test_copy_format_refuses_nulls_and_truncation() -> None:
+    data = pgcopy.encode([np.array([1]), np.array([2]), np.array([3.0]), np.array([4])], FIELDS)
+    null = bytearray(data)
+    null[2:6] = (-1).to_bytes(4, "big", signed=True)  # the first field's length: NULL
+    with pytest.raises(pgcopy.FormatError, match="NULL"):
+        list(pgcopy.decode([pgcopy.HEADER + bytes(null) + pgcopy.TRAILER], FIELDS))
+    with pytest.raises(pgcopy.FormatError, match="stray"):
+        list(pgcopy.decode([pgcopy.HEADER + data[:-3]], FIELDS))
+    with pytest.raises(pgcopy.FormatError, match="signature"):
+        list(pgcopy.decode([b"X" * 40], FIELDS))
+
+
+def test_dense_rows_match_numpy_unique() -> None:
+    ids = np.random.default_rng(1).integers(1, 500, 5000).astype(np.int32)
+    keys, rows = dense_rows(ids)
+    want_keys, want_rows = np.unique(ids, return_inverse=True)
+    np.testing.assert_array_equal(keys, want_keys)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert rows.dtype == np.int32
+    with pytest.raises(ValueError, match="outside"):
+        dense_rows(np.array([1, 7]), keys=np.array([1, 2]))
+
+
+def _csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_duplicates_in_different_chunks_keep_the_latest(engine: Engine, tmp_path: Path) -> None:
+    # Chunks of two rows: each pair below lands in a different chunk from its duplicate.
+    path = _csv(
+        tmp_path / "r.csv",
+        [
+            "a,x,5,200",  # newer than its duplicate further down: wins
+            "b,y,1,100",
+            "c,z,2,100",
+            "a,x,1,100",
+            "b,y,4,100",  # same time as line 3's: the later line wins
+            "c,z,3,50",
+        ],
+    )
+    report = ingest_csv(engine, path, chunk_rows=2)
+    assert report.new_ratings == 3
+    with session_scope(engine) as s:
+        data = read_snapshot(session=s)
+    got = {
+        (data.user_vocab.ids[u], data.item_vocab.ids[i]): float(r)
+        for u, i, r in zip(data.users, data.items, data.ratings, strict=True)
+    }
+    assert got == {("a", "x"): 5.0, ("b", "y"): 4.0, ("c", "z"): 2.0}
+
+
+def test_first_load_leaves_the_schema_as_the_models_say(engine: Engine, tmp_path: Path) -> None:
+    # Into an empty table PostgreSQL loads without indexes and rebuilds them: they must all
+    # be back, with the models' names and definitions (on SQLite this is a plain upsert).
+    rows = [f"u{n % 13},i{n % 17},{1 + n % 5},{1000 + n}" for n in range(200)]
+    ingest_csv(engine, _csv(tmp_path / "r.csv", rows), chunk_rows=50)
+    assert schema_differences(engine) == []
+    names = {ix["name"] for ix in inspect(engine).get_indexes("ratings")}
+    assert {"ix_ratings_item_id", "ix_ratings_rated_at"} <= names
+    # A second file goes through the upsert with everything in place.
+    ingest_csv(engine, _csv(tmp_path / "s.csv", ["u1,i1,5,99999", "new,i1,3,5"]))
+    assert schema_differences(engine) == []
+
+
+def test_snapshot_shards_partition_the_ratings(engine: Engine, tmp_path: Path) -> None:
+    rows = [f"u{n % 31},i{(n * 7) % 23},{1 + n % 5},{1000 + n}" for n in range(600)]
+    ingest_csv(engine, _csv(tmp_path / "r.csv", rows))
+    with session_scope(engine) as s:
+        whole = read_snapshot(session=s)
+        lean = read_snapshot(session=s, timestamps=False)
+        shards = [read_snapshot(session=s, shard=Shard(r, 3)) for r in range(3)]
+
+    def triples(d: object) -> set[tuple[str, str, float]]:
+        from recsys.data.interactions import Interactions
+
+        assert isinstance(d, Interactions)
+        return {
+            (d.user_vocab.ids[u], d.item_vocab.ids[i], float(r))
+            for u, i, r in zip(d.users, d.items, d.ratings, strict=True)
+        }
+
+    assert lean.timestamps is None and whole.timestamps is not None
+    assert lean.max_timestamp == whole.max_timestamp == int(whole.timestamps.max())
+    assert triples(lean) == triples(whole)
+    parts = [triples(d) for d in shards]
+    assert set().union(*parts) == triples(whole)
+    assert sum(len(p) for p in parts) == len(whole)
+    assert all(120 < len(p) < 280 for p in parts), [len(p) for p in parts]
+    with pytest.raises(ValueError, match="rank"):
+        Shard(3, 3)
