@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from recsys.model.recommender import Recommender, Scored
 from recsys.store import migrate, queries
 from recsys.store.db import make_engine, session_scope
 from recsys.training.pipeline import HASH_HOLDOUT_SEED, train_from_database
+from recsys.training.sharded import train_distributed
 from recsys.training.trainer import EpochStats
 
 app = typer.Typer(
@@ -209,6 +211,13 @@ def train(
     promote: Annotated[
         bool, typer.Option(help="Put the model in production if it beats the baselines.")
     ] = True,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="Data-parallel across the processes of torchrun (each reads its shard): "
+            "torchrun --nproc-per-node N -m recsys.cli train --distributed"
+        ),
+    ] = False,
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
     s = _settings()
@@ -225,12 +234,15 @@ def train(
     config = TrainConfig(
         liked_threshold=s.liked_threshold, **{k: v for k, v in overrides.items() if v is not None}
     )
+    # Under torchrun only rank 0 shows progress and the report.
+    quiet = distributed and os.environ.get("RANK", "0") != "0"
     with Progress(
         TextColumn("[bold]training"),
         BarColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=err,
+        disable=quiet,
     ) as progress:
         task = progress.add_task("", total=None)
 
@@ -245,7 +257,8 @@ def train(
                 f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s"
             )
 
-        reg = train_from_database(
+        run = train_distributed if distributed else train_from_database
+        reg = run(
             _engine(),
             s.artifact_dir,
             config,
@@ -254,6 +267,8 @@ def train(
             on_epoch=on_epoch,
             on_step=on_step,
         )
+    if reg is None:
+        return  # a distributed rank other than 0: rank 0 reports
     res = reg.fitted.result
     out.print(
         f"best epoch {res.best_epoch} of {len(res.history)}"

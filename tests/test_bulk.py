@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ FIELDS = [">i4", ">i4", ">f4", ">i8"]
 def _stream(columns: list[np.ndarray], cuts: list[int]) -> list[bytes]:
     data = pgcopy.HEADER + pgcopy.encode(columns, FIELDS) + pgcopy.TRAILER
     bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def test_copy_format_round_trips_across_any_block_boundaries() -> None:
@@ -34,7 +35,7 @@ def test_copy_format_round_trips_across_any_block_boundaries() -> None:
         rng.integers(0, 2**40, n),
     ]
     size = len(pgcopy.HEADER) + n * pgcopy.row_dtype(FIELDS).itemsize + 2
-    blocks = _stream(cols, list(rng.integers(1, size, 37)) + [3, 18, size - 1])
+    blocks = _stream(cols, [*list(rng.integers(1, size, 37)), 3, 18, size - 1])
     rows = np.concatenate(list(pgcopy.decode(blocks, FIELDS)))
     for k, col in enumerate(cols):
         np.testing.assert_array_equal(rows[f"f{k}"], col)

@@ -62,7 +62,7 @@ def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
 def test_nan_loss_raises_a_clear_error(synthetic: Path) -> None:
     data = _frame_data(synthetic)
     trainer = Trainer(TrainConfig(epochs=2), RatingScale())
-    net = trainer.build(data, torch.Generator().manual_seed(0))
+    net = trainer.build(data, torch.Generator().manual_seed(0), float(data.ratings.mean()))
     with torch.no_grad():
         net.user_factors.fill_(float("nan"))
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):

@@ -80,10 +80,19 @@ def _check_ids(values: pd.Series, lines: np.ndarray, what: str, errors: _Errors)
     return ~(empty | too_long)
 
 
+def _numbers(text: pd.Series) -> pd.Series:
+    """Text as float64, NaN where it is not a number."""
+    try:
+        # All valid, the usual case: a straight cast, several times faster than to_numeric.
+        return text.astype("float64")
+    except (ValueError, TypeError):
+        return pd.to_numeric(text, errors="coerce")
+
+
 def parse_timestamps(values: pd.Series) -> np.ndarray:
     """Unix seconds from integers or ISO 8601 text; -1 where a value cannot be parsed."""
     text = values.str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
+    numeric = _numbers(text)
     out = np.full(len(text), -1, dtype=np.int64)
     is_num = numeric.notna().to_numpy() & np.isfinite(
         numeric.to_numpy(dtype=float, na_value=np.nan)
@@ -108,7 +117,7 @@ def _validate_ratings(
     ok &= _check_ids(chunk[cols.item], lines, "item id", errors)
 
     raw = chunk[cols.rating].str.strip()
-    value = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    value = _numbers(raw).to_numpy(dtype=float, na_value=np.nan)
     not_number = ~np.isfinite(value)
     if not_number.any():
         errors.add(lines[not_number], [f"rating {v!r} is not a number" for v in raw[not_number]])
@@ -154,20 +163,20 @@ class _IdCache:
         self.known = {users.name: dict[str, int](), items.name: dict[str, int]()}
 
     def resolve(self, table: str, ids: np.ndarray) -> np.ndarray:
+        # Python touches each distinct id of the chunk once; rows are mapped by their codes.
+        codes, distinct = pd.factorize(ids)
         cache = self.known[table]
-        new = [x for x in pd.unique(ids) if x not in cache]
+        new = [x for x in distinct if x not in cache]
         if new:
             tbl = users if table == users.name else items
             cache.update(queries.ensure_ids(session=self.session, table=tbl, external_ids=new))
-        return np.fromiter((cache[x] for x in ids), dtype=np.int64, count=len(ids))
+        db_ids = np.fromiter((cache[x] for x in distinct), dtype=np.int64, count=len(distinct))
+        return db_ids[codes]
 
 
 def _write_ratings(valid: pd.DataFrame, ids: _IdCache, writer: RatingWriter) -> None:
-    # Within one chunk each (user, item) may appear once: keep the newest, the last on ties.
-    # (Across chunks the writer applies the same rule.)
-    valid = valid.sort_values("rated_at", kind="stable").drop_duplicates(
-        ["user", "item"], keep="last"
-    )
+    # Rows go in file order; the writer keeps the newest rating of a (user, item), the last
+    # in the file on ties, within and across chunks.
     writer.write(
         ids.resolve(users.name, valid["user"].to_numpy()),
         ids.resolve(items.name, valid["item"].to_numpy()),

@@ -149,14 +149,16 @@ def max_rated_at(*, session: Session) -> int | None:
 
 
 class RatingWriter:
-    """Writes validated ratings (database ids) inside the caller's transaction.
+    """Writes validated ratings (database ids), in file order, inside the caller's transaction;
+    of several ratings of one (user, item) the newest wins, the last written on ties.
 
-    SQLite: an upsert per chunk. PostgreSQL: chunks are COPYed into a temporary table and
-    merged by `finish` in one statement. Into an empty ratings table (a first load) the merge
-    runs without the table's indexes and foreign keys and rebuilds them afterwards, several
-    times faster than maintaining them row by row; the DDL is transactional, so a failure
-    anywhere still leaves the table as it was. The rebuild holds an exclusive lock on ratings
-    until the ingestion commits, which nobody notices on a table that was empty.
+    SQLite: an upsert per chunk, applied row after row. PostgreSQL: chunks are COPYed into a
+    temporary table (the server takes them in while the client parses the next chunk) and
+    `finish` merges them in one statement. Into an empty ratings table (a first load) the
+    merge runs without the table's indexes and foreign keys and rebuilds them afterwards,
+    several times faster than maintaining them row by row; the DDL is transactional, so a
+    failure anywhere still leaves the table as it was. The rebuild holds an exclusive lock on
+    ratings until the ingestion commits, which nobody notices on a table that was empty.
     """
 
     _FIELDS = (">i4", ">i4", ">f8", ">i8", ">i8")
@@ -165,6 +167,8 @@ class RatingWriter:
         self.session = session
         self.postgres = session.get_bind().dialect.name == "postgresql"
         self.staged = 0
+        # (user, item) keys written so far: whether the merge must pick among duplicates.
+        self._keys: list[np.ndarray] = []
         if self.postgres:
             session.execute(
                 text(
@@ -176,8 +180,9 @@ class RatingWriter:
     def write(
         self, user_ids: np.ndarray, item_ids: np.ndarray, values: np.ndarray, rated_at: np.ndarray
     ) -> None:
-        """Rows with at most one per (user, item); across calls, the latest rating wins."""
         if not self.postgres:
+            # One statement per row (executemany), so a later duplicate meets the earlier
+            # one already stored and the upsert's rule picks the newest.
             upsert_ratings(
                 session=self.session,
                 rows=[
@@ -186,17 +191,21 @@ class RatingWriter:
                 ],
             )
             return
+        self._keys.append(user_ids.astype(np.int64) << 32 | item_ids.astype(np.int64))
         seq = np.arange(self.staged, self.staged + len(user_ids), dtype=np.int64)
         payload = pgcopy.encode([user_ids, item_ids, values, rated_at, seq], self._FIELDS)
-        raw = _psycopg(self.session)
-        with (
-            raw.cursor() as cursor,
-            cursor.copy("COPY ingest_ratings FROM STDIN (FORMAT BINARY)") as copy,
-        ):
+        statement = "COPY ingest_ratings FROM STDIN (FORMAT BINARY)"
+        with _psycopg(self.session).cursor() as cursor, cursor.copy(statement) as copy:
             copy.write(pgcopy.HEADER)
             copy.write(payload)
             copy.write(pgcopy.TRAILER)
         self.staged += len(user_ids)
+
+    def _has_duplicates(self) -> bool:
+        keys = np.concatenate(self._keys)
+        self._keys = []
+        keys.sort()
+        return bool((keys[1:] == keys[:-1]).any())
 
     def finish(self, *, table_was_empty: bool) -> None:
         if not self.postgres or not self.staged:
@@ -206,10 +215,13 @@ class RatingWriter:
         session.execute(text("SET LOCAL work_mem = '256MB'"))
         session.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
         insert = "INSERT INTO ratings (user_id, item_id, value, rated_at) "
-        latest = (
-            "SELECT DISTINCT ON (user_id, item_id) user_id, item_id, value, rated_at "
-            "FROM ingest_ratings ORDER BY user_id, item_id, rated_at DESC, seq DESC"
-        )
+        if self._has_duplicates():
+            rows = (
+                "SELECT DISTINCT ON (user_id, item_id) user_id, item_id, value, rated_at "
+                "FROM ingest_ratings ORDER BY user_id, item_id, rated_at DESC, seq DESC"
+            )
+        else:  # the usual case: no sort needed
+            rows = "SELECT user_id, item_id, value, rated_at FROM ingest_ratings"
         if table_was_empty:
             # The primary key first on the way back: the foreign keys do not need it, but a
             # reader of the DDL expects it. Names and definitions come from the table model.
@@ -220,19 +232,17 @@ class RatingWriter:
                 session.execute(DropIndex(index))
             for constraint in constraints:
                 session.execute(DropConstraint(constraint))
-            session.execute(
-                text(f"INSERT INTO ratings (user_id, item_id, value, rated_at) {latest}")
-            )
+            session.execute(text(insert + rows))
             for constraint in constraints:
                 session.execute(AddConstraint(constraint))
             for index in ratings.indexes:
                 session.execute(CreateIndex(index))
         else:
-            # The same rule as `queries.upsert_ratings`: the latest rating wins, and re-applying
-            # the same data changes nothing.
+            # The rule of `queries.upsert_ratings`: the latest rating wins, and re-applying the
+            # same data changes nothing.
             session.execute(
                 text(
-                    insert + latest + " ON CONFLICT (user_id, item_id) DO UPDATE "
+                    insert + rows + " ON CONFLICT (user_id, item_id) DO UPDATE "
                     "SET value = excluded.value, rated_at = excluded.rated_at "
                     "WHERE excluded.rated_at >= ratings.rated_at "
                     "AND excluded.value <> ratings.value"

@@ -47,6 +47,31 @@ class Fitted:
         return beats_baselines(self.report, int(self.recommender.info["config"]["top_k"]))
 
 
+@dataclass(frozen=True)
+class Splits:
+    train: Interactions  # everything but the test holdout
+    test: Interactions
+    inner: Interactions  # `train` without the validation part: what the network learns
+    valid: Interactions  # watched by early stopping
+
+
+def split(data: Interactions, config: TrainConfig) -> Splits:
+    """The test holdout, then a validation part carved from the rest.
+
+    Hash splits take fixed seeds: the same pairs whatever the training seed, so any two
+    models can be compared on the test pairs, and a model warm-started from an earlier one is
+    not validated on ratings that the earlier one learned (early stopping would be fooled).
+    A hash split of a shard is the same as the shard of the hash split, which is what lets
+    distributed ranks split their shards on their own.
+    """
+    hashed = config.split == "hash"
+    test_seed = HASH_HOLDOUT_SEED if hashed else config.seed
+    train, test = holdout(data, config.test_fraction, method=config.split, seed=test_seed)
+    val_seed = HASH_VALIDATION_SEED if hashed else config.seed + 1
+    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=val_seed)
+    return Splits(train, test, inner, valid)
+
+
 def fit(
     data: Interactions,
     config: TrainConfig | None = None,
@@ -67,17 +92,24 @@ def fit(
     config = config or TrainConfig()
     scale = scale or RatingScale()
     t0 = time.perf_counter()
-    # Hash splits take fixed seeds: the same pairs whatever the training seed, so any two
-    # models can be compared on the test pairs, and a model warm-started from an earlier one
-    # is not validated on ratings that the earlier one learned (early stopping would be fooled).
-    hashed = config.split == "hash"
-    test_seed = HASH_HOLDOUT_SEED if hashed else config.seed
-    train, test = holdout(data, config.test_fraction, method=config.split, seed=test_seed)
-    val_seed = HASH_VALIDATION_SEED if hashed else config.seed + 1
-    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=val_seed)
+    parts = split(data, config)
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
-        inner, valid, network=network
+        parts.inner, parts.valid, network=network
     )
+    return assess(data, parts, result, config, scale, extra=extra, train_s=time.perf_counter() - t0)
+
+
+def assess(
+    data: Interactions,
+    parts: Splits,
+    result: TrainResult,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    extra: Sequence[Scorer] = (),
+    train_s: float,
+) -> Fitted:
+    """The trained network as a `Recommender` with its record, evaluated on the test split."""
     t1 = time.perf_counter()
     info: dict[str, Any] = {
         "config": config.model_dump(),
@@ -88,30 +120,30 @@ def fit(
             "ratings": len(data),
             "users": data.n_users,
             "items": data.n_items,
-            "train": len(inner),
-            "valid": len(valid),
-            "test": len(test),
+            "train": len(parts.inner),
+            "valid": len(parts.valid),
+            "test": len(parts.test),
             "fingerprint": fingerprint(data),
             "max_timestamp": data.max_timestamp,
         },
         "device": result.device,
         "samples_per_second": result.samples_per_second,
     }
-    rec = Recommender.from_network(result.network, inner, info, seen=data)
+    rec = Recommender.from_network(result.network, parts.inner, info, seen=data)
     report = None
-    if len(test):
+    if len(parts.test):
         report = evaluate(
             rec,
-            train,
-            test,
+            parts.train,
+            parts.test,
             threshold=config.liked_threshold,
             k=config.top_k,
             seed=config.seed,
             extra=extra,
         )
     rec.info["metrics"] = report
-    timings = {"train_s": t1 - t0, "evaluate_s": time.perf_counter() - t1}
-    return Fitted(rec, result, report, train, test, timings)
+    timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
+    return Fitted(rec, result, report, parts.train, parts.test, timings)
 
 
 @dataclass(frozen=True)
@@ -145,22 +177,7 @@ def train_from_database(
             data = read_snapshot(session=session, timestamps=config.split == "time")
         snapshot_s = time.perf_counter() - t0
         fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
-        gate = fitted.gate
-        status = registry.CANDIDATE
-        if promote:
-            status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
-        version, path = record_fitted(
-            engine,
-            artifact_dir,
-            fitted,
-            run_id=run_id,
-            status=status,
-            metrics={"report": fitted.report, "gate": gate},
-            timings={"snapshot_s": snapshot_s},
-        )
-        if promote and gate["passed"]:
-            registry.promote(engine, version)
-        return Registered(version, run_id, path, fitted, promote and gate["passed"])
+        return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
     except BaseException as exc:
         registry.finish_run(
             engine,
@@ -169,6 +186,33 @@ def train_from_database(
             error="".join(traceback.format_exception_only(exc)).strip(),
         )
         raise
+
+
+def register(
+    engine: Engine,
+    artifact_dir: Path,
+    fitted: Fitted,
+    run_id: int,
+    promote: bool,
+    timings: dict[str, float],
+) -> Registered:
+    """Save and record a fitted model; promote it when asked and it beats the baselines."""
+    gate = fitted.gate
+    status = registry.CANDIDATE
+    if promote:
+        status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
+    version, path = record_fitted(
+        engine,
+        artifact_dir,
+        fitted,
+        run_id=run_id,
+        status=status,
+        metrics={"report": fitted.report, "gate": gate},
+        timings=timings,
+    )
+    if promote and gate["passed"]:
+        registry.promote(engine, version)
+    return Registered(version, run_id, path, fitted, promote and gate["passed"])
 
 
 def record_fitted(

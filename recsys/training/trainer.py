@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import DotProductBias
+from recsys.training.distributed import World
 
 
 @dataclass(frozen=True)
@@ -74,17 +77,46 @@ def _tensors(data: Interactions, device: torch.device) -> tuple[torch.Tensor, ..
 
 
 @torch.no_grad()
-def mean_squared_error(
+def squared_error_sum(
     net: DotProductBias, data: tuple[torch.Tensor, ...], batch: int = 1 << 20
 ) -> float:
     users, items, ratings = data
-    if len(users) == 0:
-        return float("nan")
     total = torch.zeros((), dtype=torch.float64, device=users.device)
     for s in range(0, len(users), batch):
         err = net(users[s : s + batch], items[s : s + batch]) - ratings[s : s + batch]
         total += (err.double() ** 2).sum()
-    return float(total / len(users))
+    return float(total)
+
+
+def mean_squared_error(net: DotProductBias, data: tuple[torch.Tensor, ...]) -> float:
+    n = len(data[0])
+    return squared_error_sum(net, data) / n if n else float("nan")
+
+
+class Objective(nn.Module):
+    """The training loss of a batch: mean squared error plus a per-sample L2 on the embedding
+    rows the batch used (batch-size independent, see TrainConfig). A module of its own so that
+    DistributedDataParallel can wrap it: DDP averages gradients only for what runs through
+    the forward of the module it wraps."""
+
+    def __init__(self, net: DotProductBias, factor_l2: float, bias_l2: float) -> None:
+        super().__init__()
+        self.net = net
+        self.factor_l2 = factor_l2
+        self.bias_l2 = bias_l2
+
+    def forward(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net
+        p_u, q_i = net.user_factors[users], net.item_factors[items]
+        b_u, b_i = net.user_bias[users], net.item_bias[items]
+        pred = net.squash((p_u * q_i).sum(-1) + b_u + b_i + net.global_bias)
+        mse = ((pred - ratings) ** 2).mean()
+        loss = mse + self.factor_l2 * ((p_u**2).sum(-1) + (q_i**2).sum(-1)).mean()
+        if self.bias_l2:
+            loss = loss + self.bias_l2 * (b_u**2 + b_i**2).mean()
+        return loss, mse
 
 
 class Trainer:
@@ -103,13 +135,15 @@ class Trainer:
         self.on_epoch = on_epoch
         self.on_step = on_step
 
-    def build(self, train: Interactions, generator: torch.Generator) -> DotProductBias:
+    def build(
+        self, train: Interactions, generator: torch.Generator, mean_rating: float
+    ) -> DotProductBias:
         return DotProductBias(
             train.n_users,
             train.n_items,
             self.config.n_factors,
             self.scale.output_range(),
-            mean_rating=float(train.ratings.mean()),
+            mean_rating=mean_rating,
             init_std=self.config.init_std,
             generator=generator,
         )
@@ -120,23 +154,39 @@ class Trainer:
         valid: Interactions,
         *,
         network: DotProductBias | None = None,
+        world: World | None = None,
     ) -> TrainResult:
         """Train on `train`, stop early on the mean squared error of `valid`.
 
         `network` may be given to start from existing weights (warm start); it must match the
-        vocabularies of `train`.
+        vocabularies of `train`. With a `world` (torchrun), `train` and `valid` are this
+        rank's shards; every sum is taken over all ranks and the gradients are averaged by
+        DistributedDataParallel, so the model matches a single process's with the same
+        global batch size.
         """
         cfg = self.config
-        if len(train) == 0:
-            raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
-        device = pick_device(cfg.device)
-        # The generator lives on the CPU: permutations are drawn there and moved, so a seed
-        # gives the same model on any device.
-        gen = torch.Generator().manual_seed(cfg.seed)
-        net = (network or self.build(train, gen)).to(device)
-        tr, va = _tensors(train, device), _tensors(valid, device)
         n = len(train)
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        n_global, sse_sum = world.sum(n, float(train.ratings.sum())) if world else (n, 0.0)
+        if n_global == 0:
+            raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
+        device = world.device if world else pick_device(cfg.device)
+        # The generator lives on the CPU: permutations are drawn there and moved, so a seed
+        # gives the same model on any device. Ranks share the seed: the same initial weights.
+        gen = torch.Generator().manual_seed(cfg.seed)
+        mean = sse_sum / n_global if world else float(train.ratings.mean())
+        net = (network or self.build(train, gen, mean)).to(device)
+        objective: nn.Module = Objective(net, cfg.factor_l2, cfg.bias_l2)
+        batch = cfg.batch_size
+        if world is not None:
+            objective = DistributedDataParallel(objective)
+            batch = max(1, cfg.batch_size // world.size)
+        tr, va = _tensors(train, device), _tensors(valid, device)
+        # Every rank must take the same number of steps (each is an all-reduce): the longest
+        # shard sets it, and shorter ones start their permutation again to fill their batches.
+        steps_per_epoch = math.ceil((world.max(n) if world else n) / batch)
+        per_epoch = steps_per_epoch * batch if world else n
+        if world is not None and n == 0:
+            raise EmptyDataError(f"rank {world.rank} has no ratings: fewer ratings than ranks")
         total_steps = steps_per_epoch * cfg.epochs
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -148,27 +198,36 @@ class Trainer:
         started = time.perf_counter()
         step = 0
         stopped_early = False
+        n_valid = world.sum(len(valid))[0] if world else len(valid)
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            net.train()
-            order = torch.randperm(n, generator=gen).to(device)
+            objective.train()
+            order = torch.randperm(n, generator=gen)
+            if per_epoch > n:
+                order = order.repeat(math.ceil(per_epoch / n))
+            order = order[:per_epoch].to(device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for s in range(0, n, cfg.batch_size):
-                idx = order[s : s + cfg.batch_size]
-                mse = self._step(net, opt, tr[0][idx], tr[1][idx], tr[2][idx])
+            for s in range(0, len(order), batch):
+                idx = order[s : s + batch]
+                loss, mse = objective(tr[0][idx], tr[1][idx], tr[2][idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
                 loss_sum += mse.detach().double() * len(idx)
                 schedule.step()
                 step += 1
                 if self.on_step is not None:
                     self.on_step(step, total_steps)
-            train_loss = float(loss_sum / n)
+            objective.eval()
+            local = (float(loss_sum), float(len(order)), squared_error_sum(net, va))
+            seen, count, val_sse = world.sum(*local) if world else local
+            train_loss = seen / count
             if not math.isfinite(train_loss):
                 raise TrainingDivergedError(
                     f"training loss became {train_loss} in epoch {epoch}: lower the learning "
                     f"rate (now {cfg.lr}) or check the ratings for extreme values"
                 )
-            net.eval()
-            val_loss = mean_squared_error(net, va)
+            val_loss = val_sse / n_valid if n_valid else float("nan")
             stats = EpochStats(
                 epoch,
                 train_loss,
@@ -179,8 +238,8 @@ class Trainer:
             history.append(stats)
             if self.on_epoch is not None:
                 self.on_epoch(stats)
-            if len(valid) == 0 or val_loss < best_loss - cfg.min_delta:
-                best_loss, best_epoch = (val_loss if len(valid) else train_loss), epoch
+            if n_valid == 0 or val_loss < best_loss - cfg.min_delta:
+                best_loss, best_epoch = (val_loss if n_valid else train_loss), epoch
                 best_state = copy.deepcopy(net.state_dict())
             elif epoch - best_epoch > cfg.patience:
                 stopped_early = True
@@ -188,7 +247,7 @@ class Trainer:
         net.load_state_dict(best_state)
         net.eval()
         seconds = time.perf_counter() - started
-        samples = n * len(history)
+        samples = n_global * len(history)
         return TrainResult(
             net.cpu(),
             history,
@@ -198,25 +257,3 @@ class Trainer:
             samples / seconds if seconds else 0.0,
             str(device),
         )
-
-    def _step(
-        self,
-        net: DotProductBias,
-        opt: torch.optim.Optimizer,
-        users: torch.Tensor,
-        items: torch.Tensor,
-        ratings: torch.Tensor,
-    ) -> torch.Tensor:
-        cfg = self.config
-        p_u, q_i = net.user_factors[users], net.item_factors[items]
-        b_u, b_i = net.user_bias[users], net.item_bias[items]
-        pred = net.squash((p_u * q_i).sum(-1) + b_u + b_i + net.global_bias)
-        mse = ((pred - ratings) ** 2).mean()
-        # Per-sample L2 on the rows this batch used: batch-size independent (see TrainConfig).
-        loss = mse + cfg.factor_l2 * ((p_u**2).sum(-1) + (q_i**2).sum(-1)).mean()
-        if cfg.bias_l2:
-            loss = loss + cfg.bias_l2 * (b_u**2 + b_i**2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
-        return mse

@@ -1,0 +1,182 @@
+"""MovieLens-25M-sized figures: ingestion, snapshot memory, training speed, serving latency.
+
+    .venv/bin/python -m benchmarks.scale_25m all          # or: generate, ingest, snapshot,
+                                                          #     train, serve (in that order)
+
+Data: `recsys generate-synthetic --users 162000 --items 62000 --ratings 25000000` (written
+once to var/bench/ratings-25m.csv, ~650 MB; about 12 minutes). PostgreSQL: a database
+`recsys_bench25m` on the local server (127.0.0.1:5432), created afresh by `ingest`; SQLite:
+var/bench/25m.db. Each stage runs in its own process, so peak memory (ru_maxrss) is that
+stage's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import create_engine, text
+
+from benchmarks.harness import open_loop, serving
+from recsys.config import TrainConfig
+from recsys.data.ingest import ingest_csv
+from recsys.data.samples import generate_synthetic
+from recsys.data.snapshot import read_snapshot
+from recsys.store import migrate
+from recsys.store.db import make_engine, session_scope
+
+FOLDER = Path("var/bench")
+CSV = FOLDER / "ratings-25m.csv"
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/recsys_bench25m"
+SQLITE = f"sqlite:///{FOLDER / '25m.db'}"
+# Large batches keep 25M ratings an epoch within seconds: the per-sample L2 makes the
+# regularisation independent of the batch (see TrainConfig); the learning rate scales up.
+SCALE_CONFIG = TrainConfig(batch_size=32_768, lr=0.02, epochs=6)
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def generate() -> None:
+    if CSV.exists():
+        print(f"{CSV} exists ({CSV.stat().st_size / 1e6:.0f} MB)")
+        return
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n = generate_synthetic(CSV, n_users=162_000, n_items=62_000, n_ratings=25_000_000, seed=0)
+    print(f"generated {n:,} ratings in {time.perf_counter() - t0:.0f} s")
+
+
+def _fresh_postgres() -> None:
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS recsys_bench25m WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE recsys_bench25m"))
+    admin.dispose()
+
+
+def ingest(target: str) -> None:
+    if target == "postgres":
+        _fresh_postgres()
+        url = PG
+    else:
+        Path(SQLITE.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        url = SQLITE
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    report = ingest_csv(engine, CSV)
+    rate = report.rows / report.seconds
+    print(
+        f"ingest into {target}: {report.rows:,} rows in {report.seconds:.1f} s = "
+        f"{rate:,.0f} rows/s; {report.ratings_after:,} ratings stored; "
+        f"peak RSS {peak_rss_gb():.2f} GB"
+    )
+
+
+def snapshot() -> None:
+    engine = make_engine(PG)
+    t0 = time.perf_counter()
+    with session_scope(engine) as s:
+        data = read_snapshot(session=s, timestamps=False)
+    seconds = time.perf_counter() - t0
+    arrays = data.users.nbytes + data.items.nbytes + data.ratings.nbytes
+    print(
+        f"snapshot from PostgreSQL: {data!r} in {seconds:.1f} s "
+        f"({len(data) / seconds:,.0f} ratings/s); arrays {arrays / len(data):.0f} bytes a "
+        f"rating ({arrays / 1e9:.2f} GB); peak RSS {peak_rss_gb():.2f} GB"
+    )
+
+
+def train() -> None:
+    """`recsys train` as it runs in production, on the PostgreSQL snapshot."""
+    from recsys.training.pipeline import train_from_database
+
+    engine = make_engine(PG)
+    epochs: list[str] = []
+
+    def on_epoch(stats: object) -> None:
+        epochs.append(repr(stats))
+        print(f"  {stats}", flush=True)
+
+    print(f"config: {SCALE_CONFIG.model_dump()}; torch threads {torch.get_num_threads()}")
+    registered = train_from_database(
+        engine,
+        FOLDER / "artifacts",
+        SCALE_CONFIG,
+        __import__("recsys.config").config.RatingScale(),
+        on_epoch=on_epoch,  # type: ignore[arg-type]
+    )
+    fitted = registered.fitted
+    result = fitted.result
+    per_epoch = [h.seconds for h in result.history]
+    report = fitted.report or {}
+    print(
+        f"trained {len(fitted.train):,} ratings: {len(result.history)} epochs, "
+        f"{np.mean(per_epoch):.1f} s an epoch (incl. validation), "
+        f"{result.samples_per_second:,.0f} samples/s; best epoch {result.best_epoch}; "
+        f"fit incl. split and evaluation {fitted.timings}; peak RSS {peak_rss_gb():.2f} GB"
+    )
+    for name in ("model", "biases", "global_mean"):
+        print(f"  test RMSE {name}: {report.get(name, {}).get('rmse')}")
+    print(f"registered {registered.version} (promoted: {registered.promoted})")
+
+
+def serve(rate: float, seconds: float) -> None:
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": PG,
+        "RECSYS_ARTIFACT_DIR": str(FOLDER / "artifacts"),
+        "RECSYS_DEV_MODE": "true",
+    }
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 162_000, int(rate * seconds))
+    with serving(env) as base:
+
+        def recommend(c: object, i: int) -> object:
+            return c.get(f"/v1/users/{users[i]}/recommendations", params={"k": 10})  # type: ignore[attr-defined]
+
+        print(f"warm-up: {open_loop(base, rate, 3, recommend).summary()}")
+        result = open_loop(base, rate, seconds, recommend)
+        print(f"recommendations at {rate:.0f}/s, 25M model: {result.summary()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "stage", choices=["generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve", "all"]
+    )
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
+    if args.stage == "all":
+        for stage in ("generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve"):
+            # A process per stage: each peak RSS is that stage's own.
+            subprocess.run([sys.executable, "-m", "benchmarks.scale_25m", stage], check=True)
+        return
+    if args.stage == "generate":
+        generate()
+    elif args.stage == "ingest":
+        ingest("postgres")
+    elif args.stage == "ingest-sqlite":
+        ingest("sqlite")
+    elif args.stage == "snapshot":
+        snapshot()
+    elif args.stage == "train":
+        train()
+    else:
+        serve(args.rate, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

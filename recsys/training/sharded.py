@@ -1,0 +1,109 @@
+"""`recsys train --distributed`: the training pipeline with each rank on its own shard.
+
+Every rank reads only its shard of the ratings; the ranks agree on the vocabulary (the union
+of the users and items they hold, so every rank builds the same embedding tables), split
+their shards with the same hash split as a single process, and train together. Rank 0 then
+reads the whole snapshot to evaluate the model against the baselines on the test holdout and
+registers it, exactly as `recsys train` does.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine
+
+from recsys import registry
+from recsys.config import RatingScale, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.data.snapshot import dense_rows, from_database_ids
+from recsys.errors import ConfigError
+from recsys.store import bulk
+from recsys.store.db import session_scope
+from recsys.training import distributed
+from recsys.training.pipeline import Registered, assess, register, split
+from recsys.training.trainer import EpochStats, Trainer
+
+
+def _read(
+    engine: Engine,
+    shard: bulk.Shard | None,
+    keys: Callable[[bulk.RatingArrays], tuple[np.ndarray, np.ndarray]],
+) -> Interactions:
+    """Ratings of a shard (or all of them) with the vocabulary that `keys` settles on."""
+    with session_scope(engine) as session:
+        arrays = bulk.read_ratings(session=session, timestamps=False, shard=shard)
+        user_keys, item_keys = keys(arrays)
+        # Ratings of users or items that arrived after the ranks agreed on the vocabulary
+        # (rank 0 reads the whole table again later) have no embedding: left out.
+        known = np.isin(arrays.user_ids, user_keys) & np.isin(arrays.item_ids, item_keys)
+        if not known.all():
+            arrays = bulk.RatingArrays(
+                arrays.user_ids[known], arrays.item_ids[known], arrays.values[known], None
+            )
+        _, user_rows = dense_rows(arrays.user_ids, user_keys)
+        _, item_rows = dense_rows(arrays.item_ids, item_keys)
+        return from_database_ids(
+            session, arrays, user_keys, user_rows, item_keys, item_rows, whole=shard is None
+        )
+
+
+def train_distributed(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    promote: bool = True,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Registered | None:
+    """Train across the torchrun processes; rank 0 returns the registered model, others None.
+
+    `on_epoch` and `on_step` are called on rank 0 only.
+    """
+    if config.split != "hash":
+        raise ConfigError(
+            "distributed training needs the hash split (each rank splits its own shard the "
+            f"same way a single process would); got split={config.split!r}"
+        )
+    world = distributed.start(config.device)
+    run_id = registry.start_run(engine, config.model_dump()) if world.is_main else 0
+    try:
+        t0 = time.perf_counter()
+        agreed: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def agree(arrays: bulk.RatingArrays) -> tuple[np.ndarray, np.ndarray]:
+            agreed.append((world.union(arrays.user_ids), world.union(arrays.item_ids)))
+            return agreed[0]
+
+        local = _read(engine, bulk.Shard(world.rank, world.size), agree)
+        snapshot_s = time.perf_counter() - t0
+        parts = split(local, config)
+        main = world.is_main
+        trainer = Trainer(
+            config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
+        )
+        result = trainer.fit(parts.inner, parts.valid, world=world)
+        train_s = time.perf_counter() - t0 - snapshot_s
+        if not main:
+            return None
+        data = _read(engine, None, lambda _: agreed[0])
+        fitted = assess(data, split(data, config), result, config, scale, train_s=train_s)
+        timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
+        return register(engine, artifact_dir, fitted, run_id, promote, timings)
+    except BaseException as exc:
+        if world.is_main:
+            registry.finish_run(
+                engine,
+                run_id,
+                status="failed",
+                error="".join(traceback.format_exception_only(exc)).strip(),
+            )
+        raise
+    finally:
+        distributed.stop()
