@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -415,6 +418,8 @@ def serve(
         f"{workers} worker(s)",
         highlight=False,
     )
+    if workers > 1:
+        _share_metrics_between_workers()
     # An import string, not an object: each worker process builds its own app (and this
     # library never imports the web layer).
     uvicorn.run(
@@ -425,6 +430,15 @@ def serve(
         workers=workers,
         log_level=log_level,
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """prometheus_client's multiprocess mode: the workers (which inherit the environment)
+    write their metrics under one folder of this server's own, so that nothing left by an
+    earlier run or another server on the machine is added in; removed when serving stops."""
+    folder = tempfile.mkdtemp(prefix="recsys-metrics-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
 def main() -> None:

@@ -1,10 +1,25 @@
-"""Prometheus metrics of one app, in a registry of its own (tests build many apps)."""
+"""Prometheus metrics of one app, in a registry of its own (tests build many apps).
+
+With several worker processes (`recsys serve --workers N`) a scrape reaches one of them, so
+the workers share their figures through prometheus_client's multiprocess mode: `recsys serve`
+points PROMETHEUS_MULTIPROC_DIR at an empty folder before the workers start, every worker
+writes its metrics there, and /metrics adds them up (`exposition`).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Requests take milliseconds; the buckets resolve the 1-10 ms range the targets live in.
@@ -25,12 +40,15 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Per worker (a pid label in multiprocess mode): shows that every worker reloaded.
         self.model_info = Gauge(
             "recsys_model_info",
             "The model versions being served (value 1), by role",
             ["version", "role"],
             registry=r,
+            multiprocess_mode="liveall",
         )
+        self._model_labels: list[tuple[str, str]] = []
         self.model_reloads = Counter(
             "recsys_model_reloads", "Attempts to load a production model", ["outcome"], registry=r
         )
@@ -53,12 +71,20 @@ class ServiceMetrics:
             "Feedback-loop figures over the last 24 h",
             ["name"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.alert = Gauge(
-            "recsys_alert", "1 when a feedback-loop alert is breached", ["name"], registry=r
+            "recsys_alert",
+            "1 when a feedback-loop alert is breached",
+            ["name"],
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.impression_queue = Gauge(
-            "recsys_impression_queue_size", "Impressions waiting to be written", registry=r
+            "recsys_impression_queue_size",
+            "Impressions waiting to be written",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def set_alerts(self, alerts: list[dict[str, object]]) -> None:
@@ -70,10 +96,23 @@ class ServiceMetrics:
             self.alert.labels(name).set(1.0 if a["breached"] else 0.0)
 
     def set_model(self, version: str, canary: str | None = None) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version, role="production").set(1)
+        # Earlier versions drop to 0 rather than vanish: in multiprocess mode a value written
+        # to the shared files cannot be removed, only overwritten.
+        for labels in self._model_labels:
+            self.model_info.labels(*labels).set(0)
+        self._model_labels = [(version, "production")]
         if canary is not None:
-            self.model_info.labels(version=canary, role="canary").set(1)
+            self._model_labels.append((canary, "canary"))
+        for labels in self._model_labels:
+            self.model_info.labels(*labels).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text a scrape gets: this app's registry, or every worker's when several run."""
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            shared = CollectorRegistry()
+            MultiProcessCollector(shared)  # type: ignore[no-untyped-call]  # untyped upstream
+            return generate_latest(shared), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class MetricsMiddleware:

@@ -55,8 +55,11 @@ class World:
         dist.all_gather_object(gathered, np.unique(ids))
         return np.unique(np.concatenate([g for g in gathered if g is not None]))
 
-    def barrier(self) -> None:
-        dist.barrier()
+    def gather(self, value: int) -> list[int]:
+        """`value` of every rank, in rank order."""
+        gathered: list[int | None] = [None] * self.size
+        dist.all_gather_object(gathered, value)
+        return [int(v or 0) for v in gathered]
 
 
 def start(device_choice: str = "auto") -> World:

@@ -82,6 +82,7 @@ def train_distributed(
             return agreed[0]
 
         local = _read(engine, bulk.Shard(world.rank, world.size), agree)
+        shard_sizes = world.gather(len(local))
         snapshot_s = time.perf_counter() - t0
         parts = split(local, config)
         main = world.is_main
@@ -94,6 +95,7 @@ def train_distributed(
             return None
         data = _read(engine, None, lambda _: agreed[0])
         fitted = assess(data, split(data, config), result, config, scale, train_s=train_s)
+        fitted.recommender.info["data"]["shards"] = shard_sizes
         timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
         return register(engine, artifact_dir, fitted, run_id, promote, timings)
     except BaseException as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -68,4 +67,5 @@ def _export_alerts(state: AppState) -> None:
 async def metrics(state: StateDep) -> Response:
     state.metrics.impression_queue.set(state.impressions.queue_size)
     await run_in_threadpool(_export_alerts, state)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = state.metrics.exposition()
+    return Response(body, media_type=media_type)

@@ -49,6 +49,7 @@ def running(
     """`recsys serve` on a free port for `served`, in development mode, with extra RECSYS_*
     settings; yields (base URL, process) once /readyz answers 200, kills it afterwards."""
     port = free_port()
+    workers = settings.pop("workers", "1")  # the one option that is not a RECSYS_* setting
     env = {
         **os.environ,
         "RECSYS_DATABASE_URL": served.url,
@@ -58,7 +59,7 @@ def running(
     }
     log = (log_dir / f"serve-{port}.log").open("w")
     proc = subprocess.Popen(
-        [RECSYS, "serve", "--port", str(port), "--log-level", "warning"],
+        [RECSYS, "serve", "--port", str(port), "--workers", workers, "--log-level", "warning"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
