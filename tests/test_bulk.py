@@ -36,9 +36,10 @@ def test_copy_format_round_trips_across_any_block_boundaries() -> None:
     ]
     size = len(pgcopy.HEADER) + n * pgcopy.row_dtype(FIELDS).itemsize + 2
     blocks = _stream(cols, [*list(rng.integers(1, size, 37)), 3, 18, size - 1])
-    rows = np.concatenate(list(pgcopy.decode(blocks, FIELDS)))
-    for k, col in enumerate(cols):
-        np.testing.assert_array_equal(rows[f"f{k}"], col)
+    for batch in (50, 1000, 1 << 23):  # parsed in many batches, or all at the end
+        rows = np.concatenate(list(pgcopy.decode(blocks, FIELDS, batch_bytes=batch)))
+        for k, col in enumerate(cols):
+            np.testing.assert_array_equal(rows[f"f{k}"], col)
 
 
 def test_copy_format_refuses_nulls_and_truncation() -> None:

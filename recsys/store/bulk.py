@@ -74,8 +74,9 @@ def _ratings_query(timestamps: bool, shard: Shard | None) -> Select[tuple[int, i
     columns = [ratings.c.user_id, ratings.c.item_id, ratings.c.value]
     if timestamps:
         columns.append(ratings.c.rated_at)
-    # Sorted so that a snapshot of unchanged data is byte-identical from run to run.
-    stmt = select(*columns).order_by(ratings.c.user_id, ratings.c.item_id)
+    # No ORDER BY: walking the primary key visits the table in random order (25M ratings:
+    # 85 s instead of 6 s on PostgreSQL). `read_ratings` sorts the arrays instead.
+    stmt = select(*columns)
     return stmt.where(shard.condition()) if shard is not None else stmt
 
 
@@ -93,6 +94,12 @@ def read_ratings(
         np.concatenate([p[k] for p in parts]) if parts else np.empty(0, dtype=_DTYPES[k])
         for k in range(n_cols)
     ]
+    # Sorted by (user, item), so a snapshot of unchanged data is identical from run to run.
+    keys = columns[0].astype(np.int64) << 32 | columns[1].astype(np.int64)
+    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+        order = np.argsort(keys)
+        del keys
+        columns = [c[order] for c in columns]
     return RatingArrays(columns[0], columns[1], columns[2], columns[3] if timestamps else None)
 
 

@@ -43,38 +43,53 @@ class FormatError(ValueError):
 
 
 def decode(
-    blocks: Iterable[bytes | bytearray | memoryview], fields: Sequence[str]
+    blocks: Iterable[bytes | bytearray | memoryview],
+    fields: Sequence[str],
+    batch_bytes: int = 1 << 23,
 ) -> Iterator[np.ndarray]:
     """Structured arrays of the rows in a COPY ... TO STDOUT (FORMAT BINARY) stream.
 
-    Blocks may split rows anywhere; every row is checked for the expected field count and
-    lengths, so a NULL or a column of another type fails loudly instead of shifting data.
+    Blocks may split rows anywhere. PostgreSQL sends a message per row, so blocks are
+    gathered up to `batch_bytes` before they are parsed: one array per batch, not per row.
+    Every row is checked for the expected field count and lengths, so a NULL or a column of
+    another type fails loudly instead of shifting data.
     """
     dtype = row_dtype(fields)
     expected = [np.dtype(code).itemsize for code in fields]
-    buffer = bytearray()
+    pending: list[bytes] = []
+    size = 0
+    rest = b""
     header_done = False
-    for block in blocks:
-        buffer += block
+
+    def parse(data: bytes) -> tuple[np.ndarray, bytes]:
+        nonlocal header_done
         if not header_done:
-            if len(buffer) < len(HEADER):
-                continue
-            if bytes(buffer[: len(SIGNATURE)]) != SIGNATURE:
+            if data[: len(SIGNATURE)] != SIGNATURE:
                 raise FormatError("not a binary COPY stream (bad signature)")
-            extension = int.from_bytes(buffer[15:19], "big")
-            if len(buffer) < len(HEADER) + extension:
-                continue
-            del buffer[: len(HEADER) + extension]
+            extension = int.from_bytes(data[15:19], "big")
+            data = data[len(HEADER) + extension :]
             header_done = True
-        whole = len(buffer) // dtype.itemsize
-        if whole:
-            size = whole * dtype.itemsize
-            rows = np.frombuffer(bytes(buffer[:size]), dtype=dtype)
-            del buffer[:size]
-            _check(rows, expected)
-            yield rows
-    if bytes(buffer) != TRAILER:
-        raise FormatError(f"binary COPY stream ended with {len(buffer)} stray bytes")
+        whole = len(data) // dtype.itemsize * dtype.itemsize
+        rows = np.frombuffer(data, dtype=dtype, count=whole // dtype.itemsize)
+        _check(rows, expected)
+        return rows, data[whole:]
+
+    for block in blocks:
+        pending.append(bytes(block))
+        size += len(block)
+        if size >= batch_bytes:
+            rows, rest = parse(rest + b"".join(pending))
+            pending, size = [], 0
+            if len(rows):
+                yield rows
+    data = rest + b"".join(pending)
+    if not header_done and len(data) < len(HEADER):
+        raise FormatError("not a binary COPY stream (bad signature)")
+    rows, rest = parse(data)
+    if len(rows):
+        yield rows
+    if rest != TRAILER:
+        raise FormatError(f"binary COPY stream ended with {len(rest)} stray bytes")
 
 
 def _check(rows: np.ndarray, lengths: list[int]) -> None:
