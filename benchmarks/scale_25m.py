@@ -40,7 +40,7 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/recsys_bench25m"
 SQLITE = f"sqlite:///{FOLDER / '25m.db'}"
 # Large batches keep 25M ratings an epoch within seconds: the per-sample L2 makes the
 # regularisation independent of the batch (see TrainConfig); the learning rate scales up.
-SCALE_CONFIG = TrainConfig(batch_size=32_768, lr=0.02, epochs=6)
+SCALE_CONFIG = TrainConfig(batch_size=100_000, lr=0.04, epochs=6)
 
 
 def peak_rss_gb() -> float:
@@ -106,7 +106,7 @@ def train() -> None:
 
     def on_epoch(stats: object) -> None:
         epochs.append(repr(stats))
-        print(f"  {stats}", flush=True)
+        print(f"  {stats}; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
 
     print(f"config: {SCALE_CONFIG.model_dump()}; torch threads {torch.get_num_threads()}")
     registered = train_from_database(

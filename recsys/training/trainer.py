@@ -69,9 +69,11 @@ def one_cycle(warmup: float, total_steps: int) -> Callable[[int], float]:
 
 
 def _tensors(data: Interactions, device: torch.device) -> tuple[torch.Tensor, ...]:
+    # int32 rows index the embeddings as well as int64 ones, in half the memory: 25M ratings
+    # take 300 MB on the device, not 500.
     return (
-        torch.from_numpy(data.users.astype(np.int64)).to(device),
-        torch.from_numpy(data.items.astype(np.int64)).to(device),
+        torch.from_numpy(data.users).to(device),
+        torch.from_numpy(data.items).to(device),
         torch.from_numpy(data.ratings).to(device),
     )
 
