@@ -21,17 +21,20 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import torch
 from sqlalchemy import create_engine, text
 
 from benchmarks.harness import open_loop, serving
-from recsys.config import TrainConfig
+from recsys.config import RatingScale, TrainConfig
 from recsys.data.ingest import ingest_csv
 from recsys.data.samples import generate_synthetic
 from recsys.data.snapshot import read_snapshot
 from recsys.store import migrate
 from recsys.store.db import make_engine, session_scope
+from recsys.training.pipeline import train_from_database
+from recsys.training.trainer import EpochStats
 
 FOLDER = Path("var/bench")
 CSV = FOLDER / "ratings-25m.csv"
@@ -99,12 +102,10 @@ def snapshot() -> None:
 
 def train() -> None:
     """`recsys train` as it runs in production, on the PostgreSQL snapshot."""
-    from recsys.training.pipeline import train_from_database
-
     engine = make_engine(PG)
     epochs: list[str] = []
 
-    def on_epoch(stats: object) -> None:
+    def on_epoch(stats: EpochStats) -> None:
         epochs.append(repr(stats))
         print(f"  {stats}; peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
 
@@ -113,8 +114,8 @@ def train() -> None:
         engine,
         FOLDER / "artifacts",
         SCALE_CONFIG,
-        __import__("recsys.config").config.RatingScale(),
-        on_epoch=on_epoch,  # type: ignore[arg-type]
+        RatingScale(),
+        on_epoch=on_epoch,
     )
     fitted = registered.fitted
     result = fitted.result
@@ -142,8 +143,8 @@ def serve(rate: float, seconds: float) -> None:
     users = rng.integers(0, 162_000, int(rate * seconds))
     with serving(env) as base:
 
-        def recommend(c: object, i: int) -> object:
-            return c.get(f"/v1/users/{users[i]}/recommendations", params={"k": 10})  # type: ignore[attr-defined]
+        def recommend(c: httpx.AsyncClient, i: int) -> object:
+            return c.get(f"/v1/users/{users[i]}/recommendations", params={"k": 10})
 
         print(f"warm-up: {open_loop(base, rate, 3, recommend).summary()}")
         result = open_loop(base, rate, seconds, recommend)
@@ -152,9 +153,8 @@ def serve(rate: float, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "stage", choices=["generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve", "all"]
-    )
+    stages = ["generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve", "all"]
+    parser.add_argument("stage", choices=stages)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()

@@ -14,6 +14,11 @@ import pandas as pd
 from recsys.data.vocab import Vocabulary
 
 
+def is_sorted(values: np.ndarray) -> bool:
+    """Whether `values` never decrease (snapshots are sorted by user, then item)."""
+    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
+
+
 @dataclass(frozen=True, eq=False)
 class Interactions:
     """Ratings of `users[n]` on `items[n]`, as rows of `user_vocab` and `item_vocab`."""

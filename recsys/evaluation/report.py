@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.data.interactions import Interactions
+from recsys.data.interactions import Interactions, is_sorted
 from recsys.evaluation import metrics
 from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, Scorer
 
@@ -62,14 +62,19 @@ class RankingTask:
         self.users = users
         self.n_relevant = np.bincount(rel_users, minlength=train.n_users)[users]
         self.relevant_keys = np.unique(rel_users.astype(np.int64) * self.n_items + rel_items)
-        order = np.argsort(train.users, kind="stable")
-        self.seen_users = train.users[order]
-        self.seen_items = train.items[order]
+        if is_sorted(train.users):  # snapshots come sorted by user: no copy needed
+            self.seen_users, self.seen_items = train.users, train.items
+        else:
+            order = np.argsort(train.users, kind="stable")
+            self.seen_users = train.users[order]
+            self.seen_items = train.items[order]
 
-    def top_k(self, scorer: Scorer, batch: int = 1024) -> np.ndarray | None:
+    def top_k(self, scorer: Scorer) -> np.ndarray | None:
         """The top-k item rows for every task user (users x k), training items excluded."""
         out = []
         k = min(self.k, self.n_items)
+        # Users per batch so that a batch of scores stays near 64 MB whatever the catalog.
+        batch = max(16, min(1024, (1 << 24) // max(1, self.n_items)))
         for start in range(0, len(self.users), batch):
             users = self.users[start : start + batch]
             scores = scorer.rank_scores(users)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.data.interactions import Interactions
+from recsys.data.interactions import Interactions, is_sorted
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.network import DotProductBias
@@ -96,7 +96,10 @@ class Recommender:
         """`train` is what the network learned from (item counts, trained rows); `seen` (default
         `train`) is every rating a user made, which recommendations must not repeat."""
         seen = train if seen is None else seen
-        order = np.lexsort((seen.items, seen.users))
+        keys = seen.users.astype(np.int64) << 32 | seen.items
+        # Snapshots arrive sorted by (user, item); sorting again would double peak memory.
+        order = slice(None) if is_sorted(keys) else np.lexsort((seen.items, seen.users))
+        del keys
         indptr = np.zeros(seen.n_users + 1, dtype=np.int64)
         np.cumsum(seen.user_counts(), out=indptr[1:])
         with torch.no_grad():
