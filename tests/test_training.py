@@ -14,7 +14,7 @@ from recsys.config import RatingScale, TrainConfig
 from recsys.data.ingest import ingest_csv
 from recsys.data.interactions import Interactions
 from recsys.data.samples import generate_synthetic
-from recsys.data.split import holdout
+from recsys.data.split import _held_by_hash, holdout, pair_hash
 from recsys.errors import ConfigError, EmptyDataError, TrainingDivergedError
 from recsys.model import artifact
 from recsys.training.pipeline import train_from_database
@@ -102,3 +102,28 @@ def test_train_from_database_records_everything(
     assert row["status"] == (registry.PRODUCTION if reg.promoted else registry.REJECTED)
     rec = artifact.load(Path(row["artifact_path"]), row["checksum"])
     assert rec.info["data"]["fingerprint"] == reg.fitted.recommender.info["data"]["fingerprint"]
+
+
+def test_hash_split_holds_out_the_same_pairs_in_any_snapshot() -> None:
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 300, 20_000).astype(str)
+    items = rng.integers(0, 200, 20_000).astype(str)
+    data = Interactions.from_arrays(users, items, rng.integers(1, 6, 20_000))
+    kept, held = holdout(data, 0.1, method="hash", seed=0)
+    assert 0.08 < len(held) / len(data) < 0.12
+    # Computed a chunk at a time (to bound memory), the mask is the hash itself.
+    expected = pair_hash(data, 0) < 0.1
+    assert np.array_equal(_held_by_hash(data, 0, 0.1, step=999), expected)
+    assert len(held) == int(expected.sum())
+
+    def pairs(d: Interactions) -> set[tuple[str, str]]:
+        return {
+            (d.user_vocab.ids[u], d.item_vocab.ids[i])
+            for u, i in zip(d.users, d.items, strict=True)
+        }
+
+    # Another snapshot (a part of the data, other vocabularies) holds out the same pairs.
+    part = Interactions.from_arrays(users[::3], items[::3], np.ones(len(users[::3])))
+    _, part_held = holdout(part, 0.1, method="hash", seed=0)
+    assert pairs(part_held) == pairs(held) & pairs(part)
+    assert pairs(kept).isdisjoint(pairs(held))

@@ -32,7 +32,7 @@ def holdout(
     if method not in ("random", "time", "hash"):
         raise ConfigError(f"unknown split method {method!r}; use 'random', 'time' or 'hash'")
     if method == "hash":
-        held = pair_hash(data, seed) < fraction
+        held = _held_by_hash(data, seed, fraction)
         return data.subset(~held), data.subset(held)
     if method == "time" and data.timestamps is None:
         raise ConfigError("a time split needs timestamps; these ratings have none")
@@ -61,6 +61,20 @@ def pair_hash(data: Interactions, seed: int = 0) -> np.ndarray:
     hu = _id_hashes(data.user_vocab.ids)[data.users]
     hi = _id_hashes(data.item_vocab.ids)[data.items]
     return _mix(hu, hi, seed)
+
+
+def _held_by_hash(
+    data: Interactions, seed: int, fraction: float, step: int = 1 << 20
+) -> np.ndarray:
+    """`pair_hash(data, seed) < fraction`, a million ratings at a time: the hash's 64-bit
+    temporaries for 25M ratings would otherwise take a gigabyte at once."""
+    hu_all = _id_hashes(data.user_vocab.ids)
+    hi_all = _id_hashes(data.item_vocab.ids)
+    held = np.empty(len(data), dtype=bool)
+    for s in range(0, len(data), step):
+        e = s + step
+        held[s:e] = _mix(hu_all[data.users[s:e]], hi_all[data.items[s:e]], seed) < fraction
+    return held
 
 
 def pair_hash_of_ids(user_ids: Sequence[str], item_ids: Sequence[str], seed: int = 0) -> np.ndarray:

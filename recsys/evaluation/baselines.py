@@ -37,6 +37,10 @@ class GlobalMean:
         return None
 
 
+def _chunks(n: int, size: int = 1 << 22) -> list[slice]:
+    return [slice(s, s + size) for s in range(0, n, size)]
+
+
 class BiasBaseline:
     """mu + b_u + b_i with damped means (Koren 2010, "Factor in the neighbors", eq. 2):
     b_i = sum(r - mu) / (lambda_i + n_i), then b_u = sum(r - mu - b_i) / (lambda_u + n_u).
@@ -51,16 +55,19 @@ class BiasBaseline:
         user_damping: float = 10.0,
         clip: tuple[float, float] | None = None,
     ) -> None:
-        r = train.ratings.astype(np.float64)
-        self.mean = float(r.mean())
-        dev = r - self.mean
-        self.item_bias = np.bincount(train.items, dev, train.n_items) / (
-            item_damping + train.item_counts()
-        )
-        dev_u = dev - self.item_bias[train.items]
-        self.user_bias = np.bincount(train.users, dev_u, train.n_users) / (
-            user_damping + train.user_counts()
-        )
+        self.mean = float(train.ratings.mean(dtype=np.float64))
+        # Sums a few million ratings at a time: float64 copies of 25M ratings would cost
+        # hundreds of MB each at the training process's peak.
+        item_sum = np.zeros(train.n_items)
+        user_sum = np.zeros(train.n_users)
+        for part in _chunks(len(train)):
+            dev = train.ratings[part].astype(np.float64) - self.mean
+            item_sum += np.bincount(train.items[part], dev, train.n_items)
+        self.item_bias = item_sum / (item_damping + train.item_counts())
+        for part in _chunks(len(train)):
+            dev = train.ratings[part] - self.mean - self.item_bias[train.items[part]]
+            user_sum += np.bincount(train.users[part], dev, train.n_users)
+        self.user_bias = user_sum / (user_damping + train.user_counts())
         self.clip = clip
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -202,8 +202,12 @@ class Recommender:
         """The best `k` allowed items, scored by predicted rating (or by `logits` as they are
         when `squash` is False)."""
         if banned is not None and len(banned):
-            logits = logits.clone()
-            logits[torch.from_numpy(banned.astype(np.int64))] = -torch.inf
+            # Masked in numpy, not torch: right after the BLAS matrix-vector product, a
+            # multi-threaded torch op waits for BLAS's spinning threads (a 62,000-item catalog:
+            # 8 ms per list instead of 0.5 ms).
+            masked = logits.numpy().copy()
+            masked[banned] = -np.inf
+            logits = torch.from_numpy(masked)
         values, rows = torch.topk(logits, min(k, len(logits)))
         keep = torch.isfinite(values)  # fewer than k allowed items: drop the banned tail
         values, rows = values[keep], rows[keep]

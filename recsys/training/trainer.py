@@ -167,14 +167,15 @@ class Trainer:
         """
         cfg = self.config
         n = len(train)
-        n_global, sse_sum = world.sum(n, float(train.ratings.sum())) if world else (n, 0.0)
+        local_sum = float(train.ratings.sum(dtype="float64"))
+        n_global, rating_sum = world.sum(n, local_sum) if world else (n, local_sum)
         if n_global == 0:
             raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
         device = world.device if world else pick_device(cfg.device)
         # The generator lives on the CPU: permutations are drawn there and moved, so a seed
         # gives the same model on any device. Ranks share the seed: the same initial weights.
         gen = torch.Generator().manual_seed(cfg.seed)
-        mean = sse_sum / n_global if world else float(train.ratings.mean())
+        mean = rating_sum / n_global
         net = (network or self.build(train, gen, mean)).to(device)
         objective: nn.Module = Objective(net, cfg.factor_l2, cfg.bias_l2)
         batch = cfg.batch_size

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,13 +63,15 @@ def running(
     proc = subprocess.Popen(
         [RECSYS, "serve", "--port", str(port), "--workers", workers, "--log-level", "warning"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,  # a process group: its workers go down with it
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, proc)
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        # The whole group: killing only the server would leave --workers children running.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
