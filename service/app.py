@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 
 from recsys.config import Settings, get_settings
 from recsys.errors import ConfigError
@@ -51,6 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One BLAS thread: a request is one matrix-vector product, too small to gain from
+        # threads, and idle BLAS threads spin on the cores that other requests (and, in a
+        # benchmark, the load generator) need. A 62,000-item model served 71 lists/s with
+        # the default threads on two cores. Requests run in parallel across --workers.
+        blas = threadpool_limits(limits=1, user_api="blas")
         engine = make_engine(settings.database_url)
         models = ModelHolder(engine, settings, metrics)
         writer = ImpressionWriter(
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models.stop()
             writer.stop()
             engine.dispose()
+            blas.restore_original_limits()
 
     app = FastAPI(
         title="recsys",

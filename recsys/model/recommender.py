@@ -142,6 +142,16 @@ class Recommender:
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings for vocabulary rows; -1 (unknown) falls back to known biases."""
+        # In chunks: gathering factor rows for millions of pairs at once (an evaluation
+        # holdout) would take gigabytes.
+        step = 1 << 18
+        parts = [
+            self._predict_chunk(users[s : s + step], items[s : s + step])
+            for s in range(0, len(users), step)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def _predict_chunk(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         users = np.where((users >= 0) & self._trained_users[np.maximum(users, 0)], users, UNKNOWN)
