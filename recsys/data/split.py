@@ -29,24 +29,35 @@ def holdout(
     production model on that holdout, which neither has trained on; a random split would
     test production on ratings it learned.
     """
+    held = holdout_mask(data, fraction, method=method, seed=seed)
+    return data.subset(~held), data.subset(held)
+
+
+def holdout_mask(
+    data: Interactions,
+    fraction: float,
+    *,
+    method: Literal["random", "time", "hash"] = "random",
+    seed: int = 0,
+) -> np.ndarray:
+    """Which ratings `holdout` holds out, as a boolean mask."""
     if method not in ("random", "time", "hash"):
         raise ConfigError(f"unknown split method {method!r}; use 'random', 'time' or 'hash'")
     if method == "hash":
-        held = _held_by_hash(data, seed, fraction)
-        return data.subset(~held), data.subset(held)
+        return _held_by_hash(data, seed, fraction)
     if method == "time" and data.timestamps is None:
         raise ConfigError("a time split needs timestamps; these ratings have none")
     n = len(data)
+    held = np.zeros(n, dtype=bool)
     n_held = round(n * fraction)
     if n_held == 0:
-        return data, data.subset(np.zeros(n, dtype=bool))
+        return held
     if data.timestamps is not None and method == "time":
         order = np.argsort(-data.timestamps, kind="stable")
     else:
         order = np.random.default_rng(seed).permutation(n)
-    held = np.zeros(n, dtype=bool)
     held[order[:n_held]] = True
-    return data.subset(~held), data.subset(held)
+    return held
 
 
 _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 
 from recsys import registry
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, read_snapshot
-from recsys.data.split import holdout
+from recsys.data.split import holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import Report, beats_baselines, evaluate
 from recsys.model import artifact
@@ -49,10 +50,17 @@ class Fitted:
 
 @dataclass(frozen=True)
 class Splits:
-    train: Interactions  # everything but the test holdout
+    data: Interactions
+    test_mask: np.ndarray  # the test holdout among `data`
     test: Interactions
-    inner: Interactions  # `train` without the validation part: what the network learns
+    inner: Interactions  # the training part without validation: what the network learns
     valid: Interactions  # watched by early stopping
+
+    @property
+    def train(self) -> Interactions:
+        """Everything but the test holdout. Built when asked (for evaluation), not kept
+        during training, where a copy of most of the data would raise the peak memory."""
+        return self.data.subset(~self.test_mask)
 
 
 def split(data: Interactions, config: TrainConfig) -> Splits:
@@ -66,10 +74,12 @@ def split(data: Interactions, config: TrainConfig) -> Splits:
     """
     hashed = config.split == "hash"
     test_seed = HASH_HOLDOUT_SEED if hashed else config.seed
-    train, test = holdout(data, config.test_fraction, method=config.split, seed=test_seed)
+    held = holdout_mask(data, config.test_fraction, method=config.split, seed=test_seed)
     val_seed = HASH_VALIDATION_SEED if hashed else config.seed + 1
-    inner, valid = holdout(train, config.val_fraction, method=config.split, seed=val_seed)
-    return Splits(train, test, inner, valid)
+    inner, valid = holdout(
+        data.subset(~held), config.val_fraction, method=config.split, seed=val_seed
+    )
+    return Splits(data, held, data.subset(held), inner, valid)
 
 
 def fit(
@@ -130,11 +140,12 @@ def assess(
         "samples_per_second": result.samples_per_second,
     }
     rec = Recommender.from_network(result.network, parts.inner, info, seen=data)
+    train = parts.train
     report = None
     if len(parts.test):
         report = evaluate(
             rec,
-            parts.train,
+            train,
             parts.test,
             threshold=config.liked_threshold,
             k=config.top_k,
@@ -143,7 +154,7 @@ def assess(
         )
     rec.info["metrics"] = report
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
-    return Fitted(rec, result, report, parts.train, parts.test, timings)
+    return Fitted(rec, result, report, train, parts.test, timings)
 
 
 @dataclass(frozen=True)
