@@ -28,14 +28,14 @@ def _stream(columns: list[np.ndarray], cuts: list[int]) -> list[bytes]:
 def test_copy_format_round_trips_across_any_block_boundaries() -> None:
     rng = np.random.default_rng(0)
     n = 1000
-    cols = [
+    cols: list[np.ndarray] = [
         rng.integers(0, 2**31 - 1, n),
         rng.integers(0, 2**31 - 1, n),
         rng.random(n).astype(np.float32) * 5,
         rng.integers(0, 2**40, n),
     ]
     size = len(pgcopy.HEADER) + n * pgcopy.row_dtype(FIELDS).itemsize + 2
-    blocks = _stream(cols, [*list(rng.integers(1, size, 37)), 3, 18, size - 1])
+    blocks = _stream(cols, [*(int(c) for c in rng.integers(1, size, 37)), 3, 18, size - 1])
     for batch in (50, 1000, 1 << 23):  # parsed in many batches, or all at the end
         rows = np.concatenate(list(pgcopy.decode(blocks, FIELDS, batch_bytes=batch)))
         for k, col in enumerate(cols):
