@@ -30,8 +30,8 @@ from recsys.cli_ops import (
     simulate_traffic,
 )
 from recsys.config import Settings, TrainConfig, get_settings
+from recsys.data import csv_input, samples
 from recsys.data import ingest as ingest_mod
-from recsys.data import samples
 from recsys.data.snapshot import read_snapshot
 from recsys.data.split import holdout
 from recsys.errors import ConfigError, RecsysError, ValidationFailedError
@@ -175,7 +175,7 @@ def load_sample(
         [ratings],
         source="movielens",
         scale=s.rating_scale,
-        item_chunks=[sample.items],
+        item_frames=[sample.items],
     )
     out.print(
         f"MovieLens: {report.rows:,} ratings read, {report.new_ratings:,} new; "
@@ -338,13 +338,14 @@ def predict(
 ) -> None:
     """Predict ratings for (user, item) pairs; unknown ids fall back to known biases."""
     rec = _load(version)
-    chunks = ingest_mod.read_csv_chunks(pairs, 200_000, [user_col, item_col])
+    chunks = csv_input.read_csv(pairs, 200_000, [user_col, item_col])
     written = 0
     with output.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([user_col, item_col, "prediction"])
         for chunk in chunks:
-            u, i = chunk[user_col].str.strip().tolist(), chunk[item_col].str.strip().tolist()
+            u = [str(x) for x in chunk.text(user_col).to_pylist()]
+            i = [str(x) for x in chunk.text(item_col).to_pylist()]
             preds = rec.predict(u, i)
             pd.DataFrame({"u": u, "i": i, "p": np.round(preds, 4)}).to_csv(
                 fh, header=False, index=False

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     rating_min: float = 0.5
     rating_max: float = 5.0
     liked_threshold: float = 4.0
-    ingest_chunk_rows: int = Field(50_000, ge=1, le=5_000_000)
+    ingest_chunk_rows: int = Field(200_000, ge=1, le=5_000_000)
     max_errors_shown: int = Field(20, ge=1, le=1000)
 
     # Serving. Limits bound the work one request can ask for.

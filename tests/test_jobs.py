@@ -30,7 +30,7 @@ CONFIG = GENRE_CONFIG.model_copy(update={"epochs": 15})
 
 def loaded(engine: Engine) -> None:
     ratings, items = genre_frames()
-    ingest_frames(engine, [ratings], source="genres", item_chunks=[items])
+    ingest_frames(engine, [ratings], source="genres", item_frames=[items])
 
 
 def settings_for(db_url: str, tmp_path: Path, **overrides: object) -> Settings:

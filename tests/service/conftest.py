@@ -86,7 +86,7 @@ def _served(url: str, artifact_dir: Path) -> Served:
     migrate.upgrade(url)
     engine = make_engine(url)
     ratings, items = genre_frames()
-    ingest_frames(engine, [ratings], source="genres", item_chunks=[items])
+    ingest_frames(engine, [ratings], source="genres", item_frames=[items])
     return Served(url, artifact_dir, engine, train(engine, artifact_dir))
 
 
