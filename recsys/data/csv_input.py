@@ -13,6 +13,7 @@ they are the file's lines unless the file has blank lines or a quoted value span
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,14 @@ def _fail(path: Path, line: int, message: str) -> ValidationFailedError:
     return ValidationFailedError(str(path), [RowError(line, message)], 1)
 
 
+def _unreadable(path: Path, exc: pa.ArrowInvalid, line: int) -> ValidationFailedError:
+    # Arrow numbers rows as we do ("Row #7"); the reader may be a block ahead of the chunks.
+    found = re.search(r"Row #(\d+)", str(exc))
+    if "UTF8" in str(exc):
+        return _fail(path, int(found.group(1)) if found else line, "the text is not UTF-8")
+    return _fail(path, int(found.group(1)) if found else line, f"cannot read the CSV: {exc}")
+
+
 def _header(path: Path) -> list[str]:
     try:
         with path.open("rb") as fh:
@@ -84,8 +93,8 @@ def _header(path: Path) -> list[str]:
 
 def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk]:
     """The file's rows in chunks of `chunk_rows`, after checking that the required columns
-    exist. Rows with the wrong number of fields are all collected, with their lines, and
-    raised together once the file has been read."""
+    exist. A row with the wrong number of fields ends the reading: it is raised with its
+    line, together with any others in the same block of the file (4 MB)."""
     names = _header(path)
     missing = [c for c in required if c not in names]
     if missing:
@@ -102,20 +111,20 @@ def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk
         )
         return "skip"
 
-    reader = pa_csv.open_csv(
-        path,
-        # The header is ours, stripped as `names` holds it; single-threaded parsing is what
-        # numbers rejected rows, and one core is all the client gets beside the database.
-        read_options=pa_csv.ReadOptions(
-            use_threads=False, block_size=_BLOCK_BYTES, skip_rows=1, column_names=names
-        ),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=reject),
-        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
-    )
     line = 2
-    pending: list[pa.RecordBatch] = []
-    size = 0
     try:
+        reader = pa_csv.open_csv(
+            path,
+            # The header is ours, stripped as `names` holds it; single-threaded parsing is what
+            # numbers rejected rows, and one core is all the client gets beside the database.
+            read_options=pa_csv.ReadOptions(
+                use_threads=False, block_size=_BLOCK_BYTES, skip_rows=1, column_names=names
+            ),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=reject),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+        )
+        pending: list[pa.RecordBatch] = []
+        size = 0
         for batch in reader:
             if malformed:
                 # Skipped rows shift the line numbers of the rows after them: stop here.
@@ -131,7 +140,6 @@ def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk
         if size and not malformed:
             yield Chunk(pa.Table.from_batches(pending), line)
     except pa.ArrowInvalid as exc:
-        # Text that is not UTF-8, or a row the handler cannot skip.
-        raise _fail(path, line, f"cannot read the CSV: {exc}") from exc
+        raise _unreadable(path, exc, line) from exc
     if malformed:
         raise ValidationFailedError(str(path), malformed[:20], len(malformed))
