@@ -75,6 +75,9 @@ class Recommender:
         # ~20 us on a 9k x 64 catalog, torch's 30-110 us once other threads have used torch.
         self._item_factors_np = self.item_factors.numpy()
         self._item_bias_np = self.item_bias.numpy()
+        self._user_factors_np = self.user_factors.numpy()
+        self._user_bias_np = self.user_bias.numpy()
+        self._masks: dict[int, np.ndarray] = {}
 
     def build_neighbor_index(self, *, exact_limit: int = 100_000) -> NeighborIndex:
         """Build (or rebuild) the nearest-item index; a service does it once when it loads a
@@ -193,48 +196,54 @@ class Recommender:
 
     # --- top-k ------------------------------------------------------------------------------
 
-    def score_items(self, user_vector: torch.Tensor, user_bias: float) -> torch.Tensor:
-        """Logits of every item for one user: one fused matrix-vector product. The order is
-        that of predicted ratings (the sigmoid is monotonic); `_top_k` squashes the winners."""
-        logits = self._item_factors_np @ user_vector.numpy()
+    def score_items(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
+        """Logits of every item for one user: one matrix-vector product. The order is that of
+        predicted ratings (the sigmoid is monotonic); `_top_k` squashes the winners."""
+        logits: np.ndarray = self._item_factors_np @ user_vector
         logits += self._item_bias_np
         logits += user_bias + self.global_bias
-        return torch.from_numpy(logits)
+        return logits
 
-    def _top_k(
-        self,
-        logits: torch.Tensor,
-        k: int,
-        banned: np.ndarray | None = None,
-        *,
-        squash: bool = True,
-    ) -> list[Scored]:
-        """The best `k` allowed items, scored by predicted rating (or by `logits` as they are
-        when `squash` is False)."""
-        if banned is not None and len(banned):
-            # Masked in numpy, not torch: right after the BLAS matrix-vector product, a
-            # multi-threaded torch op waits for BLAS's spinning threads (a 62,000-item catalog:
-            # 8 ms per list instead of 0.5 ms).
-            masked = logits.numpy().copy()
-            masked[banned] = -np.inf
-            logits = torch.from_numpy(masked)
-        values, rows = torch.topk(logits, min(k, len(logits)))
-        keep = torch.isfinite(values)  # fewer than k allowed items: drop the banned tail
-        values, rows = values[keep], rows[keep]
+    def _support_mask(self, min_support: int) -> np.ndarray:
+        """0 for items with at least `min_support` training ratings, -inf for the others (and
+        for untrained rows): one addition bans them all. Kept for a few values of
+        `min_support`, since a service asks for the same one or two on every request."""
+        mask = self._masks.get(min_support)
+        if mask is None:
+            mask = np.where(self.item_counts >= max(1, min_support), 0.0, -np.inf)
+            mask = mask.astype(np.float32)
+            if len(self._masks) >= 8:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[min_support] = mask
+        return mask
+
+    def _top_k(self, logits: np.ndarray, k: int, *, squash: bool = True) -> list[Scored]:
+        """The best `k` items whose logits are finite (banned items hold -inf), scored by
+        predicted rating (or by `logits` as they are when `squash` is False)."""
+        k = min(k, len(logits))
+        if k <= 0:
+            return []
+        # A partial partition, then a sort of the k winners only.
+        rows = np.argpartition(-logits, k - 1)[:k] if k < len(logits) else np.arange(k)
+        rows = rows[np.argsort(-logits[rows], kind="stable")]
+        values = logits[rows]
+        keep = np.isfinite(values)  # fewer than k allowed items: drop the banned tail
+        rows, values = rows[keep], values[keep].astype(np.float64)
+        if squash:
+            lo, hi = self.y_range
+            values = lo + (hi - lo) / (1.0 + np.exp(-values))
         ids = self.item_vocab.ids_of(rows.tolist())
-        scores = (self._squash(values) if squash else values).tolist()
-        return [Scored(i, float(v)) for i, v in zip(ids, scores, strict=True)]
+        return [Scored(i, v) for i, v in zip(ids, values.tolist(), strict=True)]
 
-    def _banned(
-        self, user_row: int | None, include_seen: bool, exclude: Sequence[str]
-    ) -> np.ndarray:
-        parts = [self._untrained_items]
+    def _ban(
+        self, logits: np.ndarray, user_row: int | None, include_seen: bool, exclude: Sequence[str]
+    ) -> None:
+        """Set the logits of items a user must not get to -inf, in place."""
         if user_row is not None and not include_seen:
-            parts.append(self.seen(user_row))
+            logits[self.seen(user_row)] = -np.inf
         if exclude:
             rows = self.item_vocab.indices(exclude)
-            parts.append(rows[rows != UNKNOWN])
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            logits[rows[rows != UNKNOWN]] = -np.inf
 
     def recommend(
         self,
@@ -251,11 +260,10 @@ class Recommender:
         if not self.is_known_user(user_id):
             return []
         row = self.user_vocab.index(user_id)
-        scores = self.score_items(self.user_factors[row], float(self.user_bias[row]))
-        banned = self._banned(row, include_seen, exclude)
-        if min_support > 1:
-            banned = np.concatenate([banned, np.flatnonzero(self.item_counts < min_support)])
-        return self._top_k(scores, k, banned)
+        logits = self.score_items(self._user_factors_np[row], float(self._user_bias_np[row]))
+        logits += self._support_mask(min_support)
+        self._ban(logits, row, include_seen, exclude)
+        return self._top_k(logits, k)
 
     def cold_start(
         self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()
@@ -268,9 +276,9 @@ class Recommender:
         if eligible.sum() < k:
             eligible = np.zeros_like(eligible)
             eligible[np.argsort(-self.item_counts, kind="stable")[: max(k, 1)]] = True
-        scores = self.item_bias + self.global_bias
-        banned = np.concatenate([np.flatnonzero(~eligible), self._banned(None, True, exclude)])
-        return self._top_k(scores, k, banned)
+        logits = np.where(eligible, self._item_bias_np + self.global_bias, -np.inf)
+        self._ban(logits, None, True, exclude)
+        return self._top_k(logits, k)
 
     def fold_in(
         self, item_ids: Sequence[str], ratings: Sequence[float], *, l2: float = 0.1
@@ -310,14 +318,10 @@ class Recommender:
         Candidates need `min_support` training ratings: a vector fitted to a handful of ratings
         is matched best by rarely rated items whose vectors are mostly noise."""
         vector, bias = self.fold_in(item_ids, ratings)
-        scores = self.score_items(vector, bias)
-        banned = np.concatenate(
-            [
-                self._banned(None, True, [*item_ids, *exclude]),
-                np.flatnonzero(self.item_counts < max(1, min_support)),
-            ]
-        )
-        return self._top_k(scores, k, banned)
+        logits = self.score_items(vector.numpy(), bias)
+        logits += self._support_mask(min_support)
+        self._ban(logits, None, True, [*item_ids, *exclude])
+        return self._top_k(logits, k)
 
     # --- interpretation ---------------------------------------------------------------------
 
@@ -341,9 +345,6 @@ class Recommender:
     ) -> list[Scored]:
         """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
         their fans' tastes explain (fastai book, ch. 8)."""
-        bias = -self.item_bias if lowest else self.item_bias
-        banned = np.flatnonzero(self.item_counts < max(1, min_support))
-        return [
-            Scored(s.item_id, -s.score if lowest else s.score)
-            for s in self._top_k(bias, n, banned, squash=False)
-        ]
+        bias = -self._item_bias_np if lowest else self._item_bias_np
+        ranked = self._top_k(bias + self._support_mask(min_support), n, squash=False)
+        return [Scored(s.item_id, -s.score if lowest else s.score) for s in ranked]
