@@ -127,3 +127,18 @@ def test_hash_split_holds_out_the_same_pairs_in_any_snapshot() -> None:
     _, part_held = holdout(part, 0.1, method="hash", seed=0)
     assert pairs(part_held) == pairs(held) & pairs(part)
     assert pairs(kept).isdisjoint(pairs(held))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_auto_device_trains_on_the_gpu_to_the_cpu_quality(synthetic: Path) -> None:
+    """Where a GPU is present, the default config trains on it without any change, and the
+    model matches one trained on the CPU."""
+    data = _frame_data(synthetic)
+    train, valid = holdout(data, 0.2, seed=0)
+    cfg = TrainConfig(epochs=4, batch_size=256)
+    on_gpu = Trainer(cfg, RatingScale()).fit(train, valid)
+    on_cpu = Trainer(cfg.model_copy(update={"device": "cpu"}), RatingScale()).fit(train, valid)
+    assert on_gpu.device.startswith("cuda")
+    assert next(on_gpu.network.parameters()).is_cuda
+    gpu_val, cpu_val = on_gpu.history[-1].val_loss, on_cpu.history[-1].val_loss
+    assert gpu_val == pytest.approx(cpu_val, rel=0.05)
