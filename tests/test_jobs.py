@@ -41,7 +41,9 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     loaded(engine)
-    settings = settings_for(db_url, tmp_path, warm_start=True)
+    # Two models of the same data differ in NDCG@10 by a few hundredths on this small set;
+    # this test is about the comparison with production, not about that noise.
+    settings = settings_for(db_url, tmp_path, warm_start=True, gate_ndcg_tolerance=0.1)
     first = jobs.retrain(engine, settings, CONFIG)
     assert (first.status, first.decision, first.production) == ("succeeded", "promoted", None)
     second = jobs.retrain(engine, settings, CONFIG)

@@ -16,7 +16,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
-from recsys.store.queries import dialect_insert, ensure_ids, lookup_ids, upsert_ratings
+from recsys.store.queries import (
+    array_param,
+    dialect_insert,
+    ensure_ids,
+    insert_rows,
+    is_postgres,
+    lookup_ids,
+    upsert_ratings,
+)
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
 RATING = "rating"
@@ -64,11 +72,14 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     event_ids = [e.event_id for e in events if e.event_id is not None]
     if len(event_ids) != len(set(event_ids)):
         raise InvalidInputError("event_id values must be unique within a batch")
-    seen = set(
-        session.scalars(select(feedback.c.event_id).where(feedback.c.event_id.in_(event_ids)))
-        if event_ids
-        else ()
-    )
+    seen: set[str] = set()
+    if event_ids:
+        stored = (
+            feedback.c.event_id == func.any(array_param("ids", event_ids, feedback.c.event_id))
+            if is_postgres(session)
+            else feedback.c.event_id.in_(event_ids)
+        )
+        seen.update(session.scalars(select(feedback.c.event_id).where(stored)))
     fresh = [e for e in events if e.event_id is None or e.event_id not in seen]
     user_ids = ensure_ids(session=session, table=users, external_ids=[e.user_id for e in fresh])
     received = datetime.now(UTC)
@@ -88,7 +99,7 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     if rows:
         # DO NOTHING on a concurrent duplicate: another request stored the same event first.
         stmt = dialect_insert(session, feedback).on_conflict_do_nothing(index_elements=["event_id"])
-        session.execute(stmt, rows)
+        insert_rows(session, stmt, feedback, rows)
     # One rating per (user, item) per statement, the latest: PostgreSQL will not update a row
     # twice in one statement.
     latest: dict[tuple[int, int], dict[str, Any]] = {}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,39 @@ def dialect_insert(session: Session, table: Table) -> Any:
     raise NotImplementedError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
 
 
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def array_param(name: str, values: Sequence[Any], column: ColumnElement[Any]) -> BindParameter[Any]:
+    """PostgreSQL: a list as one array parameter. A statement with one parameter per value is
+    a new statement for every length, which psycopg parses anew each time; with arrays, the
+    hot paths (feedback, id lookups) send the same short statement whatever the batch size."""
+    return bindparam(name, value=list(values), type_=postgresql.ARRAY(column.type))
+
+
+def unnest_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> Select[Any]:
+    """PostgreSQL: `rows` (dicts with the same keys) as a SELECT of one array per column,
+    expanded by unnest, for `INSERT ... SELECT`."""
+    names = list(rows[0])
+    arrays = [array_param(f"rows_{n}", [r[n] for r in rows], table.c[n]) for n in names]
+    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    return select(*(source.c[n] for n in names))
+
+
+def insert_rows(
+    session: Session, stmt: Any, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Execute an INSERT (with its ON CONFLICT clause) for `rows`: on PostgreSQL as one
+    INSERT ... SELECT from unnest(arrays), elsewhere as executemany."""
+    if not rows:
+        return
+    if is_postgres(session):
+        session.execute(stmt.from_select(list(rows[0]), unnest_rows(table, rows)))
+    else:
+        session.execute(stmt, list(rows))
+
+
 def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -37,6 +70,12 @@ def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[
 
 def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
     """Database ids of the external ids that exist; unknown ones are absent from the result."""
+    if is_postgres(session):
+        wanted = array_param("ids", list(dict.fromkeys(external_ids)), table.c.external_id)
+        stmt = select(table.c.external_id, table.c.id).where(
+            table.c.external_id == func.any(wanted)
+        )
+        return dict(session.execute(stmt).all())
     found: dict[str, int] = {}
     for batch in _batches(list(dict.fromkeys(external_ids))):
         rows = session.execute(
@@ -48,8 +87,10 @@ def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -
 
 def ensure_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
     """Database ids for external ids, creating rows for the new ones (users or items)."""
-    wanted = list(dict.fromkeys(external_ids))
-    if session.get_bind().dialect.name == "postgresql":
+    # Sorted: concurrent transactions that create the same new ids take their locks in the
+    # same order, so they wait for each other instead of deadlocking.
+    wanted = sorted(set(external_ids))
+    if is_postgres(session):
         return _ensure_ids_pg(session, table, wanted)
     found = lookup_ids(session=session, table=table, external_ids=wanted)
     missing = [ext for ext in wanted if ext not in found]
@@ -64,7 +105,7 @@ def ensure_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -
 def _ensure_ids_pg(session: Session, table: Table, wanted: list[str]) -> dict[str, int]:
     # One array parameter instead of thousands of bound values: two statements for any number
     # of ids, which is what keeps bulk ingestion from waiting on the lookups.
-    ids = bindparam("ids", value=wanted, type_=postgresql.ARRAY(table.c.external_id.type))
+    ids = array_param("ids", wanted, table.c.external_id)
     session.execute(
         postgresql.insert(table)
         .from_select(["external_id"], select(func.unnest(ids)))
@@ -104,6 +145,8 @@ def upsert_ratings(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> No
     """
     if not rows:
         return
+    # In key order: concurrent writers of the same ratings lock them in the same order.
+    rows = sorted(rows, key=lambda r: (r["user_id"], r["item_id"]))
     stmt = dialect_insert(session, ratings)
     stmt = stmt.on_conflict_do_update(
         index_elements=["user_id", "item_id"],
@@ -111,7 +154,7 @@ def upsert_ratings(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> No
         where=(stmt.excluded.rated_at >= ratings.c.rated_at)
         & (stmt.excluded.value != ratings.c.value),
     )
-    session.execute(stmt, list(rows))
+    insert_rows(session, stmt, ratings, rows)
 
 
 def count_rows(*, session: Session, table: Table) -> int:
@@ -120,37 +163,6 @@ def count_rows(*, session: Session, table: Table) -> int:
 
 def counts(*, session: Session) -> dict[str, int]:
     return {t.name: count_rows(session=session, table=t) for t in (users, items, ratings)}
-
-
-def read_ratings_arrays(
-    *, session: Session, chunk_rows: int = 200_000
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All ratings as (user db id, item db id, value, rated_at) arrays, read in chunks.
-
-    Sorted by (user, item) so a snapshot of unchanged data is identical from run to run.
-    `yield_per` makes PostgreSQL use a server-side cursor, so memory holds one chunk of rows.
-    """
-    stmt = (
-        select(ratings.c.user_id, ratings.c.item_id, ratings.c.value, ratings.c.rated_at)
-        .order_by(ratings.c.user_id, ratings.c.item_id)
-        .execution_options(yield_per=chunk_rows)
-    )
-    parts: list[tuple[np.ndarray, ...]] = []
-    for partition in session.execute(stmt).partitions():
-        u, i, v, t = zip(*partition, strict=True)
-        parts.append(
-            (
-                np.asarray(u, dtype=np.int64),
-                np.asarray(i, dtype=np.int64),
-                np.asarray(v, dtype=np.float32),
-                np.asarray(t, dtype=np.int64),
-            )
-        )
-    if not parts:
-        empty_i = np.empty(0, dtype=np.int64)
-        return empty_i, empty_i.copy(), np.empty(0, dtype=np.float32), empty_i.copy()
-    u_arr, i_arr, v_arr, t_arr = (np.concatenate(cols) for cols in zip(*parts, strict=True))
-    return u_arr, i_arr, v_arr, t_arr
 
 
 def external_ids(*, session: Session, table: Table, ids: np.ndarray) -> list[str]:
