@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
 from recsys.store.queries import (
-    array_param,
     dialect_insert,
     ensure_ids,
     insert_rows,
     is_postgres,
     lookup_ids,
     upsert_ratings,
+    where_in,
 )
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
@@ -74,12 +74,12 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
         raise InvalidInputError("event_id values must be unique within a batch")
     seen: set[str] = set()
     if event_ids:
-        stored = (
-            feedback.c.event_id == func.any(array_param("ids", event_ids, feedback.c.event_id))
-            if is_postgres(session)
-            else feedback.c.event_id.in_(event_ids)
-        )
-        seen.update(session.scalars(select(feedback.c.event_id).where(stored)))
+        stored = select(feedback.c.event_id)
+        if is_postgres(session):
+            stored = where_in(stored, feedback.c.event_id, event_ids)
+        else:
+            stored = stored.where(feedback.c.event_id.in_(event_ids))
+        seen.update(session.scalars(stored))
     fresh = [e for e in events if e.event_id is None or e.event_id not in seen]
     user_ids = ensure_ids(session=session, table=users, external_ids=[e.user_id for e in fresh])
     received = datetime.now(UTC)
