@@ -18,15 +18,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
-from benchmarks.harness import recsys, serving
+from benchmarks.harness import PG_ADMIN, recsys, scratch_postgres, serving
 from recsys import samples
 from recsys.store.tables import feedback
-
-DEFAULT_PG = os.environ.get(
-    "RECSYS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 # wrk builds every request in Lua: unique event ids, random users, real catalog items.
 LUA = """
@@ -75,51 +71,37 @@ def run_wrk(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--pg", default=DEFAULT_PG, help="an admin URL; a scratch DB is made")
+    parser.add_argument("--pg", default=PG_ADMIN, help="an admin URL; a scratch DB is made")
     args = parser.parse_args()
 
-    name = f"recsys_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = args.pg.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {
-                **os.environ,
-                "RECSYS_DATABASE_URL": url,
-                "RECSYS_ARTIFACT_DIR": str(Path(tmp) / "artifacts"),
-                "RECSYS_DEV_MODE": "true",
-            }
-            recsys(env, "db", "upgrade")
-            recsys(env, "load-sample", "movielens")
-            recsys(env, "train")
-            items = [str(i) for i in samples.movielens().items["item_id"][:2000]]
-            engine = create_engine(url)
-            with serving(env) as base:
-                for connections, batch in ((64, 1), (8, 100)):
-                    with engine.connect() as conn:
-                        before = conn.scalar(select(func.count()).select_from(feedback)) or 0
-                    requests, failed, elapsed = run_wrk(
-                        base, args.seconds, connections, batch, items
-                    )
-                    acknowledged = (requests - failed) * batch
-                    with engine.connect() as conn:
-                        stored = (
-                            conn.scalar(select(func.count()).select_from(feedback)) or 0
-                        ) - before
-                    print(
-                        f"{connections} connections x {batch} event(s)/request: "
-                        f"{acknowledged:,} acknowledged in {elapsed:.1f} s = "
-                        f"{acknowledged / elapsed:,.0f} events/s ({requests / elapsed:,.0f} "
-                        f"requests/s); {failed} failed; {stored:,} stored, "
-                        f"{max(0, acknowledged - stored)} acknowledged but missing"
-                    )
-            engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(args.pg) as url, tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "RECSYS_DATABASE_URL": url,
+            "RECSYS_ARTIFACT_DIR": str(Path(tmp) / "artifacts"),
+            "RECSYS_DEV_MODE": "true",
+        }
+        recsys(env, "db", "upgrade")
+        recsys(env, "load-sample", "movielens")
+        recsys(env, "train")
+        items = [str(i) for i in samples.movielens().items["item_id"][:2000]]
+        engine = create_engine(url)
+        with serving(env) as base:
+            for connections, batch in ((64, 1), (8, 100)):
+                with engine.connect() as conn:
+                    before = conn.scalar(select(func.count()).select_from(feedback)) or 0
+                requests, failed, elapsed = run_wrk(base, args.seconds, connections, batch, items)
+                acknowledged = (requests - failed) * batch
+                with engine.connect() as conn:
+                    stored = (conn.scalar(select(func.count()).select_from(feedback)) or 0) - before
+                print(
+                    f"{connections} connections x {batch} event(s)/request: "
+                    f"{acknowledged:,} acknowledged in {elapsed:.1f} s = "
+                    f"{acknowledged / elapsed:,.0f} events/s ({requests / elapsed:,.0f} "
+                    f"requests/s); {failed} failed; {stored:,} stored, "
+                    f"{max(0, acknowledged - stored)} acknowledged but missing"
+                )
+        engine.dispose()
 
 
 if __name__ == "__main__":

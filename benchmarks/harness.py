@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from sqlalchemy import create_engine, text
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
 
@@ -42,6 +44,24 @@ def movielens_store(folder: Path, database_url: str | None = None) -> dict[str, 
     recsys(env, "load-sample", "movielens")
     recsys(env, "train")
     return env
+
+
+PG_ADMIN = os.environ.get("RECSYS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def scratch_postgres(admin_url: str = PG_ADMIN) -> Iterator[str]:
+    """A new PostgreSQL database on the server of `admin_url`, dropped afterwards."""
+    name = f"recsys_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:
