@@ -138,11 +138,16 @@ def user_ratings(
     *, session: Session, user_id: str, limit: int = 1000
 ) -> tuple[list[str], list[float]]:
     """The newest ratings of one user as (item external ids, values)."""
+    # The user first: joined in one query, PostgreSQL walked the whole rated_at index looking
+    # for the ratings of a user who has none (a new visitor, the usual caller): 33 ms a call
+    # on MovieLens instead of one index lookup.
+    found = lookup_ids(session=session, table=users, external_ids=[user_id])
+    if user_id not in found:
+        return [], []
     rows = session.execute(
         select(items.c.external_id, ratings.c.value)
         .join(ratings, ratings.c.item_id == items.c.id)
-        .join(users, users.c.id == ratings.c.user_id)
-        .where(users.c.external_id == user_id)
+        .where(ratings.c.user_id == found[user_id])
         .order_by(ratings.c.rated_at.desc())
         .limit(limit)
     ).all()
