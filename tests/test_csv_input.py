@@ -52,3 +52,9 @@ def test_text_that_is_not_utf8_is_refused_clearly(tmp_path: Path) -> None:
 def test_empty_file_has_no_header(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailedError, match="header"):
         list(read_csv(_file(tmp_path / "e.csv", "\n"), 100, []))
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    path = _file(tmp_path / "d.csv", "user_id,item_id,rating,rating\nu,i,3,4\n")
+    with pytest.raises(ValidationFailedError, match=r"line 1: column\(s\) rating appear more than"):
+        list(read_csv(path, 100, ["user_id"]))

@@ -79,6 +79,17 @@ def test_bad_rows_write_nothing_and_name_their_lines(engine: Engine, tmp_path: P
     assert _all_ratings(engine) == before
 
 
+def test_ids_with_nul_are_refused_on_every_database(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"user_id,item_id,rating\nu\x00,i,3\nu,i\x00x,4\n")
+    with pytest.raises(ValidationFailedError) as info:
+        ingest_csv(engine, path)
+    assert [(e.line, e.message) for e in info.value.errors] == [
+        (2, "user id contains a NUL character"),
+        (3, "item id contains a NUL character"),
+    ]
+
+
 def test_error_in_a_later_chunk_rolls_back_earlier_chunks(engine: Engine, tmp_path: Path) -> None:
     rows = [f"u{n},i{n % 7},3,{n}" for n in range(50)] + ["u1,i1,9,1"]
     path = _write(tmp_path / "r.csv", "user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n")

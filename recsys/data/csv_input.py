@@ -96,6 +96,9 @@ def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk
     exist. A row with the wrong number of fields ends the reading: it is raised with its
     line, together with any others in the same block of the file (4 MB)."""
     names = _header(path)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _fail(path, 1, f"column(s) {', '.join(twice)} appear more than once in the header")
     missing = [c for c in required if c not in names]
     if missing:
         found = ", ".join(names) or "none"

@@ -85,7 +85,12 @@ def _check_ids(ids: pa.StringArray, lines: np.ndarray, what: str, errors: _Error
     too_long = _mask(pc.greater(pc.utf8_length(ids), _MAX_ID_LENGTH))
     if too_long.any():
         errors.add(lines[too_long], f"{what} is longer than {EXTERNAL_ID_LENGTH} characters")
-    return np.asarray(~(empty | too_long))
+    # PostgreSQL text cannot hold NUL, and the API refuses it in ids: refused here too, so a
+    # file is judged the same on either database.
+    nul = _mask(pc.match_substring(ids, "\x00"))
+    if nul.any():
+        errors.add(lines[nul], f"{what} contains a NUL character")
+    return np.asarray(~(empty | too_long | nul))
 
 
 def _mask(values: pa.BooleanArray) -> np.ndarray:
