@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, make_url, text
+from sqlalchemy.orm import Session
 
 
 def _key(name: str) -> int:
@@ -57,3 +58,12 @@ def job_lock(engine: Engine, name: str) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def wait_for_turn(session: Session, name: str) -> None:
+    """PostgreSQL: wait until no other transaction holds `name`, then hold it until this
+    transaction ends. Ingestions take it before they count rows: two at once could otherwise
+    both load "an empty table" (and their index rebuilds deadlock), or merge overlapping
+    ratings in different orders. SQLite needs nothing: it has one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("select pg_advisory_xact_lock(:k)"), {"k": _key(name)})

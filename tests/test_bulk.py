@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select
 
-from recsys.data.ingest import ingest_csv
+from recsys.data.ingest import IngestReport, ingest_csv
 from recsys.data.snapshot import dense_rows, read_snapshot
-from recsys.store import pgcopy
+from recsys.store import migrate, pgcopy
 from recsys.store.bulk import Shard
-from recsys.store.db import session_scope
+from recsys.store.db import make_engine, session_scope
+from recsys.store.tables import ratings
 from tests.test_migrations import schema_differences
 
 FIELDS = [">i4", ">i4", ">f4", ">i8"]
@@ -133,3 +135,32 @@ def test_snapshot_shards_partition_the_ratings(engine: Engine, tmp_path: Path) -
     assert all(120 < len(p) < 280 for p in parts), [len(p) for p in parts]
     with pytest.raises(ValueError, match="rank"):
         Shard(3, 3)
+
+
+@pytest.mark.postgres
+def test_concurrent_first_loads_take_turns(pg_url: str, tmp_path: Path) -> None:
+    """Two ingestions into an empty table at once: each would load "an empty table" and
+    rebuild its indexes, and they deadlocked. They now take turns; the newer ratings win."""
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    older = _csv(tmp_path / "a.csv", [f"u{n},i{n % 50},3,{n}" for n in range(5000)])
+    newer = _csv(tmp_path / "b.csv", [f"u{n},i{n % 50},4,{n + 1}" for n in range(5000)])
+    outcomes: dict[str, object] = {}
+
+    def load(path: Path) -> None:
+        try:
+            outcomes[path.name] = ingest_csv(engine, path)
+        except Exception as exc:  # recorded, so the assertion below shows it
+            outcomes[path.name] = exc
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in (older, newer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(o, IngestReport) for o in outcomes.values()), outcomes
+    with session_scope(engine) as s:
+        values = s.execute(select(ratings.c.value)).scalars().all()
+    assert len(values) == 5000 and set(values) == {4.0}
+    assert schema_differences(engine) == []
+    engine.dispose()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from recsys.config import RatingScale
 from recsys.data.csv_input import Chunk, read_csv
 from recsys.errors import RowError, ValidationFailedError
+from recsys.locks import wait_for_turn
 from recsys.prefetch import prefetch
 from recsys.store import queries
 from recsys.store.bulk import RatingWriter
@@ -241,6 +242,7 @@ def ingest_chunks(
     now = int(time.time())
     rows = items_upserted = 0
     with session_scope(engine) as session:
+        wait_for_turn(session, "ingest")  # one ingestion at a time
         before = queries.count_rows(session=session, table=ratings)
         ids = _IdCache(session)
         writer = RatingWriter(session)
