@@ -15,6 +15,8 @@ from recsys.data.snapshot import dense_rows, read_snapshot
 from recsys.store import migrate, pgcopy
 from recsys.store.bulk import Shard
 from recsys.store.db import make_engine, session_scope
+from recsys.store.events import FeedbackEvent, record_feedback
+from recsys.store.queries import upsert_items
 from recsys.store.tables import ratings
 from tests.test_migrations import schema_differences
 
@@ -163,4 +165,48 @@ def test_concurrent_first_loads_take_turns(pg_url: str, tmp_path: Path) -> None:
         values = s.execute(select(ratings.c.value)).scalars().all()
     assert len(values) == 5000 and set(values) == {4.0}
     assert schema_differences(engine) == []
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_first_load_and_feedback_at_once_both_succeed(pg_url: str, tmp_path: Path) -> None:
+    """Feedback for users a first load is creating used to deadlock with the load's index and
+    foreign-key rebuild, and PostgreSQL cancelled the load. Now feedback waits for it."""
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    with session_scope(engine) as s:
+        upsert_items(session=s, rows=[{"external_id": f"i{n}"} for n in range(50)])
+    n_rows = 100_000
+    path = _csv(tmp_path / "r.csv", [f"u{n},i{n % 50},3,{n}" for n in range(n_rows)])
+    loaded: list[object] = []
+    feedback_errors: list[Exception] = []
+    done = threading.Event()
+
+    def load() -> None:
+        try:
+            loaded.append(ingest_csv(engine, path))
+        except Exception as exc:
+            loaded.append(exc)
+        done.set()
+
+    def send_feedback() -> None:
+        n = 0
+        while not done.is_set():
+            n += 1
+            event = FeedbackEvent(f"u{n * 7919 % n_rows}", "i1", "click", event_id=f"e{n}")
+            try:
+                with session_scope(engine) as s:
+                    record_feedback(session=s, events=[event])
+            except Exception as exc:
+                feedback_errors.append(exc)
+
+    loader = threading.Thread(target=load)
+    sender = threading.Thread(target=send_feedback)
+    loader.start()
+    sender.start()
+    loader.join()
+    sender.join()
+    assert isinstance(loaded[0], IngestReport), loaded
+    assert loaded[0].ratings_after == n_rows
+    assert feedback_errors == []
     engine.dispose()

@@ -245,7 +245,7 @@ def ingest_chunks(
         wait_for_turn(session, "ingest")  # one ingestion at a time
         before = queries.count_rows(session=session, table=ratings)
         ids = _IdCache(session)
-        writer = RatingWriter(session)
+        writer = RatingWriter(session, first_load=before == 0)
         for chunk in item_chunks:
             recs = _item_rows(chunk, item_col, item_errors)
             if not item_errors.total:
@@ -270,7 +270,7 @@ def ingest_chunks(
             raise ValidationFailedError(source, errors.sorted(), errors.total)
         if rows == 0:
             raise ValidationFailedError(source, [RowError(2, "the file has no data rows")], 1)
-        writer.finish(table_was_empty=before == 0)
+        writer.finish()
         after = queries.count_rows(session=session, table=ratings)
     return IngestReport(rows, before, after, items_upserted, time.perf_counter() - started)
 

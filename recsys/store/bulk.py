@@ -165,18 +165,23 @@ class RatingWriter:
 
     SQLite: an upsert per chunk, applied row after row. PostgreSQL: chunks are COPYed into a
     temporary table (the server takes them in while the client parses the next chunk) and
-    `finish` merges them in one statement. Into an empty ratings table (a first load) the
+    `finish` merges them in one statement. Into an empty ratings table (`first_load`) the
     merge runs without the table's indexes and foreign keys and rebuilds them afterwards,
     several times faster than maintaining them row by row; the DDL is transactional, so a
-    failure anywhere still leaves the table as it was. The rebuild holds an exclusive lock on
-    ratings until the ingestion commits, which nobody notices on a table that was empty.
+    failure anywhere still leaves the table as it was.
+
+    A first load locks ratings, users and items exclusively before it creates its first
+    user: taken at the end, as the DDL needs them, the locks deadlocked with feedback that was
+    waiting for one of the load's new users, and the load was the one PostgreSQL cancelled.
+    Feedback and catalog reads wait for the load instead; it is a one-time bootstrap.
     """
 
     _FIELDS = (">i4", ">i4", ">f8", ">i8", ">i8")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, first_load: bool) -> None:
         self.session = session
         self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.first_load = first_load and self.postgres and self._lock_empty_table()
         self.staged = 0
         # (user, item) keys written so far: whether the merge must pick among duplicates.
         self._keys: list[np.ndarray] = []
@@ -187,6 +192,13 @@ class RatingWriter:
                     "value double precision, rated_at bigint, seq bigint) ON COMMIT DROP"
                 )
             )
+
+    def _lock_empty_table(self) -> bool:
+        """Lock for a first load; False if ratings arrived since the caller counted them."""
+        # Exclusive on all three: dropping the foreign keys at the end locks the tables they
+        # reference exclusively too, and a reader of items holding on meanwhile deadlocks.
+        self.session.execute(text("LOCK TABLE ratings, users, items IN ACCESS EXCLUSIVE MODE"))
+        return self.session.execute(select(ratings.c.user_id).limit(1)).first() is None
 
     def write(
         self, user_ids: np.ndarray, item_ids: np.ndarray, values: np.ndarray, rated_at: np.ndarray
@@ -218,7 +230,7 @@ class RatingWriter:
         keys.sort()
         return bool((keys[1:] == keys[:-1]).any())
 
-    def finish(self, *, table_was_empty: bool) -> None:
+    def finish(self) -> None:
         if not self.postgres or not self.staged:
             return
         session = self.session
@@ -233,7 +245,7 @@ class RatingWriter:
             )
         else:  # the usual case: no sort needed
             rows = "SELECT user_id, item_id, value, rated_at FROM ingest_ratings"
-        if table_was_empty:
+        if self.first_load:
             # The primary key first on the way back: the foreign keys do not need it, but a
             # reader of the DDL expects it. Names and definitions come from the table model.
             constraints = sorted(
