@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from recsys.errors import InvalidInputError
-from recsys.store.db import session_scope
+from recsys.store.db import is_transient, session_scope
 from recsys.store.events import RATING, FeedbackEvent, FeedbackResult, record_feedback
 
 
@@ -81,11 +81,24 @@ class FeedbackCommitter:
                 else:
                     pending.done.set_result(outcome)
 
+    def _record(self, events: list[FeedbackEvent], attempts: int = 3) -> FeedbackResult:
+        """One transaction, run again when PostgreSQL cancelled it to break a deadlock (with
+        an ingestion creating the same new users, say): nothing of it was written, and the
+        client would only have to send it again."""
+        attempt = 1
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    return record_feedback(session=s, events=events)
+            except Exception as exc:
+                if attempt >= attempts or not is_transient(exc):
+                    raise
+                attempt += 1
+
     def _commit(self, group: list[_Pending]) -> list[FeedbackResult | BaseException]:
         if len(group) > 1:
             try:
-                with session_scope(self.engine) as s:
-                    result = record_feedback(session=s, events=[e for p in group for e in p.events])
+                result = self._record([e for p in group for e in p.events])
                 return list(_share(result, group))
             except InvalidInputError:
                 pass  # someone's input is bad: find whose, one transaction per request
@@ -94,8 +107,7 @@ class FeedbackCommitter:
         outcomes: list[FeedbackResult | BaseException] = []
         for pending in group:
             try:
-                with session_scope(self.engine) as s:
-                    outcomes.append(record_feedback(session=s, events=pending.events))
+                outcomes.append(self._record(pending.events))
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -50,3 +52,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that the same transaction, run again, would likely not meet: PostgreSQL
+    cancelled it to break a deadlock, or to keep transactions serializable."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)

@@ -1,0 +1,62 @@
+"""The feedback committer against a real PostgreSQL deadlock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Connection, select, update
+
+from recsys.store import migrate
+from recsys.store.db import make_engine, session_scope
+from recsys.store.events import FeedbackEvent, FeedbackResult, record_feedback
+from recsys.store.queries import lookup_ids, upsert_items
+from recsys.store.tables import ratings, users
+from service.feedback_writer import FeedbackCommitter
+
+
+def _rating(user: str, value: float, day: int) -> FeedbackEvent:
+    when = datetime(2026, 1, day, tzinfo=UTC)
+    return FeedbackEvent(user, "film", "rating", value, occurred_at=when)
+
+
+@pytest.mark.postgres
+def test_a_group_cancelled_to_break_a_deadlock_is_committed_on_a_second_try(pg_url: str) -> None:
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    with session_scope(engine) as s:
+        upsert_items(session=s, rows=[{"external_id": "film"}])
+        record_feedback(session=s, events=[_rating("ann", 3.0, 1), _rating("bob", 3.0, 1)])
+        ids = lookup_ids(session=s, table=users, external_ids=["ann", "bob"])
+
+    def touch(conn: Connection, user: str) -> None:
+        conn.execute(update(ratings).where(ratings.c.user_id == ids[user]).values(value=1.0))
+
+    other = engine.connect()
+    other.begin()
+    touch(other, "bob")  # another transaction holds bob's rating
+
+    async def scenario() -> FeedbackResult:
+        committer = FeedbackCommitter(engine)
+        committer.start()
+        # The group locks ann's rating, then waits for bob's...
+        events = [_rating("ann", 5.0, 2), _rating("bob", 5.0, 2)]
+        sent = asyncio.create_task(committer.submit(events))
+        await asyncio.sleep(0.3)
+        # ...while the other transaction now waits for ann's: a deadlock. PostgreSQL cancels
+        # the group, which waited first; the other transaction goes on and commits.
+        await asyncio.to_thread(touch, other, "ann")
+        await asyncio.to_thread(other.commit)
+        try:
+            return await sent
+        finally:
+            await committer.stop()
+
+    result = asyncio.run(scenario())
+    other.close()
+    assert (result.stored, result.ratings) == (2, 2)
+    with session_scope(engine) as s:
+        values = s.execute(select(ratings.c.value)).scalars().all()
+    assert values == [5.0, 5.0]  # the retry ran after the other transaction, and is newer
+    engine.dispose()
