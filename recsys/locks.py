@@ -18,6 +18,8 @@ from pathlib import Path
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session
 
+from recsys.store.db import is_postgres
+
 
 def _key(name: str) -> int:
     # Advisory locks take a bigint; a stable hash of the name keeps jobs apart.
@@ -27,7 +29,7 @@ def _key(name: str) -> int:
 @contextmanager
 def job_lock(engine: Engine, name: str) -> Iterator[bool]:
     """Yields True if this process holds the lock for the block, False if another does."""
-    if engine.dialect.name == "postgresql":
+    if is_postgres(engine):
         with engine.connect() as conn:
             got = bool(
                 conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": _key(name)}).scalar()
@@ -65,5 +67,5 @@ def wait_for_turn(session: Session, name: str) -> None:
     transaction ends. Ingestions take it before they count rows: two at once could otherwise
     both load "an empty table" (and their index rebuilds deadlock), or merge overlapping
     ratings in different orders. SQLite needs nothing: it has one writer at a time."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         session.execute(text("select pg_advisory_xact_lock(:k)"), {"k": _key(name)})

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
 from recsys.store import pgcopy
+from recsys.store.db import is_postgres
 from recsys.store.queries import upsert_ratings
 from recsys.store.tables import ratings
 
@@ -85,7 +86,7 @@ def read_ratings(
 ) -> RatingArrays:
     """Every rating (or one shard of them) as compact arrays, read in chunks."""
     stmt = _ratings_query(timestamps, shard)
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         parts = _copy_out(session, stmt, timestamps)
     else:
         parts = _select_out(session, stmt, timestamps)
@@ -180,7 +181,7 @@ class RatingWriter:
 
     def __init__(self, session: Session, *, first_load: bool) -> None:
         self.session = session
-        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.postgres = is_postgres(session)
         self.first_load = first_load and self.postgres and self._lock_empty_table()
         self.staged = 0
         # (user, item) keys written so far: whether the merge must pick among duplicates.

@@ -50,7 +50,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def is_postgres(engine: Engine) -> bool:
+def is_postgres(bind: Engine | Session) -> bool:
+    """Whether an engine, or the engine under a session, is PostgreSQL (the bulk and
+    array-parameter paths; SQLite takes the plain ones)."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
     return engine.dialect.name == "postgresql"
 
 

@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
+from recsys.store.db import is_postgres
 from recsys.store.queries import (
     dialect_insert,
     ensure_ids,
     insert_rows,
-    is_postgres,
     lookup_ids,
     upsert_ratings,
     where_in,

@@ -15,6 +15,7 @@ from sqlalchemy import BindParameter, ColumnElement, Select, Table, bindparam, f
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from recsys.store.db import is_postgres
 from recsys.store.tables import items, ratings, users
 
 # Both dialects cap bound parameters per statement (SQLite at 32766); stay well below.
@@ -28,10 +29,6 @@ def dialect_insert(session: Session, table: Table) -> Any:
     if dialect == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def array_param(name: str, values: Sequence[Any], column: ColumnElement[Any]) -> BindParameter[Any]:
