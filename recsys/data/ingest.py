@@ -98,6 +98,11 @@ def _mask(values: pa.BooleanArray) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _texts_at(text: pa.StringArray, mask: np.ndarray) -> list[Any]:
+    """The cells where `mask` holds, as Python strings (for messages about bad rows)."""
+    return text.filter(pa.array(mask)).to_pylist()
+
+
 def _numbers(text: pa.StringArray) -> np.ndarray:
     """Text as float64, NaN where it is not a number."""
     try:
@@ -117,7 +122,7 @@ def parse_timestamps(text: pa.StringArray) -> np.ndarray:
     out[is_num] = numeric[is_num].astype(np.int64)
     rest = ~is_num & ~_mask(pc.equal(text, _EMPTY))
     if rest.any():
-        dates = pd.Series(text.filter(pa.array(rest)).to_pylist(), dtype=object)
+        dates = pd.Series(_texts_at(text, rest), dtype=object)
         parsed = pd.to_datetime(dates, errors="coerce", utc=True, format="ISO8601")
         ok = parsed.notna().to_numpy()
         seconds = (parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
@@ -149,7 +154,7 @@ def _validate_ratings(
     value = _numbers(raw)
     not_number = ~np.isfinite(value)
     if not_number.any():
-        bad = raw.filter(pa.array(not_number)).to_pylist()
+        bad = _texts_at(raw, not_number)
         errors.add(lines[not_number], [f"rating {v!r} is not a number" for v in bad])
     outside = ~not_number & ((value < scale.min) | (value > scale.max))
     if outside.any():
@@ -171,7 +176,7 @@ def _validate_ratings(
                 lines[bad_ts],
                 [
                     f"timestamp {v!r} is not Unix seconds or an ISO 8601 date"
-                    for v in raw_ts.filter(pa.array(bad_ts)).to_pylist()
+                    for v in _texts_at(raw_ts, bad_ts)
                 ],
             )
         ok &= ~bad_ts

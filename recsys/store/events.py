@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
-from recsys.store.db import is_postgres
 from recsys.store.queries import (
     dialect_insert,
     ensure_ids,
@@ -74,11 +73,7 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
         raise InvalidInputError("event_id values must be unique within a batch")
     seen: set[str] = set()
     if event_ids:
-        stored = select(feedback.c.event_id)
-        if is_postgres(session):
-            stored = where_in(stored, feedback.c.event_id, event_ids)
-        else:
-            stored = stored.where(feedback.c.event_id.in_(event_ids))
+        stored = where_in(session, select(feedback.c.event_id), feedback.c.event_id, event_ids)
         seen.update(session.scalars(stored))
     fresh = [e for e in events if e.event_id is None or e.event_id not in seen]
     user_ids = ensure_ids(session=session, table=users, external_ids=[e.user_id for e in fresh])

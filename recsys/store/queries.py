@@ -38,15 +38,19 @@ def array_param(name: str, values: Sequence[Any], column: ColumnElement[Any]) ->
     return bindparam(name, value=list(values), type_=postgresql.ARRAY(column.type))
 
 
-def where_in(stmt: Select[Any], column: ColumnElement[Any], values: Sequence[Any]) -> Select[Any]:
-    """PostgreSQL: `stmt` restricted to rows whose `column` is one of `values`, by a join with
-    unnest(array).
+def where_in(
+    session: Session, stmt: Select[Any], column: ColumnElement[Any], values: Sequence[Any]
+) -> Select[Any]:
+    """`stmt` restricted to rows whose `column` is one of `values`. SQLite: IN (values must
+    fit its parameter limit). PostgreSQL: a join with unnest(array), for any number of values.
 
     psycopg prepares statements it sees often, and the generic plan of `column = ANY(array)`
     made while a table was small compares every row with every array element until the next
     ANALYZE (a feedback burst spent 90 % of the database's time there); a join is planned as
     index lookups or a hash join, linear either way."""
     values = list(dict.fromkeys(values))
+    if not is_postgres(session):
+        return stmt.where(column.in_(values))
     wanted = func.unnest(array_param("wanted", values, column)).table_valued("v").render_derived()
     return stmt.join(wanted, column == wanted.c.v)
 
@@ -80,15 +84,12 @@ def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[
 
 def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
     """Database ids of the external ids that exist; unknown ones are absent from the result."""
-    if is_postgres(session):
-        stmt = where_in(select(table.c.external_id, table.c.id), table.c.external_id, external_ids)
-        return dict(session.execute(stmt).all())
+    wanted = list(dict.fromkeys(external_ids))
     found: dict[str, int] = {}
-    for batch in _batches(list(dict.fromkeys(external_ids))):
-        rows = session.execute(
-            select(table.c.external_id, table.c.id).where(table.c.external_id.in_(batch))
-        )
-        found.update(dict(rows.all()))  # .all(): a Result has keys(), dict() would misread it
+    pairs = select(table.c.external_id, table.c.id)
+    for batch in [wanted] if is_postgres(session) else _batches(wanted):
+        stmt = where_in(session, pairs, table.c.external_id, batch)
+        found.update(dict(session.execute(stmt).all()))  # .all(): a Result has keys()
     return found
 
 
