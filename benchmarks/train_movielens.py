@@ -68,6 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     data = movielens()
+    test_rmse: list[float] = []
     threads = torch.get_num_threads()
     print(
         f"machine: {platform.node()} {platform.machine()}, {threads} torch threads, "
@@ -81,13 +82,15 @@ def main() -> None:
         wall = time.perf_counter() - t0
         res, rep = fitted.result, fitted.report
         assert rep is not None
+        test_rmse.append(float(rep["model"]["rmse"] or "nan"))
         print(f"\nseed {seed}: {cfg.model_dump()}")
         print(
             f"epochs run {len(res.history)}, best {res.best_epoch}, "
             f"stopped early: {res.stopped_early}"
+            + (f"; refit on train+valid for {res.refit.epochs} epochs" if res.refit else "")
         )
         print(
-            f"training to end of early stopping: {res.seconds:.2f} s "
+            f"training (selection to early stop, then refit): {res.seconds:.2f} s "
             f"({res.samples_per_second:,.0f} samples/s); fit incl. split+eval: {wall:.2f} s"
         )
         print(
@@ -100,6 +103,7 @@ def main() -> None:
             f"{rep['most_popular'][f'ndcg@{k}']:.4f}"
         )
         print(format_report(rep))
+    print(f"\nmean test RMSE over {len(test_rmse)} split seeds: {np.mean(test_rmse):.4f}")
     if args.recipe:
         rmse, seconds = textbook_recipe(data, args.seeds[0])
         print(

@@ -211,6 +211,14 @@ def train(
     split: Annotated[str | None, typer.Option(help="hash (default), random or time")] = None,
     seed: int | None = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Train again on training + validation data for the best number of epochs "
+            "(default on; about twice the training time).",
+        ),
+    ] = None,
     promote: Annotated[
         bool, typer.Option(help="Put the model in production if it beats the baselines.")
     ] = True,
@@ -233,6 +241,7 @@ def train(
         "split": split,
         "seed": seed,
         "device": device,
+        "refit": refit,
     }
     config = TrainConfig(
         liked_threshold=s.liked_threshold, **{k: v for k, v in overrides.items() if v is not None}
@@ -278,6 +287,11 @@ def train(
         f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
         f"{res.samples_per_second:,.0f} samples/s on {res.device}"
     )
+    if res.refit is not None:
+        out.print(
+            f"refit on training + validation data ({res.refit.ratings:,} ratings) for "
+            f"{res.refit.epochs} epochs: train MSE {res.refit.train_loss:.4f}"
+        )
     if reg.fitted.report is not None:
         out.print(format_report(reg.fitted.report))
     gate = reg.fitted.gate

@@ -45,10 +45,18 @@ def _fmt(v: float | None) -> str:
 def retrain(
     epochs: Annotated[int | None, typer.Option(min=1, help="Override TrainConfig.epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Train again on training + validation data for the best number of epochs "
+            "(default on; about twice the training time).",
+        ),
+    ] = None,
 ) -> None:
     """Run the nightly job once: lock, snapshot, train, compare with production, gate,
     then promote, start a canary, wait for approval, or reject (as configured)."""
-    overrides = {"epochs": epochs, "batch_size": batch_size}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "refit": refit}
     config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     outcome = jobs_mod.retrain(_engine(), get_settings(), config)
     reasons = "; ".join(outcome.reasons)

@@ -175,6 +175,22 @@ class TrainConfig(BaseModel):
     )
     warmup_fraction: float = Field(0.25, ge=0, lt=1, description="Share of steps spent warming up.")
     factor_l2: float = Field(0.1, ge=0, description="Per-sample L2 on user and item factors.")
+    l2_count_exponent: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="The factor L2 of a rating is scaled by (the row's ratings / a row's mean "
+        "ratings) ** -exponent: 0 is the classic per-sample L2, 1 a penalty per row whatever "
+        "its ratings; in between, rows with few ratings are held closer to zero per rating.",
+    )
+    adam_beta2: float = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="Adam's second-moment decay. A row that a batch rarely touches steps about "
+        "(1 - beta1) / sqrt(1 - beta2) times the learning rate: 3.2x with the usual 0.999, "
+        "1x with 0.99, which keeps rare users and items from overshooting.",
+    )
     bias_l2: float = Field(0.0, ge=0, description="Per-sample L2 on user and item biases.")
     init_std: float = Field(0.01, gt=0, description="Standard deviation of initial factors.")
     val_fraction: float = Field(
@@ -185,6 +201,11 @@ class TrainConfig(BaseModel):
         "hash",
         description="Test holdout: 'hash' holds out the same (user, item) pairs in every "
         "snapshot, so successive models are compared on ratings none of them learned.",
+    )
+    refit: bool = Field(
+        True,
+        description="After early stopping, train again on training plus validation data for "
+        "the best number of epochs (about twice the time; the validation ratings are learned).",
     )
     patience: int = Field(
         2, ge=0, description="Epochs without validation improvement before stopping."

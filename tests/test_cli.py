@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_full_cli_flow(env: dict[str, str], tmp_path: Path) -> None:
     trained = run(env, "train", "--epochs", "4", "--factors", "8").stdout
     assert "best epoch" in trained and "rmse" in trained and "most_popular" in trained
     assert "model v" in trained
+    # The final model is trained again on training + validation data, unless told not to.
+    assert re.search(r"refit on training \+ validation data \([\d,]+ ratings\)", trained)
+    once = run(env, "train", "--epochs", "2", "--factors", "8", "--no-refit", "--no-promote")
+    assert "best epoch" in once.stdout and "refit" not in once.stdout
 
     listed = run(env, "models", "list").stdout
     assert "production" in listed or "rejected" in listed

@@ -48,8 +48,11 @@ def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
     data = _frame_data(synthetic)
     train, valid = holdout(data, 0.2, seed=0)
     # No regularisation and many factors: it overfits, so validation loss turns up.
-    cfg = TrainConfig(n_factors=128, factor_l2=0.0, lr=0.05, epochs=40, batch_size=256, patience=2)
+    cfg = TrainConfig(
+        n_factors=128, factor_l2=0.0, lr=0.05, epochs=40, batch_size=256, patience=2, refit=False
+    )
     res = Trainer(cfg, RatingScale()).fit(train, valid)
+    assert res.refit is None
     val = [h.val_loss for h in res.history]
     assert res.stopped_early and len(res.history) < 40
     assert res.best_epoch == int(np.argmin(val)) + 1
@@ -57,6 +60,35 @@ def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
         val[res.best_epoch - 1], rel=1e-5
     )
     assert all(h.train_loss > 0 for h in res.history)
+
+
+def test_refit_learns_the_validation_ratings_for_the_best_number_of_epochs(
+    synthetic: Path,
+) -> None:
+    data = _frame_data(synthetic)
+    train, valid = holdout(data, 0.2, seed=0)
+    cfg = TrainConfig(epochs=4, batch_size=256, lr=0.02)
+    selected = Trainer(cfg.model_copy(update={"refit": False}), RatingScale()).fit(train, valid)
+    refit = Trainer(cfg, RatingScale()).fit(train, valid)
+    # The learning curve and the epoch choice are the selection pass's, unchanged.
+    assert [h.val_loss for h in refit.history] == [h.val_loss for h in selected.history]
+    assert refit.refit is not None and refit.best_epoch == selected.best_epoch
+    assert refit.refit.epochs == selected.best_epoch and refit.refit.ratings == len(data)
+    # The refit network has seen the validation ratings: it fits them better.
+    on_valid = _tensors(valid, torch.device("cpu"))
+    assert mean_squared_error(refit.network, on_valid) < 0.9 * mean_squared_error(
+        selected.network, on_valid
+    )
+
+
+def test_concat_needs_the_same_vocabularies(synthetic: Path) -> None:
+    data = _frame_data(synthetic)
+    first, second = holdout(data, 0.5, seed=1)
+    both = first.concat(second)
+    assert len(both) == len(data) and both.user_vocab is data.user_vocab
+    other = _frame_data(synthetic)
+    with pytest.raises(ValueError, match="same vocabularies"):
+        first.concat(other)
 
 
 def test_nan_loss_raises_a_clear_error(synthetic: Path) -> None:

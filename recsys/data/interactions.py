@@ -84,6 +84,24 @@ class Interactions:
             ts,
         )
 
+    def concat(self, other: Interactions) -> Interactions:
+        """These ratings followed by `other`'s, which must share the vocabularies."""
+        if other.user_vocab is not self.user_vocab or other.item_vocab is not self.item_vocab:
+            raise ValueError("only interactions over the same vocabularies can be concatenated")
+        if (self.timestamps is None) != (other.timestamps is None):
+            raise ValueError("both or neither of the interactions must have timestamps")
+        ts = None
+        if self.timestamps is not None and other.timestamps is not None:
+            ts = np.concatenate([self.timestamps, other.timestamps])
+        return Interactions(
+            np.concatenate([self.users, other.users]),
+            np.concatenate([self.items, other.items]),
+            np.concatenate([self.ratings, other.ratings]),
+            self.user_vocab,
+            self.item_vocab,
+            ts,
+        )
+
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.items, minlength=self.n_items)
 

@@ -44,6 +44,12 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return [float(v) for v in t.cpu()]
 
+    def sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
+        """Element-wise sums of a tensor over all ranks (a copy on this rank's device)."""
+        t = values.to(self.device, copy=True)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
     def max(self, value: int) -> int:
         t = torch.tensor([value], dtype=torch.int64, device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)

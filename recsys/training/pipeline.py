@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,7 @@ def assess(
         "rating_scale": scale.model_dump(),
         "best_epoch": result.best_epoch,
         "history": result.history_dicts(),
+        "refit": asdict(result.refit) if result.refit else None,
         "data": {
             "ratings": len(data),
             "users": data.n_users,

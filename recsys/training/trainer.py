@@ -1,4 +1,4 @@
-"""The training loop: mini-batch Adam on tensors, one-cycle schedule, early stopping.
+"""The training loop: mini-batch Adam on tensors, one-cycle schedule, early stopping, refit.
 
 All data lives on the device as index tensors; a batch is a slice of a shuffled permutation,
 so no per-sample Python runs in the loop.
@@ -10,8 +10,9 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -32,8 +33,21 @@ class EpochStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Refit:
+    """The second pass: the selected number of epochs on training and validation data."""
+
+    epochs: int
+    ratings: int
+    train_loss: float
+    seconds: float
+
+
 @dataclass
 class TrainResult:
+    """`history` is the learning curve of the selection pass, which early stopping watched;
+    with `refit`, `network` comes from the second pass, the curve from the first."""
+
     network: DotProductBias
     history: list[EpochStats]
     best_epoch: int
@@ -41,7 +55,7 @@ class TrainResult:
     seconds: float
     samples_per_second: float
     device: str
-    extra: dict[str, float] = field(default_factory=dict)
+    refit: Refit | None = None
 
     def history_dicts(self) -> list[dict[str, float]]:
         return [asdict(h) for h in self.history]
@@ -94,17 +108,44 @@ def mean_squared_error(net: DotProductBias, data: tuple[torch.Tensor, ...]) -> f
     return squared_error_sum(net, data) / n if n else float("nan")
 
 
+def count_weights(
+    rows: np.ndarray, n_rows: int, exponent: float, world: World | None
+) -> torch.Tensor:
+    """Per-rating weight of each row's L2: (its ratings / the mean of rated rows) ** -exponent.
+
+    Counted over all ranks, so every rank regularises alike."""
+    counts = torch.from_numpy(np.bincount(rows, minlength=n_rows)).double()
+    if world is not None:
+        counts = world.sum_tensor(counts).cpu()
+    rated = counts[counts > 0]
+    mean = float(rated.mean()) if len(rated) else 1.0
+    return (counts.clamp(min=1.0) / mean).pow(-exponent).float()
+
+
 class Objective(nn.Module):
     """The training loss of a batch: mean squared error plus a per-sample L2 on the embedding
-    rows the batch used (batch-size independent, see TrainConfig). A module of its own so that
+    rows the batch used (batch-size independent, see TrainConfig), weighted per row by its
+    number of ratings when `row_weights` are given. A module of its own so that
     DistributedDataParallel can wrap it: DDP averages gradients only for what runs through
     the forward of the module it wraps."""
 
-    def __init__(self, net: DotProductBias, factor_l2: float, bias_l2: float) -> None:
+    user_weight: torch.Tensor | None
+    item_weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        net: DotProductBias,
+        factor_l2: float,
+        bias_l2: float,
+        row_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.factor_l2 = factor_l2
         self.bias_l2 = bias_l2
+        user_weight, item_weight = row_weights or (None, None)
+        self.register_buffer("user_weight", user_weight)
+        self.register_buffer("item_weight", item_weight)
 
     def forward(
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
@@ -114,7 +155,11 @@ class Objective(nn.Module):
         b_u, b_i = net.user_bias[users], net.item_bias[items]
         pred = net.squash((p_u * q_i).sum(-1) + b_u + b_i + net.global_bias)
         mse = ((pred - ratings) ** 2).mean()
-        loss = mse + self.factor_l2 * ((p_u**2).sum(-1) + (q_i**2).sum(-1)).mean()
+        user_l2, item_l2 = (p_u**2).sum(-1), (q_i**2).sum(-1)
+        if self.user_weight is not None and self.item_weight is not None:
+            user_l2 = user_l2 * self.user_weight[users]
+            item_l2 = item_l2 * self.item_weight[items]
+        loss = mse + self.factor_l2 * (user_l2 + item_l2).mean()
         if self.bias_l2:
             loss = loss + self.bias_l2 * (b_u**2 + b_i**2).mean()
         return loss, mse
@@ -157,7 +202,9 @@ class Trainer:
         network: DotProductBias | None = None,
         world: World | None = None,
     ) -> TrainResult:
-        """Train on `train`, stop early on the mean squared error of `valid`.
+        """Train on `train`, stop early on the mean squared error of `valid`; with
+        `config.refit`, train again from the start on `train` and `valid` together for the
+        best number of epochs, so the model learns from the ratings that chose when to stop.
 
         `network` may be given to start from existing weights (warm start); it must match the
         vocabularies of `train`. With a `world` (torchrun), `train` and `valid` are this
@@ -165,6 +212,43 @@ class Trainer:
         DistributedDataParallel, so the model matches a single process's with the same
         global batch size.
         """
+        n_valid = world.sum(len(valid))[0] if world else len(valid)
+        refit = self.config.refit and n_valid > 0
+        start = copy.deepcopy(network) if refit and network is not None else network
+        selected = self._train(train, valid, network, world, self.config.epochs, self.on_epoch)
+        if not refit:
+            return selected
+        both = train.concat(valid)
+        nothing = both.subset(np.arange(0))
+        final = self._train(both, nothing, start, world, selected.best_epoch, None)
+        seconds = selected.seconds + final.seconds
+        samples = sum(r.samples_per_second * r.seconds for r in (selected, final))
+        return TrainResult(
+            final.network,
+            selected.history,
+            selected.best_epoch,
+            selected.stopped_early,
+            seconds,
+            samples / seconds if seconds else 0.0,
+            final.device,
+            Refit(
+                selected.best_epoch,
+                int(world.sum(len(both))[0]) if world else len(both),
+                final.history[-1].train_loss,
+                final.seconds,
+            ),
+        )
+
+    def _train(
+        self,
+        train: Interactions,
+        valid: Interactions,
+        network: DotProductBias | None,
+        world: World | None,
+        epochs: int,
+        on_epoch: Callable[[EpochStats], None] | None,
+    ) -> TrainResult:
+        """One pass of at most `epochs` epochs of the `config.epochs`-long schedule."""
         cfg = self.config
         n = len(train)
         local_sum = float(train.ratings.sum(dtype="float64"))
@@ -177,10 +261,18 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed)
         mean = rating_sum / n_global
         net = (network or self.build(train, gen, mean)).to(device)
-        objective: nn.Module = Objective(net, cfg.factor_l2, cfg.bias_l2)
+        weights = None
+        if cfg.l2_count_exponent:
+            weights = (
+                count_weights(train.users, train.n_users, cfg.l2_count_exponent, world).to(device),
+                count_weights(train.items, train.n_items, cfg.l2_count_exponent, world).to(device),
+            )
+        objective: nn.Module = Objective(net, cfg.factor_l2, cfg.bias_l2, weights)
         batch = cfg.batch_size
         if world is not None:
-            objective = DistributedDataParallel(objective)
+            # The row weights are counted over all ranks and so already equal everywhere:
+            # broadcasting them before every step would only cost time.
+            objective = DistributedDataParallel(objective, broadcast_buffers=False)
             batch = max(1, cfg.batch_size // world.size)
         tr, va = _tensors(train, device), _tensors(valid, device)
         # Every rank must take the same number of steps (each is an all-reduce): the longest
@@ -190,7 +282,12 @@ class Trainer:
         if world is not None and n == 0:
             raise EmptyDataError(f"rank {world.rank} has no ratings: fewer ratings than ranks")
         total_steps = steps_per_epoch * cfg.epochs
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+        opt = torch.optim.Adam(
+            net.parameters(),
+            lr=cfg.lr,
+            betas=(0.9, cfg.adam_beta2),
+            fused=device.type in ("cpu", "cuda"),
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, one_cycle(cfg.warmup_fraction, total_steps)
         )
@@ -201,7 +298,7 @@ class Trainer:
         step = 0
         stopped_early = False
         n_valid = world.sum(len(valid))[0] if world else len(valid)
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             objective.train()
             order = torch.randperm(n, generator=gen)
@@ -219,7 +316,7 @@ class Trainer:
                 schedule.step()
                 step += 1
                 if self.on_step is not None:
-                    self.on_step(step, total_steps)
+                    self.on_step(step, steps_per_epoch * epochs)
             objective.eval()
             local = (float(loss_sum), float(len(order)), squared_error_sum(net, va))
             seen, count, val_sse = world.sum(*local) if world else local
@@ -238,8 +335,8 @@ class Trainer:
                 time.perf_counter() - t0,
             )
             history.append(stats)
-            if self.on_epoch is not None:
-                self.on_epoch(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
             if n_valid == 0 or val_loss < best_loss - cfg.min_delta:
                 best_loss, best_epoch = (val_loss if n_valid else train_loss), epoch
                 best_state = copy.deepcopy(net.state_dict())
