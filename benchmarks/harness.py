@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -180,14 +181,28 @@ def open_loop(
     return asyncio.run(_open_loop(base, rate, seconds, make))
 
 
-def wrk(url: str, seconds: int = 10, connections: int = 16) -> float:
-    """Requests per second at saturation, measured by wrk (Debian package `wrk`)."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def wrk(
+    url: str, seconds: int = 10, connections: int = 16, paths: list[str] | None = None
+) -> float:
+    """Requests per second at saturation, measured by wrk (Debian package `wrk`); with
+    `paths`, the requests ask for them in turn (a Lua script) instead of `url` alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script: list[str] = []
+        if paths:
+            lua = Path(tmp) / "paths.lua"
+            quoted = ", ".join(f'"{p}"' for p in paths)
+            lua.write_text(
+                f"local paths = {{{quoted}}}\nlocal n = 0\n"
+                "request = function()\n  n = n % #paths + 1\n"
+                '  return wrk.format("GET", paths[n])\nend\n'
+            )
+            script = ["-s", str(lua)]
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *script, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])

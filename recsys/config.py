@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     recommend_min_support: int = Field(
         10, ge=1, description="Default least training ratings of a recommended item."
     )
+    recommend_cache_users: int = Field(
+        10_000,
+        ge=0,
+        description="Users whose ranked candidates the service keeps (about 1 KB each; 0: off).",
+    )
     cold_start_min_support: int = Field(20, ge=1)
     fold_in_min_support: int = Field(10, ge=1)
     exact_search_limit: int = Field(

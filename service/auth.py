@@ -10,11 +10,10 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, HTTPException
+from fastapi import Cookie, Depends, Header, HTTPException, Request
 
 from recsys import keys
-from service.deps import StateDep
-from service.state import AppState
+from service.state import AppState, app_state
 
 SESSION_COOKIE = "recsys_operator"
 
@@ -57,12 +56,14 @@ def operator_ok(state: AppState, authorization: str | None, cookie: str | None) 
 OPERATOR_ROLE = keys.OPERATOR
 
 
+# The dependencies take the request, not StateDep: FastAPI solves each sub-dependency on every
+# request, and on the read paths that cost as much as the answer (see service.deps).
 async def require_operator(
-    state: StateDep,
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
     recsys_operator: Annotated[str | None, Cookie()] = None,
 ) -> None:
-    ok = operator_ok(state, authorization, recsys_operator)
+    ok = operator_ok(app_state(request), authorization, recsys_operator)
     if ok is None:
         raise HTTPException(
             401,
@@ -90,17 +91,22 @@ def _client(state: AppState, api_key: str | None, what: str) -> None:
         raise HTTPException(403, "the X-API-Key is not a valid client key")
 
 
-async def require_writer(
-    state: StateDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
-    _client(state, x_api_key, "writes")
-
-
-async def require_reader(
-    state: StateDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
+def check_reader(state: AppState, api_key: str | None) -> None:
     if state.settings.reads_require_key:
-        _client(state, x_api_key, "reads")
+        _client(state, api_key, "reads")
+
+
+ApiKeyHeader = Annotated[str | None, Header()]
+API_KEY_HEADER = ("x-api-key", "A client key (RECSYS_CLIENT_API_KEYS or `recsys keys create`).")
+"""The header as `service.query.openapi_parameters` documents it."""
+
+
+async def require_writer(request: Request, x_api_key: ApiKeyHeader = None) -> None:
+    _client(app_state(request), x_api_key, "writes")
+
+
+async def require_reader(request: Request, x_api_key: ApiKeyHeader = None) -> None:
+    check_reader(app_state(request), x_api_key)
 
 
 OperatorDep = Depends(require_operator)

@@ -122,6 +122,7 @@ class ModelHolder:
         try:
             rec = artifact.load(path, checksum)
             rec.build_neighbor_index(exact_limit=self.settings.exact_search_limit)
+            rec.cache_rankings(self.settings.recommend_cache_users)
         except (ArtifactError, OSError) as exc:
             self._refused[(version, checksum)] = time.monotonic()
             self.last_error = f"refused model {version}: {exc}"

@@ -54,6 +54,19 @@ class ErrorPublic(BaseModel):
     )
 
 
+class RecommendationsQuery(BaseModel):
+    """Options of GET /v1/users/{user_id}/recommendations (read by service.query)."""
+
+    k: int = Field(10, ge=1, description="How many items (at most RECSYS_MAX_K).")
+    exclude: list[Annotated[str, Field(pattern=NO_NUL)]] = Field(
+        [], max_length=1000, description="Item ids never to return."
+    )
+    include_rated: bool = Field(False, description="Allow items the user rated.")
+    min_support: int | None = Field(
+        None, ge=1, description="Least training ratings of an item (RECSYS_RECOMMEND_MIN_SUPPORT)."
+    )
+
+
 class RecommendedItem(BaseModel):
     rank: int
     item_id: str

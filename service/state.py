@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
+from starlette.requests import HTTPConnection
 
 from recsys.config import Settings
 from service.feedback_writer import FeedbackCommitter
@@ -26,3 +27,9 @@ class AppState:
     monitoring_cache: dict[tuple[float, str], tuple[float, dict[str, Any]]] = field(
         default_factory=dict
     )
+
+
+def app_state(connection: HTTPConnection) -> AppState:
+    """The state of the app that `connection` (a request) reached; `create_app` sets it."""
+    state: AppState = connection.app.state.recsys
+    return state

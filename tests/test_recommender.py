@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import ArtifactError
 from recsys.model import artifact
+from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
 from tests.conftest import CHECKERBOARD_CONFIG, checkerboard
@@ -103,3 +106,37 @@ def test_data_without_database_round_trip() -> None:
         np.array(["a", "b"]), np.array(["x", "y"]), np.array([1.0, 5.0])
     )
     assert data.user_vocab.ids == ["a", "b"]
+
+
+def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
+    # 400 items, more than the candidates a ranking keeps, so that deep pages and long
+    # exclusion lists must score the catalog again rather than trust a short cached list.
+    rng = np.random.default_rng(1)
+    n_users, n_items = 30, 400
+    users = rng.integers(0, n_users, 6000)
+    items = rng.integers(0, n_items, 6000)
+    data = Interactions.from_arrays(users, items, rng.uniform(1, 5, 6000))
+    net = DotProductBias(
+        data.n_users, data.n_items, 8, (0.0, 5.5), init_std=1.0, generator=torch.manual_seed(2)
+    )
+    fresh = Recommender.from_network(net, data)
+    cached = Recommender.from_network(net, data)
+    cached.cache_rankings(10)
+    assert n_items > fresh.RANKING_DEPTH
+    some_items = data.item_vocab.ids_of(list(range(0, n_items, 7)))
+    asks: list[dict[str, Any]] = [
+        {"k": 10},
+        {"k": 10, "exclude": some_items[:5]},
+        {"k": 10, "include_seen": True},
+        {"k": 10, "min_support": 20},
+        {"k": 95, "exclude": some_items},  # 95 + 58 excluded: deeper than the cached list
+        {"k": 300},
+        {"k": 3, "exclude": ["not-an-item"]},
+    ]
+    for user in data.user_vocab.ids_of([0, 1, 2, 0, 1]):
+        for ask in asks:
+            assert cached.recommend(user, **ask) == fresh.recommend(user, **ask), (user, ask)
+    assert len(cached._rankings) == 9  # 3 users x 3 (min_support, include_seen)
+    for user in data.user_vocab.ids_of(list(range(3, 12))):
+        cached.recommend(user)
+    assert len(cached._rankings) == 10  # the least recently served beyond the bound forgotten

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from recsys.data.interactions import Interactions, is_sorted
 from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.model.lru import LruCache
 from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.network import DotProductBias
 
@@ -33,8 +34,16 @@ class Scored:
     """Predicted rating for model strategies; a popularity or similarity score otherwise."""
 
 
+_Ranking = tuple[np.ndarray, np.ndarray, bool]
+"""Item rows and logits, best first, and whether they are every item the user may get."""
+
+
 @dataclass
 class Recommender:
+    RANKING_DEPTH: ClassVar[int] = 100
+    """Candidates ranked (and cached) for a user at least: k up to 100 with exclusions, and
+    the next pages, come from one scoring of the catalog."""
+
     user_factors: torch.Tensor
     item_factors: torch.Tensor
     user_bias: torch.Tensor
@@ -78,6 +87,13 @@ class Recommender:
         self._user_factors_np = self.user_factors.numpy()
         self._user_bias_np = self.user_bias.numpy()
         self._masks: dict[int, np.ndarray] = {}
+        self._rankings: LruCache[tuple[int, int, bool], _Ranking] = LruCache(0)
+
+    def cache_rankings(self, users: int) -> None:
+        """Keep the ranked candidates of up to `users` users (the least recently served are
+        forgotten first): a user who comes back is answered without scoring the catalog, about
+        1 KB a user. Off (0) unless asked for; the service turns it on."""
+        self._rankings = LruCache(users)
 
     def build_neighbor_index(self, *, exact_limit: int = 100_000) -> NeighborIndex:
         """Build (or rebuild) the nearest-item index; a service does it once when it loads a
@@ -217,23 +233,31 @@ class Recommender:
             self._masks[min_support] = mask
         return mask
 
-    def _top_k(self, logits: np.ndarray, k: int, *, squash: bool = True) -> list[Scored]:
-        """The best `k` items whose logits are finite (banned items hold -inf), scored by
-        predicted rating (or by `logits` as they are when `squash` is False)."""
+    @staticmethod
+    def _best(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and logits of the best `k` items whose logits are finite (banned items hold
+        -inf), best first; fewer when fewer are allowed."""
         k = min(k, len(logits))
         if k <= 0:
-            return []
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=logits.dtype)
         # A partial partition, then a sort of the k winners only.
         rows = np.argpartition(-logits, k - 1)[:k] if k < len(logits) else np.arange(k)
         rows = rows[np.argsort(-logits[rows], kind="stable")]
         values = logits[rows]
         keep = np.isfinite(values)  # fewer than k allowed items: drop the banned tail
-        rows, values = rows[keep], values[keep].astype(np.float64)
+        return rows[keep], values[keep]
+
+    def _scored(self, rows: np.ndarray, values: np.ndarray, *, squash: bool = True) -> list[Scored]:
+        """Items of `rows` scored by predicted rating (or by `values` as they are)."""
+        scores = values.astype(np.float64)
         if squash:
             lo, hi = self.y_range
-            values = lo + (hi - lo) / (1.0 + np.exp(-values))
+            scores = lo + (hi - lo) / (1.0 + np.exp(-scores))
         ids = self.item_vocab.ids_of(rows.tolist())
-        return [Scored(i, v) for i, v in zip(ids, values.tolist(), strict=True)]
+        return [Scored(i, v) for i, v in zip(ids, scores.tolist(), strict=True)]
+
+    def _top_k(self, logits: np.ndarray, k: int, *, squash: bool = True) -> list[Scored]:
+        return self._scored(*self._best(logits, k), squash=squash)
 
     def _ban(
         self, logits: np.ndarray, user_row: int | None, include_seen: bool, exclude: Sequence[str]
@@ -259,11 +283,36 @@ class Recommender:
         rates a film seen by two fans highly, yet few users would want it first."""
         if not self.is_known_user(user_id):
             return []
-        row = self.user_vocab.index(user_id)
+        banned = self.item_vocab.indices(exclude) if exclude else np.empty(0, dtype=np.int64)
+        banned = banned[banned != UNKNOWN]
+        # The best k + |banned| without the exclusions hold the best k with them.
+        rows, values = self._ranking(
+            self.user_vocab.index(user_id), min_support, include_seen, k + len(banned)
+        )
+        if len(banned):
+            keep = ~np.isin(rows, banned)
+            rows, values = rows[keep], values[keep]
+        return self._scored(rows[:k], values[:k])
+
+    def _ranking(
+        self, row: int, min_support: int, include_seen: bool, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best `depth` items a user may get (rows and logits, best first), from the
+        cache when this user was ranked lately. The model never changes, so neither does a
+        ranking: entries need no invalidation, only a bound on their number."""
+        key = (row, min_support, include_seen)
+        cached = self._rankings.get(key)
+        if cached is not None:
+            rows, values, complete = cached
+            if complete or len(rows) >= depth:
+                return rows[:depth], values[:depth]
         logits = self.score_items(self._user_factors_np[row], float(self._user_bias_np[row]))
         logits += self._support_mask(min_support)
-        self._ban(logits, row, include_seen, exclude)
-        return self._top_k(logits, k)
+        self._ban(logits, row, include_seen, ())
+        wanted = max(depth, self.RANKING_DEPTH)
+        rows, values = self._best(logits, wanted)
+        self._rankings.put(key, (rows, values, len(rows) < wanted))
+        return rows[:depth], values[:depth]
 
     def cold_start(
         self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()

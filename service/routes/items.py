@@ -10,7 +10,7 @@ from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.auth import ReaderDep, WriterDep
-from service.deps import ModelDep, StateDep, check_batch, check_k
+from service.deps import ReadingDep, StateDep, check_batch, check_k
 from service.errors import CLIENT_RESPONSES
 from service.schemas import (
     NO_NUL,
@@ -23,9 +23,8 @@ from service.schemas import (
 )
 from service.state import AppState
 
-router = APIRouter(
-    prefix="/v1/items", tags=["items"], responses=CLIENT_RESPONSES, dependencies=[ReaderDep]
-)
+# Each route names its check: ReaderDep, WriterDep, or ReadingDep (which does the reader's).
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=CLIENT_RESPONSES)
 
 ItemPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
@@ -67,7 +66,7 @@ def _row(item_id: str, fields: ItemFields) -> dict[str, object]:
     return row
 
 
-@router.get("/{item_id}")
+@router.get("/{item_id}", dependencies=[ReaderDep])
 async def get_item(item_id: ItemPath, state: StateDep) -> ItemPublic:
     """An item with what the serving model learned about it."""
     return _public(state, item_id)
@@ -95,14 +94,14 @@ def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
 @router.get("/{item_id}/similar")
 async def similar_items(
     item_id: ItemPath,
-    state: StateDep,
-    model: ModelDep,
+    reading: ReadingDep,
     k: Annotated[int, Query(ge=1)] = 10,
     min_support: Annotated[
         int, Query(ge=1, description="Only items with at least this many training ratings.")
     ] = 1,
 ) -> SimilarItemsPublic:
     """Nearest items by cosine similarity of the learned item factors, the item excluded."""
+    state, model = reading.state, reading.model
     check_k(k, state.settings)
     rec = model.recommender
     if not rec.is_known_item(item_id):

@@ -7,16 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
-from service.auth import ReaderDep
-from service.deps import ModelDep, StateDep, check_batch
+from service.deps import ReadingDep, check_batch
 from service.errors import CLIENT_RESPONSES
 from service.model_holder import LoadedModel
 from service.schemas import NO_NUL, Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
 from service.state import AppState
 
-router = APIRouter(
-    prefix="/v1", tags=["predictions"], responses=CLIENT_RESPONSES, dependencies=[ReaderDep]
-)
+# Every route takes ReadingDep, which checks the reader's key.
+router = APIRouter(prefix="/v1", tags=["predictions"], responses=CLIENT_RESPONSES)
 
 IdQuery = Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
 
@@ -53,19 +51,16 @@ def _predict(
 
 
 @router.get("/predictions")
-async def predict_one(
-    user_id: IdQuery, item_id: IdQuery, model: ModelDep, state: StateDep
-) -> PredictionPublic:
+async def predict_one(user_id: IdQuery, item_id: IdQuery, reading: ReadingDep) -> PredictionPublic:
     """The rating the model expects `user_id` to give `item_id`. Unknown ids fall back to the
     biases that are known, then to the global mean; `basis` says which."""
-    return _predict(state, model, [(user_id, item_id)])[0]
+    return _predict(reading.state, reading.model, [(user_id, item_id)])[0]
 
 
 @router.post("/predictions")
-async def predict_many(
-    body: PredictionsCreate, model: ModelDep, state: StateDep
-) -> PredictionsPublic:
+async def predict_many(body: PredictionsCreate, reading: ReadingDep) -> PredictionsPublic:
     """Predicted ratings for a batch of pairs, in the order given."""
+    state, model = reading.state, reading.model
     check_batch(len(body.pairs), state.settings, "pairs")
     return PredictionsPublic(
         model_version=model.version,

@@ -4,6 +4,7 @@ with, and bodies too large to read."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -87,11 +88,23 @@ def test_without_any_key_configured_writes_are_refused(served: Served) -> None:
 
 def test_reads_can_require_a_key(served: Served) -> None:
     settings = served.settings(reads_require_key=True, client_api_keys=CLIENT_KEY)
-    with TestClient(create_app(settings)) as c:
+    app = create_app(settings)
+    with TestClient(app) as c:
         assert c.get("/v1/users/user0/recommendations").status_code == 401
         r = c.get("/v1/users/user0/recommendations", headers={"X-API-Key": CLIENT_KEY})
         assert r.status_code == 200
         assert c.get("/healthz").status_code == 200  # probes stay open
+        # Each route names its own check (no router-wide one): none of /v1 may forget it.
+        routes = [
+            (method, path)
+            for path, operations in app.openapi()["paths"].items()
+            if path.startswith("/v1")
+            for method in operations
+        ]
+        assert len(routes) > 15
+        for method, path in routes:
+            answer = c.request(method, re.sub(r"{[^}]+}", "film0", path), json={})
+            assert answer.status_code == 401, (method, path, answer.text)
 
 
 def test_bodies_over_the_limit_are_413(locked: TestClient) -> None:

@@ -12,6 +12,8 @@ BAD_REQUESTS: list[tuple[str, str, object, str]] = [
     ("GET", "/v1/users/user0/recommendations?k=1001", None, "above the limit of 1000"),
     ("GET", "/v1/users/user0/recommendations?k=abc", None, "valid integer"),
     ("GET", "/v1/users/user0/recommendations?min_support=-1", None, "query.min_support"),
+    ("GET", "/v1/users/user0/recommendations?include_rated=maybe", None, "valid boolean"),
+    ("GET", "/v1/users/user0/recommendations?exclude=a&exclude=b%00", None, "query.exclude.1"),
     ("GET", "/v1/users/" + "x" * 300 + "/recommendations", None, "at most 255"),
     ("GET", "/v1/predictions?user_id=user0", None, "query.item_id: Field required"),
     ("GET", "/v1/predictions?user_id=&item_id=film0", None, "at least 1 character"),

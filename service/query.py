@@ -1,0 +1,67 @@
+"""A query string read into one pydantic model, for the hottest route.
+
+FastAPI solves each declared parameter and dependency on every request with Python-level
+introspection: on GET /v1/users/{id}/recommendations its four query parameters and the reader
+dependency cost more than the recommendation itself (about 100 of 400 us a request, FastAPI
+0.165). Here the query is validated by one `model_validate`, errors are raised as FastAPI's own
+`RequestValidationError` (so clients get the same 422), and `openapi_parameters` documents the
+model's fields as the parameters that FastAPI would have listed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, TypeVar, get_origin
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@cache
+def _fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """(name, repeated) per field: a list field takes every value of a repeated key."""
+    return tuple(
+        (name, get_origin(field.annotation) is list) for name, field in model.model_fields.items()
+    )
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    """The request's query string as `model`; unknown keys are ignored, as FastAPI does."""
+    params = request.query_params
+    values: dict[str, Any] = {}
+    for name, repeated in _fields(model):
+        if name in params:
+            values[name] = params.getlist(name) if repeated else params[name]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
+
+
+def openapi_parameters(model: type[BaseModel], *headers: tuple[str, str]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its query with `parse_query`: the fields of
+    `model` as optional query parameters, and `headers` as (name, description) pairs."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    parameters: list[dict[str, Any]] = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        parameter = {"name": name, "in": "query", "required": False, "schema": prop}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    for name, description in headers:
+        parameters.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": description,
+            }
+        )
+    return {"parameters": parameters}
