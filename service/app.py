@@ -5,6 +5,7 @@ Run it with `recsys serve`, or `uvicorn --factory service.app:create_app`.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         writer.start()
         committer.start()
         app.state.recsys = AppState(settings, engine, metrics, models, writer, committer)
+        # What start-up made (modules, the model, the catalog) lives as long as the process:
+        # frozen, the collector stops walking it. The first full collection under load had
+        # stalled every request for ~200 ms.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
