@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     recommend_cache_users: int = Field(
         10_000,
         ge=0,
-        description="Users whose ranked candidates the service keeps (about 1 KB each; 0: off).",
+        description="Users whose ranked candidates the service keeps (about 1.3 KB each; 0: off).",
     )
     cold_start_min_support: int = Field(20, ge=1)
     fold_in_min_support: int = Field(10, ge=1)

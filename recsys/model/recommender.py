@@ -92,7 +92,7 @@ class Recommender:
     def cache_rankings(self, users: int) -> None:
         """Keep the ranked candidates of up to `users` users (the least recently served are
         forgotten first): a user who comes back is answered without scoring the catalog, about
-        1 KB a user. Off (0) unless asked for; the service turns it on."""
+        1.3 KB a user. Off (0) unless asked for; the service turns it on."""
         self._rankings = LruCache(users)
 
     def build_neighbor_index(self, *, exact_limit: int = 100_000) -> NeighborIndex:
@@ -311,6 +311,7 @@ class Recommender:
         self._ban(logits, row, include_seen, ())
         wanted = max(depth, self.RANKING_DEPTH)
         rows, values = self._best(logits, wanted)
+        rows = rows.astype(np.int32)  # cached: 1.2 KB of arrays for 100 candidates, not 1.6
         self._rankings.put(key, (rows, values, len(rows) < wanted))
         return rows[:depth], values[:depth]
 
