@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,10 +19,13 @@ from recsys.model.recommender import Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from service.model_holder import LoadedModel
-from service.schemas import RecommendationsPublic, RecommendedItem, Strategy
+from service.schemas import Strategy
 from service.state import AppState
 
 log = logging.getLogger("recsys.service")
+
+Payload = dict[str, Any]
+"""A response body as plain data, for `service.deps.json_response`."""
 
 
 def _publish(
@@ -30,8 +34,12 @@ def _publish(
     user_id: str | None,
     strategy: Strategy,
     scored: list[Scored],
-) -> RecommendationsPublic:
+) -> Payload:
+    """Log the list as an impression and build the body of `RecommendationsPublic`. Plain
+    dicts serialised by pydantic-core: eleven validated models per list cost more than the
+    recommendation (tests hold the body to the schema)."""
     rec_id = uuid.uuid4().hex
+    scores = [s.score for s in scored]
     state.impressions.log(
         {
             "recommendation_id": rec_id,
@@ -39,32 +47,32 @@ def _publish(
             "model_version": model.version,
             "strategy": strategy,
             "items": [s.item_id for s in scored],
-            "scores": [round(s.score, 5) for s in scored],
+            "scores": scores,
             "served_at": datetime.now(UTC),
         }
     )
     state.metrics.served.labels(strategy).inc()
     catalog = state.models.catalog
     items = []
-    for rank, s in enumerate(scored, 1):
-        title, genres = catalog.get(s.item_id)
+    for rank, (item_id, score) in enumerate(scored, 1):
+        title, genres = catalog.get(item_id)
         items.append(
-            RecommendedItem(
-                rank=rank,
-                item_id=s.item_id,
-                title=title,
-                genres=genres,
-                score=s.score,
-                predicted_rating=s.score,
-            )
+            {
+                "rank": rank,
+                "item_id": item_id,
+                "title": title,
+                "genres": genres,
+                "score": score,
+                "predicted_rating": score,
+            }
         )
-    return RecommendationsPublic(
-        recommendation_id=rec_id,
-        user_id=user_id,
-        model_version=model.version,
-        strategy=strategy,
-        items=items,
-    )
+    return {
+        "recommendation_id": rec_id,
+        "user_id": user_id,
+        "model_version": model.version,
+        "strategy": strategy,
+        "items": items,
+    }
 
 
 def for_known_user(
@@ -76,7 +84,7 @@ def for_known_user(
     exclude: Sequence[str],
     include_rated: bool,
     min_support: int,
-) -> RecommendationsPublic:
+) -> Payload:
     scored = model.recommender.recommend(
         user_id, k, include_seen=include_rated, exclude=exclude, min_support=min_support
     )
@@ -102,7 +110,7 @@ def for_ratings(
     ratings: list[float],
     k: int,
     exclude: Sequence[str],
-) -> RecommendationsPublic:
+) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
     rec = model.recommender

@@ -121,8 +121,10 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
 
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows have recommendation_id, user_external_id, model_version, strategy, items, scores,
-    served_at. A list logged twice (a writer retrying a batch) is stored once."""
+    served_at. A list logged twice (a writer retrying a batch) is stored once. Scores are kept
+    to 5 decimals: the table grows by a row per list served, and the digits beyond say nothing."""
     if rows:
+        rows = [{**row, "scores": [round(v, 5) for v in row["scores"]]} for row in rows]
         stmt = dialect_insert(session, impressions).on_conflict_do_nothing(
             index_elements=["recommendation_id"]
         )

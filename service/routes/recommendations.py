@@ -10,7 +10,14 @@ from starlette.concurrency import run_in_threadpool
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
 from service.auth import API_KEY_HEADER
-from service.deps import ReadingDep, as_json, check_batch, check_k, check_rating, read_access
+from service.deps import (
+    ReadingDep,
+    check_batch,
+    check_k,
+    check_rating,
+    json_response,
+    read_access,
+)
 from service.errors import CLIENT_RESPONSES
 from service.query import openapi_parameters, parse_query
 from service.schemas import (
@@ -56,7 +63,7 @@ async def user_recommendations(user_id: UserPath, request: Request) -> Response:
         answer = serving.for_ratings(
             state, model, user_id, items, ratings, options.k, options.exclude
         )
-    return as_json(answer)
+    return json_response(answer)
 
 
 @router.post("/recommendations", response_model=RecommendationsPublic)
@@ -70,7 +77,7 @@ async def visitor_recommendations(
     check_batch(len(body.ratings), state.settings, "ratings")
     for n, r in enumerate(body.ratings):
         check_rating(r.rating, state.settings, f"ratings.{n}")
-    return as_json(
+    return json_response(
         serving.for_ratings(
             state,
             state.models.for_user(body.user_id, reading.model),

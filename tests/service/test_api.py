@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from recsys.store.tables import feedback, impressions, ratings, users
+from service.schemas import RecommendationsPublic
 from tests.service.conftest import GENRES, N_ITEMS, Served, genre_of
 
 
@@ -60,6 +61,23 @@ def test_unknown_user_gets_cold_start(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["strategy"] == "cold_start" and len(body["items"]) == 4
+
+
+def test_every_strategy_answers_exactly_the_documented_body(client: TestClient) -> None:
+    """The lists are built as plain data for speed: each must be what RecommendationsPublic
+    says, no field missing, added or of another type."""
+    answers = [
+        client.get("/v1/users/user0/recommendations", params={"k": 3}),
+        client.get(f"/v1/users/{uuid.uuid4()}/recommendations", params={"k": 3}),
+        client.post(
+            "/v1/recommendations", json={"ratings": [{"item_id": "film1", "rating": 5}], "k": 3}
+        ),
+    ]
+    assert [a.json()["strategy"] for a in answers] == ["model", "cold_start", "fold_in"]
+    for answer in answers:
+        assert answer.headers["content-type"] == "application/json"
+        parsed = RecommendationsPublic.model_validate_json(answer.content, strict=True)
+        assert parsed.model_dump(mode="json") == answer.json()
 
 
 def test_visitor_fold_in_gets_the_genre_they_rated(client: TestClient) -> None:
@@ -182,10 +200,10 @@ def test_items_put_and_post(client: TestClient) -> None:
 
 
 def test_impressions_are_logged_in_batches(client: TestClient, served: Served) -> None:
-    ids = [
-        client.get("/v1/users/user2/recommendations", params={"k": 3}).json()["recommendation_id"]
-        for _ in range(5)
+    served_lists = [
+        client.get("/v1/users/user2/recommendations", params={"k": 3}).json() for _ in range(5)
     ]
+    ids = [body["recommendation_id"] for body in served_lists]
     state = client.app.state.recsys  # type: ignore[attr-defined]
     assert state.impressions.wait_idle(10)
     with session_scope(served.engine) as s:
@@ -199,6 +217,9 @@ def test_impressions_are_logged_in_batches(client: TestClient, served: Served) -
     assert row["user_external_id"] == "user2" and row["strategy"] == "model"
     assert row["model_version"] == served.registered.version
     assert len(row["items"]) == len(row["scores"]) == 3
+    shown = next(b for b in served_lists if b["recommendation_id"] == row["recommendation_id"])
+    assert row["items"] == [i["item_id"] for i in shown["items"]]
+    assert row["scores"] == [round(i["score"], 5) for i in shown["items"]]
 
 
 def test_health_readiness_and_metrics(client: TestClient, served: Served) -> None:
