@@ -1,0 +1,60 @@
+"""The items a list may hold, laid out for scoring one user at a time.
+
+A list keeps out items with too few training ratings (`min_support`): their vectors are mostly
+noise. With the service's default of 10, MovieLens keeps 2,245 of its 9,066 items. Scoring
+only those, from one contiguous block of their factors, makes the matrix-vector product and
+the top-k four times smaller than scoring the catalog and masking the rest away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COMPACT_SHARE = 0.5
+"""Copy the candidates' factors out when they are at most this share of the catalog: the copy
+then costs at most half the item matrix, and the scan it saves is at least as large."""
+
+
+class CandidateSet:
+    """Rows of the items a list may hold, their factors and biases. Scores are indexed by
+    position in the set ("local"); `item_rows` maps positions back to item rows."""
+
+    def __init__(self, factors: np.ndarray, bias: np.ndarray, eligible: np.ndarray) -> None:
+        rows = np.flatnonzero(eligible)
+        self.size = len(rows)
+        self._rows: np.ndarray | None
+        self._position: np.ndarray | None
+        if len(rows) <= COMPACT_SHARE * len(eligible):
+            self._rows = rows
+            self._factors = np.ascontiguousarray(factors[rows])
+            self._bias = bias[rows]
+            self._position = np.full(len(eligible), -1, dtype=np.int64)
+            self._position[rows] = np.arange(len(rows))
+        else:
+            # Most items qualify: score the whole catalog in place, the rest held at -inf by
+            # their bias.
+            self._rows = None
+            self._factors = factors
+            self._bias = np.where(eligible, bias, -np.inf).astype(bias.dtype)
+            self._position = None
+
+    def score(self, user_vector: np.ndarray, offset: float) -> np.ndarray:
+        """Logits of the candidates for one user: factors . vector + item bias + `offset` (the
+        user's bias and the global one). Items outside the set are -inf or absent."""
+        logits: np.ndarray = self._factors @ user_vector
+        logits += self._bias
+        logits += offset
+        return logits
+
+    def ban(self, logits: np.ndarray, item_rows: np.ndarray) -> None:
+        """Set the logits of these item rows to -inf, in place; rows outside the set are
+        ignored."""
+        if self._position is None:
+            logits[item_rows] = -np.inf
+        else:
+            local = self._position[item_rows]
+            logits[local[local >= 0]] = -np.inf
+
+    def item_rows(self, local: np.ndarray) -> np.ndarray:
+        """Item rows of positions in the set."""
+        return local if self._rows is None else self._rows[local]
