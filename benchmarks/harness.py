@@ -9,7 +9,6 @@ so hides every stall behind fewer requests ("coordinated omission", Gil Tene).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
 import socket
@@ -26,6 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from sqlalchemy import create_engine, text
+
+from benchmarks.rawhttp import Call, Connection, ProtocolError
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
 
@@ -117,63 +118,53 @@ class LoadResult:
         )
 
 
-Request = Callable[[httpx.AsyncClient, int], "asyncio.Future[httpx.Response] | object"]
-
-
 async def _open_loop(
-    base: str, rate: float, seconds: float, make: Callable[[httpx.AsyncClient, int], object]
+    base: str, rate: float, seconds: float, make: Callable[[int], Call]
 ) -> LoadResult:
     n = int(rate * seconds)
     latencies = np.zeros(n)
     errors = 0
-    # One client per connection, each sending one request at a time, taken from a queue of
-    # idle ones. A shared httpx pool checks every pooled connection on each request (~60 us
-    # apiece here, a failed `import sniffio` each time), and its queue of waiting requests
-    # costs time quadratic in its length: after one stall of the server the client itself
-    # fell to 60 requests/s and reported latencies of a minute.
-    idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-    clients = [
-        httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1), timeout=30)
-        for _ in range(16)
-    ]
-    for c in clients:
+    # Sixteen connections, each sending one request at a time, taken from a queue of idle
+    # ones (a shared httpx pool, used before, checked every pooled connection on each request
+    # and queued waiters at a quadratic cost: after one stall of the server the client itself
+    # fell to 60 requests/s).
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    connections = [Connection(base) for _ in range(16)]
+    for c in connections:
         idle.put_nowait(c)
-    async with contextlib.AsyncExitStack() as stack:
-        for c in clients:
-            await stack.enter_async_context(c)
 
-        async def one(i: int, due: float) -> None:
-            nonlocal errors
-            client = await idle.get()
-            try:
-                response = await make(client, i)  # type: ignore[misc]
-                if response.status_code >= 400:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            finally:
-                idle.put_nowait(client)
-            latencies[i] = time.perf_counter() - due
-
-        # Tasks are started when due, so only requests in flight exist; and the collector
-        # is off, so the client's own pauses do not count against the server.
-        gc.disable()
-        in_flight: set[asyncio.Task[None]] = set()
-        start = time.perf_counter()
+    async def one(i: int, due: float) -> None:
+        nonlocal errors
+        connection = await idle.get()
         try:
-            for i in range(n):
-                due = start + i / rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(one(i, due))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            await asyncio.gather(*in_flight)
+            status, _ = await connection.send(make(i))
+            errors += status >= 400
+        except (OSError, asyncio.IncompleteReadError, ProtocolError):
+            errors += 1
         finally:
-            gc.enable()
-        elapsed = time.perf_counter() - start
-    return LoadResult(n, errors, latencies, elapsed)
+            idle.put_nowait(connection)
+        latencies[i] = time.perf_counter() - due
+
+    # Tasks are started when due, so only requests in flight exist; and the collector is
+    # off, so the client's own pauses do not count against the server.
+    gc.disable()
+    in_flight: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    try:
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(i, due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
+    finally:
+        gc.enable()
+        for c in connections:
+            await c.close()
+    return LoadResult(n, errors, latencies, time.perf_counter() - start)
 
 
 def server_percentile(base: str, route: str, q: float = 0.99) -> float:
@@ -191,10 +182,8 @@ def server_percentile(base: str, route: str, q: float = 0.99) -> float:
     return next(le for le, count in buckets if count >= q * total)
 
 
-def open_loop(
-    base: str, rate: float, seconds: float, make: Callable[[httpx.AsyncClient, int], object]
-) -> LoadResult:
-    """Send `rate` requests per second for `seconds`; `make(client, i)` sends request i."""
+def open_loop(base: str, rate: float, seconds: float, make: Callable[[int], Call]) -> LoadResult:
+    """Send `rate` requests per second for `seconds`; `make(i)` says what request i is."""
     return asyncio.run(_open_loop(base, rate, seconds, make))
 
 

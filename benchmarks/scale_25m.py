@@ -22,12 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 from sqlalchemy import create_engine, text
 
 from benchmarks.harness import open_loop, serving
+from benchmarks.rawhttp import Call
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.ingest import ingest_csv
 from recsys.data.samples import generate_synthetic
@@ -154,8 +154,8 @@ def serve(rate: float, seconds: float) -> None:
     users = rng.integers(0, 162_000, int(rate * seconds))
     with serving(env) as base:
 
-        def recommend(c: httpx.AsyncClient, i: int) -> object:
-            return c.get(f"/v1/users/{users[i]}/recommendations", params={"k": 10})
+        def recommend(i: int) -> Call:
+            return Call.get(f"/v1/users/{users[i]}/recommendations", k=10)
 
         print(f"warm-up: {open_loop(base, rate, 3, recommend).summary()}")
         result = open_loop(base, rate, seconds, recommend)

@@ -18,10 +18,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from benchmarks.harness import movielens_store, open_loop, server_percentile, serving, wrk
+from benchmarks.rawhttp import Call
 from recsys import samples
 
 
@@ -43,11 +43,11 @@ def main() -> None:
         env = movielens_store(Path(tmp))
         with serving(env) as base:
 
-            def recommend(c: httpx.AsyncClient, i: int) -> object:
-                return c.get(f"/v1/users/{user_order[i]}/recommendations", params={"k": 10})
+            def recommend(i: int) -> Call:
+                return Call.get(f"/v1/users/{user_order[i]}/recommendations", k=10)
 
-            def similar(c: httpx.AsyncClient, i: int) -> object:
-                return c.get(f"/v1/items/{item_order[i]}/similar", params={"k": 10})
+            def similar(i: int) -> Call:
+                return Call.get(f"/v1/items/{item_order[i]}/similar", k=10)
 
             # Warm-up: first requests pay for lazy imports, allocator growth and caches.
             print(f"warm-up, recommendations: {open_loop(base, args.rate, 3, recommend).summary()}")

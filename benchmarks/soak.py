@@ -22,10 +22,10 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from benchmarks.harness import PG_ADMIN, movielens_store, open_loop, scratch_postgres, serving
+from benchmarks.rawhttp import Call
 from recsys import samples
 
 
@@ -98,17 +98,17 @@ def main() -> None:
             sampler = threading.Thread(target=sample_memory)
             sampler.start()
 
-            def request(c: httpx.AsyncClient, i: int) -> object:
+            def request(i: int) -> Call:
                 kind = kinds[i]
                 if kind == "rec":
-                    return c.get(f"/v1/users/{who[i]}/recommendations", params={"k": 10})
+                    return Call.get(f"/v1/users/{who[i]}/recommendations", k=10)
                 if kind == "new":
-                    return c.get(f"/v1/users/soak-{i}/recommendations", params={"k": 10})
+                    return Call.get(f"/v1/users/soak-{i}/recommendations", k=10)
                 if kind == "pred":
-                    return c.get("/v1/predictions", params={"user_id": who[i], "item_id": what[i]})
+                    return Call.get("/v1/predictions", user_id=who[i], item_id=what[i])
                 event = {"user_id": str(who[i]), "item_id": str(what[i]), "value": 4.0,
                          "event_id": uuid.uuid4().hex}  # fmt: skip
-                return c.post("/v1/feedback", json=event)
+                return Call.post("/v1/feedback", event)
 
             result = open_loop(base, args.rate, args.minutes * 60, request)
             stop.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import uuid
 from pathlib import Path
@@ -9,10 +11,29 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from benchmarks.rawhttp import Call, Connection
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback, impressions
 from tests.service.conftest import Served
 from tests.service.live import running
+
+
+async def load_generator_answers(base: str) -> list[object]:
+    """What the benchmarks' hand-written client reads, over one kept-alive connection."""
+    connection = Connection(base)
+    seen: list[object] = []
+    try:
+        for call in (
+            Call.get("/v1/users/user0/recommendations", k=3),
+            Call.get("/v1/users/user1/recommendations", k=3),
+            Call.post("/v1/feedback", {"user_id": "u", "item_id": "film1", "value": "x"}),
+        ):
+            status, body = await connection.send(call)
+            answer = json.loads(body)
+            seen += [status, len(answer["items"]) if status == 200 else answer["detail"]]
+    finally:
+        await connection.close()
+    return seen
 
 
 def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
@@ -32,6 +53,8 @@ def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
             }
             assert c.post("/v1/feedback", json=event).status_code == 201
             assert "recsys_feedback_events_total" in c.get("/metrics").text
+        *statuses, refusal = asyncio.run(load_generator_answers(base))
+        assert statuses == [200, 3, 200, 3, 422] and "valid number" in str(refusal)
         proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal for the conventional status.
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
