@@ -13,7 +13,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -204,6 +206,18 @@ class FeedbackCreate(Body):
 
 class FeedbackBatchCreate(Body):
     events: list[FeedbackCreate] = Field(min_length=1)
+
+
+def _feedback_shape(value: Any) -> str:
+    """One event or a batch, told apart by the `events` key: a plain union reported what was
+    wrong against both shapes ("events: Field required" to a client who sent one event)."""
+    return "batch" if isinstance(value, dict) and "events" in value else "event"
+
+
+FeedbackBody = Annotated[
+    Annotated[FeedbackCreate, Tag("event")] | Annotated[FeedbackBatchCreate, Tag("batch")],
+    Discriminator(_feedback_shape),
+]
 
 
 class FeedbackPublic(BaseModel):

@@ -8,7 +8,7 @@ from recsys.store.events import RATING, FeedbackEvent
 from service.auth import WriterDep
 from service.deps import StateDep, check_batch, check_rating
 from service.errors import CLIENT_RESPONSES
-from service.schemas import FeedbackBatchCreate, FeedbackCreate, FeedbackPublic
+from service.schemas import FeedbackBatchCreate, FeedbackBody, FeedbackPublic
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"], responses=CLIENT_RESPONSES, dependencies=[WriterDep]
@@ -16,9 +16,7 @@ router = APIRouter(
 
 
 @router.post("/feedback", status_code=status.HTTP_201_CREATED)
-async def post_feedback(
-    body: FeedbackCreate | FeedbackBatchCreate, state: StateDep
-) -> FeedbackPublic:
+async def post_feedback(body: FeedbackBody, state: StateDep) -> FeedbackPublic:
     """One event, or `{"events": [...]}`. Ratings feed the next training; every event, with
     the `recommendation_id` it answers, feeds monitoring. A 201 means it is committed
     (concurrent requests share a transaction, see `service.feedback_writer`); on 503
