@@ -1,9 +1,9 @@
 """A load generator's HTTP/1.1 client: one keep-alive connection, one request at a time.
 
-httpx spends about 3 ms of this 2-core VM's time on a request that the server answers in 0.4
-(the client shares the machine with the server it measures), so the latencies it reported
-were mostly its own. This writes the request line by hand and reads the answer by its
-Content-Length: tens of microseconds a request.
+The client shares this 2-core VM with the server it measures, so its own cost shows up as
+latency: with httpx the median recommendation took 4.6 ms at 200 requests/s, with this 2.6 ms,
+against the same server (about 0.4 ms of its own work). It writes the request line by hand and
+reads the answer by its Content-Length.
 """
 
 from __future__ import annotations
