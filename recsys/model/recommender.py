@@ -153,10 +153,6 @@ class Recommender:
     def n_factors(self) -> int:
         return int(self.item_factors.shape[1])
 
-    def _squash(self, logits: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.y_range
-        return torch.sigmoid(logits) * (hi - lo) + lo
-
     def seen(self, user_row: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
@@ -192,7 +188,7 @@ class Recommender:
         )
         both = ku & ki
         logits += torch.where(both, (self.user_factors[uc] * self.item_factors[ic]).sum(-1), 0.0)
-        return self._squash(logits).numpy().astype(np.float64)
+        return self._squash(logits.numpy())
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         """Predicted ratings for (user, item) pairs of external ids, with fallbacks."""
@@ -254,12 +250,12 @@ class Recommender:
 
     def _scored(self, rows: np.ndarray, values: np.ndarray, *, squash: bool = True) -> list[Scored]:
         """Items of `rows` scored by predicted rating (or by `values` as they are)."""
-        scores = self._squash_np(values) if squash else values.astype(np.float64)
+        scores = self._squash(values) if squash else values.astype(np.float64)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, v) for i, v in zip(ids, scores.tolist(), strict=True)]
 
-    def _squash_np(self, logits: np.ndarray) -> np.ndarray:
-        """`_squash` for the numpy one-user paths."""
+    def _squash(self, logits: np.ndarray) -> np.ndarray:
+        """Logits to predicted ratings (float64), as the network's scaled sigmoid does."""
         lo, hi = self.y_range
         return lo + (hi - lo) / (1.0 + np.exp(-logits.astype(np.float64)))
 
@@ -280,15 +276,12 @@ class Recommender:
         rates a film seen by two fans highly, yet few users would want it first."""
         if not self.is_known_user(user_id):
             return []
-        banned = self._known_rows(exclude) if exclude else None
+        banned = self._known_rows(exclude) if exclude else ()
         # The best k + |banned| without the exclusions hold the best k with them.
         rows, ratings = self._ranking(
-            self.user_vocab.index(user_id),
-            min_support,
-            include_seen,
-            k + (0 if banned is None else len(banned)),
+            self.user_vocab.index(user_id), min_support, include_seen, k + len(banned)
         )
-        if banned is not None and len(banned):
+        if len(banned):
             keep = ~np.isin(rows, banned)
             rows, ratings = rows[keep], ratings[keep]
         return self._scored(rows[:k], ratings[:k], squash=False)
@@ -315,7 +308,7 @@ class Recommender:
         local, values = self._best(logits, wanted)
         # Cached: 1.2 KB of arrays for 100 candidates, squashed once rather than on each visit.
         rows = candidates.item_rows(local).astype(np.int32)
-        ratings = self._squash_np(values).astype(np.float32)
+        ratings = self._squash(values).astype(np.float32)
         self._rankings.put(key, (rows, ratings, len(rows) < wanted))
         return rows[:depth], ratings[:depth]
 
