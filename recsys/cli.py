@@ -89,10 +89,15 @@ def _print_scored(title: str, rows: list[Scored], score_name: str = "score") -> 
     table.add_column("item")
     table.add_column("title")
     table.add_column(score_name, justify="right")
+    rated = any(r.predicted_rating is not None for r in rows)
+    if rated:
+        table.add_column("predicted rating", justify="right")
     for n, r in enumerate(rows, 1):
-        table.add_row(
-            str(n), r.item_id, str(details.get(r.item_id, {}).get("title") or ""), f"{r.score:.3f}"
-        )
+        cells = [str(n), r.item_id, str(details.get(r.item_id, {}).get("title") or "")]
+        cells.append(f"{r.score:.3f}")
+        if rated:
+            cells.append("-" if r.predicted_rating is None else f"{r.predicted_rating:.2f}")
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -380,7 +385,7 @@ def recommend(
     title = f"top {k} for user {user}"
     if not rec.is_known_user(user):
         rows, title = rec.cold_start(k), f"user {user} is unknown: cold-start top {k}"
-    _print_scored(title, rows, "predicted")
+    _print_scored(title, rows, "ranking score")
 
 
 @app.command()

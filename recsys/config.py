@@ -219,4 +219,51 @@ class TrainConfig(BaseModel):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = Field(10, ge=1, le=1000, description="k of the ranking metrics.")
-    liked_threshold: float = 4.0
+    liked_threshold: float = Field(4.0, description="A rating at least this is 'liked'.")
+
+    # The ranking head (recsys.training.choice): chosen on validation NDCG@10 of MovieLens
+    # (benchmarks/ranking_movielens.py), never on the test split.
+    ranking: bool = Field(True, description="Train the ranking head; off: lists by rating.")
+    rank_factors: int = Field(64, ge=1, le=1024, description="Length of ranking vectors.")
+    rank_epochs: int = Field(40, ge=1, le=1000, description="Most epochs of the ranking head.")
+    rank_patience: int = Field(
+        6,
+        ge=0,
+        description="Epochs without validation NDCG improvement before the ranking head stops "
+        "(NDCG of a small validation split is noisy, so longer than the rating head's).",
+    )
+    rank_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the ranking head.")
+    rank_batch_users: int = Field(64, ge=1, le=100_000, description="Users per ranking batch.")
+    rank_l2: float = Field(0.1, ge=0, description="L2 on ranking item embeddings.")
+    rank_user_l2: float = Field(0.1, ge=0, description="L2 on ranking user offsets.")
+    rank_disliked_weight: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Target weight of an item rated below the liked threshold (a liked one: 1): "
+        "the user chose it, yet a list should lead to what they will like.",
+    )
+    rank_disliked_input: float = Field(
+        1.0,
+        ge=-1,
+        le=1,
+        description="Weight of an item rated below the liked threshold in the user's vector "
+        "(a liked one: 1); below 0 a low rating pushes away from the item's neighbours.",
+    )
+    rank_history_exponent: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A user's ranking vector sums their items' input embeddings times "
+        "|N(u)| ** -exponent: 0.5 as in SVD++; 1 averages, so a visitor known by three "
+        "ratings is placed as firmly as a user with a hundred.",
+    )
+    rank_blend: float | None = Field(
+        None,
+        ge=0,
+        description="Lists rank by choice score + blend x rating logit; None: chosen on "
+        "validation NDCG among RANK_BLENDS.",
+    )
+
+
+RANK_BLENDS = (0.0, 0.25, 0.5, 1.0)

@@ -74,8 +74,14 @@ class RecommendedItem(BaseModel):
     item_id: str
     title: str | None
     genres: str | None
-    score: float = Field(description="What the list is ordered by (a predicted rating).")
-    predicted_rating: float | None
+    score: float = Field(
+        description="What the list is ordered by: the ranking score (how likely the user is "
+        "to choose the item, plus a share of the rating logit). Higher is better; compare it "
+        "within one list only."
+    )
+    predicted_rating: float | None = Field(
+        description="The rating the model predicts, inside the rating scale."
+    )
 
 
 class RecommendationsPublic(BaseModel):

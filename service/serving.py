@@ -54,7 +54,7 @@ def _publish(
     state.metrics.served.labels(strategy).inc()
     catalog = state.models.catalog
     items = []
-    for rank, (item_id, score) in enumerate(scored, 1):
+    for rank, (item_id, score, rating) in enumerate(scored, 1):
         title, genres = catalog.get(item_id)
         items.append(
             {
@@ -63,7 +63,7 @@ def _publish(
                 "title": title,
                 "genres": genres,
                 "score": score,
-                "predicted_rating": score,
+                "predicted_rating": rating,
             }
         )
     return {

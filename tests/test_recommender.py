@@ -61,7 +61,12 @@ def test_similar_items_are_the_same_group_without_self(rec: Recommender) -> None
     assert rec.similar_items("4", k=5, min_support=10_000) == []
 
 
-def test_fold_in_new_user_gets_their_group(rec: Recommender) -> None:
+def test_fold_in_new_user_gets_their_group() -> None:
+    # The rating head alone: on a checkerboard every user rated every item, so which items
+    # a user chose says nothing and the ranking head has nothing to add.
+    data, _ = checkerboard(40, 40, holdout=0.0)
+    cfg = CHECKERBOARD_CONFIG.model_copy(update={"seed": 3, "ranking": False})
+    rec = fit(data, cfg, RatingScale(min=1.0, max=5.0)).recommender
     out = rec.recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], k=6)
     assert {"1", "3", "2"}.isdisjoint({s.item_id for s in out})
     assert all(int(s.item_id) % 2 == 1 for s in out)

@@ -27,9 +27,13 @@ from safetensors.torch import load_file, save_file
 
 from recsys.data.vocab import Vocabulary
 from recsys.errors import ArtifactError
+from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+"""Format 2 adds the ranking head; a format-1 artifact loads without one (lists by rating)."""
+_RANKING = ("user_vectors", "item_in", "item_out", "item_bias")
 _TENSORS = "model.safetensors"
 _VOCAB = "vocab.json"
 _MANIFEST = "manifest.json"
@@ -58,6 +62,10 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
         "seen_indptr": torch.from_numpy(np.ascontiguousarray(rec.seen_indptr, dtype=np.int64)),
         "seen_items": torch.from_numpy(np.ascontiguousarray(rec.seen_items, dtype=np.int32)),
     }
+    head = rec.ranking
+    if head is not None:
+        for name in _RANKING:
+            tensors[f"ranking.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(head, name)))
     save_file(tensors, str(folder / _TENSORS))
     (folder / _VOCAB).write_text(
         json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids})
@@ -69,6 +77,14 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
         "version": version,
         "global_bias": rec.global_bias,
         "y_range": list(rec.y_range),
+        "ranking": None
+        if head is None
+        else {
+            "blend": head.blend,
+            "liked_threshold": head.liked_threshold,
+            "disliked_input": head.disliked_input,
+            "history_exponent": head.history_exponent,
+        },
         "info": rec.info,
         "files": files,
         "checksum": checksum,
@@ -110,10 +126,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(f"no model artifact at {folder} (missing {_MANIFEST})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"artifact manifest {path} is corrupted: {exc}") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_FORMATS:
         raise ArtifactError(
             f"artifact {folder} has format {manifest.get('format_version')!r}; "
-            f"this version of recsys reads format {FORMAT_VERSION}"
+            f"this version of recsys reads formats {', '.join(map(str, READABLE_FORMATS))}"
         )
     return manifest
 
@@ -140,6 +156,21 @@ def verify(folder: Path, expected_checksum: str | None = None) -> dict[str, Any]
     return manifest
 
 
+def _ranking_head(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None
+) -> RankingHead | None:
+    if meta is None:
+        return None
+    arrays = {name: tensors[f"ranking.{name}"].numpy() for name in _RANKING}
+    return RankingHead(
+        **arrays,
+        blend=float(meta["blend"]),
+        liked_threshold=float(meta["liked_threshold"]),
+        disliked_input=float(meta["disliked_input"]),
+        history_exponent=float(meta["history_exponent"]),
+    )
+
+
 def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
     """Load and verify an artifact folder."""
     manifest = verify(folder, expected_checksum)
@@ -160,6 +191,7 @@ def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
             seen_indptr=t["seen_indptr"].numpy(),
             seen_items=t["seen_items"].numpy(),
             info=dict(manifest.get("info", {})),
+            ranking=_ranking_head(t, manifest.get("ranking")),
         )
-    except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (SafetensorError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"artifact {folder} cannot be read: {exc}") from exc

@@ -26,6 +26,7 @@ from recsys.model.candidates import CandidateSet
 from recsys.model.lru import LruCache
 from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.network import DotProductBias
+from recsys.model.ranking import RankingHead
 
 
 class Scored(NamedTuple):
@@ -33,12 +34,15 @@ class Scored(NamedTuple):
     # and a frozen dataclass costs ~0.6 us each to build.
     item_id: str
     score: float
-    """Predicted rating for model strategies; a popularity or similarity score otherwise."""
+    """What a list is ordered by: the ranking score (see `recsys.model.ranking`); a
+    similarity or a bias elsewhere. Comparable within one answer only."""
+    predicted_rating: float | None = None
+    """The rating head's prediction, inside the rating scale."""
 
 
-_Ranking = tuple[np.ndarray, np.ndarray, bool]
-"""Item rows and predicted ratings, best first, and whether they are every item the user may
-get."""
+_Ranking = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
+"""Item rows, ranking scores and predicted ratings, best first, and whether they are every
+item the user may get."""
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Recommender:
     seen_indptr: np.ndarray
     seen_items: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    ranking: RankingHead | None = None
+    """The ranking head; without one (older artifacts), lists rank by predicted rating."""
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.user_vocab), len(self.item_vocab)
@@ -89,6 +95,28 @@ class Recommender:
         self._item_bias_np = self.item_bias.numpy()
         self._user_factors_np = self.user_factors.numpy()
         self._user_bias_np = self.user_bias.numpy()
+        scale = self.info.get("rating_scale")
+        # The sigmoid's range is the scale widened (RatingScale.output_range); what we tell a
+        # client stays on the scale.
+        span = (self.y_range[1] - self.y_range[0]) / 1.2
+        self.scale = (
+            (float(scale["min"]), float(scale["max"]))
+            if scale
+            else (self.y_range[0] + 0.1 * span, self.y_range[1] - 0.1 * span)
+        )
+        # The ranking score as one dot product: items [q_i, blend f_i] + (c_i + blend b_i),
+        # users [p_u, r_u] + blend (b_u + b); without a ranking head, the rating logit.
+        head = self.ranking
+        if head is not None and head.item_out.shape[0] != n_items:
+            raise ValueError("ranking head does not match the item vocabulary")
+        self._blend = head.blend if head is not None else 1.0
+        if head is not None:
+            self._rank_items = np.ascontiguousarray(
+                np.hstack([head.item_out, head.blend * self._item_factors_np])
+            )
+            self._rank_bias = (head.item_bias + head.blend * self._item_bias_np).astype(np.float32)
+        else:
+            self._rank_items, self._rank_bias = self._item_factors_np, self._item_bias_np
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
@@ -116,6 +144,7 @@ class Recommender:
         info: dict[str, Any] | None = None,
         *,
         seen: Interactions | None = None,
+        ranking: RankingHead | None = None,
     ) -> Recommender:
         """`train` is what the network learned from (item counts, trained rows); `seen` (default
         `train`) is every rating a user made, which recommendations must not repeat."""
@@ -141,6 +170,7 @@ class Recommender:
                 seen_indptr=indptr,
                 seen_items=seen.items[order].astype(np.int32),
                 info=dict(info or {}),
+                ranking=ranking,
             )
 
     def __repr__(self) -> str:
@@ -188,7 +218,7 @@ class Recommender:
         )
         both = ku & ki
         logits += torch.where(both, (self.user_factors[uc] * self.item_factors[ic]).sum(-1), 0.0)
-        return self._squash(logits.numpy())
+        return self._ratings(logits.numpy())
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         """Predicted ratings for (user, item) pairs of external ids, with fallbacks."""
@@ -205,11 +235,21 @@ class Recommender:
         return row != UNKNOWN and bool(self.item_counts[row] > 0)
 
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
-        """Logits of every item for a batch of user rows (same order as predicted ratings)."""
-        rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
-        logits = self.user_factors[rows] @ self.item_factors.T + self.item_bias
-        logits[:, torch.from_numpy(self._untrained_items)] = -torch.inf
-        return logits
+        """Ranking scores of every item for a batch of user rows (the order lists follow)."""
+        rows = np.asarray(users, dtype=np.int64)
+        scores = self._rank_users(rows) @ self._rank_items.T + self._rank_bias
+        scores[:, self._untrained_items] = -np.inf
+        return torch.from_numpy(scores)
+
+    def _rank_users(self, rows: np.ndarray) -> np.ndarray:
+        """Users' halves of the ranking dot product (see __post_init__)."""
+        if self.ranking is None:
+            own: np.ndarray = self._user_factors_np[rows]
+            return own
+        return np.hstack([self.ranking.user_vectors[rows], self._user_factors_np[rows]])
+
+    def _rank_offset(self, user_bias: float) -> float:
+        return self._blend * (user_bias + self.global_bias)
 
     # --- top-k ------------------------------------------------------------------------------
 
@@ -222,9 +262,7 @@ class Recommender:
         """The items a list may hold at this support, laid out for one-user scoring."""
         found = self._candidate_sets.get(min_support)
         if found is None:
-            found = CandidateSet(
-                self._item_factors_np, self._item_bias_np, self._eligible(min_support)
-            )
+            found = CandidateSet(self._rank_items, self._rank_bias, self._eligible(min_support))
             self._candidate_sets.put(min_support, found)
         return found
 
@@ -248,19 +286,29 @@ class Recommender:
         keep = np.isfinite(values)  # fewer than k allowed items: drop the banned tail
         return rows[keep], values[keep]
 
-    def _scored(self, rows: np.ndarray, values: np.ndarray, *, squash: bool = True) -> list[Scored]:
-        """Items of `rows` scored by predicted rating (or by `values` as they are)."""
-        scores = self._squash(values) if squash else values.astype(np.float64)
+    def _scored(self, rows: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> list[Scored]:
         ids = self.item_vocab.ids_of(rows.tolist())
-        return [Scored(i, v) for i, v in zip(ids, scores.tolist(), strict=True)]
+        return [
+            Scored(i, s, r) for i, s, r in zip(ids, scores.tolist(), ratings.tolist(), strict=True)
+        ]
 
     def _squash(self, logits: np.ndarray) -> np.ndarray:
-        """Logits to predicted ratings (float64), as the network's scaled sigmoid does."""
+        """Logits to the network's scaled sigmoid (float64)."""
         lo, hi = self.y_range
         return lo + (hi - lo) / (1.0 + np.exp(-logits.astype(np.float64)))
 
-    def _top_k(self, logits: np.ndarray, k: int, *, squash: bool = True) -> list[Scored]:
-        return self._scored(*self._best(logits, k), squash=squash)
+    def _ratings(self, logits: np.ndarray) -> np.ndarray:
+        """Rating logits to predicted ratings on the rating scale: the sigmoid's range is
+        wider than the scale, so that 5 stars can be reached; an answer never leaves it."""
+        clipped: np.ndarray = np.clip(self._squash(logits), *self.scale)
+        return clipped
+
+    def _item_ratings(
+        self, user_vector: np.ndarray, user_bias: float, rows: np.ndarray
+    ) -> np.ndarray:
+        """Predicted ratings of a few item rows for one user of the rating head."""
+        logits = self._item_factors_np[rows] @ user_vector + self._item_bias_np[rows]
+        return self._ratings(logits + user_bias + self.global_bias)
 
     def recommend(
         self,
@@ -271,66 +319,71 @@ class Recommender:
         exclude: Sequence[str] = (),
         min_support: int = 1,
     ) -> list[Scored]:
-        """Top-k items for a known user, scored by predicted rating; [] for an unknown user
-        (ask `cold_start` then). `min_support` keeps items rated fewer times out: the model
-        rates a film seen by two fans highly, yet few users would want it first."""
+        """Top-k items for a known user by ranking score, with predicted ratings; [] for an
+        unknown user (ask `cold_start` then). `min_support` keeps items rated fewer times out:
+        their vectors are mostly noise."""
         if not self.is_known_user(user_id):
             return []
         banned = self._known_rows(exclude) if exclude else ()
         # The best k + |banned| without the exclusions hold the best k with them.
-        rows, ratings = self._ranking(
+        rows, scores, ratings = self._ranking(
             self.user_vocab.index(user_id), min_support, include_seen, k + len(banned)
         )
         if len(banned):
             keep = ~np.isin(rows, banned)
-            rows, ratings = rows[keep], ratings[keep]
-        return self._scored(rows[:k], ratings[:k], squash=False)
+            rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
+        return self._scored(rows[:k], scores[:k], ratings[:k])
 
     def _ranking(
         self, row: int, min_support: int, include_seen: bool, depth: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The best `depth` items a user may get (rows and predicted ratings, best first), from
-        the cache when this user was ranked lately. The model never changes, so neither does a
-        ranking: entries need no invalidation, only a bound on their number."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The best `depth` items a user may get (rows, scores and predicted ratings, best
+        first), from the cache when this user was ranked lately. The model never changes, so
+        neither does a ranking: entries need no invalidation, only a bound on their number."""
         key = (row, min_support, include_seen)
         cached = self._rankings.get(key)
         if cached is not None:
-            rows, ratings, complete = cached
+            rows, scores, ratings, complete = cached
             if complete or len(rows) >= depth:
-                return rows[:depth], ratings[:depth]
+                return rows[:depth], scores[:depth], ratings[:depth]
         candidates = self._candidates(min_support)
+        user_bias = float(self._user_bias_np[row])
         logits = candidates.score(
-            self._user_factors_np[row], float(self._user_bias_np[row]) + self.global_bias
+            self._rank_users(np.array([row]))[0], self._rank_offset(user_bias)
         )
         if not include_seen:
             candidates.ban(logits, self.seen(row))
         wanted = max(depth, self.RANKING_DEPTH)
         local, values = self._best(logits, wanted)
-        # Cached: 1.2 KB of arrays for 100 candidates, squashed once rather than on each visit.
+        # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
         rows = candidates.item_rows(local).astype(np.int32)
-        ratings = self._squash(values).astype(np.float32)
-        self._rankings.put(key, (rows, ratings, len(rows) < wanted))
-        return rows[:depth], ratings[:depth]
+        ratings = self._item_ratings(self._user_factors_np[row], user_bias, rows)
+        entry = (rows, values.astype(np.float32), ratings.astype(np.float32), len(rows) < wanted)
+        self._rankings.put(key, entry)
+        return entry[0][:depth], entry[1][:depth], entry[2][:depth]
 
     def cold_start(
         self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()
     ) -> list[Scored]:
-        """For a user we know nothing about: the items with the highest learned bias among
-        those rated at least `min_support` times (what everyone tends to like, not merely what
-        is watched), scored by the rating an average user would give. Falls back to the most
-        rated items when too few items have that support."""
+        """For a user we know nothing about: the best ranked items for an empty history among
+        those rated at least `min_support` times, with the rating an average user would give.
+        Falls back to the most rated items when too few items have that support."""
         eligible = self._eligible(min_support)
         if eligible.sum() < k:
             eligible = np.zeros_like(eligible)
             eligible[np.argsort(-self.item_counts, kind="stable")[: max(k, 1)]] = True
-        logits = np.where(eligible, self._item_bias_np + self.global_bias, -np.inf)
+        logits = np.where(eligible, self._rank_bias + self._rank_offset(0.0), -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
-        return self._top_k(logits, k)
+        rows, scores = self._best(logits, k)
+        return self._scored(
+            rows, scores, self._ratings(self._item_bias_np[rows] + self.global_bias)
+        )
 
     def fold_in(
         self, item_ids: Sequence[str], ratings: Sequence[float], *, l2: float = 0.1
     ) -> tuple[np.ndarray, float]:
-        """A user vector and bias for someone known only by a few ratings, without retraining.
+        """A rating-head user vector and bias for someone known only by a few ratings, without
+        retraining.
 
         Item factors stay frozen; we solve the regularised least squares of the linearised
         model in logit space: targets are logit((r - lo) / (hi - lo)) minus the item and global
@@ -362,16 +415,27 @@ class Recommender:
         exclude: Sequence[str] = (),
         min_support: int = 10,
     ) -> list[Scored]:
-        """Top-k for a visitor described by a few (item, rating) pairs, via `fold_in`.
+        """Top-k for a visitor described by a few (item, rating) pairs, folded into both
+        heads: the ranking head places them by what they rated (as training places every
+        user), the rating head by how (`fold_in`), so low ratings count against an item's
+        neighbours.
 
         Candidates need `min_support` training ratings: a vector fitted to a handful of ratings
         is matched best by rarely rated items whose vectors are mostly noise."""
         vector, bias = self.fold_in(item_ids, ratings)
+        if self.ranking is not None:
+            rows = self.item_vocab.indices(item_ids)
+            known = (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+            choice = self.ranking.fold_in(rows[known], np.asarray(ratings)[known])
+            user = np.concatenate([choice, vector])
+        else:
+            user = vector
         candidates = self._candidates(min_support)
-        logits = candidates.score(vector, bias + self.global_bias)
+        logits = candidates.score(user, self._rank_offset(bias))
         candidates.ban(logits, self._known_rows([*item_ids, *exclude]))
         local, values = self._best(logits, k)
-        return self._scored(candidates.item_rows(local), values)
+        rows = candidates.item_rows(local)
+        return self._scored(rows, values, self._item_ratings(vector, bias, rows))
 
     # --- interpretation ---------------------------------------------------------------------
 
@@ -396,5 +460,6 @@ class Recommender:
         """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
         their fans' tastes explain (fastai book, ch. 8)."""
         bias = -self._item_bias_np if lowest else self._item_bias_np
-        ranked = self._top_k(np.where(self._eligible(min_support), bias, -np.inf), n, squash=False)
-        return [Scored(s.item_id, -s.score if lowest else s.score) for s in ranked]
+        rows, values = self._best(np.where(self._eligible(min_support), bias, -np.inf), n)
+        ids = self.item_vocab.ids_of(rows.tolist())
+        return [Scored(i, -v if lowest else v) for i, v in zip(ids, values.tolist(), strict=True)]

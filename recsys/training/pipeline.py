@@ -25,8 +25,10 @@ from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import Report, beats_baselines, evaluate
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
+from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
+from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
 HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED = 0, 1
@@ -106,7 +108,30 @@ def fit(
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         parts.inner, parts.valid, network=network
     )
-    return assess(data, parts, result, config, scale, extra=extra, train_s=time.perf_counter() - t0)
+    ranking = train_ranking_head(parts, result, config)
+    return assess(
+        data,
+        parts,
+        result,
+        config,
+        scale,
+        extra=extra,
+        train_s=time.perf_counter() - t0,
+        ranking=ranking,
+    )
+
+
+def train_ranking_head(
+    parts: Splits, result: TrainResult, config: TrainConfig
+) -> tuple[RankingHead, dict[str, Any]] | None:
+    """The ranking head for the rating head in `result`, or None when `config.ranking` is
+    off or there is nothing to learn from."""
+    if not config.ranking or len(parts.inner) == 0:
+        return None
+    rating = result.selected or result.network
+    network, blend, record = fit_ranking(parts.inner, parts.valid, rating, config)
+    learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
+    return head_of(network, learned, config, blend), record
 
 
 def assess(
@@ -118,6 +143,7 @@ def assess(
     *,
     extra: Sequence[Scorer] = (),
     train_s: float,
+    ranking: tuple[RankingHead, dict[str, Any]] | None = None,
 ) -> Fitted:
     """The trained network as a `Recommender` with its record, evaluated on the test split."""
     t1 = time.perf_counter()
@@ -139,8 +165,11 @@ def assess(
         },
         "device": result.device,
         "samples_per_second": result.samples_per_second,
+        "ranking": ranking[1] if ranking else None,
     }
-    rec = Recommender.from_network(result.network, parts.inner, info, seen=data)
+    rec = Recommender.from_network(
+        result.network, parts.inner, info, seen=data, ranking=ranking[0] if ranking else None
+    )
     train = parts.train
     report = None
     if len(parts.test):

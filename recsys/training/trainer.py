@@ -31,6 +31,8 @@ class EpochStats:
     val_loss: float
     lr: float
     seconds: float
+    val_ndcg: float | None = None
+    """The ranking head's NDCG@k on validation ratings, which its early stopping watches."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class TrainResult:
     samples_per_second: float
     device: str
     refit: Refit | None = None
+    selected: DotProductBias | None = None
+    """With `refit`, the network of the selection pass (it never saw the validation ratings),
+    on the CPU: what choosing anything else on validation data must use."""
 
     def history_dicts(self) -> list[dict[str, float]]:
         return [asdict(h) for h in self.history]
@@ -237,6 +242,7 @@ class Trainer:
                 final.history[-1].train_loss,
                 final.seconds,
             ),
+            selected.network,
         )
 
     def _train(

@@ -1,0 +1,214 @@
+"""Training the ranking head (`ChoiceNet`): which items a user chooses, every unobserved item
+a negative.
+
+A model trained only on the ratings people chose to give learns how much they like what they
+watched, not what they would choose to watch (ratings are missing not at random: Steck 2010;
+Cremonesi, Koren & Turrin 2010). This head learns the choice itself: for a batch of users, a
+softmax over the whole catalog, with each rated item a target. Items rated below the "liked"
+threshold are targets with a smaller weight (`rank_disliked_weight`): the user chose them, but
+a list should lead to what they will like.
+
+The loss is the mean negative log-likelihood per unit of target weight, plus L2 on the item
+embeddings (per unit of target weight, so the balance does not move with the data's size)
+and on the free user offsets. Early stopping watches the same loss on validation ratings,
+with the training ratings as each user's input.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsys.config import TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.errors import EmptyDataError, TrainingDivergedError
+from recsys.model.network import ChoiceNet
+from recsys.training.trainer import EpochStats, pick_device
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Each user's rated items as CSR rows (`indptr` over users), with their input weights
+    (already scaled by the user's count ** -rank_history_exponent) and target weights."""
+
+    indptr: np.ndarray
+    items: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def of(cls, data: Interactions, config: TrainConfig) -> Histories:
+        order = np.lexsort((data.items, data.users))
+        users, items, ratings = data.users[order], data.items[order], data.ratings[order]
+        counts = np.bincount(users, minlength=data.n_users)
+        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        liked = ratings >= config.liked_threshold
+        inputs = np.where(liked, 1.0, config.rank_disliked_input)
+        inputs = inputs * np.maximum(counts[users], 1) ** -config.rank_history_exponent
+        targets = np.where(liked, 1.0, config.rank_disliked_weight)
+        return cls(
+            indptr, items.astype(np.int64), inputs.astype(np.float32), targets.astype(np.float32)
+        )
+
+    def batch(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(flat row positions into this structure, offsets per user, batch row per entry,
+        item per entry) for a batch of users."""
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        lengths = ends - starts
+        offsets = np.zeros(len(users), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        positions = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+        batch_rows = np.repeat(np.arange(len(users)), lengths)
+        return positions, offsets, batch_rows, self.items[positions]
+
+
+@dataclass
+class ChoiceResult:
+    network: ChoiceNet
+    history: list[EpochStats]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+
+
+class ChoiceTrainer:
+    """Fits a `ChoiceNet`; `fit` returns the network of the best validation epoch."""
+
+    def __init__(
+        self, config: TrainConfig, *, on_epoch: Callable[[EpochStats], None] | None = None
+    ) -> None:
+        self.config = config
+        self.on_epoch = on_epoch
+
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions,
+        *,
+        epochs: int | None = None,
+        judge: Callable[[ChoiceNet], float] | None = None,
+    ) -> ChoiceResult:
+        """Train on `train` for at most `epochs` (default `config.rank_epochs`), stopping when
+        validation has not improved for `config.rank_patience` epochs: by `judge` (higher is
+        better, such as NDCG@k on `valid`) when given, else by the validation loss. With an
+        empty `valid`, train for exactly `epochs` (a refit).
+
+        The loss and NDCG disagree: the likelihood of held-out items keeps falling epochs
+        after their ranking stops improving, so the ranking is what chooses the epoch."""
+        cfg = self.config
+        if len(train) == 0:
+            raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
+        epochs = epochs or cfg.rank_epochs
+        device = pick_device(cfg.device)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        net = ChoiceNet(
+            train.n_users, train.n_items, cfg.rank_factors, init_std=cfg.init_std, generator=gen
+        ).to(device)
+        hist = Histories.of(train, cfg)
+        val_targets = Histories.of(valid, cfg) if len(valid) else None
+        total_weight = float(hist.targets.sum())
+        users = np.flatnonzero(np.diff(hist.indptr) > 0)
+        batch = cfg.rank_batch_users
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.rank_lr)
+        history: list[EpochStats] = []
+        best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+        stopped_early = False
+        started = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            order = users[torch.randperm(len(users), generator=gen).numpy()]
+            loss_sum, weight_sum = 0.0, 0.0
+            for s in range(0, len(order), batch):
+                chunk = order[s : s + batch]
+                nll, weight = self._batch_loss(net, hist, hist, chunk, device)
+                # Items are penalised per unit of target weight, in proportion to the users in
+                # the batch: an epoch applies the penalty once, whatever the batch size.
+                items_sq = net.item_in.square().sum() + net.item_out.square().sum()
+                offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
+                loss = (
+                    nll / weight
+                    + cfg.rank_l2 * items_sq * len(chunk) / total_weight
+                    + cfg.rank_user_l2 * offsets.square().sum(1).mean()
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+                opt.step()
+                loss_sum += float(nll.detach())
+                weight_sum += weight
+            train_loss = loss_sum / weight_sum
+            if not math.isfinite(train_loss):
+                raise TrainingDivergedError(
+                    f"ranking loss became {train_loss} in epoch {epoch}: lower rank_lr "
+                    f"(now {cfg.rank_lr})"
+                )
+            val_loss = self._validation_loss(net, hist, val_targets, device)
+            ndcg = judge(net) if judge is not None and val_targets is not None else None
+            stats = EpochStats(
+                epoch, train_loss, val_loss, cfg.rank_lr, time.perf_counter() - t0, ndcg
+            )
+            history.append(stats)
+            if self.on_epoch is not None:
+                self.on_epoch(stats)
+            # Lower is better: the loss, or minus the judge's figure.
+            watched = val_loss if ndcg is None else -ndcg
+            if val_targets is None or watched < best_loss - cfg.min_delta:
+                best_loss, best_epoch = (train_loss if val_targets is None else watched), epoch
+                best_state = copy.deepcopy(net.state_dict())
+            elif epoch - best_epoch > cfg.rank_patience:
+                stopped_early = True
+                break
+        net.load_state_dict(best_state)
+        net.eval()
+        return ChoiceResult(
+            net.cpu(), history, best_epoch, stopped_early, time.perf_counter() - started
+        )
+
+    @staticmethod
+    def _batch_loss(
+        net: ChoiceNet,
+        inputs: Histories,
+        targets: Histories,
+        users: np.ndarray,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, float]:
+        """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories, and
+        the summed target weight."""
+        pos, offsets, _, items = inputs.batch(users)
+        vectors = net.user_vectors(
+            torch.from_numpy(users).to(device),
+            torch.from_numpy(items).to(device),
+            torch.from_numpy(offsets).to(device),
+            torch.from_numpy(inputs.inputs[pos]).to(device),
+        )
+        log_p = torch.log_softmax(net(vectors), dim=1)
+        t_pos, _, t_rows, t_items = targets.batch(users)
+        weights = torch.from_numpy(targets.targets[t_pos]).to(device)
+        picked = log_p[torch.from_numpy(t_rows).to(device), torch.from_numpy(t_items).to(device)]
+        return -(picked * weights).sum(), float(targets.targets[t_pos].sum())
+
+    def _validation_loss(
+        self,
+        net: ChoiceNet,
+        hist: Histories,
+        val: Histories | None,
+        device: torch.device,
+    ) -> float:
+        if val is None:
+            return float("nan")
+        net.eval()
+        users = np.flatnonzero(np.diff(val.indptr) > 0)
+        total, weight = 0.0, 0.0
+        with torch.no_grad():
+            for s in range(0, len(users), 1024):
+                nll, w = self._batch_loss(net, hist, val, users[s : s + 1024], device)
+                total += float(nll)
+                weight += w
+        return total / weight if weight else float("nan")

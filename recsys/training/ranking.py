@@ -1,0 +1,114 @@
+"""The ranking head's place in a training run: fit it beside the rating head, choose how the
+two are blended on validation NDCG, refit, and hand the recommender its `RankingHead`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys.config import RANK_BLENDS, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.evaluation.report import RankingTask
+from recsys.model.network import ChoiceNet, DotProductBias
+from recsys.model.ranking import RankingHead
+from recsys.training.choice import ChoiceTrainer
+from recsys.training.trainer import EpochStats
+
+
+class _Blended:
+    """A scorer of choice score + blend x rating logit, for choosing the blend."""
+
+    name = "blend"
+
+    def __init__(self, choice: RankingHead, rating: DotProductBias, blend: float) -> None:
+        self.choice, self.blend = choice, blend
+        with torch.no_grad():
+            self.factors = rating.user_factors.detach().cpu().float()
+            self.item_factors = rating.item_factors.detach().cpu().float()
+            self.item_bias = rating.item_bias.detach().cpu().float()
+
+    def predict_rows(self, users: np.ndarray, items: np.ndarray) -> None:
+        return None
+
+    def rank_scores(self, users: np.ndarray) -> torch.Tensor:
+        rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
+        vectors = torch.from_numpy(self.choice.user_vectors[users])
+        scores = vectors @ torch.from_numpy(self.choice.item_out).T
+        scores += torch.from_numpy(self.choice.item_bias)
+        if self.blend:
+            rating = self.factors[rows] @ self.item_factors.T + self.item_bias
+            scores += self.blend * rating
+        return scores
+
+
+def head_of(net: ChoiceNet, data: Interactions, config: TrainConfig, blend: float) -> RankingHead:
+    return RankingHead.from_network(
+        net,
+        data.users,
+        data.items,
+        data.ratings,
+        blend=blend,
+        liked_threshold=config.liked_threshold,
+        disliked_input=config.rank_disliked_input,
+        history_exponent=config.rank_history_exponent,
+    )
+
+
+def fit_ranking(
+    inner: Interactions,
+    valid: Interactions,
+    rating_selected: DotProductBias,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> tuple[ChoiceNet, float, dict[str, Any]]:
+    """Train the choice head on `inner` with early stopping on `valid`, and choose the blend
+    with the rating head of the same data (`rating_selected`, which never saw `valid`) by
+    NDCG@k on `valid`. Returns the network to refit from (retrained on inner + valid for the
+    best epoch count when `config.refit`), the blend and the run's record."""
+    t0 = time.perf_counter()
+    trainer = ChoiceTrainer(config, on_epoch=on_epoch)
+    key = f"ndcg@{config.top_k}"
+    task = None
+    if len(valid):
+        task = RankingTask(inner, valid, config.liked_threshold, config.top_k, 5_000, config.seed)
+
+    def judge(net: ChoiceNet) -> float:
+        assert task is not None
+        scorer = _Blended(head_of(net, inner, config, 0.0), rating_selected, 0.0)
+        return task.evaluate(scorer)[key] or 0.0
+
+    selected = trainer.fit(inner, valid, judge=judge if task is not None else None)
+    blend_ndcg: dict[str, float | None] = {}
+    blend = config.rank_blend
+    if task is not None:
+        head = head_of(selected.network, inner, config, 0.0)
+        candidates = RANK_BLENDS if blend is None else (blend,)
+        for b in candidates:
+            blend_ndcg[str(b)] = task.evaluate(_Blended(head, rating_selected, b))[key]
+        if blend is None:
+            blend = max(candidates, key=lambda b: blend_ndcg[str(b)] or 0.0)
+    blend = 0.0 if blend is None else blend
+    network = selected.network
+    refit_s = None
+    if config.refit and len(valid):
+        t1 = time.perf_counter()
+        network = trainer.fit(
+            inner.concat(valid), valid.subset(np.arange(0)), epochs=selected.best_epoch
+        ).network
+        refit_s = time.perf_counter() - t1
+    record = {
+        "history": [asdict(h) for h in selected.history],
+        "best_epoch": selected.best_epoch,
+        "stopped_early": selected.stopped_early,
+        "blend": blend,
+        "validation_ndcg_by_blend": blend_ndcg,
+        "seconds": time.perf_counter() - t0,
+        "refit_s": refit_s,
+    }
+    return network, blend, record
