@@ -29,7 +29,7 @@ from recsys.cli_ops import (
     schedule,
     simulate_traffic,
 )
-from recsys.config import Settings, TrainConfig, get_settings
+from recsys.config import Settings, TrainConfig, get_settings, train_config
 from recsys.data import csv_input, samples
 from recsys.data import ingest as ingest_mod
 from recsys.data.snapshot import read_snapshot
@@ -248,9 +248,7 @@ def train(
         "device": device,
         "refit": refit,
     }
-    config = TrainConfig(
-        liked_threshold=s.liked_threshold, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    config = train_config(s, **overrides)
     # Under torchrun only rank 0 shows progress and the report.
     quiet = distributed and os.environ.get("RANK", "0") != "0"
     with Progress(

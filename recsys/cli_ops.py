@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from recsys import jobs as jobs_mod
 from recsys import keys as keys_mod
 from recsys import monitoring, registry
-from recsys.config import TrainConfig, get_settings
+from recsys.config import get_settings, train_config
 from recsys.errors import ConfigError
 from recsys.simulate import simulate
 from recsys.store.db import make_engine, session_scope
@@ -57,8 +57,8 @@ def retrain(
     """Run the nightly job once: lock, snapshot, train, compare with production, gate,
     then promote, start a canary, wait for approval, or reject (as configured)."""
     overrides = {"epochs": epochs, "batch_size": batch_size, "refit": refit}
-    config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    outcome = jobs_mod.retrain(_engine(), get_settings(), config)
+    settings = get_settings()
+    outcome = jobs_mod.retrain(_engine(), settings, train_config(settings, **overrides))
     reasons = "; ".join(outcome.reasons)
     out.print(
         f"job {outcome.job_id}: {outcome.status}"

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     gate_ndcg_tolerance: float = Field(
         0.01, ge=0, description="How much lower than production a candidate's NDCG@k may be."
     )
+    gate_min_ndcg_vs_popular: float = Field(
+        1.0, ge=0, description="A candidate's NDCG@k at least this x most-popular's."
+    )
+    ease_max_items: int = Field(
+        20_000, ge=0, description="Largest catalog on which reports compute the EASE baseline."
+    )
     gate_min_coverage_ratio: float = Field(
         0.5, ge=0, le=1, description="Candidate catalog coverage at least this x production's."
     )
@@ -220,6 +226,10 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = Field(10, ge=1, le=1000, description="k of the ranking metrics.")
     liked_threshold: float = Field(4.0, description="A rating at least this is 'liked'.")
+    ease_max_items: int = Field(20_000, ge=0, description="EASE baseline up to this catalog.")
+    min_ndcg_vs_popular: float = Field(
+        1.0, ge=0, description="Gate: NDCG@k at least this x the most-popular list's."
+    )
 
     # The ranking head (recsys.training.choice): chosen on validation NDCG@10 of MovieLens
     # (benchmarks/ranking_movielens.py), never on the test split.
@@ -267,3 +277,16 @@ class TrainConfig(BaseModel):
 
 
 RANK_BLENDS = (0.0, 0.25, 0.5, 1.0)
+
+
+def train_config(settings: Settings, **overrides: object) -> TrainConfig:
+    """The one place a TrainConfig is made from Settings: what deployment settings decide
+    about training (the liked threshold, the EASE limit, the NDCG gate), then `overrides`
+    (None values ignored, so CLI options left out keep the defaults)."""
+    values: dict[str, object] = {
+        "liked_threshold": settings.liked_threshold,
+        "ease_max_items": settings.ease_max_items,
+        "min_ndcg_vs_popular": settings.gate_min_ndcg_vs_popular,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.model_validate(values)

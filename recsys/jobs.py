@@ -25,7 +25,7 @@ import torch
 from sqlalchemy import Engine, RowMapping, select, update
 
 from recsys import registry
-from recsys.config import Settings, TrainConfig
+from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import read_snapshot
 from recsys.evaluation.remap import remap
@@ -54,7 +54,7 @@ class JobOutcome:
 
 def gates(report: Report, settings: Settings, k: int) -> list[str]:
     """Why the candidate may not replace production; empty when it may."""
-    reasons = list(beats_baselines(report, k)["reasons"])
+    reasons = list(beats_baselines(report, k, settings.gate_min_ndcg_vs_popular)["reasons"])
     prod = report.get("production")
     if prod is None:
         return reasons
@@ -183,7 +183,7 @@ def retrain(
     """One run of the nightly job. Never raises for a failed run: it is recorded and
     returned with status 'failed' (the error text in `jobs.error`)."""
     # The hash split keeps the holdout of every run disjoint from what production learned.
-    config = (config or TrainConfig()).model_copy(update={"split": "hash"})
+    config = (config or train_config(settings)).model_copy(update={"split": "hash"})
     with job_lock(engine, RETRAIN) as acquired:
         if not acquired:
             job_id = _start(engine, RETRAIN, status="skipped")

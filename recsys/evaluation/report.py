@@ -15,7 +15,7 @@ import torch
 
 from recsys.data.interactions import Interactions, is_sorted
 from recsys.evaluation import metrics
-from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, Scorer
+from recsys.evaluation.baselines import BiasBaseline, Ease, GlobalMean, MostPopular, Scorer
 
 Report = dict[str, dict[str, float | None]]
 
@@ -120,8 +120,10 @@ def evaluate(
     max_users: int | None = 20_000,
     extra: Sequence[Scorer] = (),
     seed: int = 0,
+    ease_max_items: int = Ease.MAX_ITEMS,
 ) -> Report:
-    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`."""
+    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`. EASE joins
+    them when the catalog has at most `ease_max_items` items (0: never)."""
     scorers: list[Scorer] = [
         model,
         GlobalMean(train),
@@ -129,6 +131,8 @@ def evaluate(
         MostPopular(train),
         *extra,
     ]
+    if 0 < train.n_items <= ease_max_items:
+        scorers.insert(4, Ease(train))
     task = RankingTask(train, test, threshold, k, max_users, seed)
     report: Report = {}
     for scorer in scorers:
@@ -144,12 +148,10 @@ def evaluate(
     return report
 
 
-def beats_baselines(report: Report, k: int) -> dict[str, Any]:
-    """Whether the model may ship: its RMSE must be below the global mean's and the biases'.
-
-    Ranking is compared too, but only warns: a model trained to predict ratings often ranks
-    below plain popularity when every unrated item is a candidate (it favours rarely seen,
-    highly rated items), and refusing every such model would leave nothing to serve.
+def beats_baselines(report: Report, k: int, min_ndcg_vs_popular: float = 1.0) -> dict[str, Any]:
+    """Whether the model may ship: its RMSE must be below the global mean's and the biases',
+    and its NDCG@k at least `min_ndcg_vs_popular` x the most-popular list's (a ranking that
+    loses to a chart is no recommender). Falling below the biases' or EASE's NDCG warns.
     """
     m = report["model"]
     reasons = []
@@ -158,10 +160,18 @@ def beats_baselines(report: Report, k: int) -> dict[str, Any]:
             reasons.append(f"RMSE {m['rmse']:.4f} is not below {name}'s {report[name]['rmse']:.4f}")
     warnings = []
     key = f"ndcg@{k}"
-    for name in ("biases", "most_popular"):
+    popular = report["most_popular"][key] or 0.0
+    if (m[key] or 0.0) < min_ndcg_vs_popular * popular:
+        reasons.append(
+            f"NDCG@{k} {m[key] or 0.0:.4f} is below {min_ndcg_vs_popular} x most_popular's "
+            f"{popular:.4f} (RECSYS_GATE_MIN_NDCG_VS_POPULAR)"
+        )
+    for name in ("biases", "ease"):
+        if name not in report:
+            continue
         theirs = report[name][key] or 0.0
         if (m[key] or 0.0) < theirs:
-            warnings.append(f"NDCG@{k} {m[key]:.4f} is below {name}'s {theirs:.4f}")
+            warnings.append(f"NDCG@{k} {m[key] or 0.0:.4f} is below {name}'s {theirs:.4f}")
     return {"passed": not reasons, "reasons": reasons, "warnings": warnings}
 
 

@@ -47,7 +47,10 @@ class Fitted:
     def gate(self) -> dict[str, Any]:
         if self.report is None:
             return {"passed": True, "reasons": ["no test split: nothing to compare"]}
-        return beats_baselines(self.report, int(self.recommender.info["config"]["top_k"]))
+        config = self.recommender.info["config"]
+        return beats_baselines(
+            self.report, int(config["top_k"]), float(config.get("min_ndcg_vs_popular", 1.0))
+        )
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ def assess(
             k=config.top_k,
             seed=config.seed,
             extra=extra,
+            ease_max_items=config.ease_max_items,
         )
     rec.info["metrics"] = report
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
