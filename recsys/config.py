@@ -208,7 +208,7 @@ class TrainConfig(BaseModel):
         0.05, gt=0, lt=0.5, description="Share of training data for early stopping."
     )
     test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for evaluation.")
-    split: Literal["random", "time", "hash"] = Field(
+    split: Literal["random", "time", "hash", "user_time"] = Field(
         "hash",
         description="Test holdout: 'hash' holds out the same (user, item) pairs in every "
         "snapshot, so successive models are compared on ratings none of them learned.",

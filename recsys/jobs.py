@@ -207,7 +207,7 @@ def retrain(
 def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -> JobOutcome:
     t0 = time.perf_counter()
     with session_scope(engine) as s:
-        data = read_snapshot(session=s, timestamps=config.split == "time")
+        data = read_snapshot(session=s, timestamps=config.split in ("time", "user_time"))
     timings = {"snapshot_s": time.perf_counter() - t0}
     production = registry.production(engine)
     previous: Recommender | None = None

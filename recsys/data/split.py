@@ -17,7 +17,7 @@ def holdout(
     data: Interactions,
     fraction: float,
     *,
-    method: Literal["random", "time", "hash"] = "random",
+    method: Literal["random", "time", "hash", "user_time"] = "random",
     seed: int = 0,
 ) -> tuple[Interactions, Interactions]:
     """Split off `fraction` of the ratings: (kept, held out).
@@ -37,14 +37,20 @@ def holdout_mask(
     data: Interactions,
     fraction: float,
     *,
-    method: Literal["random", "time", "hash"] = "random",
+    method: Literal["random", "time", "hash", "user_time"] = "random",
     seed: int = 0,
 ) -> np.ndarray:
-    """Which ratings `holdout` holds out, as a boolean mask."""
-    if method not in ("random", "time", "hash"):
-        raise ConfigError(f"unknown split method {method!r}; use 'random', 'time' or 'hash'")
+    """Which ratings `holdout` holds out, as a boolean mask. "user_time" holds out each
+    user's latest `fraction` of ratings (rounded down): every user is tested on their own
+    future, the temporal protocol of the ranking benchmark."""
+    if method not in ("random", "time", "hash", "user_time"):
+        raise ConfigError(
+            f"unknown split method {method!r}; use 'random', 'time', 'hash' or 'user_time'"
+        )
     if method == "hash":
         return _held_by_hash(data, seed, fraction)
+    if method == "user_time":
+        return _held_latest_per_user(data, fraction)
     if method == "time" and data.timestamps is None:
         raise ConfigError("a time split needs timestamps; these ratings have none")
     n = len(data)
@@ -57,6 +63,21 @@ def holdout_mask(
     else:
         order = np.random.default_rng(seed).permutation(n)
     held[order[:n_held]] = True
+    return held
+
+
+def _held_latest_per_user(data: Interactions, fraction: float) -> np.ndarray:
+    if data.timestamps is None:
+        raise ConfigError("a time split needs timestamps; these ratings have none")
+    order = np.lexsort((data.timestamps, data.users))
+    users = data.users[order]
+    counts = np.bincount(users, minlength=data.n_users)
+    starts = np.zeros(data.n_users, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    position = np.arange(len(users)) - starts[users]
+    n_held = np.floor(counts * fraction).astype(np.int64)
+    held = np.zeros(len(data), dtype=bool)
+    held[order] = position >= counts[users] - n_held[users]
     return held
 
 

@@ -219,7 +219,7 @@ def train_from_database(
     try:
         t0 = time.perf_counter()
         with session_scope(engine) as session:
-            data = read_snapshot(session=session, timestamps=config.split == "time")
+            data = read_snapshot(session=session, timestamps=config.split in ("time", "user_time"))
         snapshot_s = time.perf_counter() - t0
         fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
         return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
