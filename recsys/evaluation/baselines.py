@@ -6,6 +6,7 @@ ratings) and `rank_scores` (a users x items score matrix; None if it cannot rank
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -114,15 +115,20 @@ class Ease:
             torch.from_numpy(np.stack([train.users, train.items]).astype(np.int64)),
             torch.ones(len(train)),
             (train.n_users, n_items),
+            check_invariants=False,
         ).coalesce()
-        x = torch.sparse_coo_tensor(x.indices(), torch.ones_like(x.values()), x.shape)
-        gram = (x.t() @ x).to_dense()
+        x.values().clamp_(max=1.0)  # binarised: a pair rated twice is still one choice
+        with warnings.catch_warnings():
+            # torch routes a sparse x sparse product through its CSR kernels and warns that
+            # they are "beta"; the result is checked against a dense product in the tests.
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+            gram = (x.t() @ x).to_dense()
         gram += lam * torch.eye(n_items)
         p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
         del gram
         self.weights = -p / torch.diagonal(p)
         self.weights.fill_diagonal_(0.0)
-        self.rows = x.coalesce()
+        self.rows = x
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> None:
         return None

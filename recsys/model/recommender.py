@@ -379,6 +379,11 @@ class Recommender:
             rows, scores, self._ratings(self._item_bias_np[rows] + self.global_bias)
         )
 
+    def _trained_rows(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Item rows of the ids, and which of them the model learned (known and trained)."""
+        rows = self.item_vocab.indices(item_ids)
+        return rows, (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+
     def fold_in(
         self, item_ids: Sequence[str], ratings: Sequence[float], *, l2: float = 0.1
     ) -> tuple[np.ndarray, float]:
@@ -390,8 +395,7 @@ class Recommender:
         biases, features are [q_i, 1]. This is one ALS half-step (Hu, Koren & Volinsky 2008).
         In numpy: a system this small took torch ~500 us of per-operation overhead.
         """
-        rows = self.item_vocab.indices(item_ids)
-        known = (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+        rows, known = self._trained_rows(item_ids)
         if not known.any():
             return np.zeros(self.n_factors, dtype=np.float32), 0.0
         rows = rows[known]
@@ -424,8 +428,7 @@ class Recommender:
         is matched best by rarely rated items whose vectors are mostly noise."""
         vector, bias = self.fold_in(item_ids, ratings)
         if self.ranking is not None:
-            rows = self.item_vocab.indices(item_ids)
-            known = (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+            rows, known = self._trained_rows(item_ids)
             choice = self.ranking.fold_in(rows[known], np.asarray(ratings)[known])
             user = np.concatenate([choice, vector])
         else:

@@ -16,7 +16,6 @@ with the training ratings as each user's input.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from recsys.config import TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
+from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
 
@@ -118,8 +118,7 @@ class ChoiceTrainer:
         batch = cfg.rank_batch_users
         opt = torch.optim.Adam(net.parameters(), lr=cfg.rank_lr)
         history: list[EpochStats] = []
-        best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
-        stopped_early = False
+        stopping = EarlyStopping(net, patience=cfg.rank_patience, min_delta=cfg.min_delta)
         started = time.perf_counter()
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
@@ -159,16 +158,15 @@ class ChoiceTrainer:
                 self.on_epoch(stats)
             # Lower is better: the loss, or minus the judge's figure.
             watched = val_loss if ndcg is None else -ndcg
-            if val_targets is None or watched < best_loss - cfg.min_delta:
-                best_loss, best_epoch = (train_loss if val_targets is None else watched), epoch
-                best_state = copy.deepcopy(net.state_dict())
-            elif epoch - best_epoch > cfg.rank_patience:
-                stopped_early = True
+            if stopping.update(epoch, watched, watched=val_targets is not None):
                 break
-        net.load_state_dict(best_state)
-        net.eval()
+        stopping.restore()
         return ChoiceResult(
-            net.cpu(), history, best_epoch, stopped_early, time.perf_counter() - started
+            net.cpu(),
+            history,
+            stopping.best_epoch,
+            stopping.stopped_early,
+            time.perf_counter() - started,
         )
 
     @staticmethod
@@ -181,7 +179,7 @@ class ChoiceTrainer:
     ) -> tuple[torch.Tensor, float]:
         """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories, and
         the summed target weight."""
-        pos, offsets, _, items = inputs.batch(users)
+        pos, offsets, rows, items = inputs.batch(users)
         vectors = net.user_vectors(
             torch.from_numpy(users).to(device),
             torch.from_numpy(items).to(device),
@@ -189,7 +187,10 @@ class ChoiceTrainer:
             torch.from_numpy(inputs.inputs[pos]).to(device),
         )
         log_p = torch.log_softmax(net(vectors), dim=1)
-        t_pos, _, t_rows, t_items = targets.batch(users)
+        # Training asks for the inputs' own items as targets: the batch is already laid out.
+        t_pos, _, t_rows, t_items = (
+            (pos, offsets, rows, items) if targets is inputs else targets.batch(users)
+        )
         weights = torch.from_numpy(targets.targets[t_pos]).to(device)
         picked = log_p[torch.from_numpy(t_rows).to(device), torch.from_numpy(t_items).to(device)]
         return -(picked * weights).sum(), float(targets.targets[t_pos].sum())

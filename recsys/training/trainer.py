@@ -22,6 +22,7 @@ from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import DotProductBias
 from recsys.training.distributed import World
+from recsys.training.stopping import EarlyStopping
 
 
 @dataclass(frozen=True)
@@ -299,10 +300,9 @@ class Trainer:
         )
 
         history: list[EpochStats] = []
-        best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+        stopping = EarlyStopping(net, patience=cfg.patience, min_delta=cfg.min_delta)
         started = time.perf_counter()
         step = 0
-        stopped_early = False
         n_valid = world.sum(len(valid))[0] if world else len(valid)
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
@@ -343,21 +343,16 @@ class Trainer:
             history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
-            if n_valid == 0 or val_loss < best_loss - cfg.min_delta:
-                best_loss, best_epoch = (val_loss if n_valid else train_loss), epoch
-                best_state = copy.deepcopy(net.state_dict())
-            elif epoch - best_epoch > cfg.patience:
-                stopped_early = True
+            if stopping.update(epoch, val_loss, watched=n_valid > 0):
                 break
-        net.load_state_dict(best_state)
-        net.eval()
+        stopping.restore()
         seconds = time.perf_counter() - started
         samples = n_global * len(history)
         return TrainResult(
             net.cpu(),
             history,
-            best_epoch,
-            stopped_early,
+            stopping.best_epoch,
+            stopping.stopped_early,
             seconds,
             samples / seconds if seconds else 0.0,
             str(device),
