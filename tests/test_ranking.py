@@ -1,0 +1,149 @@
+"""The ranking head: it learns which items users choose, lists follow it, visitors are folded
+into it, and EASE and the NDCG gate judge it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.config import RatingScale, Settings, TrainConfig, train_config
+from recsys.data.interactions import Interactions
+from recsys.data.split import holdout_mask
+from recsys.evaluation.baselines import Ease
+from recsys.evaluation.report import beats_baselines
+from recsys.model import artifact
+from recsys.model.recommender import Recommender
+from recsys.training.pipeline import fit
+
+GROUP = 20  # items 0..19 belong to group 0, 20..39 to group 1
+
+RANK_CONFIG = TrainConfig(
+    n_factors=4, epochs=20, batch_size=64, lr=0.05, init_std=0.1, rank_factors=8, rank_lr=0.05
+)
+
+
+def chosen_by_group(n_users: int = 60, seed: int = 0) -> Interactions:
+    """Users choose half of their group's items at random and rate every choice 4: the
+    ratings carry no taste at all, only the choices do."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(n_users):
+        own = np.arange(GROUP) + GROUP * (u % 2)
+        picked = rng.choice(own, GROUP // 2, replace=False)
+        users += [u] * len(picked)
+        items += picked.tolist()
+    return Interactions.from_arrays(np.array(users), np.array(items), np.full(len(users), 4.0))
+
+
+def group(item_id: str) -> int:
+    return int(item_id) // GROUP
+
+
+@pytest.fixture(scope="module")
+def ranked() -> Recommender:
+    data = chosen_by_group()
+    return fit(data, RANK_CONFIG, RatingScale(min=1.0, max=5.0)).recommender
+
+
+def test_lists_follow_what_users_choose(ranked: Recommender) -> None:
+    assert ranked.ranking is not None
+    for user in ("0", "1", "2", "3"):
+        out = ranked.recommend(user, k=5)
+        assert len(out) == 5
+        assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)
+
+
+def test_without_the_ranking_head_the_same_data_ranks_no_better_than_chance() -> None:
+    # The counterfactual the head exists for: every rating is 4, so predicted ratings
+    # cannot tell a user's group from the other.
+    data = chosen_by_group()
+    cfg = RANK_CONFIG.model_copy(update={"ranking": False})
+    plain = fit(data, cfg, RatingScale(min=1.0, max=5.0)).recommender
+    own = [group(s.item_id) == u % 2 for u in range(0, 40) for s in plain.recommend(str(u), k=5)]
+    assert np.mean(own) < 0.8
+
+
+def test_visitor_is_folded_into_the_ranking(ranked: Recommender) -> None:
+    for g in (0, 1):
+        rated = [str(GROUP * g + i) for i in (0, 3, 7)]
+        out = ranked.recommend_for_ratings(rated, [4.0, 4.0, 4.0], k=5, min_support=1)
+        assert not {s.item_id for s in out} & set(rated)
+        assert all(group(s.item_id) == g for s in out), (g, out)
+
+
+def test_predicted_ratings_stay_on_the_scale(ranked: Recommender) -> None:
+    lo, hi = ranked.scale
+    assert (lo, hi) == (1.0, 5.0)
+    # The sigmoid's range is wider than the scale; answers are clipped to it.
+    assert ranked.y_range[0] < lo and ranked.y_range[1] > hi
+    pairs = [(str(u), str(i)) for u in range(10) for i in range(40)]
+    pred = ranked.predict([p[0] for p in pairs], [p[1] for p in pairs])
+    assert pred.min() >= lo and pred.max() <= hi
+    for s in ranked.recommend("0", k=10) + ranked.cold_start(5, min_support=1):
+        assert s.predicted_rating is not None and lo <= s.predicted_rating <= hi
+
+
+def test_ranking_head_survives_the_artifact(ranked: Recommender, tmp_path: Path) -> None:
+    path, checksum = artifact.save(ranked, tmp_path, "v-rank")
+    loaded = artifact.load(path, checksum)
+    assert loaded.ranking is not None and loaded.ranking.blend == ranked.ranking.blend  # type: ignore[union-attr]
+    for user in ("0", "1"):
+        assert loaded.recommend(user, k=5) == ranked.recommend(user, k=5)
+
+
+def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> None:
+    record = ranked.info["ranking"]
+    assert record["history"] and 1 <= record["best_epoch"] <= len(record["history"])
+    assert all(h["val_ndcg"] is not None for h in record["history"])
+    assert record["blend"] in (0.0, 0.25, 0.5, 1.0)
+
+
+def test_ease_matches_the_closed_form() -> None:
+    data = chosen_by_group(30, seed=4)
+    lam = 5.0
+    x = np.zeros((data.n_users, data.n_items))
+    x[data.users, data.items] = 1.0
+    p = np.linalg.inv(x.T @ x + lam * np.eye(data.n_items))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    users = np.arange(data.n_users)
+    got = Ease(data, lam).rank_scores(users).numpy()
+    np.testing.assert_allclose(got, x @ b, atol=1e-4)
+
+
+def test_gate_refuses_a_ranking_below_most_popular() -> None:
+    row = {"rmse": 0.8, "ndcg@10": 0.05}
+    report = {
+        "model": row,
+        "global_mean": {"rmse": 1.0, "ndcg@10": None},
+        "biases": {"rmse": 0.9, "ndcg@10": 0.04},
+        "most_popular": {"rmse": None, "ndcg@10": 0.10},
+    }
+    gate = beats_baselines(report, 10)  # type: ignore[arg-type]
+    assert not gate["passed"] and "most_popular" in gate["reasons"][0]
+    assert beats_baselines(report, 10, min_ndcg_vs_popular=0.5)["passed"]  # type: ignore[arg-type]
+
+
+def test_train_config_takes_what_settings_decide() -> None:
+    settings = Settings(liked_threshold=3.0, ease_max_items=7, gate_min_ndcg_vs_popular=0.8)
+    config = train_config(settings, epochs=3, seed=None)
+    assert (config.liked_threshold, config.ease_max_items, config.min_ndcg_vs_popular) == (
+        3.0,
+        7,
+        0.8,
+    )
+    assert config.epochs == 3 and config.seed == TrainConfig().seed
+
+
+def test_user_time_split_holds_out_each_users_latest() -> None:
+    users = np.repeat(np.arange(3), 10)
+    items = np.tile(np.arange(10), 3)
+    stamps = np.random.default_rng(0).permutation(30)
+    data = Interactions.from_arrays(users, items, np.full(30, 3.0), timestamps=stamps)
+    held = holdout_mask(data, 0.2, method="user_time")
+    for u in range(3):
+        mine = data.users == u
+        assert held[mine].sum() == 2
+        assert data.timestamps[mine & held].min() > data.timestamps[mine & ~held].max()  # type: ignore[index]
