@@ -116,7 +116,9 @@ class ChoiceTrainer:
         total_weight = float(hist.targets.sum())
         users = np.flatnonzero(np.diff(hist.indptr) > 0)
         batch = cfg.rank_batch_users
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.rank_lr)
+        opt = torch.optim.Adam(
+            net.parameters(), lr=cfg.rank_lr, fused=device.type in ("cpu", "cuda")
+        )
         history: list[EpochStats] = []
         stopping = EarlyStopping(net, patience=cfg.rank_patience, min_delta=cfg.min_delta)
         started = time.perf_counter()
