@@ -317,9 +317,12 @@ def evaluate(
     version: Annotated[str | None, typer.Option(help="Default: production, else newest.")] = None,
     recompute: Annotated[bool, typer.Option(help="Re-evaluate on the current database.")] = False,
 ) -> None:
-    """Print a model's evaluation next to the baselines (global mean, biases, most popular)."""
+    """Print a model's evaluation next to the baselines (global mean, biases, most popular,
+    EASE); for a model refit on all ratings, its evaluated twin's."""
     row = registry.resolve(_engine(), version)
-    rec = artifact.load(Path(row["artifact_path"]), row["checksum"])
+    folder = Path(row["artifact_path"])
+    # The evaluated twin: the served model was refit on the holdout too.
+    rec = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
     report = rec.info.get("metrics")
     if recompute or report is None:
         cfg = TrainConfig(**rec.info["config"])

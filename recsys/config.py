@@ -213,6 +213,12 @@ class TrainConfig(BaseModel):
         description="Test holdout: 'hash' holds out the same (user, item) pairs in every "
         "snapshot, so successive models are compared on ratings none of them learned.",
     )
+    serve_refit: bool = Field(
+        True,
+        description="After evaluation, train both heads again on every rating (the test "
+        "holdout included) for the chosen epochs: that model serves, its evaluated twin's "
+        "metrics stand for it.",
+    )
     refit: bool = Field(
         True,
         description="After early stopping, train again on training plus validation data for "

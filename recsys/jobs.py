@@ -28,6 +28,7 @@ from recsys import registry
 from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import read_snapshot
+from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import Report, beats_baselines
 from recsys.locks import job_lock
@@ -35,7 +36,7 @@ from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
-from recsys.store.tables import jobs, training_runs
+from recsys.store.tables import jobs, model_versions, training_runs
 from recsys.training.pipeline import fit, record_fitted
 
 RETRAIN = "retrain"
@@ -148,9 +149,14 @@ def _clean_up_after_killed_runs(engine: Engine, kind: str, artifact_dir: Path) -
             .where(training_runs.c.status == "running")
             .values(status="failed", error=note, finished_at=datetime.now(UTC))
         )
+        registered = set(s.scalars(select(model_versions.c.version)))
     if artifact_dir.is_dir():
         for tmp in artifact_dir.glob(".tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
+        # A twin saved by a run that died before saving and registering its served model.
+        for twin in artifact_dir.glob(f"*{artifact.TWIN_SUFFIX}"):
+            if twin.name.removesuffix(artifact.TWIN_SUFFIX) not in registered:
+                shutil.rmtree(twin, ignore_errors=True)
 
 
 def _convergence(
@@ -211,9 +217,13 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
     timings = {"snapshot_s": time.perf_counter() - t0}
     production = registry.production(engine)
     previous: Recommender | None = None
+    extra: list[Scorer] = []
     if production is not None:
-        previous = artifact.load(Path(production["artifact_path"]), production["checksum"])
-    extra = [remap(previous, data, name="production")] if previous is not None else []
+        folder = Path(production["artifact_path"])
+        previous = artifact.load(folder, production["checksum"])
+        # Like with like: production's evaluated twin, which (like the candidate) never
+        # learned the hash holdout; the served model refit on all ratings did.
+        extra = [remap(artifact.load_twin(folder, previous), data, name="production")]
     network: DotProductBias | None = None
     warm: dict[str, Any] | None = None
     if settings.warm_start and previous is not None and previous.n_factors == config.n_factors:

@@ -18,6 +18,7 @@ from recsys.config import Settings, TrainConfig
 from recsys.data.ingest import ingest_frames
 from recsys.evaluation.report import Report
 from recsys.locks import job_lock
+from recsys.model import artifact
 from recsys.rollout import bucket, in_canary
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs as jobs_table
@@ -158,7 +159,11 @@ def test_kill_9_mid_training_leaves_production_and_next_run_succeeds(
     assert registry.production(engine)["version"] == first.candidate  # type: ignore[index]
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(model_versions)) == 1
-    assert sorted(p.name for p in settings.artifact_dir.iterdir()) == [first.candidate]
+    # The served model and its evaluated twin, nothing of the killed run.
+    assert sorted(p.name for p in settings.artifact_dir.iterdir()) == [
+        first.candidate,
+        f"{first.candidate}{artifact.TWIN_SUFFIX}",
+    ]
     # The lock died with the process: the next run takes it and succeeds.
     after = jobs.retrain(engine, settings, CONFIG)
     assert after.status == "succeeded" and after.decision == "promoted"

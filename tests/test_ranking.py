@@ -147,3 +147,25 @@ def test_user_time_split_holds_out_each_users_latest() -> None:
         mine = data.users == u
         assert held[mine].sum() == 2
         assert data.timestamps[mine & held].min() > data.timestamps[mine & ~held].max()  # type: ignore[index]
+
+
+def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path: Path) -> None:
+    data = chosen_by_group()
+    fitted = fit(data, RANK_CONFIG, RatingScale(min=1.0, max=5.0))
+    twin, served = fitted.recommender, fitted.deployed
+    assert served is not twin and fitted.report is not None
+    # The twin never saw the test holdout; the served model learned all of it.
+    assert twin.item_counts.sum() < len(data) - len(fitted.test) + 1
+    assert served.item_counts.sum() == len(data)
+    assert served.info["served"]["refit_on_all"] is True
+    assert served.info["served"]["rating_epochs"] == twin.info["best_epoch"]
+    assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
+    assert served.info["metrics"] == fitted.report
+    # Saved as recsys.training.pipeline.record_fitted does: the twin beside the served model.
+    twin_path, twin_sum = artifact.save(twin, tmp_path, "v1" + artifact.TWIN_SUFFIX)
+    served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_sum}
+    path, checksum = artifact.save(served, tmp_path, "v1")
+    loaded = artifact.load(path, checksum)
+    again = artifact.load_twin(path, loaded)
+    assert again.item_counts.sum() == twin.item_counts.sum()
+    assert artifact.load_twin(twin_path, again) is again  # a twin has no twin of its own

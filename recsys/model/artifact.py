@@ -34,6 +34,8 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 """Format 2 adds the ranking head; a format-1 artifact loads without one (lists by rating)."""
 _RANKING = ("user_vectors", "item_in", "item_out", "item_bias")
+TWIN_SUFFIX = ".evaluated"
+"""A served model refit on all ratings keeps its evaluated twin at `<version>.evaluated`."""
 _TENSORS = "model.safetensors"
 _VOCAB = "vocab.json"
 _MANIFEST = "manifest.json"
@@ -116,6 +118,15 @@ def save(rec: Recommender, artifact_dir: Path, version: str) -> tuple[Path, str]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, checksum
+
+
+def load_twin(folder: Path, served: Recommender) -> Recommender:
+    """The evaluated twin of a served model (itself when it has none): what was evaluated on
+    a holdout that it never learned, unlike a model refit on all ratings."""
+    twin = served.info.get("evaluated_twin")
+    if not twin:
+        return served
+    return load(folder.parent / twin["artifact"], twin["checksum"])
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
+from recsys.training.deploy import refit_on_all
 from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
@@ -42,6 +43,13 @@ class Fitted:
     train: Interactions
     test: Interactions
     timings: dict[str, float]
+    served: Recommender | None = None
+    """The model that serves, refit on every rating (`TrainConfig.serve_refit`); None: the
+    evaluated `recommender` serves itself."""
+
+    @property
+    def deployed(self) -> Recommender:
+        return self.served or self.recommender
 
     @property
     def gate(self) -> dict[str, Any]:
@@ -112,7 +120,7 @@ def fit(
         parts.inner, parts.valid, network=network
     )
     ranking = train_ranking_head(parts, result, config)
-    return assess(
+    fitted = assess(
         data,
         parts,
         result,
@@ -122,6 +130,12 @@ def fit(
         train_s=time.perf_counter() - t0,
         ranking=ranking,
     )
+    if config.serve_refit and len(parts.test):
+        t1 = time.perf_counter()
+        fitted.served = refit_on_all(data, fitted.recommender, config, scale)
+        fitted.served.info["metrics"] = fitted.report
+        fitted.timings["serve_refit_s"] = time.perf_counter() - t1
+    return fitted
 
 
 def train_ranking_head(
@@ -273,7 +287,15 @@ def record_fitted(
     """Save the artifact, register the version with `status`, close the training run."""
     version = registry.new_version_name()
     t0 = time.perf_counter()
-    path, checksum = artifact.save(fitted.recommender, artifact_dir, version)
+    served = fitted.deployed
+    if fitted.served is not None:
+        # The evaluated twin is kept beside the served model: the next retrain compares its
+        # candidate with it, on ratings neither learned.
+        twin_path, twin_checksum = artifact.save(
+            fitted.recommender, artifact_dir, f"{version}{artifact.TWIN_SUFFIX}"
+        )
+        served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_checksum}
+    path, checksum = artifact.save(served, artifact_dir, version)
     timings = {**timings, **fitted.timings, "save_s": time.perf_counter() - t0}
     registry.register_version(
         engine,
