@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.serve_latency [--rate 200] [--seconds 30]
 
 Loads the real sample into a fresh SQLite store, trains, starts `recsys serve`, then:
-1. open-loop load at a fixed rate on recommendations for random known users (and on similar
-   items), latency from when each request was due;
+1. open-loop load at a fixed rate on recommendations for random known users, on similar
+   items and on visitors known by three ratings (fold-in), latency from when each request
+   was due;
 2. saturation throughput with wrk (`apt install wrk`) of recommendations for every user in
    turn against /healthz of the same app, alternating, with the ranking cache on and off; the
    ratio says what the model adds to the web stack.
@@ -38,6 +39,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     user_order = rng.choice(users, size=int(args.rate * args.seconds))
     item_order = rng.choice(items, size=int(args.rate * args.seconds))
+    rng_items = [rng.choice(items[:500], 3, replace=False) for _ in item_order]
 
     with tempfile.TemporaryDirectory() as tmp:
         env = movielens_store(Path(tmp))
@@ -49,6 +51,15 @@ def main() -> None:
             def similar(i: int) -> Call:
                 return Call.get(f"/v1/items/{item_order[i]}/similar", k=10)
 
+            def visitor(i: int) -> Call:
+                # A visitor known by three ratings of popular films: fold-in into both heads.
+                rated = rng_items[i]
+                body = [
+                    {"item_id": str(x), "rating": r}
+                    for x, r in zip(rated, (5, 4.5, 2), strict=True)
+                ]
+                return Call.post("/v1/recommendations", {"ratings": body, "k": 10})
+
             # Warm-up: first requests pay for lazy imports, allocator growth and caches.
             print(f"warm-up, recommendations: {open_loop(base, args.rate, 3, recommend).summary()}")
             open_loop(base, args.rate, 2, similar)
@@ -56,7 +67,13 @@ def main() -> None:
             print(f"recommendations at {args.rate:.0f}/s: {result.summary()}")
             result = open_loop(base, args.rate, args.seconds, similar)
             print(f"similar items at {args.rate:.0f}/s:   {result.summary()}")
-            for route in ("/v1/users/{user_id}/recommendations", "/v1/items/{item_id}/similar"):
+            result = open_loop(base, args.rate, args.seconds, visitor)
+            print(f"visitor fold-in at {args.rate:.0f}/s: {result.summary()}")
+            for route in (
+                "/v1/users/{user_id}/recommendations",
+                "/v1/items/{item_id}/similar",
+                "/v1/recommendations",
+            ):
                 p99 = server_percentile(base, route) * 1000
                 print(f"server-side p99 (histogram bucket bound) of {route}: <= {p99:g} ms")
 

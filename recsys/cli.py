@@ -272,6 +272,15 @@ def train(
                 f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s"
             )
 
+        def on_rank_epoch(e: EpochStats) -> None:
+            progress.update(task, description=f"ranking epoch {e.epoch}")
+            ndcg = "-" if e.val_ndcg is None else f"{e.val_ndcg:.4f}"
+            progress.console.print(
+                f"ranking epoch {e.epoch:>3}  train NLL {e.train_loss:.4f}  "
+                f"valid NLL {e.val_loss:.4f}  valid NDCG@{config.top_k} {ndcg}  "
+                f"{e.seconds:.2f}s"
+            )
+
         run = train_distributed if distributed else train_from_database
         reg = run(
             _engine(),
@@ -281,6 +290,7 @@ def train(
             promote=promote,
             on_epoch=on_epoch,
             on_step=on_step,
+            on_rank_epoch=on_rank_epoch,
         )
     if reg is None:
         return  # a distributed rank other than 0: rank 0 reports
@@ -294,6 +304,19 @@ def train(
         out.print(
             f"refit on training + validation data ({res.refit.ratings:,} ratings) for "
             f"{res.refit.epochs} epochs: train MSE {res.refit.train_loss:.4f}"
+        )
+    ranking = reg.fitted.recommender.info.get("ranking")
+    if ranking:
+        out.print(
+            f"ranking head: best epoch {ranking['best_epoch']} of {len(ranking['history'])}; "
+            f"lists rank by choice + {ranking['blend']} x rating logit (chosen on validation "
+            f"NDCG@{config.top_k})"
+        )
+    served = reg.fitted.deployed.info.get("served")
+    if served:
+        out.print(
+            f"served model: both heads refit on all {served['ratings']:,} ratings "
+            f"({served['seconds']:.1f}s); the figures below are its evaluated twin's"
         )
     if reg.fitted.report is not None:
         out.print(format_report(reg.fitted.report))

@@ -160,7 +160,7 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
                 "baselines": {
                     k: v
                     for k, v in report.items()
-                    if k in ("global_mean", "biases", "most_popular")
+                    if k in ("global_mean", "biases", "most_popular", "ease")
                 },
             }
     return out

@@ -427,13 +427,15 @@ class Recommender:
         Candidates need `min_support` training ratings: a vector fitted to a handful of ratings
         is matched best by rarely rated items whose vectors are mostly noise."""
         vector, bias = self.fold_in(item_ids, ratings)
+        candidates = self._candidates(min_support)
         if self.ranking is not None:
             rows, known = self._trained_rows(item_ids)
-            choice = self.ranking.fold_in(rows[known], np.asarray(ratings)[known])
+            choice = self.ranking.fold_in(
+                rows[known], np.asarray(ratings)[known], np.flatnonzero(self._eligible(min_support))
+            )
             user = np.concatenate([choice, vector])
         else:
             user = vector
-        candidates = self._candidates(min_support)
         logits = candidates.score(user, self._rank_offset(bias))
         candidates.ban(logits, self._known_rows([*item_ids, *exclude]))
         local, values = self._best(logits, k)

@@ -102,6 +102,7 @@ def fit(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
     extra: Sequence[Scorer] = (),
     network: DotProductBias | None = None,
 ) -> Fitted:
@@ -119,7 +120,7 @@ def fit(
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         parts.inner, parts.valid, network=network
     )
-    ranking = train_ranking_head(parts, result, config)
+    ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
     fitted = assess(
         data,
         parts,
@@ -139,14 +140,20 @@ def fit(
 
 
 def train_ranking_head(
-    parts: Splits, result: TrainResult, config: TrainConfig
+    parts: Splits,
+    result: TrainResult,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> tuple[RankingHead, dict[str, Any]] | None:
     """The ranking head for the rating head in `result`, or None when `config.ranking` is
     off or there is nothing to learn from."""
     if not config.ranking or len(parts.inner) == 0:
         return None
     rating = result.selected or result.network
-    network, blend, record = fit_ranking(parts.inner, parts.valid, rating, config)
+    network, blend, record = fit_ranking(
+        parts.inner, parts.valid, rating, config, on_epoch=on_epoch
+    )
     learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
     return head_of(network, learned, config, blend), record
 
@@ -223,6 +230,7 @@ def train_from_database(
     promote: bool = True,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
 ) -> Registered:
     """Snapshot, fit, save the artifact, record the run and the version.
 
@@ -235,7 +243,9 @@ def train_from_database(
         with session_scope(engine) as session:
             data = read_snapshot(session=session, timestamps=config.split in ("time", "user_time"))
         snapshot_s = time.perf_counter() - t0
-        fitted = fit(data, config, scale, on_epoch=on_epoch, on_step=on_step)
+        fitted = fit(
+            data, config, scale, on_epoch=on_epoch, on_step=on_step, on_rank_epoch=on_rank_epoch
+        )
         return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
     except BaseException as exc:
         registry.finish_run(

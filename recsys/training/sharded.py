@@ -25,7 +25,13 @@ from recsys.errors import ConfigError
 from recsys.store import bulk
 from recsys.store.db import session_scope
 from recsys.training import distributed
-from recsys.training.pipeline import Registered, assess, register, split
+from recsys.training.pipeline import (
+    Registered,
+    assess,
+    register,
+    split,
+    train_ranking_head,
+)
 from recsys.training.trainer import EpochStats, Trainer
 
 
@@ -61,6 +67,7 @@ def train_distributed(
     promote: bool = True,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
 ) -> Registered | None:
     """Train across the torchrun processes; rank 0 returns the registered model, others None.
 
@@ -94,7 +101,11 @@ def train_distributed(
         if not main:
             return None
         data = _read(engine, None, lambda _: agreed[0])
-        fitted = assess(data, split(data, config), result, config, scale, train_s=train_s)
+        parts = split(data, config)
+        # The ranking head needs each user's whole history, which no shard holds: rank 0
+        # trains it on the full read (one process; sharding it by user is future work).
+        ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
+        fitted = assess(data, parts, result, config, scale, train_s=train_s, ranking=ranking)
         fitted.recommender.info["data"]["shards"] = shard_sizes
         timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
         return register(engine, artifact_dir, fitted, run_id, promote, timings)
