@@ -308,7 +308,7 @@ def train(
     ranking = reg.fitted.recommender.info.get("ranking")
     if ranking:
         out.print(
-            f"ranking head: best epoch {ranking['best_epoch']} of {len(ranking['history'])}; "
+            f"ranking head: epoch {ranking['best_epoch']} of {len(ranking['history'])} kept; "
             f"lists rank by choice + {ranking['blend']} x rating logit (chosen on validation "
             f"NDCG@{config.top_k})"
         )
