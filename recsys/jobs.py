@@ -11,7 +11,6 @@ canary share of users first, as configured. Every run is recorded in `jobs`, wit
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
@@ -29,8 +28,8 @@ from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import read_snapshot
 from recsys.evaluation.baselines import Scorer
+from recsys.evaluation.gates import gates
 from recsys.evaluation.remap import remap
-from recsys.evaluation.report import Report, beats_baselines
 from recsys.locks import job_lock
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
@@ -51,37 +50,6 @@ class JobOutcome:
     reasons: list[str]
     candidate: str | None
     production: str | None
-
-
-def gates(report: Report, settings: Settings, k: int) -> list[str]:
-    """Why the candidate may not replace production; empty when it may."""
-    reasons = list(beats_baselines(report, k, settings.gate_min_ndcg_vs_popular)["reasons"])
-    prod = report.get("production")
-    if prod is None:
-        return reasons
-    cand = report["model"]
-    ndcg = f"ndcg@{k}"
-    if (cand["rmse"] or math.inf) > (prod["rmse"] or math.inf) + settings.gate_rmse_tolerance:
-        reasons.append(
-            f"RMSE {cand['rmse']:.4f} is worse than production's {prod['rmse']:.4f} by more "
-            f"than {settings.gate_rmse_tolerance}"
-        )
-    if (cand[ndcg] or 0.0) < (prod[ndcg] or 0.0) - settings.gate_ndcg_tolerance:
-        reasons.append(
-            f"NDCG@{k} {cand[ndcg]:.4f} is below production's {prod[ndcg]:.4f} by more than "
-            f"{settings.gate_ndcg_tolerance}"
-        )
-    if (cand["coverage"] or 0.0) < settings.gate_min_coverage_ratio * (prod["coverage"] or 0.0):
-        reasons.append(
-            f"catalog coverage {cand['coverage']:.4f} collapsed below "
-            f"{settings.gate_min_coverage_ratio} x production's {prod['coverage']:.4f}"
-        )
-    if (cand["gini"] or 0.0) > (prod["gini"] or 0.0) + settings.gate_max_gini_increase:
-        reasons.append(
-            f"Gini of exposure {cand['gini']:.4f} exceeds production's {prod['gini']:.4f} by "
-            f"more than {settings.gate_max_gini_increase}"
-        )
-    return reasons
 
 
 def warm_network(

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from recsys import jobs, registry
 from recsys.config import Settings, TrainConfig
 from recsys.data.ingest import ingest_frames
+from recsys.evaluation.gates import gates
 from recsys.evaluation.report import Report
 from recsys.locks import job_lock
 from recsys.model import artifact
@@ -211,11 +212,11 @@ def test_every_gate_by_hand() -> None:
         "biases": row(0.88, 0.0, 0.0, 0.0),
         "most_popular": row(1.0, 0.0, 0.0, 0.0),
     }
-    reasons = jobs.gates(report, Settings(), k=10)
+    reasons = gates(report, Settings(), k=10)
     assert len(reasons) == 5, reasons
     for text in ("biases", "worse than production", "NDCG@10", "coverage", "Gini"):
         assert any(text in r for r in reasons), (text, reasons)
     report["model"] = row(0.852, 0.075, 0.06, 0.84)  # within every tolerance
-    assert jobs.gates(report, Settings(), k=10) == []
+    assert gates(report, Settings(), k=10) == []
     # Tolerances are settings.
-    assert jobs.gates(report, Settings(gate_rmse_tolerance=0.0), k=10) != []
+    assert gates(report, Settings(gate_rmse_tolerance=0.0), k=10) != []

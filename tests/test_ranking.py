@@ -12,7 +12,7 @@ from recsys.config import RatingScale, Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.split import holdout_mask
 from recsys.evaluation.baselines import Ease
-from recsys.evaluation.report import beats_baselines
+from recsys.evaluation.gates import beats_baselines
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit

@@ -8,7 +8,6 @@ top k of each scorer are compared with the relevant items.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -146,33 +145,6 @@ def evaluate(
         "catalog_mean_popularity": float(task.item_counts.mean()),
     }
     return report
-
-
-def beats_baselines(report: Report, k: int, min_ndcg_vs_popular: float = 1.0) -> dict[str, Any]:
-    """Whether the model may ship: its RMSE must be below the global mean's and the biases',
-    and its NDCG@k at least `min_ndcg_vs_popular` x the most-popular list's (a ranking that
-    loses to a chart is no recommender). Falling below the biases' or EASE's NDCG warns.
-    """
-    m = report["model"]
-    reasons = []
-    for name in ("global_mean", "biases"):
-        if (m["rmse"] or np.inf) >= (report[name]["rmse"] or np.inf):
-            reasons.append(f"RMSE {m['rmse']:.4f} is not below {name}'s {report[name]['rmse']:.4f}")
-    warnings = []
-    key = f"ndcg@{k}"
-    popular = report["most_popular"][key] or 0.0
-    if (m[key] or 0.0) < min_ndcg_vs_popular * popular:
-        reasons.append(
-            f"NDCG@{k} {m[key] or 0.0:.4f} is below {min_ndcg_vs_popular} x most_popular's "
-            f"{popular:.4f} (RECSYS_GATE_MIN_NDCG_VS_POPULAR)"
-        )
-    for name in ("biases", "ease"):
-        if name not in report:
-            continue
-        theirs = report[name][key] or 0.0
-        if (m[key] or 0.0) < theirs:
-            warnings.append(f"NDCG@{k} {m[key] or 0.0:.4f} is below {name}'s {theirs:.4f}")
-    return {"passed": not reasons, "reasons": reasons, "warnings": warnings}
 
 
 def format_report(report: Report) -> str:

@@ -22,7 +22,8 @@ from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, read_snapshot
 from recsys.data.split import holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.report import Report, beats_baselines, evaluate
+from recsys.evaluation.gates import beats_baselines
+from recsys.evaluation.report import Report, evaluate
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
