@@ -37,6 +37,7 @@ from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
 from recsys.training.pipeline import fit, record_fitted
+from recsys.training.trainer import Trainer
 
 RETRAIN = "retrain"
 PROMOTED, CANARY, AWAITING, REJECTED = "promoted", "canary", "awaiting_approval", "rejected"
@@ -58,15 +59,7 @@ def warm_network(
     """A network for `data` whose rows for ids the previous model knew start from its
     weights; new ids start as a fresh model would."""
     gen = torch.Generator().manual_seed(config.seed)
-    net = DotProductBias(
-        data.n_users,
-        data.n_items,
-        config.n_factors,
-        settings.rating_scale.output_range(),
-        mean_rating=float(data.ratings.mean()),
-        init_std=config.init_std,
-        generator=gen,
-    )
+    net = Trainer(config, settings.rating_scale).build(data, gen, float(data.ratings.mean()))
     copied = {"users": 0, "items": 0}
     with torch.no_grad():
         for side, vocab, old_vocab, factors, bias, old_factors, old_bias in (
