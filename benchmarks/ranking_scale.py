@@ -1,0 +1,77 @@
+"""The ranking head at MovieLens-25M size: seconds per epoch and peak memory.
+
+    .venv/bin/python -m benchmarks.ranking_scale [--ratings 25000000] [--epochs 1] [--device auto]
+
+Synthetic ratings in memory with 25M's shape (162,541 users, 59,047 items, Zipf item
+popularity, log-normal user activity); one or more epochs of `ChoiceTrainer` (full-catalog
+softmax, the default TrainConfig), nothing held out. Prints the seconds of each epoch, the
+process's peak resident memory, and the GPU's peak memory when it ran on one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from recsys.config import TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.data.vocab import Vocabulary
+from recsys.training.choice import ChoiceTrainer
+
+
+def synthetic(n_users: int, n_items: int, n_ratings: int, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    item_p = 1.0 / np.arange(1, n_items + 1)
+    user_p = rng.lognormal(0.0, 1.0, n_users)
+    users = rng.choice(n_users, n_ratings, p=user_p / user_p.sum()).astype(np.int32)
+    items = rng.choice(n_items, n_ratings, p=item_p / item_p.sum()).astype(np.int32)
+    ratings = rng.integers(1, 11, n_ratings).astype(np.float32) / 2
+    # Rows are the ids: 25M ids turned into strings and back would take minutes.
+    return Interactions(
+        users,
+        items,
+        ratings,
+        Vocabulary([str(u) for u in range(n_users)]),
+        Vocabulary([str(i) for i in range(n_items)]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ratings", type=int, default=25_000_000)
+    parser.add_argument("--users", type=int, default=162_541)
+    parser.add_argument("--items", type=int, default=59_047)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    data = synthetic(args.users, args.items, args.ratings)
+    print(f"{data!r} built in {time.perf_counter() - t0:.1f} s", flush=True)
+    config = TrainConfig(device=args.device, rank_epochs=args.epochs)
+    empty = data.subset(np.arange(0))
+    result = ChoiceTrainer(
+        config,
+        on_epoch=lambda e: print(
+            f"epoch {e.epoch}: {e.seconds:.1f} s, train NLL {e.train_loss:.3f}", flush=True
+        ),
+    ).fit(data, empty)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    device = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    print(
+        f"device {device}; {result.seconds / len(result.history):.1f} s per epoch; "
+        f"peak RSS {rss_gb:.2f} GB",
+        flush=True,
+    )
+    if device == "cuda":
+        print(
+            f"GPU peak memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB "
+            f"({torch.cuda.get_device_name()})"
+        )
+
+
+if __name__ == "__main__":
+    main()
