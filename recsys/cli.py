@@ -315,7 +315,7 @@ def train(
     served = reg.fitted.deployed.info.get("served")
     if served:
         out.print(
-            f"served model: both heads refit on all {served['ratings']:,} ratings "
+            f"served model: both heads trained again on all {served['ratings']:,} ratings "
             f"({served['seconds']:.1f}s); the figures below are its evaluated twin's"
         )
     if reg.fitted.report is not None:
