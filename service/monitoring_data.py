@@ -156,6 +156,8 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
             out[row["version"]] = {
                 "status": row["status"],
                 "history": history or [],
+                "ranking_history": ((row["metrics"] or {}).get("ranking") or {}).get("history")
+                or [],
                 "metrics": report.get("model"),
                 "baselines": {
                     k: v

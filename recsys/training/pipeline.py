@@ -297,6 +297,9 @@ def record_fitted(
 ) -> tuple[str, Path]:
     """Save the artifact, register the version with `status`, close the training run."""
     version = registry.new_version_name()
+    # The ranking head's record (its learning curve, blend) travels with the version's
+    # metrics, so the dashboard can draw it beside the rating head's.
+    metrics = {**metrics, "ranking": fitted.recommender.info.get("ranking")}
     t0 = time.perf_counter()
     served = fitted.deployed
     if fitted.served is not None:

@@ -172,6 +172,18 @@ async function curves(ticked) {
     traces.push({ name: version + " valid", x: epochs, y: run.history.map((h) => h.val_loss), mode: "lines+markers", line: { color: colour } });
   });
   await chart("chart-curves", traces, { xaxis: { title: "epoch" }, yaxis: { title: "MSE" } });
+  const ranking = [];
+  Object.entries(data).forEach(([version, run], n) => {
+    const colour = colours[n % colours.length];
+    const h = run.ranking_history || [];
+    const epochs = h.map((e) => e.epoch);
+    ranking.push({ name: version + " valid NDCG@10", x: epochs, y: h.map((e) => e.val_ndcg), mode: "lines+markers", line: { color: colour } });
+    ranking.push({ name: version + " train NLL", x: epochs, y: h.map((e) => e.train_loss), mode: "lines", yaxis: "y2", line: { color: colour, dash: "dot" } });
+  });
+  await chart("chart-ranking", ranking, {
+    xaxis: { title: "epoch" }, yaxis: { title: "NDCG@10" },
+    yaxis2: { title: "NLL", overlaying: "y", side: "right" },
+  });
   const names = Object.keys(data);
   const first = data[names[0]];
   const scorers = [...names.map((v) => [v, data[v].metrics || {}]), ...Object.entries(first.baselines)];
