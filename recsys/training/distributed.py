@@ -61,6 +61,10 @@ class World:
         dist.all_gather_object(gathered, np.unique(ids))
         return np.unique(np.concatenate([g for g in gathered if g is not None]))
 
+    def barrier(self) -> None:
+        """Wait until every rank reaches this point."""
+        dist.barrier()
+
     def gather(self, value: int) -> list[int]:
         """`value` of every rank, in rank order."""
         gathered: list[int | None] = [None] * self.size

@@ -99,6 +99,10 @@ def train_distributed(
         result = trainer.fit(parts.inner, parts.valid, world=world)
         train_s = time.perf_counter() - t0 - snapshot_s
         if not main:
+            # Wait for rank 0's work alone (the ranking head, evaluation, registration):
+            # a rank that tears the process group down while another still holds it can
+            # abort the other ("terminate called without an active exception" under gloo).
+            world.barrier()
             return None
         data = _read(engine, None, lambda _: agreed[0])
         parts = split(data, config)
@@ -108,7 +112,9 @@ def train_distributed(
         fitted = assess(data, parts, result, config, scale, train_s=train_s, ranking=ranking)
         fitted.recommender.info["data"]["shards"] = shard_sizes
         timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
-        return register(engine, artifact_dir, fitted, run_id, promote, timings)
+        registered = register(engine, artifact_dir, fitted, run_id, promote, timings)
+        world.barrier()
+        return registered
     except BaseException as exc:
         if world.is_main:
             registry.finish_run(
