@@ -224,9 +224,9 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         timings=timings,
     )
     if decision == PROMOTED:
-        registry.promote(engine, version)
+        registry.promote(engine, version, check=False)  # just saved and verified
     elif decision == CANARY:
-        registry.start_canary(engine, version)
+        registry.start_canary(engine, version, check=False)
     comparison = {
         name: report[name] for name in ("model", "production", "biases", "most_popular")
         if name in report

@@ -63,9 +63,18 @@ def job_lock(engine: Engine, name: str) -> Iterator[bool]:
 
 
 def wait_for_turn(session: Session, name: str) -> None:
-    """PostgreSQL: wait until no other transaction holds `name`, then hold it until this
-    transaction ends. Ingestions take it before they count rows: two at once could otherwise
-    both load "an empty table" (and their index rebuilds deadlock), or merge overlapping
-    ratings in different orders. SQLite needs nothing: it has one writer at a time."""
+    """Wait until no other transaction holds `name`, then hold it until this transaction
+    ends: whatever the transaction read stays true until it commits.
+
+    PostgreSQL: a transaction-level advisory lock on `name`. Ingestions take it before they
+    count rows (two at once could both load "an empty table", and their index rebuilds
+    deadlock); registry changes before they read a version's status (two could otherwise
+    both see "candidate" and leave two versions in production). SQLite has one writer at a
+    time, but Python's sqlite3 opens the write transaction only at the first write, after the
+    reads: BEGIN IMMEDIATE takes the write lock first (busy_timeout makes others wait)."""
     if is_postgres(session):
         session.execute(text("select pg_advisory_xact_lock(:k)"), {"k": _key(name)})
+        return
+    raw = session.connection().connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")

@@ -4,18 +4,29 @@ A version's status is one of candidate, canary, production, retired, rejected. A
 version is in production and one in canary; promotion retires the previous production version
 in the same transaction, rollback brings it back and rejects the one rolled back. The names
 `production`, `canary` and `latest` work wherever a version is asked for.
+
+Every change of status is one transaction that first waits for the registry's lock
+(`changing`), then reads the status it judges and writes the new one: two operators, or an
+operator and the nightly job, acting at once are applied one after the other, and the second
+is judged on what the first left. Partial unique indexes (migration 0005) make a second
+production or canary row impossible whatever the code does. A version becomes production or
+canary only after its artifact passed its checksum and loaded (`check_servable`).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, RowMapping, select, update
 from sqlalchemy.orm import Session
 
-from recsys.errors import NoModelError, NotFoundError, StateConflictError
+from recsys.errors import ArtifactError, NoModelError, NotFoundError, StateConflictError
+from recsys.locks import wait_for_turn
 from recsys.store.db import session_scope
 from recsys.store.tables import model_versions, training_runs
 
@@ -92,27 +103,62 @@ def get_version(engine: Engine, version: str) -> RowMapping:
         return _get(s, version)
 
 
-def promote(engine: Engine, version: str) -> None:
-    """Make `version` the production model and retire the previous one (and any other
-    canary), atomically."""
+class UnservableVersionError(StateConflictError):
+    """The version's artifact is missing, corrupt or unreadable: it cannot be served."""
+
+
+def check_servable(row: RowMapping) -> None:
+    """Refuse a version whose artifact would not load: promoting it would leave the registry
+    naming a production model that no replica can serve (503 for everyone after a restart).
+    Checks the checksum and loads the tensors, as a replica would."""
+    from recsys.model import artifact  # torch and the model code: only for these actions
+
+    try:
+        artifact.load(Path(row["artifact_path"]), row["checksum"])
+    except (ArtifactError, OSError) as exc:
+        raise UnservableVersionError(
+            f"{row['version']} cannot be served, nothing was changed: {exc}"
+        ) from exc
+
+
+@contextmanager
+def changing(engine: Engine) -> Iterator[Session]:
+    """A transaction holding the registry's lock: status read in it stays true until it
+    commits."""
     with session_scope(engine) as s:
-        _get(s, version)
-        s.execute(
-            update(model_versions)
-            .where(model_versions.c.status.in_([PRODUCTION, CANARY]))
-            .where(model_versions.c.version != version)
-            .values(status=RETIRED)
-        )
-        s.execute(
-            update(model_versions)
-            .where(model_versions.c.version == version)
-            .values(status=PRODUCTION, promoted_at=now())
-        )
+        wait_for_turn(s, "registry")
+        yield s
 
 
-def start_canary(engine: Engine, version: str) -> None:
+def _make_production(s: Session, version: str) -> None:
+    s.execute(
+        update(model_versions)
+        .where(model_versions.c.status.in_([PRODUCTION, CANARY]))
+        .where(model_versions.c.version != version)
+        .values(status=RETIRED)
+    )
+    s.execute(
+        update(model_versions)
+        .where(model_versions.c.version == version)
+        .values(status=PRODUCTION, promoted_at=now())
+    )
+
+
+def promote(engine: Engine, version: str, *, check: bool = True) -> None:
+    """Make `version` the production model and retire the previous one (and any canary), in
+    one transaction. `check=False` is for a version just saved and verified by its writer."""
+    if check:
+        check_servable(get_version(engine, version))
+    with changing(engine) as s:
+        if _get(s, version)["status"] != PRODUCTION:
+            _make_production(s, version)
+
+
+def start_canary(engine: Engine, version: str, *, check: bool = True) -> None:
     """Serve `version` to the canary share of users; a previous canary is retired."""
-    with session_scope(engine) as s:
+    if check:
+        check_servable(get_version(engine, version))
+    with changing(engine) as s:
         if _get(s, version)["status"] == PRODUCTION:
             raise StateConflictError(f"{version} is already in production")
         s.execute(
@@ -123,50 +169,70 @@ def start_canary(engine: Engine, version: str) -> None:
         )
 
 
+def _waiting(s: Session, version: str, verb: str) -> None:
+    status = _get(s, version)["status"]
+    if status not in (CANDIDATE, CANARY):
+        raise StateConflictError(f"{version} is {status}; only a candidate or canary can be {verb}")
+
+
 def approve(engine: Engine, version: str) -> None:
     """An operator's yes: a candidate (or canary) becomes production."""
-    status = get_version(engine, version)["status"]
-    if status not in (CANDIDATE, CANARY):
-        raise StateConflictError(
-            f"{version} is {status}; only a candidate or canary can be approved"
-        )
-    promote(engine, version)
+    row = get_version(engine, version)
+    with changing(engine) as s:
+        _waiting(s, version, "approved")  # before the (slow) artifact check: fail fast
+    check_servable(row)
+    with changing(engine) as s:
+        _waiting(s, version, "approved")  # and again: it may have changed meanwhile
+        _make_production(s, version)
 
 
 def reject(engine: Engine, version: str) -> None:
-    status = get_version(engine, version)["status"]
-    if status not in (CANDIDATE, CANARY):
-        raise StateConflictError(
-            f"{version} is {status}; only a candidate or canary can be rejected"
+    with changing(engine) as s:
+        _waiting(s, version, "rejected")
+        s.execute(
+            update(model_versions)
+            .where(model_versions.c.version == version)
+            .values(status=REJECTED)
         )
-    set_status(engine, version, REJECTED)
+
+
+def _rollback_pair(s: Session) -> tuple[RowMapping, RowMapping]:
+    current = (
+        s.execute(select(model_versions).where(model_versions.c.status == PRODUCTION))
+        .mappings()
+        .first()
+    )
+    if current is None:
+        raise NoModelError("nothing is in production: nothing to roll back")
+    previous = (
+        s.execute(
+            select(model_versions)
+            .where(model_versions.c.status == RETIRED)
+            .where(model_versions.c.promoted_at.is_not(None))
+            .order_by(model_versions.c.promoted_at.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if previous is None:
+        raise NotFoundError(
+            f"no earlier production version to roll back to from {current['version']}"
+        )
+    return current, previous
 
 
 def rollback(engine: Engine) -> tuple[str, str]:
-    """Back to the version that was in production before this one, atomically; the current
-    one is rejected, so a second rollback goes one further back. Returns (from, to)."""
+    """Back to the version that was in production before this one; the current one is
+    rejected, so a second rollback goes one further back. Returns (from, to)."""
     with session_scope(engine) as s:
-        current = (
-            s.execute(select(model_versions).where(model_versions.c.status == PRODUCTION))
-            .mappings()
-            .first()
-        )
-        if current is None:
-            raise NoModelError("nothing is in production: nothing to roll back")
-        previous = (
-            s.execute(
-                select(model_versions)
-                .where(model_versions.c.status == RETIRED)
-                .where(model_versions.c.promoted_at.is_not(None))
-                .order_by(model_versions.c.promoted_at.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        if previous is None:
-            raise NotFoundError(
-                f"no earlier production version to roll back to from {current['version']}"
+        _, target = _rollback_pair(s)
+    check_servable(target)
+    with changing(engine) as s:
+        current, previous = _rollback_pair(s)
+        if previous["version"] != target["version"]:
+            raise StateConflictError(
+                f"the registry changed while {target['version']} was checked; try again"
             )
         s.execute(
             update(model_versions)
@@ -191,7 +257,7 @@ def canary(engine: Engine) -> RowMapping | None:
 
 
 def set_status(engine: Engine, version: str, status: str) -> None:
-    with session_scope(engine) as s:
+    with changing(engine) as s:
         _get(s, version)
         s.execute(
             update(model_versions).where(model_versions.c.version == version).values(status=status)

@@ -82,6 +82,9 @@ class ModelHolder:
         self.catalog = Catalog()
         self.database_ok = False
         self.last_error: str | None = None
+        # What the registry named as production at the last poll: differs from `version`
+        # while a new model loads, or when its artifact was refused.
+        self.registry_version: str | None = None
         self._refused: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,6 +99,7 @@ class ModelHolder:
                 self.key_hashes = keys.active_hashes(self.engine)
                 self.catalog.refresh(self.engine)
                 self.database_ok = True
+                self.registry_version = production["version"] if production else None
             except SQLAlchemyError as exc:
                 self.database_ok = False
                 self.last_error = f"database unavailable: {type(exc).__name__}"

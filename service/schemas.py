@@ -238,7 +238,10 @@ class HealthPublic(BaseModel):
 
 class ReadinessPublic(BaseModel):
     ready: bool
-    model_version: str | None
+    model_version: str | None = Field(description="The production version this replica serves.")
+    registry_version: str | None = Field(
+        None, description="The version the registry names as production, when last polled."
+    )
     database: bool
     detail: str
 

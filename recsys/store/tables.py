@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 
 metadata = MetaData(
@@ -102,6 +103,17 @@ model_versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("promoted_at", DateTime(timezone=True), nullable=True),
     Index("ix_model_versions_status", "status"),
+    # At most one production and one canary version, whatever races the code loses.
+    *(
+        Index(
+            f"uq_model_versions_one_{status}",
+            "status",
+            unique=True,
+            sqlite_where=text(f"status = '{status}'"),
+            postgresql_where=text(f"status = '{status}'"),
+        )
+        for status in ("production", "canary")
+    ),
 )
 
 # Served lists, one row per list: what was shown, to whom, by which model version and strategy.

@@ -281,7 +281,7 @@ def register(
         timings=timings,
     )
     if promote and gate["passed"]:
-        registry.promote(engine, version)
+        registry.promote(engine, version, check=False)  # just saved and verified
     return Registered(version, run_id, path, fitted, promote and gate["passed"])
 
 

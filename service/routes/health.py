@@ -35,19 +35,29 @@ def _database_ok(state: AppState) -> bool:
 
 @router.get("/readyz", responses={503: {"model": ReadinessPublic}})
 async def readyz(state: StateDep, response: Response) -> ReadinessPublic:
-    """Ready to serve: a model is loaded and the database answers. 503 otherwise."""
+    """Ready to serve: a model is loaded and the database answers. 503 otherwise.
+
+    When the registry names another production version than the one served (its artifact
+    was refused, or it is loading), the replica stays ready, serving the last good model, and
+    `detail` says so: taking every replica out over one bad artifact would turn it into an
+    outage."""
     database = await run_in_threadpool(_database_ok, state)
     version = state.models.version
-    problems = []
+    registered = state.models.registry_version
+    problems, notes = [], []
     if version is None:
         problems.append(state.models.last_error or "no model is in production yet")
+    elif registered is not None and registered != version:
+        why = state.models.last_error or "it is loading"
+        notes.append(f"the registry names {registered} as production; serving {version}: {why}")
     if not database:
         problems.append("the database is unreachable")
     body = ReadinessPublic(
         ready=not problems,
         model_version=version,
+        registry_version=registered,
         database=database,
-        detail="; ".join(problems) or "ok",
+        detail="; ".join(problems + notes) or "ok",
     )
     if problems:
         response.status_code = 503

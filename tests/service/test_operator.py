@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from recsys import registry
 from recsys.config import RatingScale
 from recsys.rollout import in_canary
+from recsys.store.db import session_scope
+from recsys.store.tables import model_versions
 from recsys.training.pipeline import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, Served
@@ -73,3 +75,40 @@ def test_canary_serves_its_share_then_approve_and_rollback(
     assert shown["status"] == "rejected" and shown["metrics"]["rmse"] > 0
     assert operator.get("/v1/models/nope", headers=AUTH).status_code == 404
     assert operator.get("/v1/jobs", headers=AUTH).status_code == 200
+
+
+def test_a_corrupt_artifact_is_refused_and_readyz_says_what_is_served(
+    operator: TestClient, served: Served
+) -> None:
+    production = registry.production(served.engine)["version"]  # type: ignore[index]
+    broken = train_from_database(
+        served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False
+    ).version
+    tensors = served.artifact_dir / broken / "model.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:-7] + b"garbage")
+    for action in ("promote", "approve"):
+        r = operator.post(f"/v1/models/{broken}/{action}", headers=AUTH)
+        assert r.status_code == 409, r.text
+        assert broken in r.json()["detail"] and "checksum" in r.json()["detail"]
+    assert registry.production(served.engine)["version"] == production  # type: ignore[index]
+    ready = operator.get("/readyz").json()
+    assert ready["registry_version"] == ready["model_version"] == production
+    # Were the registry changed behind the service's back, readiness tells the difference.
+    with session_scope(served.engine) as s:
+        for version, status in ((production, "retired"), (broken, "production")):
+            s.execute(
+                model_versions.update()
+                .where(model_versions.c.version == version)
+                .values(status=status)
+            )
+    try:
+        operator.app.state.recsys.models.refresh()  # type: ignore[attr-defined]
+        r = operator.get("/readyz")
+        body = r.json()
+        assert r.status_code == 200 and body["model_version"] == production
+        assert body["registry_version"] == broken
+        assert f"registry names {broken}" in body["detail"] and "refused" in body["detail"]
+    finally:
+        registry.set_status(served.engine, broken, "rejected")
+        registry.promote(served.engine, production)
+        operator.app.state.recsys.models.refresh()  # type: ignore[attr-defined]
