@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 DEMO_DB ?= sqlite:///./var/demo.db
 PORT ?= 8000
 
-.PHONY: venv demo test lint postgres browser clean
+.PHONY: venv demo test lint postgres browser bare clean
 
 venv: $(VENV)/.installed
 
@@ -65,8 +65,25 @@ browser:
 	  { $$SUDO apt-get update >/dev/null && \
 	    $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; }; }
 
-test: venv postgres browser lint
+test: venv postgres browser lint bare
 	$(VENV)/bin/pytest -q
 
+# The package as the Dockerfile installs it (editable, no extras), in a venv of its own (no dev tools to
+# hide a missing runtime dependency). Its commands and the app must import.
+BARE ?= .venv-bare
+bare: $(BARE)/.installed
+	$(BARE)/bin/recsys --help >/dev/null
+	$(BARE)/bin/recsys serve --help >/dev/null
+	$(BARE)/bin/recsys simulate-traffic --help >/dev/null
+	$(BARE)/bin/python -c "import service.app"
+	RECSYS_DATABASE_URL=sqlite:///$(BARE)/check.db $(BARE)/bin/recsys db upgrade >/dev/null
+	@echo "bare install: recsys and service.app import without extras"
+
+$(BARE)/.installed: pyproject.toml
+	rm -rf $(BARE) && python3 -m venv $(BARE)
+	$(BARE)/bin/pip install --quiet $(TORCH)
+	$(BARE)/bin/pip install --quiet -e .
+	touch $@
+
 clean:
-	rm -rf $(VENV) var test-output
+	rm -rf $(VENV) $(BARE) var test-output
