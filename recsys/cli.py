@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -34,7 +35,7 @@ from recsys.data import csv_input, samples
 from recsys.data import ingest as ingest_mod
 from recsys.data.snapshot import read_snapshot
 from recsys.data.split import holdout
-from recsys.errors import ConfigError, RecsysError, ValidationFailedError
+from recsys.errors import ConfigError, RecsysError
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import evaluate as evaluate_report
 from recsys.evaluation.report import format_report
@@ -60,8 +61,15 @@ app.command()(retrain)
 app.command()(schedule)
 app.command("simulate-traffic")(simulate_traffic)
 
-out = Console()
-err = Console(stderr=True)
+# No markup: what we print holds user data (CSV cells, ids, error messages), and a cell like
+# "[/x]" was parsed as a closing tag and turned the bad-line report into a traceback.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
+
+
+def _tagged(label: str, style: str, message: str) -> Text:
+    """`label` in colour, then `message` as it is."""
+    return Text.assemble((label, style), " ", message)
 
 
 def _settings() -> Settings:
@@ -322,7 +330,7 @@ def train(
         out.print(format_report(reg.fitted.report))
     gate = reg.fitted.gate
     for w in gate.get("warnings", []):
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(_tagged("warning:", "yellow", str(w)))
     verdict = (
         "promoted to production"
         if reg.promoted
@@ -353,8 +361,12 @@ def evaluate(
             data = read_snapshot(session=s)
         if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
             err.print(
-                "[yellow]note:[/] the data changed since this model was trained; "
-                "held-out ratings may include some it learned from"
+                _tagged(
+                    "note:",
+                    "yellow",
+                    "the data changed since this model was trained; "
+                    "held-out ratings may include some it learned from",
+                )
             )
         test_seed = HASH_HOLDOUT_SEED if cfg.split == "hash" else cfg.seed
         train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=test_seed)
@@ -456,7 +468,9 @@ def serve(
     if problems:
         raise ConfigError("refusing to start: " + "; ".join(problems))
     if settings.dev_mode:
-        err.print("[yellow]development mode:[/] writes need no client key; never in production")
+        err.print(
+            _tagged("development mode:", "yellow", "writes need no client key; never in production")
+        )
     out.print(
         f"serving {settings.database_url} on http://{host}:{port} (docs: /docs), "
         f"{workers} worker(s)",
@@ -489,11 +503,8 @@ def main() -> None:
     """Entry point: turn known errors into a message and exit status 1, never a traceback."""
     try:
         app()
-    except ValidationFailedError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
-        sys.exit(1)
     except RecsysError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(_tagged("error:", "red", str(exc)))
         sys.exit(1)
     except (OperationalError, ProgrammingError) as exc:
         msg = str(exc.orig) if exc.orig is not None else str(exc)
@@ -502,7 +513,7 @@ def main() -> None:
             if "no such table" in msg or ("does not exist" in msg)
             else ""
         )
-        err.print(f"[red]database error:[/] {msg.strip()}{hint}", highlight=False)
+        err.print(_tagged("database error:", "red", f"{msg.strip()}{hint}"))
         sys.exit(1)
 
 

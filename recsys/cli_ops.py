@@ -27,7 +27,7 @@ from recsys.store.events import load_served
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys kept (hashed) in the database.", no_args_is_help=True)
-out = Console()
+out = Console(markup=False, highlight=False)  # user data is printed as it is (see cli.py)
 
 VersionArg = Annotated[
     str, typer.Argument(help="A version, or an alias: production, canary, latest.")

@@ -6,7 +6,7 @@ bounded in length so one request cannot make us hash megabytes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from recsys.data import timestamps
 from recsys.store.events import EVENT_KINDS
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 
@@ -99,7 +100,7 @@ class RecommendationsPublic(BaseModel):
 
 class RatingIn(Body):
     item_id: ExternalId
-    rating: float
+    rating: float = Field(strict=True, allow_inf_nan=False)
 
 
 class VisitorRecommendationsCreate(Body):
@@ -191,7 +192,15 @@ class FeedbackCreate(Body):
     user_id: ExternalId
     item_id: ExternalId
     kind: EventKind = "rating"
-    value: float | None = Field(None, description="The rating, required for kind 'rating'.")
+    # Strict and finite: lax parsing stored `true` as a 1-star rating, and NaN or 1e309
+    # (infinity) as values that poison every mean computed over them.
+    value: float | None = Field(
+        None,
+        strict=True,
+        allow_inf_nan=False,
+        description="The rating, required for kind 'rating'; for other kinds an optional "
+        "non-negative weight.",
+    )
     recommendation_id: str | None = Field(None, max_length=64, pattern=NO_NUL)
     occurred_at: datetime | None = Field(None, description="Default: when we receive it.")
     event_id: ExternalId | None = Field(
@@ -202,11 +211,13 @@ class FeedbackCreate(Body):
     def _check(self) -> FeedbackCreate:
         if self.kind == "rating" and self.value is None:
             raise ValueError("a rating needs a value")
+        if self.kind != "rating" and self.value is not None and self.value < 0:
+            raise ValueError(f"the weight of a {self.kind} event cannot be negative")
         if self.occurred_at is not None:
-            if self.occurred_at.tzinfo is None:
-                self.occurred_at = self.occurred_at.replace(tzinfo=UTC)
-            if self.occurred_at > datetime.now(UTC) + timedelta(minutes=5):
-                raise ValueError("occurred_at lies in the future")
+            try:
+                self.occurred_at = timestamps.check(self.occurred_at)
+            except ValueError as exc:
+                raise ValueError(f"occurred_at {exc}") from None
         return self
 
 

@@ -90,6 +90,11 @@ def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: P
     assert proc.returncode == 1
     assert "line 3: rating 'eleven' is not a number" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # Cells that look like Rich markup are printed as they are, not parsed.
+    bad.write_text("user_id,item_id,rating\n[/x],[bold]i,[red]3\n")
+    proc = run(env, "ingest", str(bad), ok=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "rating '[red]3' is not a number" in proc.stderr
     no_model = run(env, "recommend", "u", ok=False)
     assert no_model.returncode == 1 and "recsys train" in no_model.stderr
     assert run(env, "train", "--help").returncode == 0

@@ -79,6 +79,33 @@ def test_bad_rows_write_nothing_and_name_their_lines(engine: Engine, tmp_path: P
     assert _all_ratings(engine) == before
 
 
+def test_timestamps_outside_the_epoch_to_now_are_refused(engine: Engine, tmp_path: Path) -> None:
+    """The API's rule: from 1970 to a few minutes from now. A year-5138 rating broke the
+    monitoring summary and could never be replaced by later feedback."""
+    bad = _write(
+        tmp_path / "ts.csv",
+        "user_id,item_id,rating,timestamp\n"
+        "u1,i1,4,0\n"  # line 2: the epoch itself is fine
+        "u1,i2,4,1970-01-01T00:00:00Z\n"  # line 3: fine
+        "u1,i3,4,1000000000000\n"  # line 4: year 33658
+        "u1,i4,4,9e18\n"  # line 5: beyond int64 nanoseconds
+        "u1,i5,4,1969-12-31T23:59:59Z\n"  # line 6
+        "u1,i6,4,-5\n"  # line 7
+        "u1,i7,4,1e30\n"  # line 8: beyond int64 seconds
+        "u1,i8,4,soon\n",  # line 9
+    )
+    with pytest.raises(ValidationFailedError) as info:
+        ingest_csv(engine, bad)
+    lines = {e.line: e.message for e in info.value.errors}
+    assert set(lines) == {4, 5, 6, 7, 8, 9}, lines
+    for n in (4, 5, 8):
+        assert "lies in the future" in lines[n]
+    for n in (6, 7):
+        assert "lies before 1970" in lines[n]
+    assert "not Unix seconds" in lines[9]
+    assert _all_ratings(engine) == []
+
+
 def test_ids_with_nul_are_refused_on_every_database(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "nul.csv"
     path.write_bytes(b"user_id,item_id,rating\nu\x00,i,3\nu,i\x00x,4\n")

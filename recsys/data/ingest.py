@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from recsys.config import RatingScale
+from recsys.data import timestamps
 from recsys.data.csv_input import Chunk, read_csv
 from recsys.errors import RowError, ValidationFailedError
 from recsys.locks import wait_for_turn
@@ -114,12 +115,16 @@ def _numbers(text: pa.StringArray) -> np.ndarray:
         return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+UNPARSED = np.iinfo(np.int64).min
+
+
 def parse_timestamps(text: pa.StringArray) -> np.ndarray:
-    """Unix seconds from integers or ISO 8601 text; -1 where a value cannot be parsed."""
+    """Unix seconds from numbers or ISO 8601 text; UNPARSED where a value cannot be read."""
     numeric = _numbers(text)
     is_num = np.isfinite(numeric)
-    out = np.full(len(text), -1, dtype=np.int64)
-    out[is_num] = numeric[is_num].astype(np.int64)
+    out = np.full(len(text), UNPARSED, dtype=np.int64)
+    # Clipped so that 9e18 seconds is "in the future", not an overflow of the cast.
+    out[is_num] = np.clip(numeric[is_num], -(2.0**62), 2.0**62).astype(np.int64)
     rest = ~is_num & ~_mask(pc.equal(text, _EMPTY))
     if rest.any():
         dates = pd.Series(_texts_at(text, rest), dtype=object)
@@ -168,18 +173,30 @@ def _validate_ratings(
     ok &= ~(not_number | outside)
 
     if chunk.has(cols.timestamp):
+        latest = now + timestamps.CLOCK_SLACK_S
         raw_ts = chunk.text(cols.timestamp)
         rated_at = parse_timestamps(raw_ts)
-        bad_ts = rated_at < 0
-        if bad_ts.any():
+        unread = rated_at == UNPARSED
+        if unread.any():
             errors.add(
-                lines[bad_ts],
+                lines[unread],
                 [
                     f"timestamp {v!r} is not Unix seconds or an ISO 8601 date"
-                    for v in _texts_at(raw_ts, bad_ts)
+                    for v in _texts_at(raw_ts, unread)
                 ],
             )
-        ok &= ~bad_ts
+        out_of_range = ~unread & ((rated_at < timestamps.EARLIEST_S) | (rated_at > latest))
+        if out_of_range.any():
+            errors.add(
+                lines[out_of_range],
+                [
+                    f"timestamp {v!r} {timestamps.problem(float(s))}"
+                    for v, s in zip(
+                        _texts_at(raw_ts, out_of_range), rated_at[out_of_range], strict=True
+                    )
+                ],
+            )
+        ok &= ~(unread | out_of_range)
     else:
         rated_at = np.full(len(chunk), now, dtype=np.int64)
 

@@ -32,6 +32,28 @@ BAD_REQUESTS: list[tuple[str, str, object, str]] = [
         {"user_id": "u", "item_id": "film0", "value": 3, "occurred_at": "2999-01-01T00:00:00"},
         "in the future",
     ),
+    (
+        "POST",
+        "/v1/feedback",
+        {"user_id": "u", "item_id": "film0", "value": 3, "occurred_at": "1969-12-31T23:59:59Z"},
+        "before 1970",
+    ),
+    (
+        "POST",
+        "/v1/feedback",
+        {"user_id": "u", "item_id": "film0", "value": 3, "occurred_at": "0001-01-01T00:00:00Z"},
+        "before 1970",
+    ),
+    # Strict, finite values: NaN, infinity and booleans were stored as they came.
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "film0", "value": True}, "valid number"),
+    ("POST", "/v1/feedback", {"user_id": "u", "item_id": "film0", "value": "4"}, "valid number"),
+    (
+        "POST",
+        "/v1/feedback",
+        {"user_id": "u", "item_id": "film0", "kind": "click", "value": -2},
+        "cannot be negative",
+    ),
+    ("POST", "/v1/recommendations", {"ratings": [{"item_id": "f", "rating": True}]}, "number"),
     ("POST", "/v1/feedback", {"events": []}, "at least 1 item"),
     # One event and a batch are told apart: an error speaks of the shape that was sent.
     (
@@ -73,6 +95,18 @@ def test_malformed_json_and_wrong_content(client: TestClient) -> None:
         "/v1/predictions", content=b"[1, 2]", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "value", [b"NaN", b"Infinity", b"-Infinity", b"1e309"], ids=["nan", "inf", "-inf", "1e309"]
+)
+def test_feedback_values_must_be_finite(client: TestClient, value: bytes) -> None:
+    """JSON as Python reads it takes NaN and Infinity literals, and 1e309 overflows to inf."""
+    for kind in (b"rating", b"click", b"like"):
+        body = b'{"user_id": "u", "item_id": "film0", "kind": "%s", "value": %s}' % (kind, value)
+        r = client.post("/v1/feedback", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert "finite number" in r.json()["detail"]
 
 
 def test_batch_limits(client: TestClient) -> None:
