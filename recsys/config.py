@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     ingest_chunk_rows: int = Field(200_000, ge=1, le=5_000_000)
     max_errors_shown: int = Field(20, ge=1, le=1000)
 
+    # The service's connection pool per process. A request that finds every connection busy
+    # for db_pool_timeout_s is answered 503 with Retry-After (overloaded), not 500.
+    db_pool_size: int = Field(5, ge=1, le=1000, description="Connections kept open.")
+    db_max_overflow: int = Field(10, ge=0, le=1000, description="Extra connections under load.")
+    db_pool_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Longest wait for a free connection."
+    )
+
     # Serving. Limits bound the work one request can ask for.
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest k a request may ask for.")
     max_batch: int = Field(1000, ge=1, le=100_000, description="Most entries in a batch body.")

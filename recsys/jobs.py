@@ -190,39 +190,33 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
     if settings.warm_start and previous is not None and previous.n_factors == config.n_factors:
         network, copied = warm_network(previous, data, config, settings)
         warm = {"rows_copied": copied}
-    run_id = registry.start_run(engine, config.model_dump())
-    try:
+    with registry.training_run(engine, config.model_dump()) as run_id:
         fitted = fit(data, config, settings.rating_scale, extra=extra, network=network)
-    except BaseException as exc:
-        registry.finish_run(
-            engine, run_id, status="failed", error="".join(traceback.format_exception_only(exc))
-        )
-        raise
-    report = fitted.report or {}
-    reasons = gates(report, settings, config.top_k) if report else []
-    if reasons:
-        decision, status = REJECTED, registry.REJECTED
-    elif settings.require_approval:
-        decision, status = AWAITING, registry.CANDIDATE
-    elif settings.canary_share > 0 and production is not None:
-        decision, status = CANARY, registry.CANDIDATE
-    else:
-        decision, status = PROMOTED, registry.CANDIDATE
-    if warm is not None and production is not None:
-        warm.update(
-            _convergence(
-                engine, production, fitted.result.history_dicts(), fitted.result.best_epoch
+        report = fitted.report or {}
+        reasons = gates(report, settings, config.top_k) if report else []
+        if reasons:
+            decision, status = REJECTED, registry.REJECTED
+        elif settings.require_approval:
+            decision, status = AWAITING, registry.CANDIDATE
+        elif settings.canary_share > 0 and production is not None:
+            decision, status = CANARY, registry.CANDIDATE
+        else:
+            decision, status = PROMOTED, registry.CANDIDATE
+        if warm is not None and production is not None:
+            warm.update(
+                _convergence(
+                    engine, production, fitted.result.history_dicts(), fitted.result.best_epoch
+                )
             )
+        version, _ = record_fitted(
+            engine,
+            settings.artifact_dir,
+            fitted,
+            run_id=run_id,
+            status=status,
+            metrics={"report": report, "gate": {"passed": not reasons, "reasons": reasons}},
+            timings=timings,
         )
-    version, _ = record_fitted(
-        engine,
-        settings.artifact_dir,
-        fitted,
-        run_id=run_id,
-        status=status,
-        metrics={"report": report, "gate": {"passed": not reasons, "reasons": reasons}},
-        timings=timings,
-    )
     if decision == PROMOTED:
         registry.promote(engine, version, check=False)  # just saved and verified
     elif decision == CANARY:

@@ -16,6 +16,7 @@ canary only after its artifact passed its checksum and loaded (`check_servable`)
 from __future__ import annotations
 
 import secrets
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,6 +62,21 @@ def finish_run(engine: Engine, run_id: int, *, status: str, **fields: Any) -> No
             .where(training_runs.c.id == run_id)
             .values(status=status, finished_at=now(), **fields)
         )
+
+
+@contextmanager
+def training_run(engine: Engine, config: dict[str, Any]) -> Iterator[int]:
+    """A training run's record, open for the block: whatever fails inside (fitting, saving
+    the artifact on a full disk, registering) closes it as failed with the error, so no run
+    stays 'running' after its process went on. The block closes it as succeeded itself
+    (`finish_run`), with its figures."""
+    run_id = start_run(engine, config)
+    try:
+        yield run_id
+    except BaseException as exc:
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        finish_run(engine, run_id, status="failed", error=error)
+        raise
 
 
 def register_version(

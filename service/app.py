@@ -58,7 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # benchmark, the load generator) need. A 62,000-item model served 71 lists/s with
         # the default threads on two cores. Requests run in parallel across --workers.
         blas = threadpool_limits(limits=1, user_api="blas")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_s,
+        )
         models = ModelHolder(engine, settings, metrics)
         writer = ImpressionWriter(
             engine,

@@ -49,6 +49,11 @@ class ServiceMetrics:
             multiprocess_mode="liveall",
         )
         self._model_labels: list[tuple[str, str]] = []
+        self.monitoring_computations = Counter(
+            "recsys_monitoring_computations",
+            "Monitoring summaries computed (each reads the window's impressions and feedback)",
+            registry=r,
+        )
         self.model_reloads = Counter(
             "recsys_model_reloads", "Attempts to load a production model", ["outcome"], registry=r
         )

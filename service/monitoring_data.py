@@ -1,9 +1,17 @@
 """Gathers what the dashboard and `/v1/monitoring` show: rows from the database, figures from
-`recsys.monitoring`, alerts from the settings' thresholds. Cached for a few seconds, so a
-dashboard refreshing and Prometheus scraping do not each rerun the queries."""
+`recsys.monitoring`, alerts from the settings' thresholds.
+
+Computing it reads every impression and feedback row of the window (seconds at millions of
+ratings), so it is cached for a few seconds and computed by one request at a time (single
+flight): concurrent requests wait for that one result instead of each opening connections
+and recomputing; 40 concurrent scrapes had emptied the connection pool. /metrics never waits
+for it: it exports the last result and starts a refresh in the background when stale.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +28,7 @@ from recsys.store.tables import feedback, impressions, training_runs
 from service.state import AppState
 
 _CACHE_S = 5.0
+log = logging.getLogger(__name__)
 
 
 def _popularity(state: AppState) -> pd.Series:
@@ -56,15 +65,45 @@ def alerts(state: AppState, figures: dict[str, Any], drift: dict[str, Any]) -> l
     return out
 
 
-def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[str, Any]:
-    # A dict read and an assignment are atomic under the GIL; two concurrent misses merely
-    # compute the same summary twice.
-    hit = state.monitoring_cache.get((hours, freq))
+def _fresh(state: AppState, key: tuple[float, str]) -> dict[str, Any] | None:
+    hit = state.monitoring_cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < _CACHE_S:
         return hit[1]
-    result = _compute(state, hours, freq)
-    state.monitoring_cache[(hours, freq)] = (time.monotonic(), result)
-    return result
+    return None
+
+
+def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[str, Any]:
+    """The summary of the last `hours`, at most `_CACHE_S` old."""
+    key = (hours, freq)
+    result = _fresh(state, key)
+    if result is not None:
+        return result
+    with state.monitoring_lock:
+        result = _fresh(state, key)  # computed by the request we waited for
+        if result is None:
+            result = _compute(state, hours, freq)
+            state.metrics.monitoring_computations.inc()
+            state.monitoring_cache[key] = (time.monotonic(), result)
+        return result
+
+
+def last_summary(state: AppState) -> dict[str, Any] | None:
+    """The default summary as last computed (None before the first), without waiting; a
+    stale one is refreshed in the background unless a computation is already running."""
+    key = (24.0, "auto")
+    hit = state.monitoring_cache.get(key)
+    if (
+        hit is None or time.monotonic() - hit[0] >= _CACHE_S
+    ) and not state.monitoring_lock.locked():
+        threading.Thread(target=_refresh, args=(state,), daemon=True).start()
+    return hit[1] if hit is not None else None
+
+
+def _refresh(state: AppState) -> None:
+    try:
+        summary(state)
+    except Exception:  # the next scrape tries again; the exported alerts stay as they were
+        log.warning("monitoring summary not computed", exc_info=True)
 
 
 def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class AppState:
     monitoring_cache: dict[tuple[float, str], tuple[float, dict[str, Any]]] = field(
         default_factory=dict
     )
+    # Held while a summary is computed: one computation at a time per process.
+    monitoring_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def app_state(connection: HTTPConnection) -> AppState:

@@ -220,3 +220,34 @@ def test_every_gate_by_hand() -> None:
     assert gates(report, Settings(), k=10) == []
     # Tolerances are settings.
     assert gates(report, Settings(gate_rmse_tolerance=0.0), k=10) != []
+
+
+def test_a_failed_save_closes_the_training_run_as_failed(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """A full disk (here: the artifact folder cannot be made) fails the job and its run; no
+    run stays 'running' for the next job to call a crash."""
+    loaded(engine)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings = Settings(database_url=db_url, artifact_dir=blocker / "artifacts")
+    outcome = jobs.retrain(engine, settings, CONFIG)
+    assert outcome.status == "failed" and "not-a-folder" in outcome.reasons[0]
+    with session_scope(engine) as s:
+        runs = s.execute(select(training_runs.c.status, training_runs.c.error)).all()
+    assert [r.status for r in runs] == ["failed"]
+    assert "NotADirectoryError" in runs[0].error
+    assert registry.production(engine) is None
+
+
+def test_retrain_judges_relevance_at_the_configured_liked_threshold(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """`recsys retrain` recorded 4.0 while `recsys train` recorded RECSYS_LIKED_THRESHOLD."""
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path, liked_threshold=3.0)
+    outcome = jobs.retrain(engine, settings)
+    assert outcome.status == "succeeded", outcome.reasons
+    with session_scope(engine) as s:
+        config = s.execute(select(training_runs.c.config)).scalar_one()
+    assert config["liked_threshold"] == 3.0

@@ -7,7 +7,6 @@ the artifact and the registry records (`recsys train`).
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,8 +237,7 @@ def train_from_database(
     With `promote`, a model that beats the baselines becomes production; one that does not is
     registered as rejected, with the reasons, and production stays as it was.
     """
-    run_id = registry.start_run(engine, config.model_dump())
-    try:
+    with registry.training_run(engine, config.model_dump()) as run_id:
         t0 = time.perf_counter()
         with session_scope(engine) as session:
             data = read_snapshot(session=session, timestamps=config.split in ("time", "user_time"))
@@ -248,14 +246,6 @@ def train_from_database(
             data, config, scale, on_epoch=on_epoch, on_step=on_step, on_rank_epoch=on_rank_epoch
         )
         return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
-    except BaseException as exc:
-        registry.finish_run(
-            engine,
-            run_id,
-            status="failed",
-            error="".join(traceback.format_exception_only(exc)).strip(),
-        )
-        raise
 
 
 def register(

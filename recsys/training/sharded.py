@@ -10,8 +10,8 @@ registers it, exactly as `recsys train` does.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -79,50 +79,72 @@ def train_distributed(
             f"same way a single process would); got split={config.split!r}"
         )
     world = distributed.start(config.device)
-    run_id = registry.start_run(engine, config.model_dump()) if world.is_main else 0
+    # Rank 0 keeps the run's record; the others report through it.
+    run: AbstractContextManager[int] = (
+        registry.training_run(engine, config.model_dump()) if world.is_main else nullcontext(0)
+    )
     try:
-        t0 = time.perf_counter()
-        agreed: list[tuple[np.ndarray, np.ndarray]] = []
-
-        def agree(arrays: bulk.RatingArrays) -> tuple[np.ndarray, np.ndarray]:
-            agreed.append((world.union(arrays.user_ids), world.union(arrays.item_ids)))
-            return agreed[0]
-
-        local = _read(engine, bulk.Shard(world.rank, world.size), agree)
-        shard_sizes = world.gather(len(local))
-        snapshot_s = time.perf_counter() - t0
-        parts = split(local, config)
-        main = world.is_main
-        trainer = Trainer(
-            config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
-        )
-        result = trainer.fit(parts.inner, parts.valid, world=world)
-        train_s = time.perf_counter() - t0 - snapshot_s
-        if not main:
-            # Wait for rank 0's work alone (the ranking head, evaluation, registration):
-            # a rank that tears the process group down while another still holds it can
-            # abort the other ("terminate called without an active exception" under gloo).
-            world.barrier()
-            return None
-        data = _read(engine, None, lambda _: agreed[0])
-        parts = split(data, config)
-        # The ranking head needs each user's whole history, which no shard holds: rank 0
-        # trains it on the full read (one process; sharding it by user is future work).
-        ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
-        fitted = assess(data, parts, result, config, scale, train_s=train_s, ranking=ranking)
-        fitted.recommender.info["data"]["shards"] = shard_sizes
-        timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
-        registered = register(engine, artifact_dir, fitted, run_id, promote, timings)
-        world.barrier()
-        return registered
-    except BaseException as exc:
-        if world.is_main:
-            registry.finish_run(
+        with run as run_id:
+            return _train(
                 engine,
+                artifact_dir,
+                config,
+                scale,
+                world,
                 run_id,
-                status="failed",
-                error="".join(traceback.format_exception_only(exc)).strip(),
+                promote=promote,
+                on_epoch=on_epoch,
+                on_step=on_step,
+                on_rank_epoch=on_rank_epoch,
             )
-        raise
     finally:
         distributed.stop()
+
+
+def _train(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    world: distributed.World,
+    run_id: int,
+    *,
+    promote: bool,
+    on_epoch: Callable[[EpochStats], None] | None,
+    on_step: Callable[[int, int], None] | None,
+    on_rank_epoch: Callable[[EpochStats], None] | None,
+) -> Registered | None:
+    t0 = time.perf_counter()
+    agreed: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def agree(arrays: bulk.RatingArrays) -> tuple[np.ndarray, np.ndarray]:
+        agreed.append((world.union(arrays.user_ids), world.union(arrays.item_ids)))
+        return agreed[0]
+
+    local = _read(engine, bulk.Shard(world.rank, world.size), agree)
+    shard_sizes = world.gather(len(local))
+    snapshot_s = time.perf_counter() - t0
+    parts = split(local, config)
+    main = world.is_main
+    trainer = Trainer(
+        config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
+    )
+    result = trainer.fit(parts.inner, parts.valid, world=world)
+    train_s = time.perf_counter() - t0 - snapshot_s
+    if not main:
+        # Wait for rank 0's work alone (the ranking head, evaluation, registration):
+        # a rank that tears the process group down while another still holds it can
+        # abort the other ("terminate called without an active exception" under gloo).
+        world.barrier()
+        return None
+    data = _read(engine, None, lambda _: agreed[0])
+    parts = split(data, config)
+    # The ranking head needs each user's whole history, which no shard holds: rank 0
+    # trains it on the full read (one process; sharding it by user is future work).
+    ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
+    fitted = assess(data, parts, result, config, scale, train_s=train_s, ranking=ranking)
+    fitted.recommender.info["data"]["shards"] = shard_sizes
+    timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
+    registered = register(engine, artifact_dir, fitted, run_id, promote, timings)
+    world.barrier()
+    return registered

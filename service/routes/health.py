@@ -64,18 +64,14 @@ async def readyz(state: StateDep, response: Response) -> ReadinessPublic:
     return body
 
 
-def _export_alerts(state: AppState) -> None:
-    """Alert gauges from the (cached) monitoring summary; scraping must work even when they
-    cannot be computed (no model yet, database away)."""
-    try:
-        state.metrics.set_alerts(monitoring_data.summary(state)["alerts"])
-    except Exception:  # a failed figure must not fail the scrape
-        log.warning("alerts not exported", exc_info=True)
-
-
 @router.get("/metrics", include_in_schema=False)
 async def metrics(state: StateDep) -> Response:
+    """Prometheus exposition. Unauthenticated and scraped often, so it does no database work
+    of its own: the alert gauges come from the last monitoring summary (refreshed in the
+    background, one computation at a time)."""
     state.metrics.impression_queue.set(state.impressions.queue_size)
-    await run_in_threadpool(_export_alerts, state)
+    last = monitoring_data.last_summary(state)
+    if last is not None:
+        state.metrics.set_alerts(last["alerts"])
     body, media_type = state.metrics.exposition()
     return Response(body, media_type=media_type)

@@ -239,8 +239,13 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
         f'recsys_model_info{{role="production",version="{served.registered.version}"}} 1.0' in text
     )
     assert "recsys_impressions_dropped_total 0.0" in text
-    # Feedback-loop alerts are exported too (state 0 or 1 per alert).
+    # Feedback-loop alerts are exported too (state 0 or 1 per alert), from the last summary,
+    # which the first scrape starts computing in the background.
     # (Figures appear once there is data to compute them from; alert states always.)
+    deadline = time.monotonic() + 30
+    while 'recsys_alert{name="gini"}' not in text and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = client.get("/metrics").text
     assert 'recsys_alert{name="gini"}' in text and "# TYPE recsys_monitoring_figure gauge" in text
     assert "recsys_http_request_duration_seconds_bucket" in text
 

@@ -156,7 +156,9 @@ def test_corrupted_artifact_is_refused_by_a_running_server(served: Served, tmp_p
         )
         tensors = Path(candidate.path) / "model.safetensors"
         tensors.write_bytes(tensors.read_bytes()[: len(tensors.read_bytes()) // 2])  # truncated
-        registry.promote(served.engine, candidate.version)
+        # The artifact rots after the registry checked it (promote refuses a corrupt one):
+        # the service must refuse it too.
+        registry.promote(served.engine, candidate.version, check=False)
         wait_for(lambda: 'outcome="refused"' in c.get("/metrics").text, proc, limit=20)
         r = c.get("/v1/users/user0/recommendations")
         assert r.status_code == 200 and r.json()["model_version"] == serving
