@@ -1,28 +1,63 @@
 """Who may do what. Reads are open, or need a client key (`RECSYS_READS_REQUIRE_KEY`);
 writes (feedback, catalog) need a client key in `X-API-Key`; operator actions need
-`Authorization: Bearer <operator token>` or the dashboard's session cookie. Keys come from
-`RECSYS_CLIENT_API_KEYS` or the database (`recsys keys create`, stored hashed); every
-comparison takes constant time. 401: no credential; 403: a wrong one."""
+`Authorization: Bearer <operator token>` (or an operator key) or the dashboard's session
+cookie. Keys come from `RECSYS_CLIENT_API_KEYS` or the database (`recsys keys create`, stored
+hashed); every comparison takes constant time. 401: no credential; 403: a wrong one.
+
+A cookie is sent by the browser on its own, also to requests that another page on the same
+site makes (SameSite does not look at ports: a page on localhost:9000 is same-site for
+localhost:8000). So a state-changing request authenticated by the cookie must come from a
+page of this service: its Origin (or Referer) must name this host. Bearer calls are not
+affected: no browser adds that header by itself."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Cookie, Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
-from recsys import keys
+from recsys import keys, sessions
 from service.state import AppState, app_state
 
 SESSION_COOKIE = "recsys_operator"
 
 
-def session_value(token: str) -> str:
-    """The dashboard's session cookie: an HMAC of a fixed label under the operator token.
-    It proves the browser once presented the token, without storing the token itself, and
-    stops working when the token is changed."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def token_fingerprint(token: str) -> str:
+    """What a session keeps of the operator token it was opened with: an HMAC of a fixed
+    label, so that a new token ends the sessions of the old one without storing either."""
     return hmac.new(token.encode(), b"recsys-dashboard-session", hashlib.sha256).hexdigest()
+
+
+def _token(state: AppState) -> str:
+    return state.settings.operator_token.get_secret_value() if state.settings.operator_token else ""
+
+
+def sign_in(state: AppState, given: str) -> tuple[str, str] | None:
+    """(credential, reference) for a session opened with `given`, if it is the operator token
+    or an active operator key; else None."""
+    token = _token(state)
+    if token and _any_equal(given, [token]):
+        return sessions.TOKEN, token_fingerprint(token)
+    if keys.matches(given, state.models.key_hashes, keys.OPERATOR):
+        return sessions.KEY, keys.digest(given)
+    return None
+
+
+def _session_ok(state: AppState, session_id: str) -> bool:
+    found = sessions.find(state.engine, session_id)
+    if found is None:
+        return False
+    if found.credential == sessions.TOKEN:
+        token = _token(state)
+        return bool(token) and _any_equal(found.reference, [token_fingerprint(token)])
+    return state.models.key_hashes.get(found.reference) == keys.OPERATOR
 
 
 def _any_equal(given: str, candidates: list[str]) -> bool:
@@ -35,9 +70,7 @@ def _any_equal(given: str, candidates: list[str]) -> bool:
 def operator_ok(state: AppState, authorization: str | None, cookie: str | None) -> bool | None:
     """True for a valid operator credential, False for a wrong one, None when none was sent.
     Raises 403 while operator actions are disabled (no token, development mode)."""
-    token = (
-        state.settings.operator_token.get_secret_value() if state.settings.operator_token else ""
-    )
+    token = _token(state)
     operator_keys = state.models.key_hashes
     if not token and OPERATOR_ROLE not in operator_keys.values():
         raise HTTPException(
@@ -49,8 +82,16 @@ def operator_ok(state: AppState, authorization: str | None, cookie: str | None) 
             given, operator_keys, keys.OPERATOR
         )
     if cookie:
-        return bool(token) and _any_equal(cookie, [session_value(token)])
+        return _session_ok(state, cookie)
     return None
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether the request names this host as its origin (Origin, else Referer). The scheme
+    is not compared: behind a proxy that ends TLS the app sees http for an https page."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    host = request.headers.get("host")
+    return bool(source and host) and urlsplit(source).netloc == host
 
 
 OPERATOR_ROLE = keys.OPERATOR
@@ -63,7 +104,16 @@ async def require_operator(
     authorization: Annotated[str | None, Header()] = None,
     recsys_operator: Annotated[str | None, Cookie()] = None,
 ) -> None:
-    ok = operator_ok(app_state(request), authorization, recsys_operator)
+    state = app_state(request)
+    # A session is looked up in the database: off the event loop.
+    ok = await run_in_threadpool(operator_ok, state, authorization, recsys_operator)
+    by_cookie = ok and not (authorization or "").lower().startswith("bearer ")
+    if by_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
+        raise HTTPException(
+            403,
+            "cross-site request refused: a dashboard session acts only from the dashboard's "
+            "own pages (Origin or Referer must name this host); scripts send the bearer token",
+        )
     if ok is None:
         raise HTTPException(
             401,

@@ -194,3 +194,17 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# Dashboard sign-ins (recsys.sessions): the SHA-256 of the cookie's random id, and what the
+# operator signed in with, so that sign-out, a new operator token or a revoked key end them.
+operator_sessions = Table(
+    "operator_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_hash", String(64), nullable=False, unique=True),
+    Column("credential", String(16), nullable=False, comment="token or key"),
+    Column("reference", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+)

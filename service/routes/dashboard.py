@@ -11,8 +11,10 @@ import plotly
 from fastapi import APIRouter, Cookie, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
-from service.auth import SESSION_COOKIE, operator_ok, session_value
+from recsys import sessions
+from service.auth import SESSION_COOKIE, operator_ok, sign_in
 from service.deps import StateDep
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -48,24 +50,34 @@ async def login(request: Request, state: StateDep) -> Response:
     """Exchange the operator token for a session cookie (HttpOnly, SameSite=Strict)."""
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0]
-    if not token or not operator_ok(state, f"Bearer {token}", None):
+    signed = sign_in(state, token) if token else None
+    if signed is None:
         return templates.TemplateResponse(
-            request, "login.html", {"error": "That token is not the operator token."}, 401
+            request,
+            "login.html",
+            {"error": "That is neither the operator token nor an operator key."},
+            401,
         )
+    session_id = await run_in_threadpool(sessions.start, state.engine, *signed)
     response = RedirectResponse("/dashboard", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(token),
+        session_id,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        max_age=int(sessions.LIFETIME.total_seconds()),
     )
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+async def logout(
+    state: StateDep, recsys_operator: Annotated[str | None, Cookie()] = None
+) -> Response:
+    """End the session: its id stops working everywhere, not only in this browser."""
+    if recsys_operator:
+        await run_in_threadpool(sessions.end, state.engine, recsys_operator)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -79,7 +91,8 @@ def _page(name: str) -> None:
         state: StateDep,
         recsys_operator: Annotated[str | None, Cookie()] = None,
     ) -> Response:
-        if not operator_ok(state, request.headers.get("authorization"), recsys_operator):
+        authorization = request.headers.get("authorization")
+        if not await run_in_threadpool(operator_ok, state, authorization, recsys_operator):
             return RedirectResponse("/dashboard/login", status_code=303)
         return templates.TemplateResponse(
             request, f"{template}.html", {"title": title, "page": template, "pages": PAGES}

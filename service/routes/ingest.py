@@ -61,6 +61,13 @@ async def upload_ratings(
 ) -> IngestPublic:
     """A ratings CSV as the body (`Content-Type: text/csv`). Every row is validated; on any
     bad row nothing is written and the answer lists the first bad lines by number."""
+    # Only the type a CSV upload has: a text/plain form post is what a cross-site page can
+    # send without the browser asking first.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "text/csv":
+        raise HTTPException(
+            415, f"send the CSV with Content-Type: text/csv (got {media_type or 'none'!r})"
+        )
     body = await request.body()
     if not body.strip():
         raise HTTPException(422, "the body is empty: send the CSV file as the request body")

@@ -81,7 +81,7 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         assert page.url.endswith("/dashboard/login")
         page.fill("#token", "wrong")
         page.click("#sign-in")
-        assert "not the operator token" in page.inner_text("#error")
+        assert "neither the operator token" in page.inner_text("#error")
         # The browser logs the refused sign-in's 401 itself; nothing else may be logged.
         errors[:] = [e for e in errors if "status of 401" not in e]
         page.fill("#token", TOKEN)
