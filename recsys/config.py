@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         "writes without a client key. Never in production.",
     )
     max_body_bytes: int = Field(1_000_000, ge=1_000, description="Largest request body.")
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for the next part of a request body (408 after): a client "
+        "trickling a body byte by byte holds a connection and a buffer meanwhile.",
+    )
     max_upload_bytes: int = Field(
         50_000_000, ge=1_000, description="Largest CSV uploaded to /v1/ingest/ratings."
     )

@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         larger={ingest.UPLOAD_PATH: settings.max_upload_bytes},
+        read_timeout_s=settings.body_read_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (

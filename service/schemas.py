@@ -22,10 +22,17 @@ from pydantic import (
 
 from recsys.data import timestamps
 from recsys.store.events import EVENT_KINDS
-from recsys.store.tables import EXTERNAL_ID_LENGTH
+from recsys.store.tables import EXTERNAL_ID_LENGTH, ID_SLASH
 
 # PostgreSQL text cannot hold NUL characters; refuse them at the boundary, with a message.
 NO_NUL = r"^[^\x00]*$"
+
+
+def _no_slash(value: str) -> str:
+    if "/" in value:
+        raise ValueError(f"the id {ID_SLASH}")
+    return value
+
 
 ExternalId = Annotated[
     str,
@@ -33,8 +40,9 @@ ExternalId = Annotated[
         min_length=1,
         max_length=EXTERNAL_ID_LENGTH,
         pattern=NO_NUL,
-        description="An id as your system knows it.",
+        description="An id as your system knows it (no NUL, no '/').",
     ),
+    AfterValidator(_no_slash),
 ]
 # SQLite hands back naive datetimes (stored as UTC); an API answer always says its zone.
 UtcDatetime = Annotated[

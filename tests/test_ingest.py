@@ -193,3 +193,18 @@ def test_validator_accepts_exactly_the_valid_rows(
             ingest_csv(engine, path)
         with session_scope(engine) as s:
             assert queries.count_rows(session=s, table=ratings) == before
+
+
+def test_title_search_takes_percent_and_underscore_literally(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        queries.upsert_items(
+            session=s,
+            rows=[
+                {"external_id": "1", "title": "100% Love", "genres": None},
+                {"external_id": "2", "title": "A_B", "genres": None},
+                {"external_id": "3", "title": "ABC", "genres": None},
+            ],
+        )
+    with session_scope(engine) as s:
+        assert [t for _, t in queries.search_items(session=s, text="%")] == ["100% Love"]
+        assert [t for _, t in queries.search_items(session=s, text="a_b")] == ["A_B"]

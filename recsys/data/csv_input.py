@@ -82,6 +82,8 @@ def _header(path: Path) -> list[str]:
         raise _fail(path, 1, f"cannot read the file: {exc.strerror}") from exc
     if not first.strip():
         raise _fail(path, 1, "cannot read a CSV header: the file is empty")
+    if len(first) == 1 << 20 and not first.endswith(b"\n"):
+        raise _fail(path, 1, "the header line is longer than 1 MB: is this a CSV file?")
     try:
         table = pa_csv.read_csv(
             io.BytesIO(first), read_options=pa_csv.ReadOptions(autogenerate_column_names=True)

@@ -31,7 +31,7 @@ from recsys.prefetch import prefetch
 from recsys.store import queries
 from recsys.store.bulk import RatingWriter
 from recsys.store.db import session_scope
-from recsys.store.tables import EXTERNAL_ID_LENGTH, items, ratings, users
+from recsys.store.tables import EXTERNAL_ID_LENGTH, ID_SLASH, items, ratings, users
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ def _check_ids(ids: pa.StringArray, lines: np.ndarray, what: str, errors: _Error
     nul = _mask(pc.match_substring(ids, "\x00"))
     if nul.any():
         errors.add(lines[nul], f"{what} contains a NUL character")
-    return np.asarray(~(empty | too_long | nul))
+    slash = _mask(pc.match_substring(ids, "/"))
+    if slash.any():
+        errors.add(lines[slash], f"{what} {ID_SLASH}")
+    return np.asarray(~(empty | too_long | nul | slash))
 
 
 def _mask(values: pa.BooleanArray) -> np.ndarray:

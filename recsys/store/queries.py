@@ -193,7 +193,7 @@ def search_items(*, session: Session, text: str, limit: int = 10) -> list[tuple[
     """Items whose title contains `text` (case-insensitive), as (external id, title)."""
     rows = session.execute(
         select(items.c.external_id, items.c.title)
-        .where(func.lower(items.c.title).contains(text.lower()))
+        .where(func.lower(items.c.title).contains(text.lower(), autoescape=True))  # % and _ literal
         .order_by(items.c.title)
         .limit(limit)
     )

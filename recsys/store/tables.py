@@ -34,6 +34,10 @@ metadata = MetaData(
     }
 )
 
+# One rule for ids wherever they enter (CSV, API): no '/'. Ids are URL path segments
+# (/v1/items/{id}), and a path cannot carry '/' in a segment: an item created with one could
+# never be read or updated.
+ID_SLASH = "contains '/', which ids cannot (they are URL path segments)"
 EXTERNAL_ID_LENGTH = 255
 
 users = Table(

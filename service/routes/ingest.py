@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data.ingest import Columns, IngestReport, ingest_csv
+from recsys.errors import ValidationFailedError
 from service.auth import OperatorDep
 from service.deps import StateDep
 from service.errors import OPERATOR_RESPONSES
@@ -35,14 +36,18 @@ def _ingest(state: AppState, body: bytes, columns: Columns) -> IngestReport:
     # pandas reads in chunks from a file; the body is bounded by RECSYS_MAX_UPLOAD_BYTES.
     with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
         Path(tmp.name).write_bytes(body)
-        return ingest_csv(
-            state.engine,
-            Path(tmp.name),
-            columns=columns,
-            scale=state.settings.rating_scale,
-            chunk_rows=state.settings.ingest_chunk_rows,
-            max_errors=state.settings.max_errors_shown,
-        )
+        try:
+            return ingest_csv(
+                state.engine,
+                Path(tmp.name),
+                columns=columns,
+                scale=state.settings.rating_scale,
+                chunk_rows=state.settings.ingest_chunk_rows,
+                max_errors=state.settings.max_errors_shown,
+            )
+        except ValidationFailedError as exc:
+            # The same report, named for the client: the server's temporary path is ours.
+            raise ValidationFailedError("the uploaded file", exc.errors, exc.total_bad) from None
 
 
 @router.post(

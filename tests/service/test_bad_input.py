@@ -54,6 +54,8 @@ BAD_REQUESTS: list[tuple[str, str, object, str]] = [
         "cannot be negative",
     ),
     ("POST", "/v1/recommendations", {"ratings": [{"item_id": "f", "rating": True}]}, "number"),
+    ("POST", "/v1/feedback", {"user_id": "a/b", "item_id": "film0", "value": 3}, "contains '/'"),
+    ("POST", "/v1/items", {"items": [{"item_id": "x/y", "title": "Slash"}]}, "contains '/'"),
     ("POST", "/v1/feedback", {"events": []}, "at least 1 item"),
     # One event and a batch are told apart: an error speaks of the shape that was sent.
     (

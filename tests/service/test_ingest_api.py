@@ -49,6 +49,9 @@ def test_bad_file_writes_nothing_and_names_the_lines(operator: TestClient, serve
     errors = r.json()["errors"]
     assert [e["line"] for e in errors] == [3, 4]
     assert "not a number" in errors[0]["message"] and "outside" in errors[1]["message"]
+    # Named for the client, not by the server's temporary file.
+    assert r.json()["detail"].startswith("the uploaded file: 2 bad row(s)"), r.json()
+    assert "/tmp" not in r.text
     assert count(served) == before
     named = operator.post(
         "/v1/ingest/ratings",
@@ -57,6 +60,23 @@ def test_bad_file_writes_nothing_and_names_the_lines(operator: TestClient, serve
         params={"user_col": "who", "item_col": "what", "rating_col": "stars"},
     )
     assert named.status_code == 200 and named.json()["rows"] == 1
+
+
+def test_what_the_upload_refuses(operator: TestClient, served: Served) -> None:
+    before = count(served)
+    slash = operator.post(
+        "/v1/ingest/ratings", content="user_id,item_id,rating\na/b,film0,3\n", headers=AUTH
+    )
+    assert slash.status_code == 422 and "contains '/'" in slash.json()["errors"][0]["message"]
+    long_header = "x" * (1 << 20) + ",user_id,item_id,rating\nq,u,film0,3\n"
+    r = operator.post("/v1/ingest/ratings", content=long_header, headers=AUTH)
+    assert r.status_code == 422 and "longer than 1 MB" in r.json()["errors"][0]["message"]
+    plain = {**AUTH, "Content-Type": "text/plain"}
+    r = operator.post(
+        "/v1/ingest/ratings", content="user_id,item_id,rating\nu,film0,3\n", headers=plain
+    )
+    assert r.status_code == 415 and "text/csv" in r.json()["detail"]
+    assert count(served) == before
 
 
 def test_upload_limits_and_credential(operator: TestClient) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -73,3 +75,24 @@ def test_recsys_serve_end_to_end(served: Served, tmp_path: Path) -> None:
             )
             == 1
         )
+
+
+def test_a_trickled_body_is_cut_off_with_408(served: Served, tmp_path: Path) -> None:
+    """A client that promises 100 bytes and sends 10 no longer holds its connection (and a
+    buffer) for as long as it likes."""
+    with running(served, tmp_path, body_read_timeout_s="1") as (base, _):
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + b'{"user_id"'
+            )
+            started = time.monotonic()
+            answer = b""
+            while chunk := conn.recv(4096):  # the server closes the connection after it
+                answer += chunk
+            waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"RECSYS_BODY_READ_TIMEOUT_S" in answer and waited < 5
+        # Everyone else is served meanwhile and after.
+        assert httpx.get(f"{base}/healthz").status_code == 200
