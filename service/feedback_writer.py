@@ -5,18 +5,26 @@ arrive queue up; the next transaction takes them all. No request waits for a tim
 load the per-statement and per-commit costs are shared (the same idea as PostgreSQL's own
 group commit of WAL flushes). Durability is unchanged: an answer is sent only after the
 transaction holding its events has committed.
+
+Several groups are in flight at once (`in_flight`), and on PostgreSQL a feedback transaction
+waits at most `lock_timeout_s` for a lock: a 2M-row ingestion holds the rows of the users it
+creates until it commits, and with one group at a time, one event for such a user held every
+request queued behind it for as long as the ingestion ran. A group that times out is split,
+so the requests of other users commit at once; the blocked request is tried again a few
+times, then answered 503 (nothing of it written; the client retries).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from recsys.errors import InvalidInputError
-from recsys.store.db import is_transient, session_scope
+from recsys.store.db import is_lock_timeout, is_postgres, is_transient, session_scope
 from recsys.store.events import RATING, FeedbackEvent, FeedbackResult, record_feedback
 
 
@@ -45,11 +53,20 @@ def _share(result: FeedbackResult, group: list[_Pending]) -> list[FeedbackResult
 
 
 class FeedbackCommitter:
-    def __init__(self, engine: Engine, *, max_events: int = 5_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_events: int = 5_000,
+        in_flight: int = 4,
+        lock_timeout_s: float = 1.0,
+    ) -> None:
         self.engine = engine
         self.max_events = max_events
+        self.in_flight = in_flight
+        self.lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def submit(self, events: list[FeedbackEvent]) -> FeedbackResult:
         """Returns once the events are committed; raises what their transaction raised."""
@@ -58,12 +75,15 @@ class FeedbackCommitter:
         return await done
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="feedback-committer")
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"feedback-committer-{n}")
+            for n in range(self.in_flight)
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
@@ -81,29 +101,39 @@ class FeedbackCommitter:
                 else:
                     pending.done.set_result(outcome)
 
-    def _record(self, events: list[FeedbackEvent], attempts: int = 3) -> FeedbackResult:
+    def _record(
+        self, events: list[FeedbackEvent], attempts: int = 3, *, wait: bool = True
+    ) -> FeedbackResult:
         """One transaction, run again when PostgreSQL cancelled it to break a deadlock (with
-        an ingestion creating the same new users, say): nothing of it was written, and the
-        client would only have to send it again."""
+        an ingestion creating the same new users, say) or it waited too long for a lock:
+        nothing of it was written, and the client would only have to send it again. With
+        `wait` False a lock timeout is raised at once (the group is split instead)."""
         attempt = 1
         while True:
             try:
                 with session_scope(self.engine) as s:
+                    if is_postgres(s):
+                        s.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
                     return record_feedback(session=s, events=events)
             except Exception as exc:
-                if attempt >= attempts or not is_transient(exc):
+                timed_out = is_lock_timeout(exc)
+                if attempt >= attempts or not (is_transient(exc) or (wait and timed_out)):
                     raise
                 attempt += 1
+                if timed_out:
+                    time.sleep(0.1 * attempt)  # let the lock holder move on
 
     def _commit(self, group: list[_Pending]) -> list[FeedbackResult | BaseException]:
         if len(group) > 1:
             try:
-                result = self._record([e for p in group for e in p.events])
+                result = self._record([e for p in group for e in p.events], wait=False)
                 return list(_share(result, group))
             except InvalidInputError:
                 pass  # someone's input is bad: find whose, one transaction per request
             except Exception as exc:
-                return [exc] * len(group)
+                if not is_lock_timeout(exc):
+                    return [exc] * len(group)
+                # Someone's rows are locked: the others should not wait with them.
         outcomes: list[FeedbackResult | BaseException] = []
         for pending in group:
             try:

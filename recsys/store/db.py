@@ -60,6 +60,13 @@ def is_postgres(bind: Engine | Session) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def is_lock_timeout(exc: BaseException) -> bool:
+    """PostgreSQL gave up waiting for a lock (lock_timeout) or on the statement
+    (statement_timeout): another transaction holds what this one needs."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return isinstance(orig, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure that the same transaction, run again, would likely not meet: PostgreSQL
     cancelled it to break a deadlock, or to keep transactions serializable."""

@@ -60,3 +60,47 @@ def test_a_group_cancelled_to_break_a_deadlock_is_committed_on_a_second_try(pg_u
         values = s.execute(select(ratings.c.value)).scalars().all()
     assert values == [5.0, 5.0]  # the retry ran after the other transaction, and is newer
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_request_waiting_for_a_lock_does_not_hold_up_the_others(pg_url: str) -> None:
+    """An ingestion holds bob's rows for 1.2 s: bob's feedback waits (and then commits), while
+    feedback for other users, queued behind it, commits at once."""
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    with session_scope(engine) as s:
+        upsert_items(session=s, rows=[{"external_id": "film"}])
+        record_feedback(session=s, events=[_rating("bob", 3.0, 1)])
+        bob = lookup_ids(session=s, table=users, external_ids=["bob"])["bob"]
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(update(ratings).where(ratings.c.user_id == bob).values(value=1.0))
+
+    async def scenario() -> tuple[float, list[float], FeedbackResult]:
+        committer = FeedbackCommitter(engine, lock_timeout_s=0.5)
+        committer.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        blocked = asyncio.create_task(committer.submit([_rating("bob", 5.0, 2)]))
+        await asyncio.sleep(0.05)
+
+        async def other(user: str) -> float:
+            t0 = loop.time()
+            await committer.submit([_rating(user, 4.0, 2)])
+            return loop.time() - t0
+
+        others = await asyncio.gather(*(other(f"user{n}") for n in range(20)))
+        await asyncio.sleep(max(0.0, 1.2 - (loop.time() - started)))
+        await asyncio.to_thread(holder.commit)
+        result = await blocked
+        waited = loop.time() - started
+        await committer.stop()
+        return waited, list(others), result
+
+    waited, others, result = asyncio.run(scenario())
+    holder.close()
+    assert max(others) < 1.0, others
+    assert waited >= 1.2 and result.stored == 1
+    with session_scope(engine) as s:
+        assert s.execute(select(ratings.c.value).where(ratings.c.user_id == bob)).scalar() == 5.0
+    engine.dispose()
