@@ -6,12 +6,14 @@ load the per-statement and per-commit costs are shared (the same idea as Postgre
 group commit of WAL flushes). Durability is unchanged: an answer is sent only after the
 transaction holding its events has committed.
 
-Several groups are in flight at once (`in_flight`), and on PostgreSQL a feedback transaction
+Several groups are in flight at once (`in_flight`, eight), and on PostgreSQL a feedback transaction
 waits at most `lock_timeout_s` for a lock: a 2M-row ingestion holds the rows of the users it
 creates until it commits, and with one group at a time, one event for such a user held every
 request queued behind it for as long as the ingestion ran. A group that times out is split,
 so the requests of other users commit at once; the blocked request is tried again a few
-times, then answered 503 (nothing of it written; the client retries).
+times by its own task, outside the committer (four requests waiting there for locks held by
+an ingestion had queued everyone behind them), then answered 503 (nothing of it written; the
+client retries).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from recsys.errors import InvalidInputError
 from recsys.store.db import is_lock_timeout, is_postgres, is_transient, session_scope
 from recsys.store.events import RATING, FeedbackEvent, FeedbackResult, record_feedback
+
+
+class _LockWaitError(Exception):
+    """A request's transaction waited past the lock timeout; its own task retries it."""
 
 
 @dataclass
@@ -58,7 +64,7 @@ class FeedbackCommitter:
         engine: Engine,
         *,
         max_events: int = 5_000,
-        in_flight: int = 4,
+        in_flight: int = 8,
         lock_timeout_s: float = 1.0,
     ) -> None:
         self.engine = engine
@@ -67,12 +73,19 @@ class FeedbackCommitter:
         self.lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._retrying = asyncio.Semaphore(4)
 
     async def submit(self, events: list[FeedbackEvent]) -> FeedbackResult:
         """Returns once the events are committed; raises what their transaction raised."""
         done: asyncio.Future[FeedbackResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(events, done))
-        return await done
+        try:
+            return await done
+        except _LockWaitError:
+            # Each retry holds a pooled connection while it waits for the lock: a few at a
+            # time, so that the committers always find connections.
+            async with self._retrying:
+                return await run_in_threadpool(self._record, events)
 
     def start(self) -> None:
         self._tasks = [
@@ -101,19 +114,27 @@ class FeedbackCommitter:
                 else:
                     pending.done.set_result(outcome)
 
+    SHARED_LOCK_TIMEOUT_MS = 50
+    """A feedback row waits on another's lock only when that transaction writes the same
+    user or rating: an ingestion creating the user, mostly. Ordinary commits take ~5 ms."""
+
     def _record(
         self, events: list[FeedbackEvent], attempts: int = 3, *, wait: bool = True
     ) -> FeedbackResult:
         """One transaction, run again when PostgreSQL cancelled it to break a deadlock (with
         an ingestion creating the same new users, say) or it waited too long for a lock:
-        nothing of it was written, and the client would only have to send it again. With
-        `wait` False a lock timeout is raised at once (the group is split instead)."""
+        nothing of it was written, and the client would only have to send it again.
+
+        With `wait` False (in the committer, where others queue behind it) the transaction
+        waits for a lock only briefly and a timeout is raised at once: the group is split,
+        and a request still blocked alone retries by its own task, with the full timeout."""
+        timeout_ms = self.lock_timeout_ms if wait else self.SHARED_LOCK_TIMEOUT_MS
         attempt = 1
         while True:
             try:
                 with session_scope(self.engine) as s:
                     if is_postgres(s):
-                        s.execute(text(f"SET LOCAL lock_timeout = {self.lock_timeout_ms}"))
+                        s.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
                     return record_feedback(session=s, events=events)
             except Exception as exc:
                 timed_out = is_lock_timeout(exc)
@@ -137,7 +158,7 @@ class FeedbackCommitter:
         outcomes: list[FeedbackResult | BaseException] = []
         for pending in group:
             try:
-                outcomes.append(self._record(pending.events))
+                outcomes.append(self._record(pending.events, wait=False))
             except Exception as exc:
-                outcomes.append(exc)
+                outcomes.append(_LockWaitError() if is_lock_timeout(exc) else exc)
         return outcomes

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from recsys.data.ingest import Columns, ingest_csv
 from recsys.errors import ValidationFailedError
 from recsys.store import queries
 from recsys.store.db import session_scope
+from recsys.store.events import FeedbackEvent, record_feedback
 from recsys.store.tables import items, ratings, users
 
 
@@ -208,3 +211,31 @@ def test_title_search_takes_percent_and_underscore_literally(engine: Engine) -> 
     with session_scope(engine) as s:
         assert [t for _, t in queries.search_items(session=s, text="%")] == ["100% Love"]
         assert [t for _, t in queries.search_items(session=s, text="a_b")] == ["A_B"]
+
+
+def test_the_report_counts_only_what_the_file_added(engine: Engine, tmp_path: Path) -> None:
+    """Feedback committed during an ingestion is in the table afterwards, not in the report
+    (on PostgreSQL the two run side by side; on SQLite they take turns)."""
+    ingest_csv(engine, _write(tmp_path / "seed.csv", GOOD))  # not a first load: the upsert path
+    rows = "".join(f"n{u},i{i},4,1000\n" for u in range(200) for i in range(250))
+    big = _write(tmp_path / "big.csv", "user_id,item_id,rating,timestamp\n" + rows)
+    stop = threading.Event()
+
+    def other_writer() -> None:
+        n = 0
+        while not stop.is_set():
+            with session_scope(engine) as s:
+                record_feedback(session=s, events=[FeedbackEvent(f"fb{n}", "i1", "rating", 3.0)])
+            n += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    try:
+        report = ingest_csv(engine, big)
+    finally:
+        stop.set()
+        writer.join()
+    assert report.new_ratings == 50_000
+    again = ingest_csv(engine, big)
+    assert again.new_ratings == 0

@@ -49,12 +49,11 @@ class IngestReport:
     rows: int
     ratings_before: int
     ratings_after: int
+    """The table's size after: on PostgreSQL it also holds what others wrote meanwhile."""
     items_upserted: int
     seconds: float
-
-    @property
-    def new_ratings(self) -> int:
-        return self.ratings_after - self.ratings_before
+    new_ratings: int
+    """(user, item) pairs this file added: counted by the statement that wrote them."""
 
 
 class _Errors:
@@ -295,9 +294,11 @@ def ingest_chunks(
             raise ValidationFailedError(source, errors.sorted(), errors.total)
         if rows == 0:
             raise ValidationFailedError(source, [RowError(2, "the file has no data rows")], 1)
-        writer.finish()
+        inserted = writer.finish()
         after = queries.count_rows(session=session, table=ratings)
-    return IngestReport(rows, before, after, items_upserted, time.perf_counter() - started)
+    # SQLite: the transaction held the only write lock throughout, so the counts are ours.
+    new = inserted if inserted is not None else after - before
+    return IngestReport(rows, before, after, items_upserted, time.perf_counter() - started, new)
 
 
 def ingest_frames(

@@ -231,9 +231,14 @@ class RatingWriter:
         keys.sort()
         return bool((keys[1:] == keys[:-1]).any())
 
-    def finish(self) -> None:
-        if not self.postgres or not self.staged:
-            return
+    def finish(self) -> int | None:
+        """Merge what was staged; on PostgreSQL returns the number of (user, item) pairs
+        that were new, as the merge itself counted them (feedback committed meanwhile is not
+        ours to count); None on SQLite, where nobody else writes during the transaction."""
+        if not self.postgres:
+            return None
+        if not self.staged:
+            return 0
         session = self.session
         # Room to sort and to build indexes in memory, for this transaction only.
         session.execute(text("SET LOCAL work_mem = '256MB'"))
@@ -256,7 +261,9 @@ class RatingWriter:
                 session.execute(DropIndex(index))
             for constraint in constraints:
                 session.execute(DropConstraint(constraint))
-            session.execute(text(insert + rows))
+            inserted = session.execute(
+                text(f"WITH written AS ({insert}{rows} RETURNING 1) SELECT count(*) FROM written")
+            ).scalar_one()
             for constraint in constraints:
                 session.execute(AddConstraint(constraint))
             for index in ratings.indexes:
@@ -264,11 +271,14 @@ class RatingWriter:
         else:
             # The rule of `queries.upsert_ratings`: the latest rating wins, and re-applying the
             # same data changes nothing.
-            session.execute(
+            # xmax is 0 in a row this statement inserted, set in one it updated.
+            inserted = session.execute(
                 text(
-                    insert + rows + " ON CONFLICT (user_id, item_id) DO UPDATE "
-                    "SET value = excluded.value, rated_at = excluded.rated_at "
+                    "WITH written AS (" + insert + rows + " ON CONFLICT (user_id, item_id) "
+                    "DO UPDATE SET value = excluded.value, rated_at = excluded.rated_at "
                     "WHERE excluded.rated_at >= ratings.rated_at "
-                    "AND excluded.value <> ratings.value"
+                    "AND excluded.value <> ratings.value RETURNING (xmax = 0) AS fresh) "
+                    "SELECT count(*) FILTER (WHERE fresh) FROM written"
                 )
-            )
+            ).scalar_one()
+        return int(inserted)
