@@ -52,7 +52,12 @@ Seen = dict[str, list[tuple[float, int, str, float]]]
 
 
 async def post_feedback(
-    base: str, rate: float, stop: threading.Event, items: list[str], touched_users: int
+    base: str,
+    rate: float,
+    stop: threading.Event,
+    items: list[str],
+    touched_users: int,
+    touched_every: int,
 ) -> Seen:
     """(latency s, status, event id, due time) per kind of user, until `stop` is set."""
     run = uuid.uuid4().hex[:8]
@@ -64,7 +69,7 @@ async def post_feedback(
     rng = np.random.default_rng(1)
 
     async def one(n: int, due: float) -> None:
-        kind = "touched" if n % 10 == 0 else "untouched"
+        kind = "touched" if touched_every and n % touched_every == 0 else "untouched"
         user = f"ing-{rng.integers(touched_users)}" if kind == "touched" else f"fb-{n}"
         event_id = f"{run}-{n}"
         body = {"user_id": user, "item_id": items[n % len(items)], "value": 4.0,
@@ -133,6 +138,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--users", type=int, default=20_000, help="new users in the file")
+    parser.add_argument(
+        "--touched-every", type=int, default=10, help="every n-th event is for a new user (0: none)"
+    )
     args = parser.parse_args()
     items = samples.movielens().items["item_id"].astype(str).tolist()
     with tempfile.TemporaryDirectory() as tmp, scratch_postgres() as url:
@@ -158,7 +166,9 @@ def main() -> None:
 
             worker = threading.Thread(target=ingest)
             worker.start()
-            seen = asyncio.run(post_feedback(base, args.rate, stop, items, args.users))
+            seen = asyncio.run(
+                post_feedback(base, args.rate, stop, items, args.users, args.touched_every)
+            )
             worker.join()
             waits.join()
         engine = create_engine(url)

@@ -38,7 +38,9 @@ def test_a_group_cancelled_to_break_a_deadlock_is_committed_on_a_second_try(pg_u
     touch(other, "bob")  # another transaction holds bob's rating
 
     async def scenario() -> FeedbackResult:
-        committer = FeedbackCommitter(engine)
+        # A lock timeout longer than PostgreSQL's deadlock_timeout (1 s), so that the
+        # deadlock detector, not the timeout, ends the wait.
+        committer = FeedbackCommitter(engine, lock_timeout_s=5.0)
         committer.start()
         # The group locks ann's rating, then waits for bob's...
         events = [_rating("ann", 5.0, 2), _rating("bob", 5.0, 2)]
@@ -64,8 +66,9 @@ def test_a_group_cancelled_to_break_a_deadlock_is_committed_on_a_second_try(pg_u
 
 @pytest.mark.postgres
 def test_a_request_waiting_for_a_lock_does_not_hold_up_the_others(pg_url: str) -> None:
-    """An ingestion holds bob's rows for 1.2 s: bob's feedback waits (and then commits), while
-    feedback for other users, queued behind it, commits at once."""
+    """An ingestion holds bob's rows for 1.2 s: bob's feedback waits (up to the lock timeout,
+    3 s here) and then commits, while feedback for other users, queued behind it, commits at
+    once."""
     migrate.upgrade(pg_url)
     engine = make_engine(pg_url)
     with session_scope(engine) as s:
@@ -77,7 +80,7 @@ def test_a_request_waiting_for_a_lock_does_not_hold_up_the_others(pg_url: str) -
     holder.execute(update(ratings).where(ratings.c.user_id == bob).values(value=1.0))
 
     async def scenario() -> tuple[float, list[float], FeedbackResult]:
-        committer = FeedbackCommitter(engine, lock_timeout_s=0.5)
+        committer = FeedbackCommitter(engine, lock_timeout_s=3.0)
         committer.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
