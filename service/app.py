@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
@@ -95,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.dispose()
             blas.restore_original_limits()
 
-    app = FastAPI(
+    # /docs and /redoc from assets shipped by the fastapi-offline package: FastAPI's own pages
+    # load Swagger UI and ReDoc from a CDN, and were blank on a machine without internet.
+    app = FastAPIOffline(
         title="recsys",
         version="1",
         summary="Collaborative-filtering recommendations from a DotProductBias model.",

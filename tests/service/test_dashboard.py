@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from recsys import registry
 from recsys.config import RatingScale
@@ -144,3 +144,34 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         page.screenshot(path=str(OUTPUT / "dashboard-models-after-rollback.png"))
         browser.close()
     assert errors == [], errors
+
+
+def test_api_docs_render_offline(live: str) -> None:
+    """/docs and /redoc draw the operations with every request outside the service refused
+    (their assets must come from the service, not a CDN)."""
+    errors: list[str] = []
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = new_page(browser, errors)
+
+        def only_the_service(route: Route) -> None:
+            if route.request.url.startswith(live):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_the_service)
+        page.goto(f"{live}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = {e.inner_text() for e in page.query_selector_all(".opblock-summary-path")}
+        assert "/v1/users/{user_id}/recommendations" in {p.replace("\u200b", "") for p in paths}
+        page.goto(f"{live}/redoc")
+        page.wait_for_selector("h2", timeout=20_000)
+        assert "recommendations" in page.inner_text("body").lower()
+        browser.close()
+    # ReDoc's bundle links its own "by Redocly" logo from its CDN; refused, the page is the
+    # same but for that image (and the browser logs the refused load).
+    assert [u for u in outside if not u.startswith("https://cdn.redoc.ly/redoc/logo")] == []
+    assert [e for e in errors if "ERR_FAILED" not in e] == [], errors
