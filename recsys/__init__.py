@@ -8,17 +8,51 @@ Library use, no database needed::
     fitted.recommender.recommend("1", k=10)
 """
 
-from recsys.config import RatingScale, Settings, TrainConfig
-from recsys.data import samples
-from recsys.data.interactions import Interactions
-from recsys.data.vocab import Vocabulary
-from recsys.evaluation.report import evaluate, format_report
-from recsys.model.artifact import load as load_model
-from recsys.model.artifact import save as save_model
-from recsys.model.network import DotProductBias
-from recsys.model.recommender import Recommender, Scored
-from recsys.training.pipeline import Fitted, fit
-from recsys.training.trainer import Trainer
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recsys.config import RatingScale, Settings, TrainConfig
+    from recsys.data import samples
+    from recsys.data.interactions import Interactions
+    from recsys.data.vocab import Vocabulary
+    from recsys.evaluation.report import evaluate, format_report
+    from recsys.model.artifact import load as load_model
+    from recsys.model.artifact import save as save_model
+    from recsys.model.network import DotProductBias
+    from recsys.model.recommender import Recommender, Scored
+    from recsys.training.pipeline import Fitted, fit
+    from recsys.training.trainer import Trainer
+
+# Imported on first use (PEP 562): torch and pandas take ~2 s to import, and the command line,
+# which imports this package first, should not pay that for `recsys --help`.
+_LAZY = {
+    "RatingScale": ("recsys.config", "RatingScale"),
+    "Settings": ("recsys.config", "Settings"),
+    "TrainConfig": ("recsys.config", "TrainConfig"),
+    "samples": ("recsys.data.samples", None),
+    "Interactions": ("recsys.data.interactions", "Interactions"),
+    "Vocabulary": ("recsys.data.vocab", "Vocabulary"),
+    "evaluate": ("recsys.evaluation.report", "evaluate"),
+    "format_report": ("recsys.evaluation.report", "format_report"),
+    "load_model": ("recsys.model.artifact", "load"),
+    "save_model": ("recsys.model.artifact", "save"),
+    "DotProductBias": ("recsys.model.network", "DotProductBias"),
+    "Recommender": ("recsys.model.recommender", "Recommender"),
+    "Scored": ("recsys.model.recommender", "Scored"),
+    "Fitted": ("recsys.training.pipeline", "Fitted"),
+    "fit": ("recsys.training.pipeline", "fit"),
+    "Trainer": ("recsys.training.trainer", "Trainer"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = import_module(module)
+    return value if attribute is None else getattr(value, attribute)
+
 
 __all__ = [
     "DotProductBias",

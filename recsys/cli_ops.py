@@ -15,14 +15,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from recsys import jobs as jobs_mod
 from recsys import keys as keys_mod
-from recsys import monitoring, registry
+from recsys import registry
 from recsys.config import get_settings, train_config
 from recsys.errors import ConfigError
-from recsys.simulate import simulate
 from recsys.store.db import make_engine, session_scope
-from recsys.store.events import load_served
 
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
@@ -56,6 +53,8 @@ def retrain(
 ) -> None:
     """Run the nightly job once: lock, snapshot, train, compare with production, gate,
     then promote, start a canary, wait for approval, or reject (as configured)."""
+    from recsys import jobs as jobs_mod  # torch: only when a job runs (see cli.py)
+
     overrides = {"epochs": epochs, "batch_size": batch_size, "refit": refit}
     settings = get_settings()
     outcome = jobs_mod.retrain(_engine(), settings, train_config(settings, **overrides))
@@ -110,6 +109,8 @@ def simulate_traffic(
 ) -> None:
     """Drive a running service like users would (recommendations, ratings from the held-out
     pairs, clicks, skips, new users), so the dashboard has a feedback loop to show."""
+    from recsys.simulate import simulate
+
     if not held_out.is_file():
         raise ConfigError(
             f"{held_out} does not exist: run `recsys load-sample movielens --hold-out {held_out}`"
@@ -125,6 +126,8 @@ def simulate_traffic(
 @jobs_app.command("list")
 def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
     """Recent job runs: status, decision and why."""
+    from recsys import jobs as jobs_mod
+
     table = Table()
     for col in ("id", "kind", "started", "took", "status", "decision", "candidate", "reasons"):
         table.add_column(col)
@@ -190,6 +193,9 @@ def models_show(version: VersionArg = "production") -> None:
 def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> None:
     """Per version, from logged impressions and feedback: lists served, feedback answering
     them, positive share, prediction bias. Compare a canary with production before approving."""
+    from recsys import monitoring
+    from recsys.store.events import load_served
+
     with session_scope(_engine()) as s:
         served, feedback = load_served(session=s, since=datetime.now(UTC) - timedelta(hours=hours))
     figures = monitoring.online_by_version(served, feedback, get_settings().liked_threshold)

@@ -98,3 +98,11 @@ def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: P
     no_model = run(env, "recommend", "u", ok=False)
     assert no_model.returncode == 1 and "recsys train" in no_model.stderr
     assert run(env, "train", "--help").returncode == 0
+
+
+def test_the_command_line_starts_without_torch_or_pandas() -> None:
+    """They take ~2 s to import; `recsys --help` and the commands that need neither must not
+    pay for them (benchmarks/cli_start.py times it)."""
+    probe = "import sys, recsys.cli; print(sorted({'torch', 'pandas'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
