@@ -36,10 +36,23 @@ function fill(table, header, rows) {
 }
 
 // Draw a chart and record how many data points it holds (browser tests read it).
-async function chart(id, traces, layout) {
+// Every chart names its axes: `axes` is { x, y } (and y2 for a right-hand axis). Plotly takes
+// an axis title as { text }; a bare string, as this code once passed, is not drawn.
+const TIME = "time (UTC)";
+
+async function chart(id, traces, axes, layout) {
   const el = document.getElementById(id);
-  const base = { margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h" } };
-  await Plotly.newPlot(el, traces, Object.assign(base, layout || {}), { displaylogo: false, responsive: true });
+  const extra = layout || {};
+  const axis = (name, title) => Object.assign({ automargin: true }, extra[name] || {}, { title: { text: title } });
+  const base = Object.assign({}, extra, {
+    margin: { l: 60, r: axes.y2 ? 60 : 10, t: 10, b: 10 },
+    // Above the plot: below it, the legend covered rotated tick labels (version names).
+    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
+    xaxis: axis("xaxis", axes.x),
+    yaxis: axis("yaxis", axes.y),
+  });
+  if (axes.y2) base.yaxis2 = Object.assign(axis("yaxis2", axes.y2), { overlaying: "y", side: "right" });
+  await Plotly.newPlot(el, traces, base, { displaylogo: false, responsive: true });
   const points = traces.reduce((n, t) => n + (t.y || t.x || []).filter((v) => v !== null).length, 0);
   el.dataset.points = String(points);
   return el;
@@ -98,29 +111,29 @@ async function overview() {
     ? `#${j.id} ${j.status}${j.decision ? ", " + j.decision : ""} (${j.started_at})${(j.reasons || []).length ? ": " + j.reasons.join("; ") : ""}`
     : "no job has run yet";
   alertRows(s.alerts);
-  await chart("chart-served", byVersion(s.timeseries, "lists_served").map((t) => Object.assign(t, { type: "bar" })));
-  await chart("chart-feedback", byVersion(s.timeseries, "feedback").map((t) => Object.assign(t, { type: "bar" })));
+  await chart("chart-served", byVersion(s.timeseries, "lists_served").map((t) => Object.assign(t, { type: "bar" })), { x: TIME, y: "lists served" });
+  await chart("chart-feedback", byVersion(s.timeseries, "feedback").map((t) => Object.assign(t, { type: "bar" })), { x: TIME, y: "feedback events" });
 }
 
 async function loop() {
   const s = await api("/v1/monitoring/summary?hours=24");
   const ts = s.timeseries;
-  await chart("chart-coverage", byVersion(ts, "coverage"), { yaxis: { tickformat: ".1%" } });
-  await chart("chart-gini", byVersion(ts, "gini"), { yaxis: { range: [0, 1] } });
+  await chart("chart-coverage", byVersion(ts, "coverage"), { x: TIME, y: "catalog shown (%)" }, { yaxis: { tickformat: ".1%" } });
+  await chart("chart-gini", byVersion(ts, "gini"), { x: TIME, y: "Gini of exposure" });
   const catalog = { name: "catalog", x: ts.map((r) => r.period), y: ts.map((r) => r.catalog_popularity), mode: "lines+markers", line: { dash: "dot" } };
-  await chart("chart-popularity", [...byVersion(ts, "shown_popularity"), catalog]);
-  await chart("chart-attribution", byVersion(ts, "attribution_share"), { yaxis: { tickformat: ".0%" } });
+  await chart("chart-popularity", [...byVersion(ts, "shown_popularity"), catalog], { x: TIME, y: "mean training ratings per item" });
+  await chart("chart-attribution", byVersion(ts, "attribution_share"), { x: TIME, y: "ratings answering a list (%)" }, { yaxis: { tickformat: ".0%" } });
   const positive = byVersion(ts, "positive_rate").map((t) => Object.assign(t, { name: t.name + " positive" }));
   const ctr = byVersion(ts, "click_through").map((t) => Object.assign(t, { name: t.name + " CTR" }));
-  await chart("chart-response", [...positive, ...ctr], { yaxis: { tickformat: ".0%" } });
-  await chart("chart-bias", byVersion(ts, "prediction_bias"));
+  await chart("chart-response", [...positive, ...ctr], { x: TIME, y: "share of feedback (%)" }, { yaxis: { tickformat: ".0%" } });
+  await chart("chart-bias", byVersion(ts, "prediction_bias"), { x: TIME, y: "predicted minus given (stars)" });
   const h = (s.drift.rating_histogram || { before: {}, after: {} });
   const share = (o) => { const t = Object.values(o).reduce((a, b) => a + b, 0) || 1; return Object.values(o).map((v) => v / t); };
   document.getElementById("psi").textContent = `(PSI ratings ${fmt(s.drift.rating_psi, 3)}, popularity ${fmt(s.drift.popularity_psi, 3)})`;
   await chart("chart-drift", [
     { type: "bar", name: "training snapshot", x: Object.keys(h.before), y: share(h.before) },
     { type: "bar", name: "since", x: Object.keys(h.after), y: share(h.after) },
-  ], { yaxis: { tickformat: ".0%" }, xaxis: { type: "category", title: "rating" } });
+  ], { x: "rating (stars)", y: "share of ratings (%)" }, { yaxis: { tickformat: ".0%" }, xaxis: { type: "category" } });
 }
 
 async function models() {
@@ -171,7 +184,7 @@ async function curves(ticked) {
     traces.push({ name: version + " train", x: epochs, y: run.history.map((h) => h.train_loss), mode: "lines+markers", line: { color: colour, dash: "dot" } });
     traces.push({ name: version + " valid", x: epochs, y: run.history.map((h) => h.val_loss), mode: "lines+markers", line: { color: colour } });
   });
-  await chart("chart-curves", traces, { xaxis: { title: "epoch" }, yaxis: { title: "MSE" } });
+  await chart("chart-curves", traces, { x: "epoch", y: "MSE (stars²)" });
   const ranking = [];
   Object.entries(data).forEach(([version, run], n) => {
     const colour = colours[n % colours.length];
@@ -180,17 +193,15 @@ async function curves(ticked) {
     ranking.push({ name: version + " valid NDCG@10", x: epochs, y: h.map((e) => e.val_ndcg), mode: "lines+markers", line: { color: colour } });
     ranking.push({ name: version + " train NLL", x: epochs, y: h.map((e) => e.train_loss), mode: "lines", yaxis: "y2", line: { color: colour, dash: "dot" } });
   });
-  await chart("chart-ranking", ranking, {
-    xaxis: { title: "epoch" }, yaxis: { title: "NDCG@10" },
-    yaxis2: { title: "NLL", overlaying: "y", side: "right" },
-  });
+  await chart("chart-ranking", ranking, { x: "epoch", y: "validation NDCG@10", y2: "training NLL" });
   const names = Object.keys(data);
   const first = data[names[0]];
   const scorers = [...names.map((v) => [v, data[v].metrics || {}]), ...Object.entries(first.baselines)];
+  // RMSE (~0.9) and NDCG (~0.1) on one axis hid NDCG: each has its own.
   await chart("chart-baselines", [
-    { type: "bar", name: "RMSE", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1].rmse) },
-    { type: "bar", name: "NDCG@10", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1]["ndcg@10"]) },
-  ], { barmode: "group" });
+    { type: "bar", name: "RMSE", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1].rmse), offsetgroup: 1 },
+    { type: "bar", name: "NDCG@10", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1]["ndcg@10"]), yaxis: "y2", offsetgroup: 2 },
+  ], { x: "model version or baseline", y: "RMSE (stars)", y2: "NDCG@10" }, { barmode: "group" });
 }
 
 async function items() {
@@ -198,8 +209,8 @@ async function items() {
   await chart("chart-map", [{
     type: "scattergl", mode: "markers", x: map.x, y: map.y, text: map.title,
     marker: { color: map.popularity.map((p) => Math.log10(1 + p)), colorscale: "Viridis", showscale: true, size: 5,
-              colorbar: { title: "log10 ratings" } },
-  }]);
+              colorbar: { title: { text: "log10 ratings" } } },
+  }], { x: "embedding map, axis 1", y: "embedding map, axis 2" });
   const go = async () => {
     const q = document.getElementById("search").value.trim();
     if (!q) return;
@@ -233,7 +244,7 @@ async function item(id) {
   }
   const p = document.createElement("p"); p.textContent = "Nearest items:";
   box.replaceChildren(h, p, ul);
-  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: it.exposure.map((e) => e.period), y: it.exposure.map((e) => e.shown) }]);
+  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: it.exposure.map((e) => e.period), y: it.exposure.map((e) => e.shown) }], { x: TIME, y: "times shown" });
 }
 
 async function alerts() {

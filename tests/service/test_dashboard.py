@@ -122,6 +122,10 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 points = int(chart.get_attribute("data-points") or 0)
                 assert points > 0, f"{name or 'overview'}: {chart_id} drew no data"
                 assert chart.query_selector("svg.main-svg"), chart_id
+                # Both axes say what they show (Plotly draws no title given as a string).
+                for axis in ("xtitle", "ytitle"):
+                    title = chart.query_selector(f"text.{axis}")
+                    assert title and (title.text_content() or "").strip(), f"{chart_id}: no {axis}"
             page.screenshot(
                 path=str(OUTPUT / f"dashboard-{name or 'overview'}.png"), full_page=True
             )
