@@ -112,6 +112,7 @@ class FeedbackCommitter:
                 else:
                     pending.done.set_result(outcome)
 
+    STATEMENT_TIMEOUT_MS = 10_000
     SHARED_LOCK_TIMEOUT_MS = 50
     """A feedback row waits on another's lock only when that transaction writes the same
     user or rating: an ingestion creating the user, mostly. Ordinary commits take ~5 ms."""
@@ -132,7 +133,13 @@ class FeedbackCommitter:
             try:
                 with session_scope(self.engine) as s:
                     if is_postgres(s):
-                        s.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
+                        # And a bound on the whole statement, whatever it waits for.
+                        s.execute(
+                            text(
+                                f"SET LOCAL lock_timeout = {timeout_ms}; "
+                                f"SET LOCAL statement_timeout = {self.STATEMENT_TIMEOUT_MS}"
+                            )
+                        )
                     return record_feedback(session=s, events=events)
             except Exception as exc:
                 if attempt >= 3 or not is_transient(exc):

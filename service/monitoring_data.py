@@ -123,10 +123,16 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         model = state.models.current
         cutoff = (model.recommender.info.get("data") or {}).get("max_timestamp") if model else None
         if cutoff is not None:
+            try:
+                cutoff_at: str | None = datetime.fromtimestamp(int(cutoff), UTC).isoformat()
+            except (OverflowError, OSError, ValueError):
+                # A far-future timestamp stored before ingestion bounded them (year 5138 and
+                # beyond does not fit a datetime): the figures stand without the date.
+                cutoff_at = None
             v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
             v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
             drift = {
-                "since": datetime.fromtimestamp(int(cutoff), UTC).isoformat(),
+                "since": cutoff_at,
                 "new_ratings": int(v_after.sum()),
                 "rating_psi": monitoring.rating_drift(v_before, v_after),
                 "popularity_psi": monitoring.popularity_drift(i_before, i_after),
