@@ -17,7 +17,8 @@ import hmac
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Cookie, Depends, Header, HTTPException, Request
+from fastapi import Cookie, Depends, Header, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from recsys import keys, sessions
@@ -99,11 +100,28 @@ OPERATOR_ROLE = keys.OPERATOR
 
 # The dependencies take the request, not StateDep: FastAPI solves each sub-dependency on every
 # request, and on the read paths that cost as much as the answer (see service.deps).
+# Declared as security schemes (not plain headers), so that the OpenAPI document says which
+# credential each operation takes and "Authorize" in /docs works. Neither refuses by itself
+# (auto_error=False): the checks below answer 401 or 403 with their own messages.
+OPERATOR_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="operatorToken",
+    description="RECSYS_OPERATOR_TOKEN, or a key from `recsys keys create NAME --role operator`.",
+)
+CLIENT_KEY_SCHEME = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="clientKey",
+    description="A client key: RECSYS_CLIENT_API_KEYS, or `recsys keys create NAME`.",
+)
+
+
 async def require_operator(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(OPERATOR_SCHEME)] = None,
     recsys_operator: Annotated[str | None, Cookie()] = None,
 ) -> None:
+    authorization = f"Bearer {bearer.credentials}" if bearer is not None else None
     state = app_state(request)
     # A session is looked up in the database: off the event loop.
     ok = await run_in_threadpool(operator_ok, state, authorization, recsys_operator)
@@ -151,7 +169,9 @@ API_KEY_HEADER = ("x-api-key", "A client key (RECSYS_CLIENT_API_KEYS or `recsys 
 """The header as `service.query.openapi_parameters` documents it."""
 
 
-async def require_writer(request: Request, x_api_key: ApiKeyHeader = None) -> None:
+async def require_writer(
+    request: Request, x_api_key: Annotated[str | None, Security(CLIENT_KEY_SCHEME)] = None
+) -> None:
     _client(app_state(request), x_api_key, "writes")
 
 

@@ -250,6 +250,18 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
     assert "recsys_http_request_duration_seconds_bucket" in text
 
 
+def test_openapi_declares_the_credentials(client: TestClient) -> None:
+    """So that "Authorize" in /docs sends them, and generated clients know which to send."""
+    spec = client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["clientKey"] == {**schemes["clientKey"], "in": "header", "name": "X-API-Key"}
+    assert schemes["operatorToken"]["scheme"] == "bearer"
+    paths = spec["paths"]
+    assert paths["/v1/feedback"]["post"]["security"] == [{"clientKey": []}]
+    assert paths["/v1/models/{version}/promote"]["post"]["security"] == [{"operatorToken": []}]
+    assert paths["/v1/ingest/ratings"]["post"]["security"] == [{"operatorToken": []}]
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
