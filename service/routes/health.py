@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,7 +12,6 @@ from service.deps import StateDep
 from service.schemas import HealthPublic, ReadinessPublic
 from service.state import AppState
 
-log = logging.getLogger("recsys.service")
 router = APIRouter(tags=["health"])
 
 
