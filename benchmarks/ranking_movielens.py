@@ -72,7 +72,8 @@ def run(
     train_s = time.perf_counter() - t0
     task = RankingTask(fitted.train, fitted.test, config.liked_threshold, config.top_k)
     rows: dict[str, dict[str, float]] = {}
-    report = fitted.report or {}
+    report = fitted.report
+    assert report is not None, "a test split is evaluated"
     rows["model"] = {m: report["model"][m] or 0.0 for m in METRICS}
     rows["model"]["rmse"] = report["model"]["rmse"] or 0.0
     rows["model"]["fit_s"] = train_s

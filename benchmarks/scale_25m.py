@@ -131,7 +131,7 @@ def train() -> None:
     fitted = registered.fitted
     result = fitted.result
     per_epoch = [h.seconds for h in result.history]
-    report = fitted.report or {}
+    report = fitted.report
     print(
         f"trained {len(fitted.train):,} ratings: {len(result.history)} epochs, "
         f"{np.mean(per_epoch):.1f} s an epoch (incl. validation), "
@@ -139,7 +139,8 @@ def train() -> None:
         f"fit incl. split and evaluation {fitted.timings}; peak RSS {peak_rss_gb():.2f} GB"
     )
     for name in ("model", "biases", "global_mean"):
-        print(f"  test RMSE {name}: {report.get(name, {}).get('rmse')}")
+        row = report.get(name) if report else None
+        print(f"  test RMSE {name}: {row['rmse'] if row else None}")
     print(f"registered {registered.version} (promoted: {registered.promoted})")
 
 

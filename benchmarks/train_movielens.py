@@ -25,8 +25,11 @@ from recsys.model.network import DotProductBias
 
 
 def movielens() -> Interactions:
-    frame = samples.movielens().ratings
-    return Interactions.from_frame(frame.astype({"rating": float, "timestamp": int}))
+    sample = samples.movielens()
+    frame = sample.ratings.astype({"rating": float, "timestamp": int})
+    # With the catalog's genres, as a snapshot of the database has them.
+    genres = dict(zip(sample.items["item_id"].astype(str), sample.items["genres"], strict=True))
+    return Interactions.from_frame(frame).with_genres(genres)
 
 
 def textbook_recipe(data: Interactions, seed: int) -> tuple[float, float]:

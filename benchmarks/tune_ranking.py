@@ -35,9 +35,10 @@ def main() -> None:
         for seed, train in parts.items():
             config = TrainConfig(**{"seed": seed + 1000, "split": "random", **overrides})
             fitted = fit(train, config)
-            report = fitted.report or {}
+            report = fitted.report
+            assert report is not None, "a test split is evaluated"
             model.append(report["model"]["ndcg@10"] or 0.0)
-            ease.append(report["ease"]["ndcg@10"] or 0.0 if "ease" in report else float("nan"))
+            ease.append((report["ease"]["ndcg@10"] or 0.0) if "ease" in report else float("nan"))
             seconds.append(fitted.timings["train_s"])
         print(
             f"{setting:<50} model {np.mean(model):.4f} ease {np.mean(ease):.4f} "

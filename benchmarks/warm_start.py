@@ -35,7 +35,7 @@ def main() -> None:
         runs[name] = (fitted, time.perf_counter() - start)
     for name, (fitted, seconds) in runs.items():
         curve = " ".join(f"{h.val_loss:.4f}" for h in fitted.result.history)
-        rmse = (fitted.report or {})["model"]["rmse"]
+        rmse = fitted.report.model["rmse"] if fitted.report else None
         print(
             f"{name}: val MSE by epoch {curve}; best epoch {fitted.result.best_epoch}; "
             f"{seconds:.1f} s; test RMSE {rmse:.4f}"

@@ -362,11 +362,11 @@ def evaluate(
 ) -> None:
     """Print a model's evaluation next to the baselines (global mean, biases, most popular,
     EASE); for a model refit on all ratings, its evaluated twin's."""
-    from recsys.data.snapshot import read_snapshot
+    from recsys.data.snapshot import training_snapshot
     from recsys.data.split import holdout
     from recsys.evaluation.remap import remap
+    from recsys.evaluation.report import Report, format_report
     from recsys.evaluation.report import evaluate as evaluate_report
-    from recsys.evaluation.report import format_report
     from recsys.model import artifact
     from recsys.training.pipeline import HASH_HOLDOUT_SEED
 
@@ -374,11 +374,11 @@ def evaluate(
     folder = Path(row["artifact_path"])
     # The evaluated twin: the served model was refit on the holdout too.
     rec = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
-    report = rec.info.get("metrics")
-    if recompute or report is None:
+    stored = rec.info.get("metrics")
+    report = None if recompute or stored is None else Report.from_json(stored)
+    if report is None:
         cfg = TrainConfig(**rec.info["config"])
-        with session_scope(_engine()) as s:
-            data = read_snapshot(session=s)
+        data = training_snapshot(_engine(), cfg.split)
         if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
             err.print(
                 _tagged(
@@ -455,11 +455,14 @@ def inspect(
         str | None, typer.Option(help="Show the nearest items to this item id.")
     ] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=1000)] = 10,
-    min_support: Annotated[int, typer.Option(min=1)] = 20,
+    min_support: Annotated[
+        int | None, typer.Option(min=1, help="Default: RECSYS_SIMILAR_MIN_SUPPORT.")
+    ] = None,
     version: str | None = None,
 ) -> None:
     """What the model learned: items with the highest and lowest bias, and nearest items."""
     rec = _load(version)
+    min_support = min_support or _settings().similar_min_support
     _print_scored(
         f"highest item bias (>= {min_support} ratings)",
         rec.item_bias_ranking(n, min_support=min_support),

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         description="Users whose ranked candidates the service keeps (about 1.3 KB each; 0: off).",
     )
     cold_start_min_support: int = Field(20, ge=1)
+    similar_min_support: int = Field(
+        20, ge=1, description="Default least training ratings of a similar item (API and CLI)."
+    )
     fold_in_min_support: int = Field(10, ge=1)
     exact_search_limit: int = Field(
         100_000, ge=0, description="Catalog size up to which nearest items use exact search."
@@ -288,6 +291,11 @@ class TrainConfig(BaseModel):
         description="A user's ranking vector sums their items' input embeddings times "
         "|N(u)| ** -exponent: 0.5 as in SVD++; 1 averages, so a visitor known by three "
         "ratings is placed as firmly as a user with a hundred.",
+    )
+    rank_genres: bool = Field(
+        True,
+        description="Items that share a genre share part of their ranking output vectors, "
+        "where the catalog has genres (side information, as in LightFM).",
     )
     rank_blend: float | None = Field(
         None,

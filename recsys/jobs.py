@@ -26,7 +26,7 @@ from sqlalchemy import Engine, RowMapping, select, update
 from recsys import registry
 from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
-from recsys.data.snapshot import read_snapshot
+from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import gates
 from recsys.evaluation.remap import remap
@@ -173,8 +173,7 @@ def retrain(
 
 def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -> JobOutcome:
     t0 = time.perf_counter()
-    with session_scope(engine) as s:
-        data = read_snapshot(session=s, timestamps=config.split in ("time", "user_time"))
+    data = training_snapshot(engine, config.split)
     timings = {"snapshot_s": time.perf_counter() - t0}
     production = registry.production(engine)
     previous: Recommender | None = None
@@ -192,7 +191,7 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         warm = {"rows_copied": copied}
     with registry.training_run(engine, config.model_dump()) as run_id:
         fitted = fit(data, config, settings.rating_scale, extra=extra, network=network)
-        report = fitted.report or {}
+        report = fitted.report
         reasons = gates(report, settings, config.top_k) if report else []
         if reasons:
             decision, status = REJECTED, registry.REJECTED
@@ -214,7 +213,10 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
             fitted,
             run_id=run_id,
             status=status,
-            metrics={"report": report, "gate": {"passed": not reasons, "reasons": reasons}},
+            metrics={
+                "report": report.to_json() if report else None,
+                "gate": {"passed": not reasons, "reasons": reasons},
+            },
             timings=timings,
         )
     if decision == PROMOTED:
@@ -223,7 +225,7 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         registry.start_canary(engine, version, check=False)
     comparison = {
         name: report[name] for name in ("model", "production", "biases", "most_popular")
-        if name in report
+        if report is not None and name in report
     }  # fmt: skip
     _finish(
         engine,

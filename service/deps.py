@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from pydantic_core import to_json
 from sqlalchemy import Engine
@@ -28,6 +28,15 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+GenreQuery = Annotated[
+    list[str],
+    Query(
+        max_length=100,
+        description="Genre filter, applied before the top k is cut: `genre` keeps items of any "
+        "of the genres given, `exclude_genre` drops items of any of them (repeat the key).",
+    ),
+]
 
 
 async def get_settings(state: StateDep) -> Settings:

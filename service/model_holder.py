@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, RowMapping
@@ -25,8 +24,7 @@ from recsys.errors import ArtifactError
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
 from recsys.rollout import in_canary
-from recsys.store import queries
-from recsys.store.db import session_scope
+from service.catalog import Catalog
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("recsys.service")
@@ -41,33 +39,6 @@ class LoadedModel:
     version: str
     checksum: str
     loaded_at: float
-
-
-@dataclass
-class Catalog:
-    """Titles and genres by item id, for answers that a person reads. Kept in memory so that
-    recommendations need no database round trip, and still work while the database is away."""
-
-    entries: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    state: tuple[int, datetime | None] = (0, None)
-
-    def get(self, item_id: str) -> tuple[str | None, str | None]:
-        return self.entries.get(item_id, (None, None))
-
-    def refresh(self, engine: Engine) -> None:
-        """Read the items changed since the last refresh; nothing when the catalog's count
-        and latest update are as they were (the common case: one aggregate query)."""
-        with session_scope(engine) as s:
-            state = queries.catalog_state(session=s)
-            if state == self.state:
-                return
-            # Overlap the previous latest update: writers' clocks differ a little.
-            latest = self.state[1]
-            since = latest - timedelta(seconds=2) if latest is not None else None
-            rows = queries.catalog(session=s, updated_since=since)
-        for ext, title, genres, _ in rows:
-            self.entries[ext] = (title, genres)
-        self.state = state
 
 
 class ModelHolder:

@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from recsys import jobs, monitoring, registry
+from recsys.data import timestamps
 from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.events import load_served, rating_counts
@@ -174,7 +175,7 @@ def _job(row: Any) -> dict[str, Any] | None:
         return None
     keep = ("id", "status", "decision", "reasons", "started_at", "finished_at",
             "candidate_version", "error")  # fmt: skip
-    return {k: str(row[k]) if isinstance(row[k], datetime) else row[k] for k in keep}
+    return {k: timestamps.iso(row[k]) if isinstance(row[k], datetime) else row[k] for k in keep}
 
 
 def _model(row: Any) -> dict[str, Any] | None:
@@ -183,7 +184,7 @@ def _model(row: Any) -> dict[str, Any] | None:
     metrics = row["metrics"] or {}
     return {
         "version": row["version"],
-        "promoted_at": str(row["promoted_at"]),
+        "promoted_at": timestamps.iso(row["promoted_at"]),
         "metrics": (metrics.get("report") or {}).get("model"),
     }
 

@@ -65,6 +65,9 @@ class ErrorPublic(BaseModel):
     )
 
 
+GenreName = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
 class RecommendationsQuery(BaseModel):
     """Options of GET /v1/users/{user_id}/recommendations (read by service.query)."""
 
@@ -76,13 +79,19 @@ class RecommendationsQuery(BaseModel):
     min_support: int | None = Field(
         None, ge=1, description="Least training ratings of an item (RECSYS_RECOMMEND_MIN_SUPPORT)."
     )
+    genre: list[GenreName] = Field(
+        [], max_length=100, description="Only items of any of these genres (repeat the key)."
+    )
+    exclude_genre: list[GenreName] = Field(
+        [], max_length=100, description="No items of these genres (repeat the key)."
+    )
 
 
 class RecommendedItem(BaseModel):
     rank: int
     item_id: str
     title: str | None
-    genres: str | None
+    genres: list[str]
     score: float = Field(
         description="What the list is ordered by: the ranking score (how likely the user is "
         "to choose the item, plus a share of the rating logit). Higher is better; compare it "
@@ -149,7 +158,7 @@ class SimilarItem(BaseModel):
     rank: int
     item_id: str
     title: str | None
-    genres: str | None
+    genres: list[str]
     similarity: float
 
 
@@ -162,9 +171,7 @@ class SimilarItemsPublic(BaseModel):
 
 class ItemFields(Body):
     title: str | None = Field(None, max_length=1000, pattern=NO_NUL)
-    genres: list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]] | None = (
-        Field(None, max_length=100)
-    )
+    genres: list[GenreName] | None = Field(None, max_length=100)
     metadata: dict[str, Any] | None = None
 
     @field_validator("genres")

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from recsys.model.recommender import Scored
+from recsys.model.recommender import Recommender, Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
+from service.catalog import GenreFilter
 from service.model_holder import LoadedModel
 from service.schemas import Strategy
 from service.state import AppState
@@ -75,6 +77,10 @@ def _publish(
     }
 
 
+def _allowed(state: AppState, rec: Recommender, genres: GenreFilter | None) -> np.ndarray | None:
+    return None if genres is None else state.models.catalog.allowed(rec, genres)
+
+
 def for_known_user(
     state: AppState,
     model: LoadedModel,
@@ -84,9 +90,16 @@ def for_known_user(
     exclude: Sequence[str],
     include_rated: bool,
     min_support: int,
+    genres: GenreFilter | None = None,
 ) -> Payload:
-    scored = model.recommender.recommend(
-        user_id, k, include_seen=include_rated, exclude=exclude, min_support=min_support
+    rec = model.recommender
+    scored = rec.recommend(
+        user_id,
+        k,
+        include_seen=include_rated,
+        exclude=exclude,
+        min_support=min_support,
+        allowed=_allowed(state, rec, genres),
     )
     return _publish(state, model, user_id, "model", scored)
 
@@ -110,16 +123,26 @@ def for_ratings(
     ratings: list[float],
     k: int,
     exclude: Sequence[str],
+    genres: GenreFilter | None = None,
 ) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
     rec = model.recommender
+    allowed = _allowed(state, rec, genres)
     if not any(rec.is_known_item(i) for i in items):
         scored = rec.cold_start(
-            k, min_support=state.settings.cold_start_min_support, exclude=[*exclude, *items]
+            k,
+            min_support=state.settings.cold_start_min_support,
+            exclude=[*exclude, *items],
+            allowed=allowed,
         )
         return _publish(state, model, user_id, "cold_start", scored)
     scored = rec.recommend_for_ratings(
-        items, ratings, k, exclude=exclude, min_support=state.settings.fold_in_min_support
+        items,
+        ratings,
+        k,
+        exclude=exclude,
+        min_support=state.settings.fold_in_min_support,
+        allowed=allowed,
     )
     return _publish(state, model, user_id, "fold_in", scored)

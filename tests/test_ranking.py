@@ -13,6 +13,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.split import holdout_mask
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
+from recsys.evaluation.report import Metrics, Report
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
@@ -114,16 +115,19 @@ def test_ease_matches_the_closed_form() -> None:
 
 
 def test_gate_refuses_a_ranking_below_most_popular() -> None:
-    row = {"rmse": 0.8, "ndcg@10": 0.05}
-    report = {
+    row: Metrics = {"rmse": 0.8, "ndcg@10": 0.05}
+    scorers: dict[str, Metrics] = {
         "model": row,
         "global_mean": {"rmse": 1.0, "ndcg@10": None},
         "biases": {"rmse": 0.9, "ndcg@10": 0.04},
         "most_popular": {"rmse": None, "ndcg@10": 0.10},
     }
-    gate = beats_baselines(report, 10)  # type: ignore[arg-type]
+    report = Report(scorers, n_test=10, n_ranked_users=5, catalog_mean_popularity=2.0)
+    gate = beats_baselines(report, 10)
     assert not gate["passed"] and "most_popular" in gate["reasons"][0]
-    assert beats_baselines(report, 10, min_ndcg_vs_popular=0.5)["passed"]  # type: ignore[arg-type]
+    assert beats_baselines(report, 10, min_ndcg_vs_popular=0.5)["passed"]
+    # What the registry stores reads back as the same report.
+    assert Report.from_json(report.to_json()) == report
 
 
 def test_train_config_takes_what_settings_decide() -> None:
@@ -160,7 +164,7 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     assert served.info["served"]["refit_on_all"] is True
     assert served.info["served"]["rating_epochs"] == twin.info["best_epoch"]
     assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
-    assert served.info["metrics"] == fitted.report
+    assert served.info["metrics"] == fitted.report.to_json()
     # Saved as recsys.training.pipeline.record_fitted does: the twin beside the served model.
     twin_path, twin_sum = artifact.save(twin, tmp_path, "v1" + artifact.TWIN_SUFFIX)
     served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_sum}
@@ -169,3 +173,19 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     again = artifact.load_twin(path, loaded)
     assert again.item_counts.sum() == twin.item_counts.sum()
     assert artifact.load_twin(twin_path, again) is again  # a twin has no twin of its own
+
+
+def test_a_filter_looks_past_the_cached_best_items(
+    ranked: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache of 3 items, all of the user's own group: a filter to the other group must rank
+    # the allowed items themselves, not return the few cached ones that pass.
+    monkeypatch.setattr(Recommender, "RANKING_DEPTH", 3)
+    user = "33"  # ranked by no other test of this module
+    other = np.array([group(i) != 1 for i in ranked.item_vocab.ids])
+    out = ranked.recommend(user, k=5, allowed=other)
+    assert len(out) == 5 and all(group(s.item_id) == 0 for s in out), out
+    scores = [s.score for s in out]
+    assert scores == sorted(scores, reverse=True)
+    # Without the filter the same user still gets their own group, from the cache.
+    assert all(group(s.item_id) == 1 for s in ranked.recommend(user, k=3))

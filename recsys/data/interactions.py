@@ -6,11 +6,14 @@ Compact arrays (int32 rows, float32 values), checked when built, as in spotlight
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from recsys.data.genres import Genres
 from recsys.data.vocab import Vocabulary
 
 
@@ -31,6 +34,8 @@ class Interactions:
     timestamps: np.ndarray | None = field(default=None)
     # The newest rating's Unix time; known even when the per-rating times were not loaded.
     max_timestamp: int | None = field(default=None)
+    # Each item row's genres, where the catalog has them (the ranking head uses them).
+    genres: Genres | None = field(default=None)
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -53,6 +58,8 @@ class Interactions:
                 raise ValueError("item rows out of range of the item vocabulary")
             if not np.isfinite(self.ratings).all():
                 raise ValueError("ratings must be finite numbers")
+        if self.genres is not None and self.genres.n_items != self.n_items:
+            raise ValueError("genres must have one row per item of the vocabulary")
 
     def __len__(self) -> int:
         return len(self.users)
@@ -82,6 +89,7 @@ class Interactions:
             self.user_vocab,
             self.item_vocab,
             ts,
+            genres=self.genres,
         )
 
     def concat(self, other: Interactions) -> Interactions:
@@ -100,7 +108,13 @@ class Interactions:
             self.user_vocab,
             self.item_vocab,
             ts,
+            genres=self.genres,
         )
+
+    def with_genres(self, genres_by_id: Mapping[str, str | None]) -> Interactions:
+        """The same ratings with each item's genres (pipe-separated, by external id)."""
+        genres = Genres.parse([genres_by_id.get(i) for i in self.item_vocab.ids])
+        return dataclasses.replace(self, genres=genres)
 
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.items, minlength=self.n_items)

@@ -38,3 +38,11 @@ def check(when: datetime) -> datetime:
     if why is not None:
         raise ValueError(f"{when.isoformat()} {why}")
     return when
+
+
+def iso(when: datetime | None) -> str | None:
+    """ISO 8601 in UTC, as every answer writes times. SQLite hands back naive datetimes,
+    which are stored as UTC."""
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()

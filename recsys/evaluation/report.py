@@ -7,7 +7,9 @@ top k of each scorer are compared with the relevant items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +18,55 @@ from recsys.data.interactions import Interactions, is_sorted
 from recsys.evaluation import metrics
 from recsys.evaluation.baselines import BiasBaseline, Ease, GlobalMean, MostPopular, Scorer
 
-Report = dict[str, dict[str, float | None]]
+Metrics = dict[str, float | None]
+"""One scorer's figures by name ("rmse", "ndcg@10", ...); None where undefined."""
+
+CATALOG_KEY = "_catalog"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every scorer's metrics on one holdout: the model ("model"), the baselines by name, and
+    scorers passed in (such as "production"). Stored as JSON by `to_json`, read back by
+    `from_json`; the stored shape is what the dashboard and the registry have always held."""
+
+    scorers: dict[str, Metrics]
+    n_test: int
+    n_ranked_users: int
+    catalog_mean_popularity: float
+
+    def __getitem__(self, name: str) -> Metrics:
+        return self.scorers[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.scorers
+
+    def get(self, name: str) -> Metrics | None:
+        return self.scorers.get(name)
+
+    @property
+    def model(self) -> Metrics:
+        return self.scorers["model"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.scorers,
+            CATALOG_KEY: {
+                "n_test": float(self.n_test),
+                "n_ranked_users": float(self.n_ranked_users),
+                "catalog_mean_popularity": self.catalog_mean_popularity,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> Report:
+        catalog = stored.get(CATALOG_KEY) or {}
+        return cls(
+            {name: dict(row) for name, row in stored.items() if name != CATALOG_KEY},
+            int(catalog.get("n_test") or 0),
+            int(catalog.get("n_ranked_users") or 0),
+            float(catalog.get("catalog_mean_popularity") or 0.0),
+        )
 
 
 def _rating_metrics(
@@ -133,23 +183,18 @@ def evaluate(
     if 0 < train.n_items <= ease_max_items:
         scorers.insert(4, Ease(train))
     task = RankingTask(train, test, threshold, k, max_users, seed)
-    report: Report = {}
+    rows: dict[str, Metrics] = {}
     for scorer in scorers:
         row = _rating_metrics(scorer, test, threshold)
         row.update(task.evaluate(scorer))
         # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
-        report[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
-    report["_catalog"] = {
-        "n_test": float(len(test)),
-        "n_ranked_users": float(len(task.users)),
-        "catalog_mean_popularity": float(task.item_counts.mean()),
-    }
-    return report
+        rows[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
+    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()))
 
 
 def format_report(report: Report) -> str:
     """A plain-text table: metrics down, scorers across."""
-    names = [n for n in report if not n.startswith("_")]
+    names = list(report.scorers)
     metric_names = list(report[names[0]])
     width = max(len(m) for m in metric_names) + 2
     lines = [" " * width + "".join(f"{n:>14}" for n in names)]

@@ -55,6 +55,11 @@ class CandidateSet:
             local = self._position[item_rows]
             logits[local[local >= 0]] = -np.inf
 
+    def keep_only(self, logits: np.ndarray, allowed: np.ndarray) -> None:
+        """Set the logits of items outside `allowed` (a mask over item rows) to -inf."""
+        outside = ~(allowed if self._rows is None else allowed[self._rows])
+        logits[outside] = -np.inf
+
     def item_rows(self, local: np.ndarray) -> np.ndarray:
         """Item rows of positions in the set."""
         return local if self._rows is None else self._rows[local]

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from recsys.data.genres import Genres
 
 
 class DotProductBias(nn.Module):
@@ -65,6 +68,7 @@ class ChoiceNet(nn.Module):
     products with biases.
 
         score(u, i) = p_u . q_i + c_i,   p_u = e_u + |N(u)|^-a * sum_{j in N(u)} w_j y_j
+                                         q_i = v_i + mean_{g in G(i)} h_g
 
     A user's vector is a free embedding `e_u` plus the normalised sum of the input
     embeddings of what they rated (N(u), weighted by how they rated it): Paterek's NSVD and
@@ -72,6 +76,12 @@ class ChoiceNet(nn.Module):
     exactly as training placed every user, without a solve. Trained with a softmax over the
     whole catalog (the multinomial likelihood of Liang et al. 2018, "Variational
     autoencoders for collaborative filtering"), so every unobserved item is a negative.
+
+    An item's output vector adds the mean of its genres' embeddings h_g (side information,
+    as in LightFM), so films of a genre share a direction: a visitor's vector fitted to three
+    horror films points at horror, not at whatever else those films' audiences watched.
+    Only the output side: genres on the input side too made known users' lists worse
+    (validation NDCG@10 0.187 against 0.192; benchmarks/README.md).
     """
 
     def __init__(
@@ -82,8 +92,24 @@ class ChoiceNet(nn.Module):
         *,
         init_std: float = 0.01,
         generator: torch.Generator | None = None,
+        genres: Genres | None = None,
     ) -> None:
         super().__init__()
+        # The items x genres matrix, each row averaging its genres, is sparse: (2, nnz) of
+        # (item row, genre) and nnz weights, made a sparse tensor when used.
+        self.genre_pairs: torch.Tensor | None
+        self.genre_weights: torch.Tensor | None
+        pairs = weights = None
+        n_genres = 0
+        if genres is not None and genres.n_genres:
+            n_genres = genres.n_genres
+            counts = np.diff(genres.indptr)
+            rows = np.repeat(np.arange(n_items), counts)
+            pairs = torch.from_numpy(np.stack([rows, genres.index]))
+            weights = torch.from_numpy((1.0 / counts[rows]).astype(np.float32))
+        self.register_buffer("genre_pairs", pairs)
+        self.register_buffer("genre_weights", weights)
+        self.genre_out = nn.Parameter(torch.zeros(n_genres, n_factors))
         self.user_offset = nn.Parameter(torch.zeros(n_users, n_factors))
         self.item_in = nn.Parameter(torch.empty(n_items, n_factors))
         self.item_out = nn.Parameter(torch.empty(n_items, n_factors))
@@ -106,6 +132,25 @@ class ChoiceNet(nn.Module):
         )
         return self.user_offset[users] + summed
 
+    def outputs(self) -> torch.Tensor:
+        """q_i of every item: its own output embedding plus its genres'."""
+        if self.genre_pairs is None or self.genre_weights is None:
+            return self.item_out
+        matrix = torch.sparse_coo_tensor(
+            self.genre_pairs,
+            self.genre_weights,
+            (self.item_out.shape[0], self.genre_out.shape[0]),
+            is_coalesced=True,  # sorted by item, then genre, without repeats
+            check_invariants=False,  # built here, valid by construction
+        )
+        by_genre: torch.Tensor = torch.sparse.mm(matrix, self.genre_out)
+        return self.item_out + by_genre
+
+    def penalised(self) -> torch.Tensor:
+        """The squared norm of every item and genre embedding (the L2 the loss carries)."""
+        tables = (self.item_in, self.item_out, self.genre_out)
+        return torch.stack([t.square().sum() for t in tables]).sum()
+
     def forward(self, user_vectors: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each user vector (batch x items)."""
-        return user_vectors @ self.item_out.T + self.item_bias
+        return user_vectors @ self.outputs().T + self.item_bias

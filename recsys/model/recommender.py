@@ -47,6 +47,7 @@ item the user may get."""
 
 @dataclass
 class Recommender:
+    FOLD_IN_RATING_PRIOR: ClassVar[float] = 0.0
     RANKING_DEPTH: ClassVar[int] = 100
     """Candidates ranked (and cached) for a user at least: k up to 100 with exclusions, and
     the next pages, come from one scoring of the catalog."""
@@ -318,41 +319,80 @@ class Recommender:
         include_seen: bool = False,
         exclude: Sequence[str] = (),
         min_support: int = 1,
+        allowed: np.ndarray | None = None,
     ) -> list[Scored]:
         """Top-k items for a known user by ranking score, with predicted ratings; [] for an
         unknown user (ask `cold_start` then). `min_support` keeps items rated fewer times out:
-        their vectors are mostly noise."""
+        their vectors are mostly noise. `allowed` (a mask over item rows, such as a genre
+        filter) is applied before the top k is cut."""
         if not self.is_known_user(user_id):
             return []
+        row = self.user_vocab.index(user_id)
         banned = self._known_rows(exclude) if exclude else ()
-        # The best k + |banned| without the exclusions hold the best k with them.
-        rows, scores, ratings = self._ranking(
-            self.user_vocab.index(user_id), min_support, include_seen, k + len(banned)
-        )
+        # The best k + |banned| without the exclusions hold the best k with them; a filter
+        # looks through the whole cached ranking first.
+        depth = k + len(banned) if allowed is None else max(k, self.RANKING_DEPTH)
+        rows, scores, ratings, complete = self._ranking(row, min_support, include_seen, depth)
+        keep = np.ones(len(rows), dtype=bool)
         if len(banned):
-            keep = ~np.isin(rows, banned)
-            rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
+            keep &= ~np.isin(rows, banned)
+        if allowed is not None:
+            keep &= allowed[rows]
+            if keep.sum() < k and not complete:
+                # Too few of the cached best pass: rank the allowed items themselves.
+                rows, scores, ratings = self._rank_allowed(
+                    row, min_support, include_seen, allowed, banned, k
+                )
+                keep = np.ones(len(rows), dtype=bool)
+        rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
         return self._scored(rows[:k], scores[:k], ratings[:k])
+
+    def _user_logits(self, row: int, candidates: CandidateSet, include_seen: bool) -> np.ndarray:
+        logits = candidates.score(
+            self._rank_users(np.array([row]))[0],
+            self._rank_offset(float(self._user_bias_np[row])),
+        )
+        if not include_seen:
+            candidates.ban(logits, self.seen(row))
+        return logits
+
+    def _rank_allowed(
+        self,
+        row: int,
+        min_support: int,
+        include_seen: bool,
+        allowed: np.ndarray,
+        banned: np.ndarray | tuple[()],
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The best k allowed items for a user, not cached (a filter's own ranking)."""
+        candidates = self._candidates(min_support)
+        logits = self._user_logits(row, candidates, include_seen)
+        candidates.keep_only(logits, allowed)
+        if len(banned):
+            candidates.ban(logits, np.asarray(banned))
+        local, values = self._best(logits, k)
+        rows = candidates.item_rows(local)
+        user_bias = float(self._user_bias_np[row])
+        return rows, values, self._item_ratings(self._user_factors_np[row], user_bias, rows)
 
     def _ranking(
         self, row: int, min_support: int, include_seen: bool, depth: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """The best `depth` items a user may get (rows, scores and predicted ratings, best
-        first), from the cache when this user was ranked lately. The model never changes, so
-        neither does a ranking: entries need no invalidation, only a bound on their number."""
+        first, and whether they are all the items the user may get), from the cache when this
+        user was ranked lately. The model never changes, so neither does a ranking: entries
+        need no invalidation, only a bound on their number."""
         key = (row, min_support, include_seen)
         cached = self._rankings.get(key)
         if cached is not None:
             rows, scores, ratings, complete = cached
             if complete or len(rows) >= depth:
-                return rows[:depth], scores[:depth], ratings[:depth]
+                whole = complete and len(rows) <= depth
+                return rows[:depth], scores[:depth], ratings[:depth], whole
         candidates = self._candidates(min_support)
         user_bias = float(self._user_bias_np[row])
-        logits = candidates.score(
-            self._rank_users(np.array([row]))[0], self._rank_offset(user_bias)
-        )
-        if not include_seen:
-            candidates.ban(logits, self.seen(row))
+        logits = self._user_logits(row, candidates, include_seen)
         wanted = max(depth, self.RANKING_DEPTH)
         local, values = self._best(logits, wanted)
         # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
@@ -360,18 +400,29 @@ class Recommender:
         ratings = self._item_ratings(self._user_factors_np[row], user_bias, rows)
         entry = (rows, values.astype(np.float32), ratings.astype(np.float32), len(rows) < wanted)
         self._rankings.put(key, entry)
-        return entry[0][:depth], entry[1][:depth], entry[2][:depth]
+        whole = entry[3] and len(rows) <= depth
+        return entry[0][:depth], entry[1][:depth], entry[2][:depth], whole
 
     def cold_start(
-        self, k: int = 10, *, min_support: int = 20, exclude: Sequence[str] = ()
+        self,
+        k: int = 10,
+        *,
+        min_support: int = 20,
+        exclude: Sequence[str] = (),
+        allowed: np.ndarray | None = None,
     ) -> list[Scored]:
         """For a user we know nothing about: the best ranked items for an empty history among
-        those rated at least `min_support` times, with the rating an average user would give.
-        Falls back to the most rated items when too few items have that support."""
+        those rated at least `min_support` times (and `allowed`), with the rating an average
+        user would give. Falls back to the most rated items when too few items have that
+        support."""
         eligible = self._eligible(min_support)
+        if allowed is not None:
+            eligible &= allowed
         if eligible.sum() < k:
+            counts = self.item_counts if allowed is None else np.where(allowed, self.item_counts, 0)
             eligible = np.zeros_like(eligible)
-            eligible[np.argsort(-self.item_counts, kind="stable")[: max(k, 1)]] = True
+            eligible[np.argsort(-counts, kind="stable")[: max(k, 1)]] = True
+            eligible &= counts > 0
         logits = np.where(eligible, self._rank_bias + self._rank_offset(0.0), -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
         rows, scores = self._best(logits, k)
@@ -418,6 +469,7 @@ class Recommender:
         *,
         exclude: Sequence[str] = (),
         min_support: int = 10,
+        allowed: np.ndarray | None = None,
     ) -> list[Scored]:
         """Top-k for a visitor described by a few (item, rating) pairs, folded into both
         heads: the ranking head places them by what they rated (as training places every
@@ -433,18 +485,29 @@ class Recommender:
             choice = self.ranking.fold_in(
                 rows[known], np.asarray(ratings)[known], np.flatnonzero(self._eligible(min_support))
             )
-            user = np.concatenate([choice, vector])
+            n = int(known.sum())
+            trust = n / (n + self.FOLD_IN_RATING_PRIOR)
+            user = np.concatenate([choice, trust * vector])
         else:
             user = vector
         logits = candidates.score(user, self._rank_offset(bias))
         candidates.ban(logits, self._known_rows([*item_ids, *exclude]))
+        if allowed is not None:
+            candidates.keep_only(logits, allowed)
         local, values = self._best(logits, k)
         rows = candidates.item_rows(local)
         return self._scored(rows, values, self._item_ratings(vector, bias, rows))
 
     # --- interpretation ---------------------------------------------------------------------
 
-    def similar_items(self, item_id: str, k: int = 10, *, min_support: int = 1) -> list[Scored]:
+    def similar_items(
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        min_support: int = 1,
+        allowed: np.ndarray | None = None,
+    ) -> list[Scored]:
         """Nearest items by cosine similarity of the item factors, the item itself excluded.
 
         `min_support` drops items rated fewer times: an item with one rating has a vector that
@@ -453,9 +516,11 @@ class Recommender:
         if row == UNKNOWN or self.item_counts[row] == 0:
             return []
         index = self._neighbors or self.build_neighbor_index()
-        allowed = self._eligible(min_support)
-        allowed[row] = False
-        rows, sims = index.search(self._unit_items[row].numpy(), k, allowed)
+        eligible = self._eligible(min_support)
+        if allowed is not None:
+            eligible &= allowed
+        eligible[row] = False
+        rows, sims = index.search(self._unit_items[row].numpy(), k, eligible)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, float(v)) for i, v in zip(ids, sims.tolist(), strict=True)]
 

@@ -176,6 +176,12 @@ def external_ids(*, session: Session, table: Table, ids: np.ndarray) -> list[str
     return [mapping[int(pk)] for pk in ids]
 
 
+def item_genres(*, session: Session, ids: np.ndarray) -> list[str | None]:
+    """The genres column of items, for database ids, in the order given."""
+    mapping = dict(session.execute(select(items.c.id, items.c.genres)).all())
+    return [mapping.get(int(pk)) for pk in ids]
+
+
 def item_details(*, session: Session, external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Title and genres of items, by external id; unknown ids are absent."""
     found: dict[str, dict[str, Any]] = {}

@@ -109,7 +109,12 @@ class ChoiceTrainer:
         device = pick_device(cfg.device)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         net = ChoiceNet(
-            train.n_users, train.n_items, cfg.rank_factors, init_std=cfg.init_std, generator=gen
+            train.n_users,
+            train.n_items,
+            cfg.rank_factors,
+            init_std=cfg.init_std,
+            generator=gen,
+            genres=train.genres if cfg.rank_genres else None,
         ).to(device)
         hist = Histories.of(train, cfg)
         val_targets = Histories.of(valid, cfg) if len(valid) else None
@@ -132,7 +137,7 @@ class ChoiceTrainer:
                 nll, weight = self._batch_loss(net, hist, hist, chunk, device)
                 # Items are penalised per unit of target weight, in proportion to the users in
                 # the batch: an epoch applies the penalty once, whatever the batch size.
-                items_sq = net.item_in.square().sum() + net.item_out.square().sum()
+                items_sq = net.penalised()
                 offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
                 loss = (
                     nll / weight

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from recsys import registry
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
-from recsys.data.snapshot import fingerprint, read_snapshot
+from recsys.data.snapshot import fingerprint, training_snapshot
 from recsys.data.split import holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import beats_baselines
@@ -27,7 +27,6 @@ from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
-from recsys.store.db import session_scope
 from recsys.training.deploy import refit_on_all
 from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
@@ -134,7 +133,7 @@ def fit(
     if config.serve_refit and len(parts.test):
         t1 = time.perf_counter()
         fitted.served = refit_on_all(data, fitted.recommender, config, scale)
-        fitted.served.info["metrics"] = fitted.report
+        fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
         fitted.timings["serve_refit_s"] = time.perf_counter() - t1
     return fitted
 
@@ -207,7 +206,7 @@ def assess(
             extra=extra,
             ease_max_items=config.ease_max_items,
         )
-    rec.info["metrics"] = report
+    rec.info["metrics"] = report.to_json() if report else None
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
     return Fitted(rec, result, report, train, parts.test, timings)
 
@@ -239,8 +238,7 @@ def train_from_database(
     """
     with registry.training_run(engine, config.model_dump()) as run_id:
         t0 = time.perf_counter()
-        with session_scope(engine) as session:
-            data = read_snapshot(session=session, timestamps=config.split in ("time", "user_time"))
+        data = training_snapshot(engine, config.split)
         snapshot_s = time.perf_counter() - t0
         fitted = fit(
             data, config, scale, on_epoch=on_epoch, on_step=on_step, on_rank_epoch=on_rank_epoch
@@ -267,7 +265,7 @@ def register(
         fitted,
         run_id=run_id,
         status=status,
-        metrics={"report": fitted.report, "gate": gate},
+        metrics={"report": fitted.report.to_json() if fitted.report else None, "gate": gate},
         timings=timings,
     )
     if promote and gate["passed"]:
@@ -316,7 +314,7 @@ def record_fitted(
         status="succeeded",
         history=fitted.result.history_dicts(),
         best_epoch=fitted.result.best_epoch,
-        metrics=fitted.report,
+        metrics=fitted.report.to_json() if fitted.report else None,
         data_counts=fitted.recommender.info["data"],
         timings=timings,
     )

@@ -10,7 +10,8 @@ from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.auth import ReaderDep, WriterDep
-from service.deps import ReadingDep, StateDep, check_batch, check_k
+from service.catalog import GenreFilter
+from service.deps import GenreQuery, ReadingDep, StateDep, check_batch, check_k
 from service.errors import CLIENT_RESPONSES
 from service.schemas import (
     NO_NUL,
@@ -40,7 +41,7 @@ def _public(state: AppState, item_id: str) -> ItemPublic:
     return ItemPublic(
         item_id=item_id,
         title=title,
-        genres=genres.split("|") if genres else [],
+        genres=genres,
         in_model=in_model,
         bias=float(rec.item_bias[row]) if rec is not None and in_model else None,
         training_ratings=int(rec.item_counts[row]) if rec is not None and row >= 0 else 0,
@@ -97,13 +98,23 @@ async def similar_items(
     reading: ReadingDep,
     k: Annotated[int, Query(ge=1)] = 10,
     min_support: Annotated[
-        int, Query(ge=1, description="Only items with at least this many training ratings.")
-    ] = 1,
+        int | None,
+        Query(
+            ge=1,
+            description="Only items with at least this many training ratings "
+            "(RECSYS_SIMILAR_MIN_SUPPORT, as `recsys inspect`).",
+        ),
+    ] = None,
+    genre: GenreQuery = [],  # noqa: B006  # FastAPI copies defaults per request
+    exclude_genre: GenreQuery = [],  # noqa: B006
 ) -> SimilarItemsPublic:
     """Nearest items by cosine similarity of the learned item factors, the item excluded."""
     state, model = reading.state, reading.model
     check_k(k, state.settings)
     rec = model.recommender
+    wanted = GenreFilter.of(genre, exclude_genre)
+    allowed = None if wanted is None else state.models.catalog.allowed(rec, wanted)
+    min_support = min_support or state.settings.similar_min_support
     if not rec.is_known_item(item_id):
         known = item_id in state.models.catalog.entries
         raise HTTPException(
@@ -115,7 +126,8 @@ async def similar_items(
         )
     catalog = state.models.catalog
     items = []
-    for rank, s in enumerate(rec.similar_items(item_id, k, min_support=min_support), 1):
+    similar = rec.similar_items(item_id, k, min_support=min_support, allowed=allowed)
+    for rank, s in enumerate(similar, 1):
         title, genres = catalog.get(s.item_id)
         items.append(
             SimilarItem(

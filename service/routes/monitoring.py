@@ -89,7 +89,7 @@ def item(
         "training_ratings": int(rec.item_counts[row]),
         "similar": [
             {"item_id": x.item_id, "title": catalog.get(x.item_id)[0], "similarity": x.score}
-            for x in rec.similar_items(item_id, 10, min_support=5)
+            for x in rec.similar_items(item_id, 10, min_support=state.settings.similar_min_support)
         ],
         "exposure": [
             {"period": pd.Timestamp(str(k)).isoformat(), "shown": int(v)}

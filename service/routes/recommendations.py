@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
 from service.auth import API_KEY_HEADER
+from service.catalog import GenreFilter
 from service.deps import (
+    GenreQuery,
     ReadingDep,
     check_batch,
     check_k,
@@ -48,6 +50,7 @@ async def user_recommendations(user_id: UserPath, request: Request) -> Response:
     state = reading.state
     check_k(options.k, state.settings)
     model = state.models.for_user(user_id, reading.model)
+    genres = GenreFilter.of(options.genre, options.exclude_genre)
     if model.recommender.is_known_user(user_id):
         answer = serving.for_known_user(
             state,
@@ -57,18 +60,22 @@ async def user_recommendations(user_id: UserPath, request: Request) -> Response:
             exclude=options.exclude,
             include_rated=options.include_rated,
             min_support=options.min_support or state.settings.recommend_min_support,
+            genres=genres,
         )
     else:
         items, ratings = await run_in_threadpool(serving.stored_ratings, state, user_id)
         answer = serving.for_ratings(
-            state, model, user_id, items, ratings, options.k, options.exclude
+            state, model, user_id, items, ratings, options.k, options.exclude, genres
         )
     return json_response(answer)
 
 
 @router.post("/recommendations", response_model=RecommendationsPublic)
 async def visitor_recommendations(
-    body: VisitorRecommendationsCreate, reading: ReadingDep
+    body: VisitorRecommendationsCreate,
+    reading: ReadingDep,
+    genre: GenreQuery = [],  # noqa: B006  # FastAPI copies defaults per request
+    exclude_genre: GenreQuery = [],  # noqa: B006
 ) -> Response:
     """Recommendations for a visitor known only by the ratings in the body: a user vector and
     bias are fitted against the frozen item factors (no retraining). Nothing is stored."""
@@ -86,5 +93,6 @@ async def visitor_recommendations(
             [r.rating for r in body.ratings],
             body.k,
             body.exclude,
+            GenreFilter.of(genre, exclude_genre),
         )
     )

@@ -1,0 +1,77 @@
+"""Lists a person would recognise, on the real MovieLens sample, trained as `recsys train`
+trains it: from the database, with the default settings, the served model refit on all.
+
+Issue 16's visitors: a horror fan known by three films gets horror, a Pixar fan gets
+animation, and the two lists are not the same popular list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from recsys.config import RatingScale, Settings, train_config
+from recsys.data import samples
+from recsys.data.ingest import ingest_frames
+from recsys.model.recommender import Recommender
+from recsys.store import migrate
+from recsys.store.db import make_engine
+from recsys.training.pipeline import Registered, train_from_database
+
+SHINING, EXORCIST, SCREAM = "1258", "1997", "1407"
+TOY_STORY, FINDING_NEMO, MONSTERS_INC = "1", "6377", "4886"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
+    tmp = tmp_path_factory.mktemp("movielens")
+    url = f"sqlite:///{tmp / 'recsys.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sample = samples.movielens()
+    ingest_frames(
+        engine,
+        [sample.ratings],
+        source="movielens",
+        scale=RatingScale(),
+        item_frames=[sample.items],
+    )
+    settings = Settings(database_url=url)
+    yield train_from_database(engine, tmp / "artifacts", train_config(settings), RatingScale())
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def genres() -> dict[str, str]:
+    items = samples.movielens().items
+    return dict(zip(items["item_id"].astype(str), items["genres"], strict=True))
+
+
+def visitor_list(rec: Recommender, films: list[str]) -> list[str]:
+    out = rec.recommend_for_ratings(
+        films, [5.0, 5.0, 4.5], k=10, min_support=Settings().fold_in_min_support
+    )
+    assert len(out) == 10 and not {s.item_id for s in out} & set(films)
+    return [s.item_id for s in out]
+
+
+def test_the_snapshot_carries_the_catalogs_genres(trained: Registered) -> None:
+    data = trained.fitted.train
+    assert data.genres is not None
+    assert "Horror" in data.genres.of(data.item_vocab.index(SHINING))
+    assert {"Adventure", "Animation"} <= set(data.genres.of(data.item_vocab.index(TOY_STORY)))
+
+
+def test_genre_fans_get_their_genre_and_not_the_same_list(
+    trained: Registered, genres: dict[str, str]
+) -> None:
+    assert trained.promoted, trained.fitted.gate
+    rec = trained.fitted.deployed
+    horror = visitor_list(rec, [SHINING, EXORCIST, SCREAM])
+    pixar = visitor_list(rec, [TOY_STORY, FINDING_NEMO, MONSTERS_INC])
+    horror_hits = sum("Horror" in genres[i] for i in horror)
+    animation_hits = sum("Animation" in genres[i] for i in pixar)
+    assert horror_hits >= 5, horror
+    assert animation_hits >= 4, pixar
+    assert len(set(horror) & set(pixar)) <= 2
