@@ -17,18 +17,14 @@ import time
 
 import numpy as np
 
-from recsys import Interactions, TrainConfig, fit, samples
+from benchmarks.train_movielens import movielens
+from recsys import Interactions, TrainConfig, fit
 from recsys.data.split import holdout
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.report import RankingTask
 
 METRICS = ("ndcg@10", "recall@10", "map@10", "hit_rate@10", "coverage", "gini")
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0)
-
-
-def movielens() -> Interactions:
-    frame = samples.movielens().ratings
-    return Interactions.from_frame(frame.astype({"rating": float, "timestamp": int}))
 
 
 class _Als:

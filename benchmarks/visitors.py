@@ -2,17 +2,21 @@
 ratings, against EASE and most-popular on the same visitors and candidates.
 
     .venv/bin/python -m benchmarks.visitors [--users 150] [--seed 0]
+        [--fold-in-l2 0.1 0.5 2.0] [--config '{"rank_genres": false}']
 
 150 MovieLens users with at least 30 ratings are held out of training entirely. Each becomes
 a visitor twice: given 3 of their liked films (rated >= 4), and given 10 random ratings
 (liked or not). The rest of their liked films are the relevant items; NDCG@10 over the
 candidates a visitor's list may hold (films with at least `fold_in_min_support` training
 ratings, the service's default). Then the genre visitors of issue 16, read as titles.
+`--fold-in-l2` repeats the visitors for each L2 of the ranking head's fold-in (one training);
+`--config` trains with TrainConfig overrides.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -23,6 +27,7 @@ from recsys.config import Settings, TrainConfig
 from recsys.data import samples
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
+from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
 
@@ -73,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fold-in-l2", type=float, nargs="*", default=[RankingHead.FOLD_IN_L2])
+    parser.add_argument("--config", default="{}", help="JSON TrainConfig overrides")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     data = movielens()
@@ -81,10 +88,18 @@ def main() -> None:
     held = rng.choice(np.flatnonzero(counts >= 30), args.users, replace=False)
     train = data.subset(np.flatnonzero(~np.isin(data.users, held)))
     t0 = time.perf_counter()
-    rec = fit(train, TrainConfig()).recommender
+    rec = fit(train, TrainConfig(**json.loads(args.config))).recommender
     seconds = time.perf_counter() - t0
     print(f"model trained on {len(train):,} ratings without the visitors in {seconds:.1f} s")
     lists = Lists(train, rec, Settings().fold_in_min_support)
+    for l2 in args.fold_in_l2:
+        RankingHead.FOLD_IN_L2 = l2
+        print(f"\nfold-in L2 {l2}")
+        visit(data, held, lists, np.random.default_rng(args.seed))
+
+
+def visit(data: Interactions, held: np.ndarray, lists: Lists, rng: np.random.Generator) -> None:
+    """NDCG@10 of held-out users as visitors, and the genre visitors' lists."""
     for protocol in ("3 liked", "10 random"):
         scores: dict[str, list[float]] = {}
         for user in held:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 from recsys import keys as keys_mod
 from recsys import registry
 from recsys.config import get_settings, train_config
+from recsys.data import timestamps
 from recsys.errors import ConfigError
 from recsys.store.db import make_engine, session_scope
 
@@ -214,38 +216,66 @@ def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> Non
     out.print(table)
 
 
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why: kept in the audit trail (recsys models history).")
+]
+
+
+def _actor(reason: str | None) -> registry.Actor:
+    # The command line has no credential to name; the login name says who ran it.
+    return registry.Actor(f"cli ({getpass.getuser()})", reason)
+
+
 @models_app.command("promote")
-def models_promote(version: VersionArg) -> None:
+def models_promote(version: VersionArg, reason: ReasonOption = None) -> None:
     """Make a version production now (the running services switch within seconds)."""
     engine = _engine()
     name = registry.resolve(engine, version)["version"]
-    registry.promote(engine, name)
+    registry.promote(engine, name, actor=_actor(reason))
     out.print(f"{name} is in production", highlight=False)
 
 
 @models_app.command("approve")
-def models_approve(version: VersionArg) -> None:
+def models_approve(version: VersionArg, reason: ReasonOption = None) -> None:
     """Approve a candidate waiting for an operator (or a canary): it becomes production."""
     engine = _engine()
     name = registry.resolve(engine, version)["version"]
-    registry.approve(engine, name)
+    registry.approve(engine, name, actor=_actor(reason))
     out.print(f"{name} approved: in production", highlight=False)
 
 
 @models_app.command("reject")
-def models_reject(version: VersionArg) -> None:
+def models_reject(version: VersionArg, reason: ReasonOption = None) -> None:
     """Reject a candidate or stop a canary; production is unchanged."""
     engine = _engine()
     name = registry.resolve(engine, version)["version"]
-    registry.reject(engine, name)
+    registry.reject(engine, name, actor=_actor(reason))
     out.print(f"{name} rejected", highlight=False)
 
 
 @models_app.command("rollback")
-def models_rollback() -> None:
+def models_rollback(reason: ReasonOption = None) -> None:
     """Put the previous production version back; the current one is rejected."""
-    old, new = registry.rollback(_engine())
+    old, new = registry.rollback(_engine(), actor=_actor(reason))
     out.print(f"rolled back from {old} to {new}", highlight=False)
+
+
+@models_app.command("history")
+def models_history(
+    limit: Annotated[int, typer.Option("-n", min=1, max=10_000)] = 20,
+) -> None:
+    """Who did what to the registry, when, from which production version, and why."""
+    table = Table("at (UTC)", "actor", "action", "from", "to", "reason")
+    for row in registry.history(_engine(), limit):
+        table.add_row(
+            timestamps.iso(row["at"]) or "",
+            row["actor"],
+            row["action"],
+            row["from_version"] or "-",
+            row["to_version"] or "-",
+            row["reason"] or "",
+        )
+    out.print(table)
 
 
 @keys_app.command("create")

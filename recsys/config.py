@@ -135,14 +135,30 @@ class Settings(BaseSettings):
         50_000_000, ge=1_000, description="Largest CSV uploaded to /v1/ingest/ratings."
     )
     max_upload_rows: int = Field(2_000_000, ge=1, description="Most rows in one CSV upload.")
-    # Alerts on the feedback loop (dashboard and Prometheus `recsys_alert`).
-    alert_min_coverage: float = Field(0.02, ge=0, le=1, description="Least share of catalog shown.")
-    alert_max_gini: float = Field(0.95, ge=0, le=1, description="Most concentrated exposure.")
-    alert_max_popularity_ratio: float = Field(
-        8.0, gt=0, description="Shown items' mean popularity over the catalog's, at most."
+    # The health checks of the feedback loop (recsys.health: dashboard and Prometheus
+    # `recsys_alert`). Exposure is judged against the production model's offline figures.
+    alert_min_sample: int = Field(
+        30, ge=1, description="Least events behind a figure before it is judged (else grey)."
     )
-    alert_max_abs_prediction_bias: float = Field(0.5, ge=0)
+    alert_min_coverage_ratio: float = Field(
+        0.5, ge=0, description="Red when coverage falls below this x the offline coverage."
+    )
+    alert_max_gini_increase: float = Field(
+        0.03, ge=0, description="Red when Gini of exposure exceeds the offline Gini by this."
+    )
+    alert_max_popularity_share: float = Field(
+        0.5,
+        ge=0,
+        description="Red when shown popularity is this far from the model's offline lists "
+        "towards a most-popular chart (0-1).",
+    )
+    alert_max_abs_prediction_bias: float = Field(0.5, ge=0, description="In stars.")
     alert_max_psi: float = Field(0.25, ge=0, description="Drift (population stability index).")
+    alert_max_attribution_share: float = Field(
+        0.8, ge=0, le=1, description="Red when more of the new ratings answer our lists."
+    )
+    alert_max_model_age_days: float = Field(7.0, gt=0)
+    alert_max_data_age_hours: float = Field(24.0, gt=0)
     # Off by default: on MovieLens it converges in fewer epochs but did not test better (see
     # benchmarks/README.md), and it carries the previous model's biases into the next one.
     warm_start: bool = Field(False, description="Start from production's factors for known ids.")
@@ -267,6 +283,14 @@ class TrainConfig(BaseModel):
         "(NDCG of a small validation split is noisy, so longer than the rating head's).",
     )
     rank_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the ranking head.")
+    rank_lr_decay: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Factor on the ranking learning rate after rank_lr_patience epochs "
+        "without validation improvement (1: constant).",
+    )
+    rank_lr_patience: int = Field(2, ge=1, description="See rank_lr_decay.")
     rank_batch_users: int = Field(64, ge=1, le=100_000, description="Users per ranking batch.")
     rank_l2: float = Field(0.1, ge=0, description="L2 on ranking item embeddings.")
     rank_user_l2: float = Field(0.1, ge=0, description="L2 on ranking user offsets.")

@@ -219,10 +219,11 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
             },
             timings=timings,
         )
+    actor = registry.Actor(f"retrain job #{job_id}", "passed every gate")
     if decision == PROMOTED:
-        registry.promote(engine, version, check=False)  # just saved and verified
+        registry.promote(engine, version, check=False, actor=actor)  # just saved and verified
     elif decision == CANARY:
-        registry.start_canary(engine, version, check=False)
+        registry.start_canary(engine, version, check=False, actor=actor)
     comparison = {
         name: report[name] for name in ("model", "production", "biases", "most_popular")
         if report is not None and name in report

@@ -76,6 +76,13 @@ def active_hashes(engine: Engine) -> dict[str, str]:
     return dict(rows)
 
 
+def label(engine: Engine, key_hash: str) -> str:
+    """How the audit trail names the holder of a key: "key NAME"."""
+    with session_scope(engine) as s:
+        name = s.scalar(select(api_keys.c.name).where(api_keys.c.key_hash == key_hash))
+    return f"key {name}" if name is not None else "an unknown key"
+
+
 def matches(given: str, hashes: dict[str, str], role: str) -> bool:
     """Whether `given` is an active key of `role`. Hashes are compared in constant time."""
     wanted = digest(given)

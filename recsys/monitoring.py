@@ -14,25 +14,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
+from recsys.health import wilson
 
 POSITIVE_EVENTS = ("click", "like", "purchase")
 
 
 def _answers(impressions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     """Feedback that answers a served list, with the version that served it and, where the
-    item was in the list, the score (predicted rating) it was shown with."""
+    item was in the list, the rating we predicted when we showed it (`shown_score`; NaN for
+    lists logged without predictions: their scores are ranking scores, not ratings)."""
     answered = feedback.dropna(subset=["recommendation_id"]).merge(
-        impressions[["recommendation_id", "model_version", "items", "scores"]],
+        impressions[["recommendation_id", "model_version", "items", "predicted"]],
         on="recommendation_id",
         how="inner",
     )
     shown: list[float] = []
-    for items, scores, item in zip(
-        answered["items"], answered["scores"], answered["item_id"], strict=True
+    for items, predicted, item in zip(
+        answered["items"], answered["predicted"], answered["item_id"], strict=True
     ):
         position = items.index(item) if item in items else -1
-        shown.append(float(scores[position]) if position >= 0 else np.nan)
+        value = predicted[position] if position >= 0 and isinstance(predicted, list) else None
+        shown.append(np.nan if value is None else float(value))
     return answered.assign(shown_score=np.asarray(shown, dtype=float))
 
 
@@ -133,9 +137,16 @@ def loop_figures(
     answers = _answers(impressions, feedback)
     rated = answers[(answers["kind"] == "rating") & answers["shown_score"].notna()]
     positive = is_positive(feedback["kind"], feedback["value"], liked_threshold)
+    # Every rate carries its sample size and a Wilson interval: one visitor's five events
+    # must not read like an incident.
+    interval = wilson(float(positive.sum()), len(feedback))
     return {
         "lists_served": float(len(impressions)),
         "feedback": float(len(feedback)),
+        "feedback_ratings": float((feedback["kind"] == "rating").sum()),
+        "rated_shown": float(len(rated)),
+        "positive_rate_low": interval[0] if interval else None,
+        "positive_rate_high": interval[1] if interval else None,
         "coverage": shown_coverage(impressions, n_catalog),
         "gini": exposure_gini(impressions, n_catalog),
         "shown_popularity": shown_popularity(impressions, popularity),
@@ -197,7 +208,11 @@ def by_period(
         answered = int((answering["kind"] == "rating").sum())
         figures["attribution_share"] = answered / period_ratings if period_ratings else None
         rows.append(
-            {"period": pd.Timestamp(str(period)).isoformat(), "model_version": version, **figures}
+            {
+                "period": timestamps.iso(pd.Timestamp(str(period))),
+                "model_version": version,
+                **figures,
+            }
         )
     return rows
 

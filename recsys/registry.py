@@ -19,6 +19,7 @@ import secrets
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from recsys.errors import ArtifactError, NoModelError, NotFoundError, StateConflictError
 from recsys.locks import wait_for_turn
 from recsys.store.db import session_scope
-from recsys.store.tables import model_versions, training_runs
+from recsys.store.tables import model_actions, model_versions, training_runs
 
 CANDIDATE, CANARY, PRODUCTION = "candidate", "canary", "production"
 RETIRED, REJECTED = "retired", "rejected"
@@ -146,6 +147,44 @@ def changing(engine: Engine) -> Iterator[Session]:
         yield s
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on the registry, and why: what the audit trail records beside the action."""
+
+    name: str
+    """"operator token", "key NAME", or the command or job that acted."""
+    reason: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+def _record(s: Session, action: str, version: str | None, actor: Actor) -> None:
+    """One row of the audit trail, in the action's own transaction: the trail holds exactly
+    the actions that happened."""
+    before = s.scalar(select(model_versions.c.version).where(model_versions.c.status == PRODUCTION))
+    s.execute(
+        model_actions.insert().values(
+            at=now(),
+            actor=actor.name[:200],
+            action=action,
+            from_version=before,
+            to_version=version,
+            reason=actor.reason,
+        )
+    )
+
+
+def history(engine: Engine, limit: int = 50) -> list[RowMapping]:
+    """The latest registry actions, newest first."""
+    with session_scope(engine) as s:
+        return list(
+            s.execute(
+                select(model_actions).order_by(model_actions.c.id.desc()).limit(limit)
+            ).mappings()
+        )
+
+
 def _make_production(s: Session, version: str) -> None:
     s.execute(
         update(model_versions)
@@ -160,23 +199,28 @@ def _make_production(s: Session, version: str) -> None:
     )
 
 
-def promote(engine: Engine, version: str, *, check: bool = True) -> None:
+def promote(engine: Engine, version: str, *, check: bool = True, actor: Actor = SYSTEM) -> None:
     """Make `version` the production model and retire the previous one (and any canary), in
     one transaction. `check=False` is for a version just saved and verified by its writer."""
     if check:
         check_servable(get_version(engine, version))
     with changing(engine) as s:
-        if _get(s, version)["status"] != PRODUCTION:
-            _make_production(s, version)
+        if _get(s, version)["status"] == PRODUCTION:
+            return  # nothing happens, so nothing is recorded
+        _record(s, "promote", version, actor)
+        _make_production(s, version)
 
 
-def start_canary(engine: Engine, version: str, *, check: bool = True) -> None:
+def start_canary(
+    engine: Engine, version: str, *, check: bool = True, actor: Actor = SYSTEM
+) -> None:
     """Serve `version` to the canary share of users; a previous canary is retired."""
     if check:
         check_servable(get_version(engine, version))
     with changing(engine) as s:
         if _get(s, version)["status"] == PRODUCTION:
             raise StateConflictError(f"{version} is already in production")
+        _record(s, "canary", version, actor)
         s.execute(
             update(model_versions).where(model_versions.c.status == CANARY).values(status=RETIRED)
         )
@@ -191,7 +235,7 @@ def _waiting(s: Session, version: str, verb: str) -> None:
         raise StateConflictError(f"{version} is {status}; only a candidate or canary can be {verb}")
 
 
-def approve(engine: Engine, version: str) -> None:
+def approve(engine: Engine, version: str, *, actor: Actor = SYSTEM) -> None:
     """An operator's yes: a candidate (or canary) becomes production."""
     row = get_version(engine, version)
     with changing(engine) as s:
@@ -199,12 +243,14 @@ def approve(engine: Engine, version: str) -> None:
     check_servable(row)
     with changing(engine) as s:
         _waiting(s, version, "approved")  # and again: it may have changed meanwhile
+        _record(s, "approve", version, actor)
         _make_production(s, version)
 
 
-def reject(engine: Engine, version: str) -> None:
+def reject(engine: Engine, version: str, *, actor: Actor = SYSTEM) -> None:
     with changing(engine) as s:
         _waiting(s, version, "rejected")
+        _record(s, "reject", version, actor)
         s.execute(
             update(model_versions)
             .where(model_versions.c.version == version)
@@ -238,7 +284,7 @@ def _rollback_pair(s: Session) -> tuple[RowMapping, RowMapping]:
     return current, previous
 
 
-def rollback(engine: Engine) -> tuple[str, str]:
+def rollback(engine: Engine, *, actor: Actor = SYSTEM) -> tuple[str, str]:
     """Back to the version that was in production before this one; the current one is
     rejected, so a second rollback goes one further back. Returns (from, to)."""
     with session_scope(engine) as s:
@@ -250,6 +296,7 @@ def rollback(engine: Engine) -> tuple[str, str]:
             raise StateConflictError(
                 f"the registry changed while {target['version']} was checked; try again"
             )
+        _record(s, "rollback", previous["version"], actor)
         s.execute(
             update(model_versions)
             .where(model_versions.c.version == current["version"])

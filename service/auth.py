@@ -87,6 +87,28 @@ def operator_ok(state: AppState, authorization: str | None, cookie: str | None) 
     return None
 
 
+def operator_identity(state: AppState, authorization: str | None, cookie: str | None) -> str:
+    """Who an accepted operator credential names, for the registry's audit trail: "operator
+    token" or "key NAME", and "(dashboard)" when it came through a session."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and given:
+        token = _token(state)
+        if token and _any_equal(given, [token]):
+            return "operator token"
+        return keys.label(state.engine, keys.digest(given))
+    found = sessions.find(state.engine, cookie) if cookie else None
+    if found is None:
+        return "operator"
+    if found.credential == sessions.TOKEN:
+        return "operator token (dashboard)"
+    return f"{keys.label(state.engine, found.reference)} (dashboard)"
+
+
+def acting_operator(request: Request) -> str:
+    """The identity `require_operator` found for this (state-changing) request."""
+    return str(getattr(request.state, "operator", "operator"))
+
+
 def _same_origin(request: Request) -> bool:
     """Whether the request names this host as its origin (Origin, else Referer). The scheme
     is not compared: behind a proxy that ends TLS the app sees http for an https page."""
@@ -140,6 +162,10 @@ async def require_operator(
         )
     if not ok:
         raise HTTPException(403, "the operator credential is wrong")
+    if request.method not in SAFE_METHODS:
+        request.state.operator = await run_in_threadpool(
+            operator_identity, state, authorization, recsys_operator
+        )
 
 
 def _client(state: AppState, api_key: str | None, what: str) -> None:

@@ -1,5 +1,5 @@
 """Gathers what the dashboard and `/v1/monitoring` show: rows from the database, figures from
-`recsys.monitoring`, alerts from the settings' thresholds.
+`recsys.monitoring`, health checks from `recsys.health`.
 
 Computing it reads every impression and feedback row of the window (seconds at millions of
 ratings), so it is cached for a few seconds and computed by one request at a time (single
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from recsys import jobs, monitoring, registry
+from recsys import health, jobs, monitoring, registry
 from recsys.data import timestamps
 from recsys.store import queries
 from recsys.store.db import session_scope
@@ -40,30 +40,30 @@ def _popularity(state: AppState) -> pd.Series:
     return pd.Series(rec.item_counts.astype(np.float64), index=rec.item_vocab.ids)
 
 
-def alerts(state: AppState, figures: dict[str, Any], drift: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every alert with its value, threshold and whether it is breached (None: no data)."""
-    s = state.settings
-    ratio = None
-    if figures.get("shown_popularity") is not None and figures.get("catalog_popularity"):
-        ratio = figures["shown_popularity"] / figures["catalog_popularity"]
-    bias = figures.get("prediction_bias")
-    checks = [
-        ("coverage", figures.get("coverage"), s.alert_min_coverage, "below"),
-        ("gini", figures.get("gini"), s.alert_max_gini, "above"),
-        ("popularity_ratio", ratio, s.alert_max_popularity_ratio, "above"),
-        ("abs_prediction_bias", abs(bias) if bias is not None else None,
-         s.alert_max_abs_prediction_bias, "above"),
-        ("rating_psi", drift.get("rating_psi"), s.alert_max_psi, "above"),
-        ("popularity_psi", drift.get("popularity_psi"), s.alert_max_psi, "above"),
-    ]  # fmt: skip
-    out = []
-    for name, value, threshold, side in checks:
-        breached = (
-            None if value is None else (value < threshold if side == "below" else value > threshold)
-        )
-        out.append({"name": name, "value": value, "threshold": threshold, "breached": breached,
-                    "when": f"{side} {threshold}"})  # fmt: skip
-    return out
+def alerts(
+    state: AppState,
+    figures: dict[str, Any],
+    drift: dict[str, Any],
+    production: Any,
+    newest_feedback_at: datetime | None,
+) -> list[dict[str, Any]]:
+    """Every health check (`recsys.health`), with its state, sample and reasons."""
+    offline = (production["metrics"] or {}).get("report") if production is not None else None
+    promoted = production["promoted_at"] if production is not None else None
+    inputs = health.Inputs(
+        figures=figures,
+        drift=drift,
+        offline=offline,
+        promoted_at=_aware(promoted),
+        newest_feedback_at=_aware(newest_feedback_at),
+        now=datetime.now(UTC),
+    )
+    return [c.as_dict() for c in health.checks(inputs, state.settings)]
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes, stored as UTC.
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _fresh(state: AppState, key: tuple[float, str]) -> dict[str, Any] | None:
@@ -120,16 +120,14 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
             s.scalar(select(func.count()).select_from(impressions)) or 0
         )
         counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
+        newest_feedback_at = s.scalar(select(func.max(feedback.c.received_at)))
         drift: dict[str, Any] = {"since": None, "rating_psi": None, "popularity_psi": None}
         model = state.models.current
         cutoff = (model.recommender.info.get("data") or {}).get("max_timestamp") if model else None
         if cutoff is not None:
-            try:
-                cutoff_at: str | None = datetime.fromtimestamp(int(cutoff), UTC).isoformat()
-            except (OverflowError, OSError, ValueError):
-                # A far-future timestamp stored before ingestion bounded them (year 5138 and
-                # beyond does not fit a datetime): the figures stand without the date.
-                cutoff_at = None
+            # None for a far-future timestamp stored before ingestion bounded them (year
+            # 5138 and beyond does not fit a datetime): the figures stand without the date.
+            cutoff_at = timestamps.iso_seconds(int(cutoff))
             v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
             v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
             drift = {
@@ -157,6 +155,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
     last_job = next(iter(jobs.list_jobs(engine, 1)), None)
     return {
         "window_hours": hours,
+        "min_sample": state.settings.alert_min_sample,
         "bucket": freq,
         "counts": counts,
         "production": _model(production),
@@ -166,7 +165,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         "by_version": monitoring.online_by_version(served, fb, state.settings.liked_threshold),
         "timeseries": series,
         "drift": drift,
-        "alerts": alerts(state, figures, drift),
+        "alerts": alerts(state, figures, drift, production, newest_feedback_at),
     }
 
 
@@ -195,13 +194,19 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
     with session_scope(state.engine) as s:
         for name in versions:
             row = registry.resolve(state.engine, name)
-            history = s.scalar(
-                select(training_runs.c.history).where(training_runs.c.id == row["training_run_id"])
-            )
+            run = s.execute(
+                select(
+                    training_runs.c.history, training_runs.c.config, training_runs.c.data_counts
+                ).where(training_runs.c.id == row["training_run_id"])
+            ).first()
             report = (row["metrics"] or {}).get("report") or {}
             out[row["version"]] = {
                 "status": row["status"],
-                "history": history or [],
+                "history": (run.history if run else None) or [],
+                # For the side-by-side comparison: what differed between the runs.
+                "config": (run.config if run else None) or {},
+                "data": (run.data_counts if run else None) or {},
+                "spread": report.get("_spread") or {},
                 "ranking_history": ((row["metrics"] or {}).get("ranking") or {}).get("history")
                 or [],
                 "metrics": report.get("model"),

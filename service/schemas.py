@@ -53,12 +53,32 @@ Basis = Literal["model", "user_bias", "item_bias", "global_mean"]
 EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
 
 
+def example(value: dict[str, Any]) -> ConfigDict:
+    """A model's example for the OpenAPI document: /docs shows it for the request or the
+    answer, and tests/service/test_api.py checks it against the model itself. (A subclass's
+    config is merged with its parent's, so request bodies keep `extra="forbid"`.)"""
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
 class Body(BaseModel):
     # Unknown fields are refused: a typo such as "ratng" must not silently do nothing.
     model_config = ConfigDict(extra="forbid")
 
 
 class ErrorPublic(BaseModel):
+    model_config = example(
+        {
+            "detail": "k: Input should be greater than or equal to 1",
+            "errors": [
+                {
+                    "loc": ["query", "k"],
+                    "msg": "Input should be greater than or equal to 1",
+                    "type": "greater_than_equal",
+                }
+            ],
+        }
+    )
+
     detail: str = Field(description="What is wrong and, where possible, what to do.")
     errors: list[dict[str, Any]] | None = Field(
         None, description="For invalid input: each problem with its location."
@@ -103,6 +123,25 @@ class RecommendedItem(BaseModel):
 
 
 class RecommendationsPublic(BaseModel):
+    model_config = example(
+        {
+            "recommendation_id": "3f2a9c0d5e8b4f7a9c1d2e3f4a5b6c7d",
+            "user_id": "1",
+            "model_version": "v20261128-031502-a1b2c3",
+            "strategy": "model",
+            "items": [
+                {
+                    "rank": 1,
+                    "item_id": "541",
+                    "title": "Blade Runner (1982)",
+                    "genres": ["Action", "Sci-Fi", "Thriller"],
+                    "score": 2.31,
+                    "predicted_rating": 3.2,
+                },
+            ],
+        }
+    )
+
     recommendation_id: str = Field(
         description="Send it back with feedback so we can tell what our lists led to."
     )
@@ -123,6 +162,16 @@ class RatingIn(Body):
 class VisitorRecommendationsCreate(Body):
     """A visitor known only by a few ratings (not stored; send feedback to store them)."""
 
+    model_config = example(
+        {
+            "ratings": [
+                {"item_id": "1258", "rating": 5.0},
+                {"item_id": "1997", "rating": 5.0},
+                {"item_id": "1407", "rating": 4.5},
+            ],
+            "k": 10,
+        }
+    )
     ratings: list[RatingIn] = Field(min_length=1)
     k: int = Field(10, ge=1)
     exclude: list[ExternalId] = Field(default_factory=list)
@@ -130,6 +179,16 @@ class VisitorRecommendationsCreate(Body):
 
 
 class PredictionPublic(BaseModel):
+    model_config = example(
+        {
+            "user_id": "1",
+            "item_id": "541",
+            "predicted_rating": 3.2,
+            "basis": "model",
+            "model_version": "v20261128-031502-a1b2c3",
+        }
+    )
+
     user_id: str
     item_id: str
     predicted_rating: float
@@ -146,10 +205,36 @@ class PairIn(Body):
 
 
 class PredictionsCreate(Body):
+    model_config = example(
+        {"pairs": [{"user_id": "1", "item_id": "541"}, {"user_id": "new", "item_id": "1"}]}
+    )
+
     pairs: list[PairIn] = Field(min_length=1)
 
 
 class PredictionsPublic(BaseModel):
+    model_config = example(
+        {
+            "model_version": "v20261128-031502-a1b2c3",
+            "predictions": [
+                {
+                    "user_id": "1",
+                    "item_id": "541",
+                    "predicted_rating": 3.2,
+                    "basis": "model",
+                    "model_version": "v20261128-031502-a1b2c3",
+                },
+                {
+                    "user_id": "new",
+                    "item_id": "1",
+                    "predicted_rating": 3.9,
+                    "basis": "item_bias",
+                    "model_version": "v20261128-031502-a1b2c3",
+                },
+            ],
+        }
+    )
+
     model_version: str
     predictions: list[PredictionPublic]
 
@@ -163,6 +248,23 @@ class SimilarItem(BaseModel):
 
 
 class SimilarItemsPublic(BaseModel):
+    model_config = example(
+        {
+            "item_id": "1",
+            "title": "Toy Story (1995)",
+            "model_version": "v20261128-031502-a1b2c3",
+            "items": [
+                {
+                    "rank": 1,
+                    "item_id": "3114",
+                    "title": "Toy Story 2 (1999)",
+                    "genres": ["Adventure", "Animation", "Children", "Comedy", "Fantasy"],
+                    "similarity": 0.81,
+                }
+            ],
+        }
+    )
+
     item_id: str
     title: str | None
     model_version: str
@@ -170,6 +272,8 @@ class SimilarItemsPublic(BaseModel):
 
 
 class ItemFields(Body):
+    model_config = example({"title": "A new film (2026)", "genres": ["Horror", "Drama"]})
+
     title: str | None = Field(None, max_length=1000, pattern=NO_NUL)
     genres: list[GenreName] | None = Field(None, max_length=100)
     metadata: dict[str, Any] | None = None
@@ -183,14 +287,33 @@ class ItemFields(Body):
 
 
 class ItemCreate(ItemFields):
+    model_config = example(
+        {"item_id": "200001", "title": "A new film (2026)", "genres": ["Horror", "Drama"]}
+    )
+
     item_id: ExternalId
 
 
 class ItemsCreate(Body):
+    model_config = example(
+        {"items": [{"item_id": "200001", "title": "A new film (2026)", "genres": ["Horror"]}]}
+    )
+
     items: list[ItemCreate] = Field(min_length=1)
 
 
 class ItemPublic(BaseModel):
+    model_config = example(
+        {
+            "item_id": "1",
+            "title": "Toy Story (1995)",
+            "genres": ["Adventure", "Animation"],
+            "in_model": True,
+            "bias": 0.61,
+            "training_ratings": 247,
+        }
+    )
+
     item_id: str
     title: str | None
     genres: list[str]
@@ -200,10 +323,23 @@ class ItemPublic(BaseModel):
 
 
 class ItemsWritten(BaseModel):
+    model_config = example({"written": 1})
+
     written: int
 
 
 class FeedbackCreate(Body):
+    model_config = example(
+        {
+            "user_id": "1",
+            "item_id": "541",
+            "kind": "rating",
+            "value": 4.5,
+            "recommendation_id": "3f2a9c0d5e8b4f7a9c1d2e3f4a5b6c7d",
+            "event_id": "client-7f3e-0001",
+        }
+    )
+
     user_id: ExternalId
     item_id: ExternalId
     kind: EventKind = "rating"
@@ -237,6 +373,15 @@ class FeedbackCreate(Body):
 
 
 class FeedbackBatchCreate(Body):
+    model_config = example(
+        {
+            "events": [
+                {"user_id": "1", "item_id": "541", "kind": "click"},
+                {"user_id": "1", "item_id": "1", "value": 4.0},
+            ]
+        }
+    )
+
     events: list[FeedbackCreate] = Field(min_length=1)
 
 
@@ -253,16 +398,30 @@ FeedbackBody = Annotated[
 
 
 class FeedbackPublic(BaseModel):
+    model_config = example({"stored": 2, "duplicates": 0, "ratings": 1})
+
     stored: int
     duplicates: int = Field(description="Events skipped because their event_id was stored before.")
     ratings: int = Field(description="Ratings written to the ratings table.")
 
 
 class HealthPublic(BaseModel):
+    model_config = example({"status": "ok"})
+
     status: Literal["ok"]
 
 
 class ReadinessPublic(BaseModel):
+    model_config = example(
+        {
+            "ready": True,
+            "model_version": "v20261128-031502-a1b2c3",
+            "registry_version": "v20261128-031502-a1b2c3",
+            "database": True,
+            "detail": "serving the production model",
+        }
+    )
+
     ready: bool
     model_version: str | None = Field(description="The production version this replica serves.")
     registry_version: str | None = Field(
@@ -273,6 +432,17 @@ class ReadinessPublic(BaseModel):
 
 
 class ModelPublic(BaseModel):
+    model_config = example(
+        {
+            "version": "v20261128-031502-a1b2c3",
+            "status": "production",
+            "created_at": "2026-11-28T03:15:02Z",
+            "promoted_at": "2026-11-28T03:15:09Z",
+            "gate": {"passed": True, "reasons": [], "warnings": []},
+            "metrics": {"rmse": 0.859, "ndcg@10": 0.231, "coverage": 0.07},
+        }
+    )
+
     version: str
     status: str
     created_at: UtcDatetime
@@ -281,14 +451,70 @@ class ModelPublic(BaseModel):
     metrics: dict[str, float | None] | None
 
 
+class ModelActionCreate(Body):
+    model_config = example({"reason": "offline NDCG up 4 %, canary positive rate level"})
+
+    reason: str | None = Field(
+        None,
+        max_length=1000,
+        pattern=NO_NUL,
+        description="Why: kept in the audit trail with who acted (GET /v1/models/history).",
+    )
+
+
+class ModelActionRecord(BaseModel):
+    """One entry of the registry's audit trail."""
+
+    model_config = example(
+        {
+            "at": "2026-11-28T09:12:44Z",
+            "actor": "key ops-alice",
+            "action": "promote",
+            "from_version": "v20261127-031501-9f8e7d",
+            "to_version": "v20261128-031502-a1b2c3",
+            "reason": "offline NDCG up 4 %",
+        }
+    )
+    at: UtcDatetime
+    actor: str = Field(description='"operator token", "key NAME", or the job or command.')
+    action: str
+    from_version: str | None = Field(description="Production before the action.")
+    to_version: str | None = Field(description="The version acted on.")
+    reason: str | None
+
+
 class ModelActionPublic(BaseModel):
+    model_config = example(
+        {
+            "action": "promote",
+            "version": "v20261128-031502-a1b2c3",
+            "production": "v20261128-031502-a1b2c3",
+            "canary": None,
+        }
+    )
+
     action: str
     version: str
     production: str | None = Field(description="What this replica serves now.")
-    canary: str | None
+    canary: str | None = None
 
 
 class JobPublic(BaseModel):
+    model_config = example(
+        {
+            "id": 12,
+            "kind": "retrain",
+            "started_at": "2026-11-28T03:00:00Z",
+            "finished_at": "2026-11-28T03:15:10Z",
+            "status": "succeeded",
+            "decision": "promoted",
+            "reasons": [],
+            "candidate_version": "v20261128-031502-a1b2c3",
+            "production_version": "v20261127-031501-9f8e7d",
+            "error": None,
+        }
+    )
+
     id: int
     kind: str
     started_at: UtcDatetime
@@ -298,4 +524,22 @@ class JobPublic(BaseModel):
     reasons: list[str] | None
     candidate_version: str | None
     production_version: str | None
-    error: str | None
+    error: str | None = None
+
+
+class IngestPublic(BaseModel):
+    model_config = example(
+        {
+            "rows": 1000,
+            "new_ratings": 980,
+            "ratings_before": 100004,
+            "ratings_after": 100984,
+            "seconds": 0.41,
+        }
+    )
+
+    rows: int
+    new_ratings: int = Field(description="Ratings that did not exist before (others updated).")
+    ratings_before: int
+    ratings_after: int
+    seconds: float

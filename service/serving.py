@@ -50,6 +50,7 @@ def _publish(
             "strategy": strategy,
             "items": [s.item_id for s in scored],
             "scores": scores,
+            "predicted": [s.predicted_rating for s in scored],
             "served_at": datetime.now(UTC),
         }
     )

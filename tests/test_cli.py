@@ -59,6 +59,10 @@ def test_full_cli_flow(env: dict[str, str], tmp_path: Path) -> None:
 
     listed = run(env, "models", "list").stdout
     assert "production" in listed or "rejected" in listed
+    # Registry actions from the command line land in the audit trail with their reason.
+    run(env, "models", "promote", "latest", "--reason", "second run checked by hand")
+    trail = run(env, "models", "history").stdout
+    assert "promote" in trail and "second run checked by hand" in trail and "cli (" in trail
 
     evaluated = run(env, "evaluate", "--recompute").stdout
     assert "global_mean" in evaluated and "ndcg@10" in evaluated

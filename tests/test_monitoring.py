@@ -16,7 +16,7 @@ def test_online_by_version_by_hand() -> None:
             "recommendation_id": ["r1", "r2", "r3"],
             "model_version": ["A", "A", "B"],
             "items": [["x", "y"], ["z"], ["x"]],
-            "scores": [[4.5, 4.0], [3.0], [5.0]],
+            "predicted": [[4.5, 4.0], [3.0], [5.0]],
         }
     )
     feedback = pd.DataFrame(
@@ -47,7 +47,7 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             "recommendation_id": ["r1", "r2", "r3", "r4"],
             "model_version": ["A", "A", "A", "B"],
             "items": [["a", "b"], ["a", "c"], ["a", "b"], ["d", "a"]],
-            "scores": [[5.0, 4.0], [4.5, 4.0], [5.0, 4.0], [3.0, 3.0]],
+            "predicted": [[5.0, 4.0], [4.5, 4.0], [5.0, 4.0], [3.0, 3.0]],
             "served_at": [t0, t0, t0 + pd.Timedelta(days=1), t0 + pd.Timedelta(days=1)],
         }
     )

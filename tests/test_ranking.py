@@ -165,6 +165,10 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     assert served.info["served"]["rating_epochs"] == twin.info["best_epoch"]
     assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
     assert served.info["metrics"] == fitted.report.to_json()
+    # The spread of NDCG over users is kept beside its mean, for the box plots.
+    spread = fitted.report.spread["model"]
+    assert spread["p05"] <= spread["q1"] <= spread["median"] <= spread["q3"] <= spread["p95"]
+    assert spread["mean"] == pytest.approx(fitted.report.model["ndcg@10"])
     # Saved as recsys.training.pipeline.record_fitted does: the twin beside the served model.
     twin_path, twin_sum = artifact.save(twin, tmp_path, "v1" + artifact.TWIN_SUFFIX)
     served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_sum}

@@ -41,8 +41,18 @@ def check(when: datetime) -> datetime:
 
 
 def iso(when: datetime | None) -> str | None:
-    """ISO 8601 in UTC, as every answer writes times. SQLite hands back naive datetimes,
-    which are stored as UTC."""
+    """ISO 8601 in UTC with a "Z", as pydantic writes the times of every other answer.
+    SQLite hands back naive datetimes, which are stored as UTC."""
     if when is None:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_seconds(seconds: int) -> str | None:
+    """Unix seconds as `iso`; None for one a datetime cannot hold (stored before ingestion
+    bounded timestamps)."""
+    try:
+        return iso(datetime.fromtimestamp(seconds, UTC))
+    except (OverflowError, OSError, ValueError):
+        return None

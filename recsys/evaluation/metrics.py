@@ -50,6 +50,30 @@ def liked_classification(
     }
 
 
+def ndcg_per_user(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """NDCG@k of each user (binary gains), for `ranking_metrics`' arguments."""
+    hits = np.asarray(hits, dtype=bool)
+    k = hits.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discounts).sum(1)
+    ideal_len = np.minimum(np.asarray(n_relevant), k).astype(int)
+    idcg = np.cumsum(discounts)[np.maximum(ideal_len, 1) - 1]
+    ndcg: np.ndarray = dcg / idcg
+    return ndcg
+
+
+SPREAD = {"p05": 5, "q1": 25, "median": 50, "q3": 75, "p95": 95}
+"""Percentiles kept of a per-user metric: a box plot's box and whiskers."""
+
+
+def spread(values: np.ndarray) -> dict[str, float]:
+    """The SPREAD percentiles and the mean of per-user values."""
+    if len(values) == 0:
+        return {}
+    out = {name: float(np.percentile(values, q)) for name, q in SPREAD.items()}
+    return {**out, "mean": float(np.mean(values))}
+
+
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
     """Precision, recall, NDCG, MAP and hit rate at k, averaged over users.
 
@@ -62,10 +86,6 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float
         return dict.fromkeys(("precision", "recall", "ndcg", "map", "hit_rate"), float("nan"))
     k = hits.shape[1]
     n_rel = np.asarray(n_relevant, dtype=np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits * discounts).sum(1)
-    ideal_len = np.minimum(n_rel, k).astype(int)
-    idcg = np.cumsum(discounts)[np.maximum(ideal_len, 1) - 1]
     cum_hits = np.cumsum(hits, axis=1)
     precision_at = cum_hits / np.arange(1, k + 1)
     ap = (precision_at * hits).sum(1) / np.minimum(n_rel, k)
@@ -73,7 +93,7 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float
     return {
         "precision": float(np.mean(n_hits / k)),
         "recall": float(np.mean(n_hits / n_rel)),
-        "ndcg": float(np.mean(dcg / idcg)),
+        "ndcg": float(np.mean(ndcg_per_user(hits, n_relevant))),
         "map": float(np.mean(ap)),
         "hit_rate": float(np.mean(n_hits > 0)),
     }

@@ -8,7 +8,7 @@ top k of each scorer are compared with the relevant items.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ Metrics = dict[str, float | None]
 """One scorer's figures by name ("rmse", "ndcg@10", ...); None where undefined."""
 
 CATALOG_KEY = "_catalog"
+SPREAD_KEY = "_spread"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Report:
     n_test: int
     n_ranked_users: int
     catalog_mean_popularity: float
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per scorer, percentiles of NDCG@k over users (`metrics.SPREAD`): a mean hides
+    whether a model is better for most users or much better for a few."""
 
     def __getitem__(self, name: str) -> Metrics:
         return self.scorers[name]
@@ -56,16 +60,18 @@ class Report:
                 "n_ranked_users": float(self.n_ranked_users),
                 "catalog_mean_popularity": self.catalog_mean_popularity,
             },
+            SPREAD_KEY: self.spread,
         }
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> Report:
         catalog = stored.get(CATALOG_KEY) or {}
         return cls(
-            {name: dict(row) for name, row in stored.items() if name != CATALOG_KEY},
+            {name: dict(row) for name, row in stored.items() if not name.startswith("_")},
             int(catalog.get("n_test") or 0),
             int(catalog.get("n_ranked_users") or 0),
             float(catalog.get("catalog_mean_popularity") or 0.0),
+            {name: dict(s) for name, s in (stored.get(SPREAD_KEY) or {}).items()},
         )
 
 
@@ -143,11 +149,17 @@ class RankingTask:
         return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
     def evaluate(self, scorer: Scorer) -> dict[str, float | None]:
+        return self.evaluate_with_spread(scorer)[0]
+
+    def evaluate_with_spread(
+        self, scorer: Scorer
+    ) -> tuple[dict[str, float | None], dict[str, float]]:
+        """The metrics, and the percentiles of NDCG@k over users."""
         keys = [f"{m}@{self.k}" for m in ("precision", "recall", "ndcg", "map", "hit_rate")]
         keys += ["coverage", "gini", "novelty", "mean_popularity"]
         top = self.top_k(scorer)
         if top is None or len(top) == 0:
-            return dict.fromkeys(keys)
+            return dict.fromkeys(keys), {}
         keys_found = self.users[:, None].astype(np.int64) * self.n_items + top
         hits = np.isin(keys_found, self.relevant_keys)
         rank = metrics.ranking_metrics(hits, self.n_relevant)
@@ -156,7 +168,7 @@ class RankingTask:
         out["gini"] = metrics.gini(metrics.exposure_counts(top, self.n_items))
         out["novelty"] = metrics.novelty(top, self.item_counts, self.n_users)
         out["mean_popularity"] = metrics.mean_popularity(top, self.item_counts)
-        return out
+        return out, metrics.spread(metrics.ndcg_per_user(hits, self.n_relevant))
 
 
 def evaluate(
@@ -184,12 +196,14 @@ def evaluate(
         scorers.insert(4, Ease(train))
     task = RankingTask(train, test, threshold, k, max_users, seed)
     rows: dict[str, Metrics] = {}
+    spreads: dict[str, dict[str, float]] = {}
     for scorer in scorers:
         row = _rating_metrics(scorer, test, threshold)
-        row.update(task.evaluate(scorer))
+        ranked, spreads[scorer.name] = task.evaluate_with_spread(scorer)
+        row.update(ranked)
         # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
         rows[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
-    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()))
+    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()), spreads)
 
 
 def format_report(report: Report) -> str:

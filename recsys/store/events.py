@@ -119,12 +119,26 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     )
 
 
+def _rounded(values: Sequence[float | None] | None) -> list[float | None] | None:
+    if values is None:
+        return None
+    return [None if v is None else round(v, 5) for v in values]
+
+
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows have recommendation_id, user_external_id, model_version, strategy, items, scores,
-    served_at. A list logged twice (a writer retrying a batch) is stored once. Scores are kept
-    to 5 decimals: the table grows by a row per list served, and the digits beyond say nothing."""
+    predicted (ratings, or None), served_at. A list logged twice (a writer retrying a batch) is
+    stored once. Numbers are kept to 5 decimals: the table grows by a row per list served,
+    and the digits beyond say nothing."""
     if rows:
-        rows = [{**row, "scores": [round(v, 5) for v in row["scores"]]} for row in rows]
+        rows = [
+            {
+                **row,
+                "scores": _rounded(row["scores"]),
+                "predicted": _rounded(row.get("predicted")),
+            }
+            for row in rows
+        ]
         stmt = dialect_insert(session, impressions).on_conflict_do_nothing(
             index_elements=["recommendation_id"]
         )
@@ -163,6 +177,7 @@ def load_served(
         impressions.c.strategy,
         impressions.c["items"],
         impressions.c.scores,
+        impressions.c.predicted,
         impressions.c.served_at,
     )
     fb = select(

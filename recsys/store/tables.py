@@ -134,7 +134,14 @@ impressions = Table(
     Column("items", JSON, nullable=False),
     Column("scores", JSON, nullable=False),
     Column("served_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "predicted",
+        JSON,
+        nullable=True,
+        comment="predicted rating of each item, in list order (scores are ranking scores)",
+    ),
     Index("ix_impressions_served_at", "served_at"),
+    Index("ix_impressions_user_external_id", "user_external_id"),
 )
 
 # Every piece of feedback as it arrived. Ratings are also upserted into `ratings` (they feed
@@ -159,6 +166,7 @@ feedback = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Index("ix_feedback_recommendation_id", "recommendation_id"),
     Index("ix_feedback_received_at", "received_at"),
+    Index("ix_feedback_user_id", "user_id"),
 )
 
 # Runs of the nightly job (and anything else scheduled): what it decided and why.
@@ -211,4 +219,22 @@ operator_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
+model_actions = Table(
+    "model_actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column(
+        "actor",
+        String(200),
+        nullable=False,
+        comment='"operator token", "key NAME", or the command or job that acted',
+    ),
+    Column("action", String(16), nullable=False),
+    Column("from_version", String(64), nullable=True, comment="production before the action"),
+    Column("to_version", String(64), nullable=True, comment="the version acted on"),
+    Column("reason", Text, nullable=True),
+    Index("ix_model_actions_at", "at"),
 )

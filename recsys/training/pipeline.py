@@ -269,7 +269,9 @@ def register(
         timings=timings,
     )
     if promote and gate["passed"]:
-        registry.promote(engine, version, check=False)  # just saved and verified
+        # Just saved and verified: no second artifact check.
+        actor = registry.Actor("recsys train", "beat the baselines")
+        registry.promote(engine, version, check=False, actor=actor)
     return Registered(version, run_id, path, fitted, promote and gate["passed"])
 
 

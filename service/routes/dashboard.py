@@ -26,6 +26,7 @@ PAGES = {
     "loop": ("loop", "Feedback loop"),
     "models": ("models", "Models"),
     "items": ("items", "Items"),
+    "users": ("users", "Users"),
     "alerts": ("alerts", "Alerts"),
 }
 

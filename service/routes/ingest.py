@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data.ingest import Columns, IngestReport, ingest_csv
@@ -16,20 +15,13 @@ from recsys.errors import ValidationFailedError
 from service.auth import OperatorDep
 from service.deps import StateDep
 from service.errors import OPERATOR_RESPONSES
+from service.schemas import IngestPublic
 from service.state import AppState
 
 UPLOAD_PATH = "/v1/ingest/ratings"
 router = APIRouter(tags=["operator"], dependencies=[OperatorDep], responses=OPERATOR_RESPONSES)
 
 Column = Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
-
-
-class IngestPublic(BaseModel):
-    rows: int
-    new_ratings: int
-    ratings_before: int
-    ratings_after: int
-    seconds: float
 
 
 def _ingest(state: AppState, body: bytes, columns: Columns) -> IngestReport:

@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from recsys import jobs, monitoring, registry
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
-from service.auth import OperatorDep
+from service.auth import OperatorDep, acting_operator
 from service.deps import StateDep
 from service.errors import OPERATOR_RESPONSES
-from service.schemas import NO_NUL, JobPublic, ModelActionPublic, ModelPublic
+from service.schemas import (
+    NO_NUL,
+    JobPublic,
+    ModelActionCreate,
+    ModelActionPublic,
+    ModelActionRecord,
+    ModelPublic,
+)
 from service.state import AppState
 
 router = APIRouter(
@@ -24,6 +31,7 @@ router = APIRouter(
     responses=OPERATOR_RESPONSES,
 )
 
+ReasonBody = Annotated[ModelActionCreate | None, Body()]
 VersionPath = Annotated[
     str,
     Path(
@@ -65,15 +73,30 @@ def online_metrics(
     return monitoring.online_by_version(served, feedback, state.settings.liked_threshold)
 
 
+@router.get("/models/history")
+def model_history(
+    state: StateDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[ModelActionRecord]:
+    """The registry's audit trail, newest first: who promoted, approved, rejected or rolled
+    back which version, from which production version, when and why."""
+    return [
+        ModelActionRecord.model_validate(dict(r)) for r in registry.history(state.engine, limit)
+    ]
+
+
 @router.get("/models/{version}")
 def get_model(version: VersionPath, state: StateDep) -> ModelPublic:
     return _public(registry.resolve(state.engine, version))
 
 
-def _act(state: AppState, version: str, action: str) -> ModelActionPublic:
+def _actor(request: Request, body: ModelActionCreate | None) -> registry.Actor:
+    return registry.Actor(acting_operator(request), body.reason if body else None)
+
+
+def _act(state: AppState, version: str, action: str, actor: registry.Actor) -> ModelActionPublic:
     name = registry.resolve(state.engine, version)["version"]
     {"approve": registry.approve, "reject": registry.reject, "promote": registry.promote}[action](
-        state.engine, name
+        state.engine, name, actor=actor
     )
     # Apply it in this process now; other replicas follow within the reload interval.
     state.models.refresh()
@@ -86,29 +109,36 @@ def _act(state: AppState, version: str, action: str) -> ModelActionPublic:
 
 
 @router.post("/models/{version}/approve")
-async def approve(version: VersionPath, state: StateDep) -> ModelActionPublic:
+async def approve(
+    version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
+) -> ModelActionPublic:
     """A candidate waiting for approval (or a canary) becomes production."""
-    return await run_in_threadpool(_act, state, version, "approve")
+    return await run_in_threadpool(_act, state, version, "approve", _actor(request, body))
 
 
 @router.post("/models/{version}/reject")
-async def reject(version: VersionPath, state: StateDep) -> ModelActionPublic:
+async def reject(
+    version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
+) -> ModelActionPublic:
     """Reject a candidate, or stop a canary."""
-    return await run_in_threadpool(_act, state, version, "reject")
+    return await run_in_threadpool(_act, state, version, "reject", _actor(request, body))
 
 
 @router.post("/models/{version}/promote")
-async def promote(version: VersionPath, state: StateDep) -> ModelActionPublic:
+async def promote(
+    version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
+) -> ModelActionPublic:
     """Make any version production now."""
-    return await run_in_threadpool(_act, state, version, "promote")
+    return await run_in_threadpool(_act, state, version, "promote", _actor(request, body))
 
 
 @router.post("/models/rollback")
-async def rollback(state: StateDep) -> ModelActionPublic:
+async def rollback(state: StateDep, request: Request, body: ReasonBody = None) -> ModelActionPublic:
     """Put the previous production version back; the current one is rejected."""
+    actor = _actor(request, body)
 
     def run() -> ModelActionPublic:
-        _, to = registry.rollback(state.engine)
+        _, to = registry.rollback(state.engine, actor=actor)
         state.models.refresh()
         return ModelActionPublic(
             action="rollback", version=to, production=state.models.version,

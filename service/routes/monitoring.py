@@ -9,7 +9,8 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from recsys.store import queries
+from recsys.data import timestamps
+from recsys.store import queries, user_activity
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
 from service import monitoring_data
@@ -92,7 +93,7 @@ def item(
             for x in rec.similar_items(item_id, 10, min_support=state.settings.similar_min_support)
         ],
         "exposure": [
-            {"period": pd.Timestamp(str(k)).isoformat(), "shown": int(v)}
+            {"period": timestamps.iso(pd.Timestamp(str(k))), "shown": int(v)}
             for k, v in per_hour.items()
         ],
     }
@@ -118,4 +119,61 @@ def item_map(
         "x": xy[:, 0].round(4).tolist(),
         "y": xy[:, 1].round(4).tolist(),
         "popularity": rec.item_counts[rows].tolist(),
+    }
+
+
+@router.get("/users/{user_id}")
+def user(
+    user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
+    state: StateDep,
+    model: ModelDep,
+) -> dict[str, Any]:
+    """One user, as the operator needs to see them: their latest ratings, the list they get
+    now (strategy, scores, the version serving them), the lists we served them and the
+    feedback they gave on those lists."""
+    serving = state.models.for_user(user_id, model)
+    rec = serving.recommender
+    with session_scope(state.engine) as s:
+        history = user_activity.rated(session=s, user_id=user_id)
+        lists = user_activity.served(session=s, user_id=user_id)
+        answers = user_activity.answers(session=s, user_id=user_id)
+    if not rec.is_known_user(user_id) and not history and not lists:
+        raise HTTPException(404, f"user {user_id!r} has no ratings, lists or learned vector")
+    # The list they would get now, computed here without logging an impression: an operator
+    # looking is no exposure.
+    settings = state.settings
+    if rec.is_known_user(user_id):
+        strategy = "model"
+        scored = rec.recommend(user_id, 10, min_support=settings.recommend_min_support)
+    elif history:
+        strategy = "fold_in"
+        scored = rec.recommend_for_ratings(
+            [h["item_id"] for h in history],
+            [h["rating"] for h in history],
+            10,
+            min_support=settings.fold_in_min_support,
+        )
+    else:
+        strategy = "cold_start"
+        scored = rec.cold_start(10, min_support=settings.cold_start_min_support)
+    catalog = state.models.catalog
+    return {
+        "user_id": user_id,
+        "in_model": rec.is_known_user(user_id),
+        "served_by": serving.version,
+        "strategy": strategy,
+        "recommendations": [
+            {
+                "rank": n,
+                "item_id": x.item_id,
+                "title": catalog.get(x.item_id)[0],
+                "genres": catalog.get(x.item_id)[1],
+                "score": x.score,
+                "predicted_rating": x.predicted_rating,
+            }
+            for n, x in enumerate(scored, 1)
+        ],
+        "ratings": [{**h, "rated_at": timestamps.iso_seconds(h["rated_at"])} for h in history],
+        "lists": [{**r, "served_at": timestamps.iso(r["served_at"])} for r in lists],
+        "feedback": [{**a, "received_at": timestamps.iso(a["received_at"])} for a in answers],
     }

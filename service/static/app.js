@@ -58,19 +58,61 @@ async function chart(id, traces, axes, layout) {
   return el;
 }
 
-function byVersion(series, field) {
+// Each point says how many events it rests on: its size grows with n, its hover text gives
+// n, and a point below the minimum sample is drawn hollow (too little data to read).
+// `nField` is the count behind the figure; a rate gets its Wilson interval as error bars.
+let MIN_SAMPLE = 30;
+
+function byVersion(series, field, nField, interval) {
   const versions = [...new Set(series.map((r) => r.model_version))];
+  const most = Math.max(1, ...series.map((r) => r[nField || "lists_served"] || 0));
   return versions.map((v) => {
     const rows = series.filter((r) => r.model_version === v);
-    return { name: v, x: rows.map((r) => r.period), y: rows.map((r) => r[field]), mode: "lines+markers" };
+    const n = rows.map((r) => r[nField || "lists_served"] || 0);
+    const trace = {
+      name: v, x: rows.map((r) => r.period), y: rows.map((r) => r[field]), mode: "lines+markers",
+      customdata: n, hovertemplate: "%{y}<br>n=%{customdata}<extra>" + v + "</extra>",
+      marker: {
+        size: n.map((k) => 5 + 9 * Math.sqrt(k / most)),
+        symbol: n.map((k) => (k < MIN_SAMPLE ? "circle-open" : "circle")),
+      },
+      line: { color: versionColour(v) },
+    };
+    if (interval) {
+      const [low, high] = interval;
+      trace.error_y = {
+        type: "data", symmetric: false, thickness: 1,
+        array: rows.map((r) => (r[high] === null || r[field] === null ? 0 : r[high] - r[field])),
+        arrayminus: rows.map((r) => (r[low] === null || r[field] === null ? 0 : r[field] - r[low])),
+      };
+    }
+    return trace;
   });
 }
 
-function alertRows(alerts) {
-  const el = fill("alerts", ["figure", "value", "alert when", "state"], []);
-  for (const a of alerts) {
-    const tr = row([a.name, a.value, a.when, a.breached === null ? "no data" : a.breached ? "BREACHED" : "ok"]);
-    if (a.breached) tr.className = "breached";
+// One colour per model version on every page and chart: from the version's name, so it does
+// not depend on which versions a chart happens to show.
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+function versionColour(version) {
+  let h = 0;
+  for (const ch of String(version)) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length];
+}
+
+const STATE_WORDS = { green: "healthy", amber: "watch", red: "act", grey: "too little data" };
+
+// One line per concern: its colour, the figure with the sample it rests on, what the figure
+// means, why it has that colour, and what to do.
+function healthRows(table, checks) {
+  const el = fill(table, ["", "concern", "value (n)", "why", "what to do"], []);
+  for (const c of checks) {
+    const dot = document.createElement("span");
+    dot.className = "dot " + c.state; dot.title = STATE_WORDS[c.state];
+    const figure = document.createElement("span");
+    figure.textContent = `${fmt(c.value)} (n=${c.n})`; figure.title = c.meaning;
+    const tr = row([dot, c.concern, figure, c.why, c.action]);
+    tr.dataset.state = c.state; tr.dataset.name = c.name;
+    if (c.state === "red") tr.className = "breached";
     el.appendChild(tr);
   }
 }
@@ -97,9 +139,54 @@ async function upload() {
   }
 }
 
+// The operator chooses the window and the time bucket; the choice is kept in the page's
+// address (and this browser), so a chart keeps its bucket between visits.
+const WINDOWS = { 1: "last hour", 24: "last 24 h", 168: "last 7 days", 720: "last 30 days" };
+const BUCKETS = { auto: "auto", "10s": "10 s", min: "minute", h: "hour", D: "day" };
+const BUCKET_MS = { "10s": 1e4, min: 6e4, h: 3.6e6, D: 8.64e7 };
+
+function windowChoice() {
+  const q = new URLSearchParams(window.location.search);
+  const saved = JSON.parse(window.localStorage.getItem("recsys-window") || "{}");
+  const hours = q.get("hours") || saved.hours || "24";
+  const bucket = q.get("bucket") || saved.bucket || "auto";
+  const bar = document.getElementById("window-bar");
+  if (bar && !bar.children.length) {
+    const pick = (name, options, value) => {
+      const select = document.createElement("select");
+      select.id = name;
+      for (const [v, label] of Object.entries(options)) select.add(new Option(label, v, false, v === String(value)));
+      select.addEventListener("change", () => {
+        const next = { hours: document.getElementById("hours").value, bucket: document.getElementById("bucket").value };
+        window.localStorage.setItem("recsys-window", JSON.stringify(next));
+        window.location.search = new URLSearchParams(next).toString();
+      });
+      return select;
+    };
+    bar.append("Window ", pick("hours", WINDOWS, hours), " bucket ", pick("bucket", BUCKETS, bucket));
+  }
+  return { hours, bucket };
+}
+
+async function summaryFor() {
+  const { hours, bucket } = windowChoice();
+  const s = await api(`/v1/monitoring/summary?hours=${encodeURIComponent(hours)}&bucket=${encodeURIComponent(bucket)}`);
+  MIN_SAMPLE = s.min_sample || MIN_SAMPLE;
+  return s;
+}
+
+// A time axis spans at least one bucket either side of the data: with a single bucket Plotly
+// otherwise zooms in until its ticks are fractions of a millisecond apart.
+function timeAxis(s) {
+  const times = s.timeseries.map((r) => Date.parse(r.period)).filter((t) => !Number.isNaN(t));
+  if (!times.length) return {};
+  const pad = BUCKET_MS[s.bucket] || 3.6e6;
+  return { xaxis: { range: [new Date(Math.min(...times) - pad).toISOString(), new Date(Math.max(...times) + pad).toISOString()] } };
+}
+
 async function overview() {
   document.getElementById("upload-go").onclick = upload;
-  const s = await api("/v1/monitoring/summary?hours=24");
+  const s = await summaryFor();
   fill("counts", ["", "count"], Object.entries(s.counts));
   const p = s.production;
   document.getElementById("production").textContent = p
@@ -110,23 +197,27 @@ async function overview() {
   document.getElementById("last-job").textContent = j
     ? `#${j.id} ${j.status}${j.decision ? ", " + j.decision : ""} (${j.started_at})${(j.reasons || []).length ? ": " + j.reasons.join("; ") : ""}`
     : "no job has run yet";
-  alertRows(s.alerts);
-  await chart("chart-served", byVersion(s.timeseries, "lists_served").map((t) => Object.assign(t, { type: "bar" })), { x: TIME, y: "lists served" });
-  await chart("chart-feedback", byVersion(s.timeseries, "feedback").map((t) => Object.assign(t, { type: "bar" })), { x: TIME, y: "feedback events" });
+  healthRows("health", s.alerts);
+  const bars = (field) => byVersion(s.timeseries, field, field).map((t) => ({
+    type: "bar", name: t.name, x: t.x, y: t.y, marker: { color: versionColour(t.name) },
+  }));
+  await chart("chart-served", bars("lists_served"), { x: TIME, y: "lists served" }, timeAxis(s));
+  await chart("chart-feedback", bars("feedback"), { x: TIME, y: "feedback events" }, timeAxis(s));
 }
 
 async function loop() {
-  const s = await api("/v1/monitoring/summary?hours=24");
+  const s = await summaryFor();
   const ts = s.timeseries;
-  await chart("chart-coverage", byVersion(ts, "coverage"), { x: TIME, y: "catalog shown (%)" }, { yaxis: { tickformat: ".1%" } });
-  await chart("chart-gini", byVersion(ts, "gini"), { x: TIME, y: "Gini of exposure" });
+  const axis = timeAxis(s);
+  await chart("chart-coverage", byVersion(ts, "coverage"), { x: TIME, y: "catalog shown (%)" }, { ...axis, yaxis: { tickformat: ".1%" } });
+  await chart("chart-gini", byVersion(ts, "gini"), { x: TIME, y: "Gini of exposure" }, axis);
   const catalog = { name: "catalog", x: ts.map((r) => r.period), y: ts.map((r) => r.catalog_popularity), mode: "lines+markers", line: { dash: "dot" } };
-  await chart("chart-popularity", [...byVersion(ts, "shown_popularity"), catalog], { x: TIME, y: "mean training ratings per item" });
-  await chart("chart-attribution", byVersion(ts, "attribution_share"), { x: TIME, y: "ratings answering a list (%)" }, { yaxis: { tickformat: ".0%" } });
-  const positive = byVersion(ts, "positive_rate").map((t) => Object.assign(t, { name: t.name + " positive" }));
-  const ctr = byVersion(ts, "click_through").map((t) => Object.assign(t, { name: t.name + " CTR" }));
-  await chart("chart-response", [...positive, ...ctr], { x: TIME, y: "share of feedback (%)" }, { yaxis: { tickformat: ".0%" } });
-  await chart("chart-bias", byVersion(ts, "prediction_bias"), { x: TIME, y: "predicted minus given (stars)" });
+  await chart("chart-popularity", [...byVersion(ts, "shown_popularity"), catalog], { x: TIME, y: "mean training ratings per item" }, axis);
+  await chart("chart-attribution", byVersion(ts, "attribution_share", "feedback_ratings"), { x: TIME, y: "ratings answering a list (%)" }, { ...axis, yaxis: { tickformat: ".0%" } });
+  const positive = byVersion(ts, "positive_rate", "feedback", ["positive_rate_low", "positive_rate_high"]).map((t) => Object.assign(t, { name: t.name + " positive" }));
+  const ctr = byVersion(ts, "click_through").map((t) => Object.assign(t, { name: t.name + " CTR", line: { color: t.line.color, dash: "dot" } }));
+  await chart("chart-response", [...positive, ...ctr], { x: TIME, y: "share of feedback (%)" }, { ...axis, yaxis: { tickformat: ".0%" } });
+  await chart("chart-bias", byVersion(ts, "prediction_bias", "rated_shown"), { x: TIME, y: "predicted minus given (stars)" }, axis);
   const h = (s.drift.rating_histogram || { before: {}, after: {} });
   const share = (o) => { const t = Object.values(o).reduce((a, b) => a + b, 0) || 1; return Object.values(o).map((v) => v / t); };
   document.getElementById("psi").textContent = `(PSI ratings ${fmt(s.drift.rating_psi, 3)}, popularity ${fmt(s.drift.popularity_psi, 3)})`;
@@ -145,10 +236,10 @@ async function models() {
     box.type = "checkbox"; box.checked = ticked.has(v.version); box.dataset.version = v.version;
     box.addEventListener("change", () => { box.checked ? ticked.add(v.version) : ticked.delete(v.version); curves(ticked); });
     const actions = document.createElement("span");
-    for (const action of ["approve", "promote", "reject"]) {
+    for (const action of VALID_ACTIONS[v.status] || []) {
       const b = document.createElement("button");
       b.className = "action"; b.textContent = action; b.dataset.action = action; b.dataset.version = v.version;
-      b.addEventListener("click", () => act(`/v1/models/${encodeURIComponent(v.version)}/${action}`));
+      b.addEventListener("click", () => act(`/v1/models/${encodeURIComponent(v.version)}/${action}`, `${action} ${v.version}`));
       actions.appendChild(b);
     }
     const m = v.metrics || {};
@@ -157,17 +248,39 @@ async function models() {
     tr.dataset.version = v.version; tr.dataset.status = v.status;
     table.appendChild(tr);
   }
-  document.getElementById("rollback").onclick = () => act("/v1/models/rollback");
+  document.getElementById("rollback").onclick = () => act("/v1/models/rollback", "roll production back to the previous version");
+  const history = await api("/v1/models/history?limit=20");
+  fill("history", ["at (UTC)", "who", "action", "production before", "version", "reason"],
+    history.map((h) => [h.at, h.actor, h.action, h.from_version, h.to_version, h.reason]));
   await curves(ticked);
 }
 
-async function act(path) {
+// The registry refuses what a status does not allow; the page offers only what it allows
+// (production has none: roll back instead).
+const VALID_ACTIONS = {
+  candidate: ["approve", "promote", "reject"],
+  canary: ["approve", "reject"],
+  retired: ["promote"],
+  rejected: ["promote"],
+};
+
+// Every action changes what users are served: it asks for confirmation and a reason, which
+// the audit trail keeps with who acted.
+async function act(path, what) {
   const out = document.getElementById("action-result");
+  const reason = window.prompt(`Really ${what}? Give a reason (kept in the audit trail):`, "");
+  if (reason === null) { out.textContent = "cancelled: nothing was changed"; return; }
   try {
-    const r = await api(path, { method: "POST" });
+    const r = await api(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: reason.trim() || null }),
+    });
+    out.className = "ok";
     out.textContent = `${r.action}: production is ${r.production}`;
     await models();
   } catch (e) {
+    out.className = "error";
     out.textContent = e.message;
   }
 }
@@ -176,18 +289,17 @@ async function curves(ticked) {
   if (!ticked.size) return;
   const q = [...ticked].map((v) => "versions=" + encodeURIComponent(v)).join("&");
   const data = await api("/v1/monitoring/curves?" + q);
-  const colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"];
   const traces = [];
-  Object.entries(data).forEach(([version, run], n) => {
-    const colour = colours[n % colours.length];
+  Object.entries(data).forEach(([version, run]) => {
+    const colour = versionColour(version);
     const epochs = run.history.map((h) => h.epoch);
     traces.push({ name: version + " train", x: epochs, y: run.history.map((h) => h.train_loss), mode: "lines+markers", line: { color: colour, dash: "dot" } });
     traces.push({ name: version + " valid", x: epochs, y: run.history.map((h) => h.val_loss), mode: "lines+markers", line: { color: colour } });
   });
   await chart("chart-curves", traces, { x: "epoch", y: "MSE (stars²)" });
   const ranking = [];
-  Object.entries(data).forEach(([version, run], n) => {
-    const colour = colours[n % colours.length];
+  Object.entries(data).forEach(([version, run]) => {
+    const colour = versionColour(version);
     const h = run.ranking_history || [];
     const epochs = h.map((e) => e.epoch);
     ranking.push({ name: version + " valid NDCG@10", x: epochs, y: h.map((e) => e.val_ndcg), mode: "lines+markers", line: { color: colour } });
@@ -202,6 +314,36 @@ async function curves(ticked) {
     { type: "bar", name: "RMSE", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1].rmse), offsetgroup: 1 },
     { type: "bar", name: "NDCG@10", x: scorers.map((s) => s[0]), y: scorers.map((s) => s[1]["ndcg@10"]), yaxis: "y2", offsetgroup: 2 },
   ], { x: "model version or baseline", y: "RMSE (stars)", y2: "NDCG@10" }, { barmode: "group" });
+  // A mean hides whether a model is better for most users or much better for a few.
+  const spreads = [...names.map((v) => [v, data[v].spread.model]),
+    ...Object.keys(first.baselines).map((b) => [b, first.spread[b]])].filter(([, s]) => s);
+  await chart("chart-spread", spreads.map(([name, s]) => ({
+    type: "box", name, q1: [s.q1], median: [s.median], q3: [s.q3], lowerfence: [s.p05],
+    upperfence: [s.p95], mean: [s.mean], x: [name],
+    marker: { color: name.startsWith("v") ? versionColour(name) : "#888" },
+  })), { x: "model version or baseline", y: "NDCG@10 of a user" }, { showlegend: false });
+  compareTable(names, data);
+}
+
+// Versions side by side: metrics, data counts and the settings that differ between them.
+function compareTable(names, data) {
+  const flat = (v) => ({
+    ...Object.fromEntries(Object.entries(data[v].metrics || {}).map(([k, x]) => ["metric: " + k, x])),
+    ...Object.fromEntries(Object.entries(data[v].data || {}).map(([k, x]) => ["data: " + k, x])),
+    ...Object.fromEntries(Object.entries(data[v].config || {}).map(([k, x]) => ["setting: " + k, x])),
+  });
+  const rows = names.map(flat);
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const show = (x) => (x === null || x === undefined ? "–" : typeof x === "object" ? JSON.stringify(x) : x);
+  const el = fill("compare", ["", ...names], []);
+  for (const key of keys) {
+    const values = rows.map((r) => show(r[key]));
+    const differs = new Set(values.map(String)).size > 1;
+    if (key.startsWith("setting: ") && !differs) continue;  // only the settings that differ
+    const tr = row([key, ...values]);
+    if (differs && names.length > 1) tr.className = "differs";
+    el.appendChild(tr);
+  }
 }
 
 async function items() {
@@ -249,11 +391,45 @@ async function item(id) {
 
 async function alerts() {
   const s = await api("/v1/monitoring/summary?hours=24");
-  alertRows(s.alerts);
+  healthRows("alerts", s.alerts);
+}
+
+// A user's history, their list now (strategy, scores, the version serving them), the lists
+// we served them and the feedback they gave on those. The id is kept in the address.
+async function users() {
+  const input = document.getElementById("user-id");
+  const show = async (id) => {
+    const summary = document.getElementById("user-summary");
+    try {
+      const u = await api("/v1/monitoring/users/" + encodeURIComponent(id));
+      summary.className = "";
+      summary.textContent = `served by ${u.served_by} (${u.strategy}); ${u.in_model ? "learned by the model" : "not in the model: folded in from their ratings"}`;
+      fill("user-list", ["#", "title", "genres", "score", "predicted"],
+        u.recommendations.map((r) => [r.rank, r.title || r.item_id, r.genres.join(", "), r.score, r.predicted_rating]));
+      fill("user-ratings", ["rated", "title", "rating"], u.ratings.map((r) => [r.rated_at, r.title || r.item_id, r.rating]));
+      fill("user-lists", ["served", "version", "strategy", "items"], u.lists.map((l) => [l.served_at, l.model_version, l.strategy, l.items.length]));
+      fill("user-feedback", ["received", "title", "kind", "value", "version"],
+        u.feedback.map((f) => [f.received_at, f.title || f.item_id, f.kind, f.value, f.model_version]));
+    } catch (e) {
+      summary.className = "error";
+      summary.textContent = e.message;
+      for (const t of ["user-list", "user-ratings", "user-lists", "user-feedback"]) fill(t, [], []);
+    }
+  };
+  const go = () => {
+    const id = input.value.trim();
+    if (!id) return;
+    history.replaceState(null, "", "?user=" + encodeURIComponent(id));
+    return show(id);
+  };
+  document.getElementById("user-go").onclick = go;
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  const given = new URLSearchParams(window.location.search).get("user");
+  if (given) { input.value = given; await show(given); }
 }
 
 window.addEventListener("DOMContentLoaded", () => {
-  const pages = { overview, loop, models, items, alerts };
+  const pages = { overview, loop, models, items, alerts, users };
   const run = pages[document.body.dataset.page];
   if (run) run().then(() => { document.body.dataset.ready = "1"; });
 });

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from recsys.store.tables import feedback, impressions, ratings, users
+from service import schemas
 from service.schemas import RecommendationsPublic
 from tests.service.conftest import GENRES, N_ITEMS, Served, genre_of
 
@@ -219,6 +220,9 @@ def test_impressions_are_logged_in_batches(client: TestClient, served: Served) -
     shown = next(b for b in served_lists if b["recommendation_id"] == row["recommendation_id"])
     assert row["items"] == [i["item_id"] for i in shown["items"]]
     assert row["scores"] == [round(i["score"], 5) for i in shown["items"]]
+    # The ranking scores order the list; the ratings we predicted are kept beside them
+    # (monitoring's prediction bias compares those with the ratings that come back).
+    assert row["predicted"] == [round(i["predicted_rating"], 5) for i in shown["items"]]
 
 
 def test_health_readiness_and_metrics(client: TestClient, served: Served) -> None:
@@ -259,6 +263,36 @@ def test_openapi_declares_the_credentials(client: TestClient) -> None:
     assert paths["/v1/feedback"]["post"]["security"] == [{"clientKey": []}]
     assert paths["/v1/models/{version}/promote"]["post"]["security"] == [{"operatorToken": []}]
     assert paths["/v1/ingest/ratings"]["post"]["security"] == [{"operatorToken": []}]
+
+
+def _refs(schema: dict[str, Any]) -> list[str]:
+    """Component names a schema points at, through oneOf/anyOf (a union body)."""
+    if "$ref" in schema:
+        return [schema["$ref"].rsplit("/", 1)[-1]]
+    return [r for part in schema.get("oneOf", []) + schema.get("anyOf", []) for r in _refs(part)]
+
+
+def test_every_typed_request_and_answer_has_a_valid_example(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    documented: set[str] = set()
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            names = _refs(body["schema"]) if body else []
+            for code, response in op.get("responses", {}).items():
+                if code.startswith("2") and "application/json" in response.get("content", {}):
+                    schema = response["content"]["application/json"]["schema"]
+                    names += _refs(schema.get("items", schema))
+            for name in names:
+                assert components[name].get("examples"), f"{method.upper()} {path}: {name}"
+                documented.add(name)
+    assert {"RecommendationsPublic", "FeedbackCreate", "ModelActionRecord"} <= documented
+    # Each example is what the model itself accepts.
+    for name in documented:
+        model = getattr(schemas, name)
+        for example in components[name]["examples"]:
+            model.model_validate(example)
 
 
 def test_openapi_docs(client: TestClient) -> None:

@@ -65,6 +65,12 @@ def new_page(browser: Browser, errors: list[str]) -> Page:
     return page
 
 
+# (version, colour) of every trace named after a model version, on every chart of the page.
+COLOURS_JS = """() => [...document.querySelectorAll('.chart')].flatMap((el) =>
+  (el.data || []).filter((t) => /^v\\d{8}-/.test(t.name || '')).map((t) =>
+    [t.name.split(' ')[0], (t.line && t.line.color) || (t.marker && t.marker.color)]))"""
+
+
 def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
     OUTPUT.mkdir(exist_ok=True)
     candidate = train_from_database(
@@ -88,9 +94,14 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         page.click("#sign-in")
         page.wait_for_url(f"{live}/dashboard")
 
-        for name in ("", "loop", "models", "items", "alerts"):
+        colours: dict[str, set[str]] = {}
+        for name in ("", "loop", "models", "items", "alerts", "users"):
             page.goto(f"{live}/dashboard/{name}")
             page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            # Which colour each model version is drawn in, on every chart of the page.
+            drawn = page.evaluate(COLOURS_JS)
+            for version, colour in drawn:
+                colours.setdefault(version, set()).add(colour)
             if name == "":  # upload a CSV: a bad line is named, a good file is applied
                 bad = b"user_id,item_id,rating\ndash,film0,4\ndash,film1,eleven\n"
                 page.set_input_files(
@@ -109,6 +120,19 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 )
                 # The browser logs the refused file's 422 itself; nothing else may be logged.
                 errors[:] = [e for e in errors if "status of 422" not in e]
+            if name == "users":  # a user's list, history and feedback, by id
+                page.fill("#user-id", "user3")
+                page.click("#user-go")
+                page.wait_for_function("document.querySelectorAll('#user-list tr').length > 1")
+                assert "served by v" in page.inner_text("#user-summary")
+                assert len(page.query_selector_all("#user-ratings tr")) > 1
+                page.fill("#user-id", "nobody-at-all")
+                page.click("#user-go")
+                page.wait_for_function(
+                    "document.querySelector('#user-summary').textContent.includes('no ratings')"
+                )
+                # The browser logs the 404 itself; nothing else may be logged.
+                errors[:] = [e for e in errors if "status of 404" not in e]
             if name == "items":
                 page.fill("#search", "Film number 1")
                 page.click("#search-go")
@@ -129,22 +153,69 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
             page.screenshot(
                 path=str(OUTPUT / f"dashboard-{name or 'overview'}.png"), full_page=True
             )
-            if name == "alerts":  # every alert is listed with its state
-                assert len(page.query_selector_all("#alerts tr")) == 1 + 6
+            if name in ("alerts", ""):  # every check is listed, with a state and a reason
+                table = "#alerts" if name else "#health"
+                rows = page.query_selector_all(f"{table} tr[data-state]")
+                assert len(rows) == 8, name
+                states = {r.get_attribute("data-state") for r in rows}
+                assert states <= {"green", "amber", "red", "grey"}, states
 
-        # The buttons act on the registry.
+        assert colours and all(len(c) == 1 for c in colours.values()), colours
+        # The operator picks the window and bucket; the choice holds between visits.
+        page.goto(f"{live}/dashboard/loop")
+        page.wait_for_selector("body[data-ready='1']")
+        page.select_option("#bucket", "h")
+        page.wait_for_url("**bucket=h**")
+        page.wait_for_selector("body[data-ready='1']")
+        page.goto(f"{live}/dashboard/loop")
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.input_value("#bucket") == "h"
+        # One hour bucket: the time axis spans hours, not fractions of a millisecond.
+        span = page.evaluate(
+            "() => { const r = document.getElementById('chart-gini').layout.xaxis.range;"
+            " return Date.parse(r[1]) - Date.parse(r[0]); }"
+        )
+        assert span >= 2 * 3600 * 1000, span
+
+        # The buttons act on the registry, only where the action is valid, after a
+        # confirmation that asks for the reason the audit trail keeps.
         page.goto(f"{live}/dashboard/models")
         page.wait_for_selector("body[data-ready='1']")
+        # The ticked versions side by side, what differs between them highlighted.
+        compared = page.inner_text("#compare")
+        assert production in compared and candidate in compared and "metric: ndcg@10" in compared
+        assert page.query_selector_all("#compare tr.differs")
+        assert page.query_selector_all(f"button[data-version='{production}']") == []
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.click(f"button[data-action='approve'][data-version='{candidate}']")
+        page.wait_for_function("document.querySelector('#action-result').textContent")
+        assert "cancelled" in page.inner_text("#action-result")
+        assert registry.production(served.engine)["version"] == production  # type: ignore[index]
+        page.once("dialog", lambda dialog: dialog.accept("offline metrics checked"))
         page.click(f"button[data-action='approve'][data-version='{candidate}']")
         page.wait_for_function(
             f"document.querySelector('#action-result').textContent.includes('{candidate}')"
         )
         assert registry.production(served.engine)["version"] == candidate  # type: ignore[index]
+        page.once("dialog", lambda dialog: dialog.accept("bad lists for new users"))
         page.click("#rollback")
         page.wait_for_function(
             f"document.querySelector('#action-result').textContent.includes('{production}')"
         )
         assert registry.production(served.engine)["version"] == production  # type: ignore[index]
+        page.wait_for_function(
+            "document.querySelector('#history').textContent.includes('bad lists for new users')"
+        )
+        trail = page.inner_text("#history")
+        assert "offline metrics checked" in trail and "bad lists for new users" in trail
+        assert "operator token (dashboard)" in trail, trail
+        [latest, approved] = registry.history(served.engine, 2)
+        assert (latest["action"], latest["from_version"], latest["to_version"]) == (
+            "rollback",
+            candidate,
+            production,
+        )
+        assert (approved["action"], approved["from_version"]) == ("approve", production)
         page.screenshot(path=str(OUTPUT / "dashboard-models-after-rollback.png"))
         browser.close()
     assert errors == [], errors

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys import registry
+from recsys import keys, registry
 from recsys.config import RatingScale
 from recsys.rollout import in_canary
 from recsys.store.db import session_scope
@@ -112,3 +112,64 @@ def test_a_corrupt_artifact_is_refused_and_readyz_says_what_is_served(
         registry.set_status(served.engine, broken, "rejected")
         registry.promote(served.engine, production)
         operator.app.state.recsys.models.refresh()  # type: ignore[attr-defined]
+
+
+def test_every_registry_action_is_in_the_audit_trail_with_who_and_why(
+    operator: TestClient, served: Served
+) -> None:
+    production = registry.production(served.engine)["version"]  # type: ignore[index]
+    candidate = train_from_database(
+        served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False
+    ).version
+    key = keys.create(served.engine, f"ops-{candidate[-6:]}", keys.OPERATOR)
+    operator.app.state.recsys.models.refresh()  # type: ignore[attr-defined]
+    r = operator.post(
+        f"/v1/models/{candidate}/promote", headers=AUTH, json={"reason": "better NDCG"}
+    )
+    assert r.status_code == 200, r.text
+    back = operator.post("/v1/models/rollback", headers={"Authorization": f"Bearer {key}"})
+    assert back.status_code == 200, back.text
+    # Production has nothing to approve: a clear 409, and nothing is recorded.
+    refused = operator.post(f"/v1/models/{production}/approve", headers=AUTH)
+    assert refused.status_code == 409 and "only a candidate" in refused.json()["detail"]
+    trail = operator.get("/v1/models/history", params={"limit": 2}, headers=AUTH).json()
+    assert [(t["action"], t["from_version"], t["to_version"]) for t in trail] == [
+        ("rollback", candidate, production),
+        ("promote", production, candidate),
+    ]
+    assert trail[0]["actor"] == f"key ops-{candidate[-6:]}" and trail[0]["reason"] is None
+    assert trail[1]["actor"] == "operator token" and trail[1]["reason"] == "better NDCG"
+    assert trail[1]["at"].endswith("Z")
+    # A reason is text of bounded size.
+    long = operator.post(
+        f"/v1/models/{candidate}/promote", headers=AUTH, json={"reason": "x" * 1001}
+    )
+    assert long.status_code == 422 and "reason" in long.json()["detail"]
+    assert registry.production(served.engine)["version"] == production  # type: ignore[index]
+
+
+def test_a_users_page_shows_their_list_history_and_answers(
+    operator: TestClient, served: Served
+) -> None:
+    listed = operator.get("/v1/users/user4/recommendations", params={"k": 3}).json()
+    shown = listed["items"][0]["item_id"]
+    body = {"user_id": "user4", "item_id": shown, "kind": "click",
+            "recommendation_id": listed["recommendation_id"]}  # fmt: skip
+    assert operator.post("/v1/feedback", json=body).status_code == 201
+    operator.app.state.recsys.impressions.wait_idle(10)  # type: ignore[attr-defined]
+    r = operator.get("/v1/monitoring/users/user4", headers=AUTH)
+    assert r.status_code == 200, r.text
+    user = r.json()
+    assert user["in_model"] and user["strategy"] == "model" and len(user["recommendations"]) == 10
+    assert user["served_by"] == listed["model_version"]
+    rated = {h["item_id"] for h in user["ratings"]}
+    assert rated and not rated & {x["item_id"] for x in user["recommendations"]}
+    assert user["ratings"][0]["rated_at"].endswith("Z")
+    assert listed["recommendation_id"] in {x["recommendation_id"] for x in user["lists"]}
+    answer = next(
+        f for f in user["feedback"] if f["recommendation_id"] == listed["recommendation_id"]
+    )
+    assert (answer["item_id"], answer["kind"]) == (shown, "click")
+    assert answer["model_version"] == listed["model_version"]
+    missing = operator.get("/v1/monitoring/users/nobody-at-all", headers=AUTH)
+    assert missing.status_code == 404 and "no ratings" in missing.json()["detail"]

@@ -101,6 +101,7 @@ def test_a_page_of_another_origin_cannot_act_with_the_session(
         # The operator's own pages still act (their requests carry this host's Origin).
         page.goto(f"{live}/dashboard/models")
         page.wait_for_selector("body[data-ready='1']")
+        page.once("dialog", lambda dialog: dialog.accept("no cross-site promotion"))
         page.click(f"button[data-action='reject'][data-version='{candidate}']")
         page.wait_for_function(
             "document.querySelector('#action-result').textContent"
