@@ -283,14 +283,6 @@ class TrainConfig(BaseModel):
         "(NDCG of a small validation split is noisy, so longer than the rating head's).",
     )
     rank_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the ranking head.")
-    rank_lr_decay: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="Factor on the ranking learning rate after rank_lr_patience epochs "
-        "without validation improvement (1: constant).",
-    )
-    rank_lr_patience: int = Field(2, ge=1, description="See rank_lr_decay.")
     rank_batch_users: int = Field(64, ge=1, le=100_000, description="Users per ranking batch.")
     rank_l2: float = Field(0.1, ge=0, description="L2 on ranking item embeddings.")
     rank_user_l2: float = Field(0.1, ge=0, description="L2 on ranking user offsets.")

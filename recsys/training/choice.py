@@ -94,16 +94,11 @@ class ChoiceTrainer:
         *,
         epochs: int | None = None,
         judge: Callable[[ChoiceNet], float] | None = None,
-        learning_rates: list[float] | None = None,
     ) -> ChoiceResult:
         """Train on `train` for at most `epochs` (default `config.rank_epochs`), stopping when
         validation has not improved for `config.rank_patience` epochs: by `judge` (higher is
         better, such as NDCG@k on `valid`) when given, else by the validation loss. With an
-        empty `valid`, train for exactly `epochs` (a refit), at `learning_rates` per epoch
-        (those the selected run used, so the refit follows the same schedule).
-
-        The learning rate falls by `rank_lr_decay` whenever validation has not improved for
-        `rank_lr_patience` epochs: a constant rate kept circling the optimum.
+        empty `valid`, train for exactly `epochs` (a refit).
 
         The loss and NDCG disagree: the likelihood of held-out items keeps falling epochs
         after their ranking stops improving, so the ranking is what chooses the epoch."""
@@ -132,13 +127,8 @@ class ChoiceTrainer:
         history: list[EpochStats] = []
         stopping = EarlyStopping(net, patience=cfg.rank_patience, min_delta=cfg.min_delta)
         started = time.perf_counter()
-        lr = cfg.rank_lr
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            if learning_rates is not None:
-                lr = learning_rates[min(epoch, len(learning_rates)) - 1]
-            for group in opt.param_groups:
-                group["lr"] = lr
             net.train()
             order = users[torch.randperm(len(users), generator=gen).numpy()]
             loss_sum, weight_sum = 0.0, 0.0
@@ -167,7 +157,9 @@ class ChoiceTrainer:
                 )
             val_loss = self._validation_loss(net, hist, val_targets, device)
             ndcg = judge(net) if judge is not None and val_targets is not None else None
-            stats = EpochStats(epoch, train_loss, val_loss, lr, time.perf_counter() - t0, ndcg)
+            stats = EpochStats(
+                epoch, train_loss, val_loss, cfg.rank_lr, time.perf_counter() - t0, ndcg
+            )
             history.append(stats)
             if self.on_epoch is not None:
                 self.on_epoch(stats)
@@ -175,9 +167,6 @@ class ChoiceTrainer:
             watched = val_loss if ndcg is None else -ndcg
             if stopping.update(epoch, watched, watched=val_targets is not None):
                 break
-            stale = epoch - stopping.best_epoch
-            if val_targets is not None and stale and stale % cfg.rank_lr_patience == 0:
-                lr *= cfg.rank_lr_decay
         stopping.restore()
         return ChoiceResult(
             net.cpu(),

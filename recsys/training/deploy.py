@@ -34,10 +34,7 @@ def refit_on_all(
     record: dict[str, Any] | None = twin.info.get("ranking")
     if twin.ranking is not None and record is not None:
         choice = ChoiceTrainer(config).fit(
-            data,
-            data.subset(np.arange(0)),
-            epochs=int(record["best_epoch"]),
-            learning_rates=[float(h["lr"]) for h in record["history"]] or None,
+            data, data.subset(np.arange(0)), epochs=int(record["best_epoch"])
         )
         ranking = head_of(choice.network, data, config, twin.ranking.blend)
     info = {

@@ -99,10 +99,7 @@ def fit_ranking(
     if config.refit and len(valid):
         t1 = time.perf_counter()
         network = trainer.fit(
-            inner.concat(valid),
-            valid.subset(np.arange(0)),
-            epochs=selected.best_epoch,
-            learning_rates=[h.lr for h in selected.history],
+            inner.concat(valid), valid.subset(np.arange(0)), epochs=selected.best_epoch
         ).network
         refit_s = time.perf_counter() - t1
     record = {
