@@ -26,28 +26,40 @@ from service.schemas import ErrorPublic
 
 log = logging.getLogger("recsys.service")
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic, "description": text}
-    for code, text in (
-        (404, "Not found"),
-        (409, "Conflicts with the current state"),
-        (422, "Invalid input"),
-        (503, "No model yet, or the database is unavailable"),
-    )
+# What each error status means, for the OpenAPI document. A router declares what all its
+# routes can answer; a route adds what only it can (`responses(404)`), so /docs lists the
+# codes a route really returns.
+_MEANING = {
+    404: "Not found",
+    408: "Request body sent too slowly (RECSYS_BODY_READ_TIMEOUT_S)",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    415: "Not text/csv",
+    422: "Invalid input",
+    503: "No model yet, or the database is unavailable or busy (Retry-After)",
 }
+_CLIENT_AUTH = {401: "No client key (X-API-Key)", 403: "Wrong client key, or none configured"}
+_OPERATOR_AUTH = {
+    401: "No operator credential",
+    403: "Wrong credential, or operator actions disabled",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of these error statuses, each an `ErrorPublic`."""
+    return {code: {"model": ErrorPublic, "description": _MEANING[code]} for code in codes}
+
+
+BODY = (408, 413)
+"""What any route that reads a request body can answer besides."""
 
 CLIENT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
-    401: {"model": ErrorPublic, "description": "No client key (X-API-Key)"},
-    403: {"model": ErrorPublic, "description": "Wrong client key, or none configured"},
-    413: {"model": ErrorPublic, "description": "Request body too large"},
+    **responses(422, 503),
+    **{code: {"model": ErrorPublic, "description": text} for code, text in _CLIENT_AUTH.items()},
 }
-
 OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
-    401: {"model": ErrorPublic, "description": "No operator credential"},
-    403: {"model": ErrorPublic, "description": "Wrong credential, or operator actions disabled"},
-    413: {"model": ErrorPublic, "description": "Upload too large"},
+    **responses(422, 503),
+    **{code: {"model": ErrorPublic, "description": t} for code, t in _OPERATOR_AUTH.items()},
 }
 
 

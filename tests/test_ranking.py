@@ -193,3 +193,21 @@ def test_a_filter_looks_past_the_cached_best_items(
     assert scores == sorted(scores, reverse=True)
     # Without the filter the same user still gets their own group, from the cache.
     assert all(group(s.item_id) == 1 for s in ranked.recommend(user, k=3))
+
+
+def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recommender) -> None:
+    # The gradient of the fold-in's objective (mean NLL of the liked items under the softmax
+    # over the candidates, plus L2), computed here in float64, vanishes at the vector found.
+    head = ranked.ranking
+    assert head is not None
+    candidates = np.arange(len(head.item_out))
+    rows, ratings = np.array([0, 3, 7, 25]), np.array([5.0, 4.5, 4.0, 1.0])
+    vector = head.fold_in(rows, ratings, candidates).astype(np.float64)
+    out = head.item_out.astype(np.float64)
+    logits = out @ vector + head.item_bias
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    liked = rows[ratings >= head.liked_threshold]
+    gradient = p @ out - out[liked].mean(0) + 2 * head.FOLD_IN_L2 * vector
+    assert np.abs(gradient).max() < 1e-4 * max(1.0, np.abs(out).max())
+    assert np.abs(vector).max() > 0.01  # and it is not the trivial zero vector

@@ -92,7 +92,7 @@ class RankingHead:
         ratings = np.asarray(ratings, dtype=np.float64)
         return np.where(ratings >= self.liked_threshold, 1.0, self.disliked_input)
 
-    FOLD_IN_NEWTON_STEPS = 4
+    FOLD_IN_NEWTON_STEPS = 3
     FOLD_IN_L2 = 0.5
     """Chosen on held-out MovieLens visitors (benchmarks/visitors.py): 0.1 fits three films
     so closely that the list is their genre alone (NDCG@10 0.364, below most-popular's
@@ -105,14 +105,17 @@ class RankingHead:
         """The vector of a visitor who rated these items: the one under which the items they
         liked are most likely, by the head's softmax over `candidates` (the items their list
         may hold), with L2; item embeddings frozen. Newton's method from the vector training
-        would build (whose free offset a visitor lacks): the objective is convex in the
-        vector, and four steps reach its optimum to three decimals.
+        would build (whose free offset a visitor lacks): the objective is strongly convex in
+        the vector (L2 0.5), and two steps already reach its optimum to 5e-6 relative; three
+        are taken.
 
         Why not the built vector alone: for three ratings it is too short to outweigh the
         item biases, and a visitor got the popular list. Items share their genres' vectors
         (`ChoiceNet`), so three horror films pull the visitor towards horror. Items rated
         below the liked threshold are no targets here: the rating head's fold-in counts them
-        against their neighbours. Four steps over MovieLens' 2,245 candidates take ~3 ms.
+        against their neighbours. The item products run in float32 (the BLAS's fast path;
+        the small system is solved in float64): three steps over MovieLens' 2,245 candidates
+        take ~1.1 ms, against 3.4 ms for four steps in float64.
         """
         if len(item_rows) == 0:
             return np.zeros(self.n_factors, dtype=np.float32)
@@ -126,14 +129,15 @@ class RankingHead:
         out, bias = self.item_out[candidates], self.item_bias[candidates]
         ridge = 2 * self.FOLD_IN_L2 * np.eye(self.n_factors)
         for _ in range(self.FOLD_IN_NEWTON_STEPS):
-            logits = out @ vector + bias
+            logits = out @ vector.astype(np.float32) + bias
             p = np.exp(logits - logits.max())
             p /= p.sum()
-            mean = p @ out
+            mean = (p @ out).astype(np.float64)
             # Gradient and Hessian of the mean NLL of the targets plus L2 (the Hessian is
-            # the covariance of the item vectors under the softmax).
+            # the covariance of the item vectors under the softmax: W'W with W = out sqrt(p)).
             gradient = mean - target + 2 * self.FOLD_IN_L2 * vector
-            hessian = (out * p[:, None]).T @ out - np.outer(mean, mean) + ridge
+            weighted = out * np.sqrt(p)[:, None]
+            hessian = (weighted.T @ weighted).astype(np.float64) - np.outer(mean, mean) + ridge
             vector -= np.linalg.solve(hessian, gradient)
         fitted: np.ndarray = vector.astype(np.float32)
         return fitted

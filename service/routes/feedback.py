@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from recsys.store.events import RATING, FeedbackEvent
 from service.auth import WriterDep
 from service.deps import StateDep, check_batch, check_rating
-from service.errors import CLIENT_RESPONSES
+from service.errors import BODY, CLIENT_RESPONSES, responses
 from service.schemas import FeedbackBatchCreate, FeedbackBody, FeedbackPublic
 
 router = APIRouter(
@@ -15,7 +15,7 @@ router = APIRouter(
 )
 
 
-@router.post("/feedback", status_code=status.HTTP_201_CREATED)
+@router.post("/feedback", status_code=status.HTTP_201_CREATED, responses=responses(*BODY))
 async def post_feedback(body: FeedbackBody, state: StateDep) -> FeedbackPublic:
     """One event, or `{"events": [...]}`. Ratings feed the next training; every event, with
     the `recommendation_id` it answers, feeds monitoring. A 201 means it is committed

@@ -14,7 +14,7 @@ from recsys.data.ingest import Columns, IngestReport, ingest_csv
 from recsys.errors import ValidationFailedError
 from service.auth import OperatorDep
 from service.deps import StateDep
-from service.errors import OPERATOR_RESPONSES
+from service.errors import BODY, OPERATOR_RESPONSES, responses
 from service.schemas import IngestPublic
 from service.state import AppState
 
@@ -44,6 +44,7 @@ def _ingest(state: AppState, body: bytes, columns: Columns) -> IngestReport:
 
 @router.post(
     UPLOAD_PATH,
+    responses=responses(415, *BODY),
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
     },

@@ -12,7 +12,7 @@ from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.auth import ReaderDep, WriterDep
 from service.catalog import GenreFilter
 from service.deps import GenreQuery, ReadingDep, StateDep, check_batch, check_k
-from service.errors import CLIENT_RESPONSES
+from service.errors import BODY, CLIENT_RESPONSES, responses
 from service.schemas import (
     NO_NUL,
     ItemFields,
@@ -67,13 +67,13 @@ def _row(item_id: str, fields: ItemFields) -> dict[str, object]:
     return row
 
 
-@router.get("/{item_id}", dependencies=[ReaderDep])
+@router.get("/{item_id}", dependencies=[ReaderDep], responses=responses(404))
 async def get_item(item_id: ItemPath, state: StateDep) -> ItemPublic:
     """An item with what the serving model learned about it."""
     return _public(state, item_id)
 
 
-@router.put("/{item_id}", dependencies=[WriterDep])
+@router.put("/{item_id}", dependencies=[WriterDep], responses=responses(*BODY))
 def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic:
     """Add an item or update the fields given. A new item is recommended once a training run
     has learned it from ratings."""
@@ -81,7 +81,9 @@ def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic
     return _public(state, item_id)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WriterDep])
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, dependencies=[WriterDep], responses=responses(*BODY)
+)
 def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
     """Add or update many items in one transaction."""
     check_batch(len(body.items), state.settings, "items")
@@ -92,7 +94,7 @@ def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
     return ItemsWritten(written=len(ids))
 
 
-@router.get("/{item_id}/similar")
+@router.get("/{item_id}/similar", responses=responses(404))
 async def similar_items(
     item_id: ItemPath,
     reading: ReadingDep,

@@ -13,7 +13,7 @@ from recsys.store.db import session_scope
 from recsys.store.events import load_served
 from service.auth import OperatorDep, acting_operator
 from service.deps import StateDep
-from service.errors import OPERATOR_RESPONSES
+from service.errors import BODY, OPERATOR_RESPONSES, responses
 from service.schemas import (
     NO_NUL,
     JobPublic,
@@ -84,7 +84,7 @@ def model_history(
     ]
 
 
-@router.get("/models/{version}")
+@router.get("/models/{version}", responses=responses(404))
 def get_model(version: VersionPath, state: StateDep) -> ModelPublic:
     return _public(registry.resolve(state.engine, version))
 
@@ -108,7 +108,7 @@ def _act(state: AppState, version: str, action: str, actor: registry.Actor) -> M
     )
 
 
-@router.post("/models/{version}/approve")
+@router.post("/models/{version}/approve", responses=responses(404, 409, *BODY))
 async def approve(
     version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
 ) -> ModelActionPublic:
@@ -116,7 +116,7 @@ async def approve(
     return await run_in_threadpool(_act, state, version, "approve", _actor(request, body))
 
 
-@router.post("/models/{version}/reject")
+@router.post("/models/{version}/reject", responses=responses(404, 409, *BODY))
 async def reject(
     version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
 ) -> ModelActionPublic:
@@ -124,7 +124,7 @@ async def reject(
     return await run_in_threadpool(_act, state, version, "reject", _actor(request, body))
 
 
-@router.post("/models/{version}/promote")
+@router.post("/models/{version}/promote", responses=responses(404, 409, *BODY))
 async def promote(
     version: VersionPath, state: StateDep, request: Request, body: ReasonBody = None
 ) -> ModelActionPublic:
@@ -132,7 +132,7 @@ async def promote(
     return await run_in_threadpool(_act, state, version, "promote", _actor(request, body))
 
 
-@router.post("/models/rollback")
+@router.post("/models/rollback", responses=responses(404, 409, *BODY))
 async def rollback(state: StateDep, request: Request, body: ReasonBody = None) -> ModelActionPublic:
     """Put the previous production version back; the current one is rejected."""
     actor = _actor(request, body)

@@ -16,7 +16,7 @@ from recsys.store.events import load_served
 from service import monitoring_data
 from service.auth import OperatorDep
 from service.deps import ModelDep, StateDep
-from service.errors import OPERATOR_RESPONSES
+from service.errors import OPERATOR_RESPONSES, responses
 from service.schemas import NO_NUL
 
 router = APIRouter(
@@ -41,7 +41,7 @@ async def summary(
     return await run_in_threadpool(monitoring_data.summary, state, hours, bucket)
 
 
-@router.get("/curves")
+@router.get("/curves", responses=responses(404))
 async def curves(
     state: StateDep,
     versions: Annotated[list[str], Query(min_length=1, max_length=20)],
@@ -59,7 +59,7 @@ def search(
         return [{"item_id": i, "title": t} for i, t in queries.search_items(session=s, text=q)]
 
 
-@router.get("/items/{item_id}")
+@router.get("/items/{item_id}", responses=responses(404))
 def item(
     item_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
     state: StateDep,
@@ -122,7 +122,7 @@ def item_map(
     }
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", responses=responses(404))
 def user(
     user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
     state: StateDep,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.deps import ReadingDep, check_batch
-from service.errors import CLIENT_RESPONSES
+from service.errors import BODY, CLIENT_RESPONSES, responses
 from service.model_holder import LoadedModel
 from service.schemas import NO_NUL, Basis, PredictionPublic, PredictionsCreate, PredictionsPublic
 from service.state import AppState
@@ -57,7 +57,7 @@ async def predict_one(user_id: IdQuery, item_id: IdQuery, reading: ReadingDep) -
     return _predict(reading.state, reading.model, [(user_id, item_id)])[0]
 
 
-@router.post("/predictions")
+@router.post("/predictions", responses=responses(*BODY))
 async def predict_many(body: PredictionsCreate, reading: ReadingDep) -> PredictionsPublic:
     """Predicted ratings for a batch of pairs, in the order given."""
     state, model = reading.state, reading.model

@@ -20,7 +20,7 @@ from service.deps import (
     json_response,
     read_access,
 )
-from service.errors import CLIENT_RESPONSES
+from service.errors import BODY, CLIENT_RESPONSES, responses
 from service.query import openapi_parameters, parse_query
 from service.schemas import (
     NO_NUL,
@@ -70,7 +70,7 @@ async def user_recommendations(user_id: UserPath, request: Request) -> Response:
     return json_response(answer)
 
 
-@router.post("/recommendations", response_model=RecommendationsPublic)
+@router.post("/recommendations", response_model=RecommendationsPublic, responses=responses(*BODY))
 async def visitor_recommendations(
     body: VisitorRecommendationsCreate,
     reading: ReadingDep,

@@ -295,6 +295,20 @@ def test_every_typed_request_and_answer_has_a_valid_example(client: TestClient) 
             model.model_validate(example)
 
 
+def test_each_operation_lists_the_errors_it_can_return(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def codes(path: str, method: str) -> set[str]:
+        return {c for c in paths[path][method]["responses"] if not c.startswith("2")}
+
+    assert codes("/v1/users/{user_id}/recommendations", "get") == {"401", "403", "422", "503"}
+    assert codes("/v1/feedback", "post") == {"401", "403", "408", "413", "422", "503"}
+    assert "404" in codes("/v1/items/{item_id}/similar", "get")
+    assert {"404", "409"} <= codes("/v1/models/{version}/approve", "post")
+    assert "409" not in codes("/v1/models", "get")
+    assert "415" in codes("/v1/ingest/ratings", "post")
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
