@@ -177,10 +177,10 @@ async function summaryFor() {
 
 // A time axis spans at least one bucket either side of the data: with a single bucket Plotly
 // otherwise zooms in until its ticks are fractions of a millisecond apart.
-function timeAxis(s) {
-  const times = s.timeseries.map((r) => Date.parse(r.period)).filter((t) => !Number.isNaN(t));
+function timeAxis(periods, bucket) {
+  const times = periods.map((p) => Date.parse(p)).filter((t) => !Number.isNaN(t));
   if (!times.length) return {};
-  const pad = BUCKET_MS[s.bucket] || 3.6e6;
+  const pad = BUCKET_MS[bucket] || 3.6e6;
   return { xaxis: { range: [new Date(Math.min(...times) - pad).toISOString(), new Date(Math.max(...times) + pad).toISOString()] } };
 }
 
@@ -201,14 +201,14 @@ async function overview() {
   const bars = (field) => byVersion(s.timeseries, field, field).map((t) => ({
     type: "bar", name: t.name, x: t.x, y: t.y, marker: { color: versionColour(t.name) },
   }));
-  await chart("chart-served", bars("lists_served"), { x: TIME, y: "lists served" }, timeAxis(s));
-  await chart("chart-feedback", bars("feedback"), { x: TIME, y: "feedback events" }, timeAxis(s));
+  await chart("chart-served", bars("lists_served"), { x: TIME, y: "lists served" }, timeAxis(s.timeseries.map((r) => r.period), s.bucket));
+  await chart("chart-feedback", bars("feedback"), { x: TIME, y: "feedback events" }, timeAxis(s.timeseries.map((r) => r.period), s.bucket));
 }
 
 async function loop() {
   const s = await summaryFor();
   const ts = s.timeseries;
-  const axis = timeAxis(s);
+  const axis = timeAxis(s.timeseries.map((r) => r.period), s.bucket);
   await chart("chart-coverage", byVersion(ts, "coverage"), { x: TIME, y: "catalog shown (%)" }, { ...axis, yaxis: { tickformat: ".1%" } });
   await chart("chart-gini", byVersion(ts, "gini"), { x: TIME, y: "Gini of exposure" }, axis);
   const catalog = { name: "catalog", x: ts.map((r) => r.period), y: ts.map((r) => r.catalog_popularity), mode: "lines+markers", line: { dash: "dot" } };
@@ -386,7 +386,9 @@ async function item(id) {
   }
   const p = document.createElement("p"); p.textContent = "Nearest items:";
   box.replaceChildren(h, p, ul);
-  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: it.exposure.map((e) => e.period), y: it.exposure.map((e) => e.shown) }], { x: TIME, y: "times shown" });
+  const periods = it.exposure.map((e) => e.period);
+  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: periods, y: it.exposure.map((e) => e.shown) }],
+    { x: TIME, y: "times shown (per hour)" }, timeAxis(periods, "h"));
 }
 
 async function alerts() {
