@@ -48,7 +48,7 @@ class GenreFilter:
         )
 
 
-_MaskKey = tuple[int, tuple[int, datetime | None], GenreFilter]
+_MaskKey = tuple[tuple[int, datetime | None], GenreFilter]
 
 
 @dataclass
@@ -58,12 +58,10 @@ class Catalog:
     # Item ids by case-folded genre, and each genre's name as the catalog spells it.
     by_genre: dict[str, frozenset[str]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
-    # Masks over a model's item rows, by (model, catalog state, filter): a filter costs a
-    # vocabulary lookup of every item in its genres, once. The entry holds its model, so
-    # the model's id cannot be reused by another while the entry lives.
-    _masks: LruCache[_MaskKey, tuple[Recommender, np.ndarray]] = field(
-        default_factory=lambda: LruCache(64)
-    )
+    # Masks over a model's item rows, by (catalog state, filter), for the last two models
+    # asked about (production and a canary): a filter costs a vocabulary lookup of every item
+    # in its genres once per model. Older models are let go, so a reload frees them.
+    _masks: list[tuple[Recommender, LruCache[_MaskKey, np.ndarray]]] = field(default_factory=list)
 
     def get(self, item_id: str) -> Entry:
         return self.entries.get(item_id, (None, []))
@@ -101,18 +99,27 @@ class Catalog:
             raise UnknownGenreError(
                 f"no item has the genre {', '.join(map(repr, unknown))}; genres: {known}"
             )
-        key = (id(rec), self.state, wanted)
-        found = self._masks.get(key)
-        if found is not None and found[0] is rec:
-            return found[1]
+        cache = self._masks_of(rec)
+        key = (self.state, wanted)
+        found = cache.get(key)
+        if found is not None:
+            return found
         n_items = len(rec.item_vocab)
         mask = np.zeros(n_items, dtype=bool) if wanted.genres else np.ones(n_items, dtype=bool)
         for genre in wanted.genres:
             mask[self._rows(rec, genre)] = True
         for genre in wanted.excluded:
             mask[self._rows(rec, genre)] = False
-        self._masks.put(key, (rec, mask))
+        cache.put(key, mask)
         return mask
+
+    def _masks_of(self, rec: Recommender) -> LruCache[_MaskKey, np.ndarray]:
+        for owner, masks in self._masks:
+            if owner is rec:
+                return masks
+        fresh: LruCache[_MaskKey, np.ndarray] = LruCache(32)
+        self._masks = [(rec, fresh), *self._masks][:2]  # replaced whole: readers see either
+        return fresh
 
     def _rows(self, rec: Recommender, genre: str) -> np.ndarray:
         rows = rec.item_vocab.indices(list(self.by_genre[genre]))

@@ -3,6 +3,9 @@ into it, and EASE and the NDCG gate judge it."""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from recsys.evaluation.report import Metrics, Report
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
+from service.catalog import Catalog, GenreFilter
 
 GROUP = 20  # items 0..19 belong to group 0, 20..39 to group 1
 
@@ -211,3 +215,19 @@ def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recomm
     gradient = p @ out - out[liked].mean(0) + 2 * head.FOLD_IN_L2 * vector
     assert np.abs(gradient).max() < 1e-4 * max(1.0, np.abs(out).max())
     assert np.abs(vector).max() > 0.01  # and it is not the trivial zero vector
+
+
+def test_genre_masks_let_go_of_models_no_longer_served(ranked: Recommender) -> None:
+    # The service swaps models on reload; the catalog's mask cache must not keep old ones
+    # (each holds every vector of a model) alive.
+    catalog = Catalog(by_genre={"odd": frozenset({"1", "3"})}, names={"odd": "Odd"})
+    wanted = GenreFilter.of(["Odd"], [])
+    assert wanted is not None
+    models = [dataclasses.replace(ranked) for _ in range(3)]
+    first = weakref.ref(models[0])
+    masks = [catalog.allowed(m, wanted) for m in models]
+    assert all(m.sum() == 2 for m in masks)
+    assert catalog.allowed(models[2], wanted) is masks[2]  # cached for the current model
+    del models[0], masks
+    gc.collect()
+    assert first() is None
