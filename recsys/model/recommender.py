@@ -47,7 +47,6 @@ item the user may get."""
 
 @dataclass
 class Recommender:
-    FOLD_IN_RATING_PRIOR: ClassVar[float] = 0.0
     RANKING_DEPTH: ClassVar[int] = 100
     """Candidates ranked (and cached) for a user at least: k up to 100 with exclusions, and
     the next pages, come from one scoring of the catalog."""
@@ -485,9 +484,7 @@ class Recommender:
             choice = self.ranking.fold_in(
                 rows[known], np.asarray(ratings)[known], np.flatnonzero(self._eligible(min_support))
             )
-            n = int(known.sum())
-            trust = n / (n + self.FOLD_IN_RATING_PRIOR)
-            user = np.concatenate([choice, trust * vector])
+            user = np.concatenate([choice, vector])
         else:
             user = vector
         logits = candidates.score(user, self._rank_offset(bias))
