@@ -94,6 +94,9 @@ def for_known_user(
     genres: GenreFilter | None = None,
 ) -> Payload:
     rec = model.recommender
+    if not include_rated:
+        # Rated since the model was trained (through this replica): not in its seen set.
+        exclude = [*exclude, *(state.rated_since.get(user_id) or ())]
     scored = rec.recommend(
         user_id,
         k,

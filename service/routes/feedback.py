@@ -42,6 +42,7 @@ async def post_feedback(body: FeedbackBody, state: StateDep) -> FeedbackPublic:
     )
     for e in events:
         state.metrics.feedback.labels(e.kind).inc()
+    state.note_ratings((e.user_id, e.item_id) for e in events if e.kind == RATING)
     return FeedbackPublic(
         stored=result.stored, duplicates=result.duplicates, ratings=result.ratings
     )

@@ -144,7 +144,11 @@ def user(
     settings = state.settings
     if rec.is_known_user(user_id):
         strategy = "model"
-        scored = rec.recommend(user_id, 10, min_support=settings.recommend_min_support)
+        # Their ratings since the model was trained are no candidates either.
+        rated = [h["item_id"] for h in history]
+        scored = rec.recommend(
+            user_id, 10, min_support=settings.recommend_min_support, exclude=rated
+        )
     elif history:
         strategy = "fold_in"
         scored = rec.recommend_for_ratings(

@@ -41,6 +41,21 @@ def test_known_user_gets_their_genre_unrated_and_titled(client: TestClient, serv
     assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
 
 
+def test_a_film_just_rated_does_not_come_back_in_the_next_list(client: TestClient) -> None:
+    # The served model knows only the ratings it was trained on; feedback since then counts.
+    first = client.get("/v1/users/user5/recommendations", params={"k": 3}).json()["items"]
+    rated = first[0]["item_id"]
+    body = {"user_id": "user5", "item_id": rated, "kind": "rating", "value": 4.5}
+    assert client.post("/v1/feedback", json=body).status_code == 201
+    again = client.get("/v1/users/user5/recommendations", params={"k": 3}).json()["items"]
+    assert rated not in {i["item_id"] for i in again}
+    assert len(again) == 3 and again[0]["item_id"] == first[1]["item_id"]
+    everything = client.get(
+        "/v1/users/user5/recommendations", params={"k": N_ITEMS, "include_rated": True}
+    ).json()["items"]
+    assert rated in {i["item_id"] for i in everything}
+
+
 def test_exclude_and_include_rated(client: TestClient, served: Served) -> None:
     top = client.get("/v1/users/user1/recommendations", params={"k": 3}).json()["items"]
     first = top[0]["item_id"]
