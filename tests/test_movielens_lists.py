@@ -75,3 +75,15 @@ def test_genre_fans_get_their_genre_and_not_the_same_list(
     assert horror_hits >= 5, horror
     assert animation_hits >= 4, pixar
     assert len(set(horror) & set(pixar)) <= 2
+
+
+def test_a_stranger_gets_the_films_most_people_chose_and_liked(trained: Registered) -> None:
+    rec = trained.fitted.deployed
+    listed = [s.item_id for s in rec.cold_start(10, min_support=Settings().cold_start_min_support)]
+    ratings = samples.movielens().ratings.astype({"rating": float})
+    mean = ratings.groupby("item_id")["rating"].mean()
+    most_rated = set(ratings["item_id"].value_counts().index[:30])
+    assert len(listed) == 10
+    assert sum(i in most_rated for i in listed) >= 7, listed
+    # Well liked, not only much watched (the zero-vector list held Powder, rated 3.0 on average).
+    assert all(mean[i] >= 3.6 for i in listed), {i: round(mean[i], 2) for i in listed}

@@ -117,6 +117,14 @@ class Recommender:
             self._rank_bias = (head.item_bias + head.blend * self._item_bias_np).astype(np.float32)
         else:
             self._rank_items, self._rank_bias = self._item_factors_np, self._item_bias_np
+        # Whom a stranger is ranked as: the mean of the learned users' ranking vectors. A zero
+        # vector ranked by the item biases alone, which put Powder and Elizabeth beside
+        # Shawshank on MovieLens; the typical user gets the films most people chose and liked.
+        trained = (self.user_counts > 0).astype(np.float32)
+        halves = (
+            [self._user_factors_np] if head is None else [head.user_vectors, self._user_factors_np]
+        )
+        self._typical_user = np.concatenate([trained @ h for h in halves]) / max(1.0, trained.sum())
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
@@ -410,10 +418,10 @@ class Recommender:
         exclude: Sequence[str] = (),
         allowed: np.ndarray | None = None,
     ) -> list[Scored]:
-        """For a user we know nothing about: the best ranked items for an empty history among
-        those rated at least `min_support` times (and `allowed`), with the rating an average
-        user would give. Falls back to the most rated items when too few items have that
-        support."""
+        """For a user we know nothing about: the best ranked items for the typical user (the
+        mean of the learned users' vectors) among those rated at least `min_support` times
+        (and `allowed`), with the rating an average user would give. Falls back to the most
+        rated items when too few items have that support."""
         eligible = self._eligible(min_support)
         if allowed is not None:
             eligible &= allowed
@@ -422,7 +430,8 @@ class Recommender:
             eligible = np.zeros_like(eligible)
             eligible[np.argsort(-counts, kind="stable")[: max(k, 1)]] = True
             eligible &= counts > 0
-        logits = np.where(eligible, self._rank_bias + self._rank_offset(0.0), -np.inf)
+        scores = self._rank_items @ self._typical_user + self._rank_bias + self._rank_offset(0.0)
+        logits = np.where(eligible, scores, -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
         rows, scores = self._best(logits, k)
         return self._scored(
