@@ -55,6 +55,17 @@ def _publish(
         }
     )
     state.metrics.served.labels(strategy).inc()
+    return {
+        "recommendation_id": rec_id,
+        "user_id": user_id,
+        "model_version": model.version,
+        "strategy": strategy,
+        "items": listed(state, scored),
+    }
+
+
+def listed(state: AppState, scored: list[Scored]) -> list[Payload]:
+    """The items of a list as answers give them: rank, titles and genres from the catalog."""
     catalog = state.models.catalog
     items = []
     for rank, (item_id, score, rating) in enumerate(scored, 1):
@@ -69,13 +80,7 @@ def _publish(
                 "predicted_rating": rating,
             }
         )
-    return {
-        "recommendation_id": rec_id,
-        "user_id": user_id,
-        "model_version": model.version,
-        "strategy": strategy,
-        "items": items,
-    }
+    return items
 
 
 def _allowed(state: AppState, rec: Recommender, genres: GenreFilter | None) -> np.ndarray | None:
@@ -93,11 +98,35 @@ def for_known_user(
     min_support: int,
     genres: GenreFilter | None = None,
 ) -> Payload:
-    rec = model.recommender
+    scored = known_user_list(
+        state,
+        model.recommender,
+        user_id,
+        k,
+        exclude=exclude,
+        include_rated=include_rated,
+        min_support=min_support,
+        genres=genres,
+    )
+    return _publish(state, model, user_id, "model", scored)
+
+
+def known_user_list(
+    state: AppState,
+    rec: Recommender,
+    user_id: str,
+    k: int,
+    *,
+    exclude: Sequence[str],
+    include_rated: bool,
+    min_support: int,
+    genres: GenreFilter | None = None,
+) -> list[Scored]:
+    """The list of a user the model learned, not logged."""
     if not include_rated:
         # Rated since the model was trained (through this replica): not in its seen set.
         exclude = [*exclude, *(state.rated_since.get(user_id) or ())]
-    scored = rec.recommend(
+    return rec.recommend(
         user_id,
         k,
         include_seen=include_rated,
@@ -105,7 +134,6 @@ def for_known_user(
         min_support=min_support,
         allowed=_allowed(state, rec, genres),
     )
-    return _publish(state, model, user_id, "model", scored)
 
 
 def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:
@@ -131,7 +159,20 @@ def for_ratings(
 ) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
-    rec = model.recommender
+    strategy, scored = ratings_list(state, model.recommender, items, ratings, k, exclude, genres)
+    return _publish(state, model, user_id, strategy, scored)
+
+
+def ratings_list(
+    state: AppState,
+    rec: Recommender,
+    items: list[str],
+    ratings: list[float],
+    k: int,
+    exclude: Sequence[str] = (),
+    genres: GenreFilter | None = None,
+) -> tuple[Strategy, list[Scored]]:
+    """`for_ratings`' strategy and list, not logged."""
     allowed = _allowed(state, rec, genres)
     if not any(rec.is_known_item(i) for i in items):
         scored = rec.cold_start(
@@ -140,7 +181,7 @@ def for_ratings(
             exclude=[*exclude, *items],
             allowed=allowed,
         )
-        return _publish(state, model, user_id, "cold_start", scored)
+        return "cold_start", scored
     scored = rec.recommend_for_ratings(
         items,
         ratings,
@@ -149,4 +190,4 @@ def for_ratings(
         min_support=state.settings.fold_in_min_support,
         allowed=allowed,
     )
-    return _publish(state, model, user_id, "fold_in", scored)
+    return "fold_in", scored

@@ -13,11 +13,11 @@ from recsys.data import timestamps
 from recsys.store import queries, user_activity
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
-from service import monitoring_data
+from service import monitoring_data, serving
 from service.auth import OperatorDep
 from service.deps import ModelDep, StateDep
 from service.errors import OPERATOR_RESPONSES, responses
-from service.schemas import NO_NUL
+from service.schemas import NO_NUL, Strategy
 
 router = APIRouter(
     prefix="/v1/monitoring",
@@ -131,52 +131,33 @@ def user(
     """One user, as the operator needs to see them: their latest ratings, the list they get
     now (strategy, scores, the version serving them), the lists we served them and the
     feedback they gave on those lists."""
-    serving = state.models.for_user(user_id, model)
-    rec = serving.recommender
+    model_now = state.models.for_user(user_id, model)
+    rec = model_now.recommender
     with session_scope(state.engine) as s:
         history = user_activity.rated(session=s, user_id=user_id)
         lists = user_activity.served(session=s, user_id=user_id)
         answers = user_activity.answers(session=s, user_id=user_id)
     if not rec.is_known_user(user_id) and not history and not lists:
         raise HTTPException(404, f"user {user_id!r} has no ratings, lists or learned vector")
-    # The list they would get now, computed here without logging an impression: an operator
-    # looking is no exposure.
-    settings = state.settings
+    # The list they would get now, as serving builds it but not logged as an impression: an
+    # operator looking is no exposure. Their ratings since the model are no candidates.
+    rated = [h["item_id"] for h in history]
+    strategy: Strategy = "model"
     if rec.is_known_user(user_id):
-        strategy = "model"
-        # Their ratings since the model was trained are no candidates either.
-        rated = [h["item_id"] for h in history]
-        scored = rec.recommend(
-            user_id, 10, min_support=settings.recommend_min_support, exclude=rated
-        )
-    elif history:
-        strategy = "fold_in"
-        scored = rec.recommend_for_ratings(
-            [h["item_id"] for h in history],
-            [h["rating"] for h in history],
-            10,
-            min_support=settings.fold_in_min_support,
-        )
+        scored = serving.known_user_list(
+            state, rec, user_id, 10, exclude=rated, include_rated=False,
+            min_support=state.settings.recommend_min_support,
+        )  # fmt: skip
     else:
-        strategy = "cold_start"
-        scored = rec.cold_start(10, min_support=settings.cold_start_min_support)
-    catalog = state.models.catalog
+        strategy, scored = serving.ratings_list(
+            state, rec, rated, [h["rating"] for h in history], 10
+        )
     return {
         "user_id": user_id,
         "in_model": rec.is_known_user(user_id),
-        "served_by": serving.version,
+        "served_by": model_now.version,
         "strategy": strategy,
-        "recommendations": [
-            {
-                "rank": n,
-                "item_id": x.item_id,
-                "title": catalog.get(x.item_id)[0],
-                "genres": catalog.get(x.item_id)[1],
-                "score": x.score,
-                "predicted_rating": x.predicted_rating,
-            }
-            for n, x in enumerate(scored, 1)
-        ],
+        "recommendations": serving.listed(state, scored),
         "ratings": [{**h, "rated_at": timestamps.iso_seconds(h["rated_at"])} for h in history],
         "lists": [{**r, "served_at": timestamps.iso(r["served_at"])} for r in lists],
         "feedback": [{**a, "received_at": timestamps.iso(a["received_at"])} for a in answers],
