@@ -9,6 +9,8 @@ laptop scale.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +27,19 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
 from recsys.store import pgcopy
-from recsys.store.db import is_postgres
+from recsys.store.db import is_lock_timeout, is_postgres, is_transient
 from recsys.store.queries import upsert_ratings
 from recsys.store.tables import ratings
+
+_LOCK_TRY_MS = 200
+"""How long one try at a first load's table locks may wait."""
+_LOCK_PATIENCE_S = 60.0
+"""How long a first load keeps trying before it gives up with the lock timeout's error."""
 
 
 @dataclass(frozen=True)
@@ -198,8 +206,32 @@ class RatingWriter:
         """Lock for a first load; False if ratings arrived since the caller counted them."""
         # Exclusive on all three: dropping the foreign keys at the end locks the tables they
         # reference exclusively too, and a reader of items holding on meanwhile deadlocks.
-        self.session.execute(text("LOCK TABLE ratings, users, items IN ACCESS EXCLUSIVE MODE"))
-        return self.session.execute(select(ratings.c.user_id).limit(1)).first() is None
+        # LOCK TABLE takes the three one after another, so a feedback transaction holding
+        # one and wanting the next could still deadlock with it, and either might be the one
+        # PostgreSQL cancels. Each try is therefore bounded well below deadlock_timeout (1 s)
+        # and undone whole on failure: the load never holds a lock while waiting for long,
+        # so nobody waits on it long enough to be judged in a deadlock.
+        started = time.monotonic()
+        configured = self.session.execute(text("SHOW lock_timeout")).scalar_one()
+        while True:
+            savepoint = self.session.begin_nested()
+            self.session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TRY_MS}ms'"))
+            try:
+                self.session.execute(
+                    text("LOCK TABLE items, users, ratings IN ACCESS EXCLUSIVE MODE")
+                )
+            except OperationalError as exc:
+                savepoint.rollback()
+                retry = is_lock_timeout(exc) or is_transient(exc)
+                if not retry or time.monotonic() - started > _LOCK_PATIENCE_S:
+                    raise
+                time.sleep(_LOCK_TRY_MS / 1000 * random.random())
+                continue
+            savepoint.commit()
+            self.session.execute(
+                text("SELECT set_config('lock_timeout', :value, true)"), {"value": configured}
+            )
+            return self.session.execute(select(ratings.c.user_id).limit(1)).first() is None
 
     def write(
         self, user_ids: np.ndarray, item_ids: np.ndarray, values: np.ndarray, rated_at: np.ndarray
