@@ -9,6 +9,7 @@ import torch
 
 from recsys.data.genres import Genres, split_genres
 from recsys.data.interactions import Interactions
+from recsys.model import network
 from recsys.model.network import ChoiceNet
 
 
@@ -45,9 +46,15 @@ def test_interactions_keep_their_genres_through_subset_and_concat() -> None:
         )  # fmt: skip
 
 
-def test_an_items_output_vector_adds_the_mean_of_its_genres() -> None:
+@pytest.mark.parametrize("dense_max", [1 << 24, 0], ids=["dense", "sparse"])
+def test_an_items_output_vector_adds_the_mean_of_its_genres(
+    dense_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small catalogs keep the items x genres matrix dense, large ones sparse: both must agree.
+    monkeypatch.setattr(network, "_DENSE_GENRES_MAX", dense_max)
     genres = Genres.parse(["Horror|Comedy", None, "Comedy"])
     net = ChoiceNet(2, 3, 4, genres=genres)
+    assert (net.genre_matrix is None) == (dense_max == 0)
     with torch.no_grad():
         net.item_out.zero_()
         horror, comedy = genres.names.index("Horror"), genres.names.index("Comedy")

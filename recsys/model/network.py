@@ -63,6 +63,10 @@ class DotProductBias(nn.Module):
         return self.squash(self.logits(users, items))
 
 
+_DENSE_GENRES_MAX = 1 << 24
+"""Largest items x genres matrix kept dense (64 MB of float32)."""
+
+
 class ChoiceNet(nn.Module):
     """The ranking head: which items a user chooses, in the same family of embedding dot
     products with biases.
@@ -95,18 +99,26 @@ class ChoiceNet(nn.Module):
         genres: Genres | None = None,
     ) -> None:
         super().__init__()
-        # The items x genres matrix, each row averaging its genres, is sparse: (2, nnz) of
-        # (item row, genre) and nnz weights, made a sparse tensor when used.
+        # The items x genres matrix, each row averaging its genres. Dense while it is small
+        # (MovieLens: 9k x 20), where a dense product is 3x quicker than a sparse one; else
+        # sparse, as (2, nnz) (item row, genre) pairs and nnz weights.
+        self.genre_matrix: torch.Tensor | None
         self.genre_pairs: torch.Tensor | None
         self.genre_weights: torch.Tensor | None
-        pairs = weights = None
+        matrix = pairs = weights = None
         n_genres = 0
         if genres is not None and genres.n_genres:
             n_genres = genres.n_genres
             counts = np.diff(genres.indptr)
             rows = np.repeat(np.arange(n_items), counts)
-            pairs = torch.from_numpy(np.stack([rows, genres.index]))
-            weights = torch.from_numpy((1.0 / counts[rows]).astype(np.float32))
+            shares = (1.0 / counts[rows]).astype(np.float32)
+            if n_items * n_genres <= _DENSE_GENRES_MAX:
+                matrix = torch.zeros(n_items, n_genres)
+                matrix[rows, genres.index] = torch.from_numpy(shares)
+            else:
+                pairs = torch.from_numpy(np.stack([rows, genres.index]))
+                weights = torch.from_numpy(shares)
+        self.register_buffer("genre_matrix", matrix)
         self.register_buffer("genre_pairs", pairs)
         self.register_buffer("genre_weights", weights)
         self.genre_out = nn.Parameter(torch.zeros(n_genres, n_factors))
@@ -134,6 +146,8 @@ class ChoiceNet(nn.Module):
 
     def outputs(self) -> torch.Tensor:
         """q_i of every item: its own output embedding plus its genres'."""
+        if self.genre_matrix is not None:
+            return self.item_out + self.genre_matrix @ self.genre_out
         if self.genre_pairs is None or self.genre_weights is None:
             return self.item_out
         matrix = torch.sparse_coo_tensor(
@@ -146,10 +160,9 @@ class ChoiceNet(nn.Module):
         by_genre: torch.Tensor = torch.sparse.mm(matrix, self.genre_out)
         return self.item_out + by_genre
 
-    def penalised(self) -> torch.Tensor:
-        """The squared norm of every item and genre embedding (the L2 the loss carries)."""
-        tables = (self.item_in, self.item_out, self.genre_out)
-        return torch.stack([t.square().sum() for t in tables]).sum()
+    def penalised_tables(self) -> list[nn.Parameter]:
+        """The item and genre embeddings, which training holds to zero by an L2 penalty."""
+        return [self.item_in, self.item_out, self.genre_out]
 
     def forward(self, user_vectors: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each user vector (batch x items)."""

@@ -16,7 +16,7 @@ from recsys.data.interactions import Interactions
 from recsys.evaluation.report import RankingTask
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
-from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice import ChoiceScorer, ChoiceTrainer
 from recsys.training.trainer import EpochStats
 
 
@@ -78,9 +78,8 @@ def fit_ranking(
     if len(valid):
         task = RankingTask(inner, valid, config.liked_threshold, config.top_k, 5_000, config.seed)
 
-    def judge(net: ChoiceNet) -> float:
+    def judge(scorer: ChoiceScorer) -> float:
         assert task is not None
-        scorer = _Blended(head_of(net, inner, config, 0.0), rating_selected, 0.0)
         return task.evaluate(scorer)[key] or 0.0
 
     selected = trainer.fit(inner, valid, judge=judge if task is not None else None)
