@@ -1,6 +1,6 @@
 """Ranking quality of the shipped model against EASE, implicit ALS and the baselines.
 
-    .venv/bin/python -m benchmarks.ranking_movielens [--seeds 42 7 123 1 2]
+    .venv/bin/python -m benchmarks.ranking_movielens [--seeds 42 7 123 1 2] [--set '{"refit": false}']
 
 MovieLens ml-latest-small through `recsys.fit` with the default TrainConfig (issue: ranking),
 on two protocols: random 90/10 splits (one per seed) and a per-user temporal split (each
@@ -13,6 +13,7 @@ split); implicit ALS (if the `implicit` package is installed) runs with its defa
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -104,11 +105,15 @@ def show(title: str, runs: list[dict[str, dict[str, float]]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 123, 1, 2])
+    parser.add_argument(
+        "--set", default="{}", help="JSON TrainConfig overrides (default: the shipped config)"
+    )
     args = parser.parse_args()
+    overrides = json.loads(args.set)
     data = movielens()
     random_runs = []
     for seed in args.seeds:
-        config = TrainConfig(split="random", seed=seed)
+        config = TrainConfig(**{"split": "random", "seed": seed, **overrides})
         random_runs.append(run(data, config, "random", config.val_fraction))
         print(
             f"seed {seed}: model {random_runs[-1]['model']['ndcg@10']:.4f}, "
@@ -116,7 +121,7 @@ def main() -> None:
             flush=True,
         )
     show("random 90/10 splits", random_runs)
-    temporal = TrainConfig(split="user_time", test_fraction=0.2)
+    temporal = TrainConfig(**{"split": "user_time", "test_fraction": 0.2, **overrides})
     show("per-user temporal split, latest 20 %", [run(data, temporal, "user_time", 0.2)])
 
 
