@@ -1,6 +1,7 @@
 """Ranking quality of the shipped model against EASE, implicit ALS and the baselines.
 
-    .venv/bin/python -m benchmarks.ranking_movielens [--seeds 42 7 123 1 2] [--set '{"refit": false}']
+    .venv/bin/python -m benchmarks.ranking_movielens [--seeds 42 7 123 1 2]
+        [--set '{"refit": false}']
 
 MovieLens ml-latest-small through `recsys.fit` with the default TrainConfig (issue: ranking),
 on two protocols: random 90/10 splits (one per seed) and a per-user temporal split (each

@@ -93,11 +93,13 @@ class RankingHead:
         return np.where(ratings >= self.liked_threshold, 1.0, self.disliked_input)
 
     FOLD_IN_NEWTON_STEPS = 3
-    FOLD_IN_L2 = 0.5
-    """Chosen on held-out MovieLens visitors (benchmarks/visitors.py): 0.1 fits three films
-    so closely that the list is their genre alone (NDCG@10 0.364, below most-popular's
-    0.385); 2.0 returns the popular list (3 Horror films for a horror fan); 0.6 gives 0.392
-    (EASE 0.401) with 7 Horror and 8 Animation films for the genre visitors."""
+    FOLD_IN_L2 = 0.3
+    """Chosen on held-out MovieLens visitors (benchmarks/visitors.py) for the weight-averaged
+    head: 0.1-0.2 fit three films so closely that the list is their genre alone (NDCG@10
+    0.365-0.386 given 3 liked films, below most-popular's 0.391); 0.5 returns mostly the
+    popular list (4 Horror films for a horror fan, 3 Animation for a Pixar fan); 0.3 gives
+    0.394 on 3 liked films and 0.407 on 10 random ratings (EASE 0.376 and 0.385) with 9
+    Horror and 5 Animation films for the genre visitors."""
 
     def fold_in(
         self, item_rows: np.ndarray, ratings: np.ndarray, candidates: np.ndarray
@@ -106,7 +108,7 @@ class RankingHead:
         liked are most likely, by the head's softmax over `candidates` (the items their list
         may hold), with L2; item embeddings frozen. Newton's method from the vector training
         would build (whose free offset a visitor lacks): the objective is strongly convex in
-        the vector (L2 0.5), and two steps already reach its optimum to 5e-6 relative; three
+        the vector (the L2), and two steps already reach its optimum to 5e-6 relative; three
         are taken.
 
         Why not the built vector alone: for three ratings it is too short to outweigh the
