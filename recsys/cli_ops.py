@@ -128,12 +128,10 @@ def simulate_traffic(
 @jobs_app.command("list")
 def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
     """Recent job runs: status, decision and why."""
-    from recsys import jobs as jobs_mod
-
     table = Table()
     for col in ("id", "kind", "started", "took", "status", "decision", "candidate", "reasons"):
         table.add_column(col)
-    for row in jobs_mod.list_jobs(_engine(), limit):
+    for row in registry.list_jobs(_engine(), limit):
         took = (
             f"{(row['finished_at'] - row['started_at']).total_seconds():.1f}s"
             if row["finished_at"]

@@ -70,9 +70,9 @@ def warm_network(
         ):  # fmt: skip
             old_rows = old_vocab.indices(vocab.ids)
             known = torch.from_numpy(old_rows >= 0)
-            rows = torch.from_numpy(old_rows[old_rows >= 0])
-            factors[known] = old_factors[rows]
-            bias[known] = old_bias[rows]
+            rows = old_rows[old_rows >= 0]
+            factors[known] = torch.from_numpy(old_factors[rows])
+            bias[known] = torch.from_numpy(old_bias[rows])
             copied[side] = int(known.sum())
         net.global_bias.fill_(previous.global_bias)
     return net, copied
@@ -248,8 +248,3 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         version,
         production["version"] if production is not None else None,
     )
-
-
-def list_jobs(engine: Engine, limit: int = 20) -> list[RowMapping]:
-    with session_scope(engine) as s:
-        return list(s.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).mappings())

@@ -1,4 +1,4 @@
-"""Training runs and model versions in the database.
+"""Training runs, retraining jobs and model versions in the database.
 
 A version's status is one of candidate, canary, production, retired, rejected. At most one
 version is in production and one in canary; promotion retires the previous production version
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from recsys.errors import ArtifactError, NoModelError, NotFoundError, StateConflictError
 from recsys.locks import wait_for_turn
 from recsys.store.db import session_scope
-from recsys.store.tables import model_actions, model_versions, training_runs
+from recsys.store.tables import jobs, model_actions, model_versions, training_runs
 
 CANDIDATE, CANARY, PRODUCTION = "candidate", "canary", "production"
 RETIRED, REJECTED = "retired", "rejected"
@@ -378,3 +378,10 @@ def get_run(engine: Engine, run_id: int) -> RowMapping | None:
         return (
             s.execute(select(training_runs).where(training_runs.c.id == run_id)).mappings().first()
         )
+
+
+def list_jobs(engine: Engine, limit: int = 20) -> list[RowMapping]:
+    """The latest retraining jobs, newest first (the job itself is `recsys.jobs`, which
+    trains and so imports torch; this record of it does not)."""
+    with session_scope(engine) as s:
+        return list(s.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).mappings())

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from recsys import health, jobs, monitoring, registry
+from recsys import health, monitoring, registry
 from recsys.data import timestamps
 from recsys.store import queries
 from recsys.store.db import session_scope
@@ -152,7 +152,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
         liked_threshold=state.settings.liked_threshold,
     )  # fmt: skip
-    last_job = next(iter(jobs.list_jobs(engine, 1)), None)
+    last_job = next(iter(registry.list_jobs(engine, 1)), None)
     return {
         "window_hours": hours,
         "min_sample": state.settings.alert_min_sample,

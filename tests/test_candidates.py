@@ -39,7 +39,7 @@ def test_a_candidate_set_scores_bans_and_maps_back_like_a_masked_catalog(share: 
 def brute_force(
     rec: Recommender, vector: np.ndarray, offset: float, allowed: np.ndarray, k: int
 ) -> list[str]:
-    logits = rec.item_factors.numpy() @ vector + rec.item_bias.numpy() + offset
+    logits = rec.item_factors @ vector + rec.item_bias + offset
     logits[~allowed] = -np.inf
     rows = np.argsort(-logits, kind="stable")[:k]
     return rec.item_vocab.ids_of(rows[np.isfinite(logits[rows])].tolist())
@@ -65,7 +65,7 @@ def test_recommendations_at_every_support_are_the_brute_force_top_k() -> None:
         for user in range(0, n_users, 7):
             allowed = counts >= m
             allowed[rec.seen(user)] = False
-            vector = rec.user_factors[user].numpy()
+            vector = rec.user_factors[user]
             offset = float(rec.user_bias[user]) + rec.global_bias
             uid = rec.user_vocab.ids[user]
             got = rec.recommend(uid, 15, min_support=m)

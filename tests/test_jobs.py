@@ -52,7 +52,7 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
     assert second.status == "succeeded" and second.production == first.candidate
     assert second.decision == "promoted", second.reasons
     assert registry.production(engine)["version"] == second.candidate  # type: ignore[index]
-    row = jobs.list_jobs(engine)[0]
+    row = registry.list_jobs(engine)[0]
     assert row["comparison"]["production"]["rmse"] > 0  # evaluated on the same holdout
     warm = row["comparison"]["warm_start"]
     assert warm["rows_copied"]["items"] > 0
@@ -73,7 +73,7 @@ def test_worse_candidate_is_rejected_with_the_reason(
     assert any("worse than production" in r for r in bad.reasons), bad.reasons
     assert registry.production(engine)["version"] == good.candidate  # type: ignore[index]
     assert registry.get_version(engine, bad.candidate or "")["status"] == "rejected"
-    assert jobs.list_jobs(engine)[0]["reasons"] == bad.reasons
+    assert registry.list_jobs(engine)[0]["reasons"] == bad.reasons
 
 
 def test_approval_flow_and_rollback(engine: Engine, db_url: str, tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_kill_9_mid_training_leaves_production_and_next_run_succeeds(
 def test_retrain_with_no_data_fails_cleanly(engine: Engine, db_url: str, tmp_path: Path) -> None:
     outcome = jobs.retrain(engine, settings_for(db_url, tmp_path), TrainConfig())
     assert outcome.status == "failed" and "ingest" in outcome.reasons[0]
-    assert jobs.list_jobs(engine)[0]["status"] == "failed"
+    assert registry.list_jobs(engine)[0]["status"] == "failed"
 
 
 def test_schedule_runs_the_job_on_its_cron(engine: Engine, db_url: str, tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_schedule_runs_the_job_on_its_cron(engine: Engine, db_url: str, tmp_path
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "next retrain at" in done.stdout and "exited with status 0" in done.stdout
-    assert jobs.list_jobs(engine)[0]["status"] == "succeeded"
+    assert registry.list_jobs(engine)[0]["status"] == "succeeded"
     bad = subprocess.run(
         [RECSYS, "schedule", "--cron", "every night"], env=env, capture_output=True, text=True
     )

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from recsys.data.vocab import Vocabulary
 from recsys.errors import ArtifactError
@@ -54,20 +53,20 @@ def _combined(files: dict[str, str]) -> str:
 
 
 def _write(rec: Recommender, folder: Path, version: str) -> str:
-    tensors = {
-        "user_factors": rec.user_factors.contiguous(),
-        "item_factors": rec.item_factors.contiguous(),
-        "user_bias": rec.user_bias.contiguous(),
-        "item_bias": rec.item_bias.contiguous(),
-        "user_counts": torch.from_numpy(np.ascontiguousarray(rec.user_counts, dtype=np.int64)),
-        "item_counts": torch.from_numpy(np.ascontiguousarray(rec.item_counts, dtype=np.int64)),
-        "seen_indptr": torch.from_numpy(np.ascontiguousarray(rec.seen_indptr, dtype=np.int64)),
-        "seen_items": torch.from_numpy(np.ascontiguousarray(rec.seen_items, dtype=np.int32)),
+    tensors: dict[str, np.ndarray] = {
+        "user_factors": np.ascontiguousarray(rec.user_factors, dtype=np.float32),
+        "item_factors": np.ascontiguousarray(rec.item_factors, dtype=np.float32),
+        "user_bias": np.ascontiguousarray(rec.user_bias, dtype=np.float32),
+        "item_bias": np.ascontiguousarray(rec.item_bias, dtype=np.float32),
+        "user_counts": np.ascontiguousarray(rec.user_counts, dtype=np.int64),
+        "item_counts": np.ascontiguousarray(rec.item_counts, dtype=np.int64),
+        "seen_indptr": np.ascontiguousarray(rec.seen_indptr, dtype=np.int64),
+        "seen_items": np.ascontiguousarray(rec.seen_items, dtype=np.int32),
     }
     head = rec.ranking
     if head is not None:
         for name in _RANKING:
-            tensors[f"ranking.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(head, name)))
+            tensors[f"ranking.{name}"] = np.ascontiguousarray(getattr(head, name))
     save_file(tensors, str(folder / _TENSORS))
     (folder / _VOCAB).write_text(
         json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids})
@@ -168,11 +167,11 @@ def verify(folder: Path, expected_checksum: str | None = None) -> dict[str, Any]
 
 
 def _ranking_head(
-    tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None
+    tensors: dict[str, np.ndarray], meta: dict[str, Any] | None
 ) -> RankingHead | None:
     if meta is None:
         return None
-    arrays = {name: tensors[f"ranking.{name}"].numpy() for name in _RANKING}
+    arrays = {name: tensors[f"ranking.{name}"] for name in _RANKING}
     return RankingHead(
         **arrays,
         blend=float(meta["blend"]),
@@ -197,10 +196,10 @@ def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
             y_range=(float(manifest["y_range"][0]), float(manifest["y_range"][1])),
             user_vocab=Vocabulary(vocab["users"]),
             item_vocab=Vocabulary(vocab["items"]),
-            user_counts=t["user_counts"].numpy(),
-            item_counts=t["item_counts"].numpy(),
-            seen_indptr=t["seen_indptr"].numpy(),
-            seen_items=t["seen_items"].numpy(),
+            user_counts=t["user_counts"],
+            item_counts=t["item_counts"],
+            seen_indptr=t["seen_indptr"],
+            seen_items=t["seen_items"],
             info=dict(manifest.get("info", {})),
             ranking=_ranking_head(t, manifest.get("ranking")),
         )

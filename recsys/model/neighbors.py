@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-import torch
 
 
 class NeighborIndex(Protocol):
@@ -30,19 +29,21 @@ class ExactIndex:
     kind = "exact"
 
     def __init__(self, unit_vectors: np.ndarray) -> None:
-        self._vectors = torch.from_numpy(np.ascontiguousarray(unit_vectors, dtype=np.float32))
+        self._vectors = np.ascontiguousarray(unit_vectors, dtype=np.float32)
 
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        sims = self._vectors @ torch.from_numpy(np.asarray(query, dtype=np.float32))
+        sims = self._vectors @ np.asarray(query, dtype=np.float32)
         if allowed is not None:
-            sims[torch.from_numpy(~allowed)] = -torch.inf
-        k = min(k, int(torch.isfinite(sims).sum()))
+            sims[~allowed] = -np.inf
+        k = min(k, int(np.isfinite(sims).sum()))
         if k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        values, rows = torch.topk(sims, k)
-        return rows.numpy().astype(np.int64), values.numpy()
+        # The best k unordered (linear time), then those k sorted.
+        rows = np.argpartition(-sims, k - 1)[:k]
+        rows = rows[np.argsort(-sims[rows], kind="stable")]
+        return rows.astype(np.int64), sims[rows]
 
 
 class FaissIndex:

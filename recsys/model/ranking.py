@@ -13,11 +13,12 @@ against an item's [q_i, blend * f_i], plus the item's combined bias.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from recsys.model.network import ChoiceNet
+if TYPE_CHECKING:
+    from recsys.model.network import ChoiceNet
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +57,8 @@ class RankingHead:
     ) -> RankingHead:
         """Arrays of `net`, with each user's vector computed from the (users, items, ratings)
         it was trained on."""
+        import torch  # training only: serving loads the arrays and never imports torch
+
         with torch.no_grad():
             item_in = net.item_in.detach().cpu().float().numpy().copy()
             offsets = net.user_offset.detach().cpu().float().numpy()

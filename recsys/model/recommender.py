@@ -15,18 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
-import torch
 
 from recsys.data.interactions import Interactions, is_sorted
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.model.candidates import CandidateSet
 from recsys.model.lru import LruCache
 from recsys.model.neighbors import NeighborIndex, build_index
-from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
+
+if TYPE_CHECKING:
+    import torch
+
+    from recsys.model.network import DotProductBias
+
+
+def _array(weights: torch.Tensor) -> np.ndarray:
+    """A trained parameter as a float32 numpy array of its own."""
+    copied: np.ndarray = weights.detach().cpu().float().numpy().copy()
+    return copied
 
 
 class Scored(NamedTuple):
@@ -51,10 +60,10 @@ class Recommender:
     """Candidates ranked (and cached) for a user at least: k up to 100 with exclusions, and
     the next pages, come from one scoring of the catalog."""
 
-    user_factors: torch.Tensor
-    item_factors: torch.Tensor
-    user_bias: torch.Tensor
-    item_bias: torch.Tensor
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
     global_bias: float
     y_range: tuple[float, float]
     user_vocab: Vocabulary
@@ -86,15 +95,9 @@ class Recommender:
         self._untrained_items = np.flatnonzero(self.item_counts == 0)
         self._trained_users = self.user_counts > 0
         # Unit item vectors, computed once: nearest-item queries become one matrix product.
-        norms = self.item_factors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        self._unit_items = self.item_factors / norms
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self._unit_items = self.item_factors / np.maximum(norms, 1e-12)
         self._neighbors: NeighborIndex | None = None
-        # numpy views (no copy) for one-user scoring: numpy's matrix-vector product takes
-        # ~20 us on a 9k x 64 catalog, torch's 30-110 us once other threads have used torch.
-        self._item_factors_np = self.item_factors.numpy()
-        self._item_bias_np = self.item_bias.numpy()
-        self._user_factors_np = self.user_factors.numpy()
-        self._user_bias_np = self.user_bias.numpy()
         scale = self.info.get("rating_scale")
         # The sigmoid's range is the scale widened (RatingScale.output_range); what we tell a
         # client stays on the scale.
@@ -112,18 +115,16 @@ class Recommender:
         self._blend = head.blend if head is not None else 1.0
         if head is not None:
             self._rank_items = np.ascontiguousarray(
-                np.hstack([head.item_out, head.blend * self._item_factors_np])
+                np.hstack([head.item_out, head.blend * self.item_factors])
             )
-            self._rank_bias = (head.item_bias + head.blend * self._item_bias_np).astype(np.float32)
+            self._rank_bias = (head.item_bias + head.blend * self.item_bias).astype(np.float32)
         else:
-            self._rank_items, self._rank_bias = self._item_factors_np, self._item_bias_np
+            self._rank_items, self._rank_bias = self.item_factors, self.item_bias
         # Whom a stranger is ranked as: the mean of the learned users' ranking vectors. A zero
         # vector ranked by the item biases alone, which put Powder and Elizabeth beside
         # Shawshank on MovieLens; the typical user gets the films most people chose and liked.
         trained = (self.user_counts > 0).astype(np.float32)
-        halves = (
-            [self._user_factors_np] if head is None else [head.user_vectors, self._user_factors_np]
-        )
+        halves = [self.user_factors] if head is None else [head.user_vectors, self.user_factors]
         self._typical_user = np.concatenate([trained @ h for h in halves]) / max(1.0, trained.sum())
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
@@ -139,7 +140,7 @@ class Recommender:
     def build_neighbor_index(self, *, exact_limit: int = 100_000) -> NeighborIndex:
         """Build (or rebuild) the nearest-item index; a service does it once when it loads a
         model so that the first request does not pay for it."""
-        self._neighbors = build_index(self._unit_items.numpy(), exact_limit=exact_limit)
+        self._neighbors = build_index(self._unit_items, exact_limit=exact_limit)
         return self._neighbors
 
     # --- construction -----------------------------------------------------------------------
@@ -163,23 +164,22 @@ class Recommender:
         del keys
         indptr = np.zeros(seen.n_users + 1, dtype=np.int64)
         np.cumsum(seen.user_counts(), out=indptr[1:])
-        with torch.no_grad():
-            return cls(
-                user_factors=net.user_factors.detach().cpu().float().clone(),
-                item_factors=net.item_factors.detach().cpu().float().clone(),
-                user_bias=net.user_bias.detach().cpu().float().clone(),
-                item_bias=net.item_bias.detach().cpu().float().clone(),
-                global_bias=float(net.global_bias),
-                y_range=net.y_range,
-                user_vocab=train.user_vocab,
-                item_vocab=train.item_vocab,
-                user_counts=train.user_counts().astype(np.int64),
-                item_counts=train.item_counts().astype(np.int64),
-                seen_indptr=indptr,
-                seen_items=seen.items[order].astype(np.int32),
-                info=dict(info or {}),
-                ranking=ranking,
-            )
+        return cls(
+            user_factors=_array(net.user_factors),
+            item_factors=_array(net.item_factors),
+            user_bias=_array(net.user_bias),
+            item_bias=_array(net.item_bias),
+            global_bias=float(net.global_bias.detach()),
+            y_range=net.y_range,
+            user_vocab=train.user_vocab,
+            item_vocab=train.item_vocab,
+            user_counts=train.user_counts().astype(np.int64),
+            item_counts=train.item_counts().astype(np.int64),
+            seen_indptr=indptr,
+            seen_items=seen.items[order].astype(np.int32),
+            info=dict(info or {}),
+            ranking=ranking,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -216,17 +216,14 @@ class Recommender:
         items = np.where(
             (items >= 0) & (self.item_counts[np.maximum(items, 0)] > 0), items, UNKNOWN
         )
-        u = torch.from_numpy(users)
-        i = torch.from_numpy(items)
-        ku, ki = u >= 0, i >= 0
-        uc, ic = u.clamp_min(0), i.clamp_min(0)
-        logits = torch.full(u.shape, self.global_bias)
-        logits += torch.where(ku, self.user_bias[uc], 0.0) + torch.where(
-            ki, self.item_bias[ic], 0.0
-        )
-        both = ku & ki
-        logits += torch.where(both, (self.user_factors[uc] * self.item_factors[ic]).sum(-1), 0.0)
-        return self._ratings(logits.numpy())
+        known_user, known_item = users >= 0, items >= 0
+        uc, ic = np.maximum(users, 0), np.maximum(items, 0)
+        logits = np.full(users.shape, self.global_bias, dtype=np.float32)
+        logits += np.where(known_user, self.user_bias[uc], 0.0)
+        logits += np.where(known_item, self.item_bias[ic], 0.0)
+        dots = np.einsum("ij,ij->i", self.user_factors[uc], self.item_factors[ic])
+        logits += np.where(known_user & known_item, dots, 0.0)
+        return self._ratings(logits)
 
     def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
         """Predicted ratings for (user, item) pairs of external ids, with fallbacks."""
@@ -243,7 +240,10 @@ class Recommender:
         return row != UNKNOWN and bool(self.item_counts[row] > 0)
 
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
-        """Ranking scores of every item for a batch of user rows (the order lists follow)."""
+        """Ranking scores of every item for a batch of user rows (the order lists follow), as
+        evaluation takes them; serving ranks with numpy alone (`_rank_users`)."""
+        import torch  # evaluation only: the service never imports torch (RSS of a worker)
+
         rows = np.asarray(users, dtype=np.int64)
         scores = self._rank_users(rows) @ self._rank_items.T + self._rank_bias
         scores[:, self._untrained_items] = -np.inf
@@ -252,9 +252,9 @@ class Recommender:
     def _rank_users(self, rows: np.ndarray) -> np.ndarray:
         """Users' halves of the ranking dot product (see __post_init__)."""
         if self.ranking is None:
-            own: np.ndarray = self._user_factors_np[rows]
+            own: np.ndarray = self.user_factors[rows]
             return own
-        return np.hstack([self.ranking.user_vectors[rows], self._user_factors_np[rows]])
+        return np.hstack([self.ranking.user_vectors[rows], self.user_factors[rows]])
 
     def _rank_offset(self, user_bias: float) -> float:
         return self._blend * (user_bias + self.global_bias)
@@ -315,7 +315,7 @@ class Recommender:
         self, user_vector: np.ndarray, user_bias: float, rows: np.ndarray
     ) -> np.ndarray:
         """Predicted ratings of a few item rows for one user of the rating head."""
-        logits = self._item_factors_np[rows] @ user_vector + self._item_bias_np[rows]
+        logits = self.item_factors[rows] @ user_vector + self.item_bias[rows]
         return self._ratings(logits + user_bias + self.global_bias)
 
     def recommend(
@@ -357,7 +357,7 @@ class Recommender:
     def _user_logits(self, row: int, candidates: CandidateSet, include_seen: bool) -> np.ndarray:
         logits = candidates.score(
             self._rank_users(np.array([row]))[0],
-            self._rank_offset(float(self._user_bias_np[row])),
+            self._rank_offset(float(self.user_bias[row])),
         )
         if not include_seen:
             candidates.ban(logits, self.seen(row))
@@ -380,8 +380,8 @@ class Recommender:
             candidates.ban(logits, np.asarray(banned))
         local, values = self._best(logits, k)
         rows = candidates.item_rows(local)
-        user_bias = float(self._user_bias_np[row])
-        return rows, values, self._item_ratings(self._user_factors_np[row], user_bias, rows)
+        user_bias = float(self.user_bias[row])
+        return rows, values, self._item_ratings(self.user_factors[row], user_bias, rows)
 
     def _ranking(
         self, row: int, min_support: int, include_seen: bool, depth: int
@@ -398,13 +398,13 @@ class Recommender:
                 whole = complete and len(rows) <= depth
                 return rows[:depth], scores[:depth], ratings[:depth], whole
         candidates = self._candidates(min_support)
-        user_bias = float(self._user_bias_np[row])
+        user_bias = float(self.user_bias[row])
         logits = self._user_logits(row, candidates, include_seen)
         wanted = max(depth, self.RANKING_DEPTH)
         local, values = self._best(logits, wanted)
         # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
         rows = candidates.item_rows(local).astype(np.int32)
-        ratings = self._item_ratings(self._user_factors_np[row], user_bias, rows)
+        ratings = self._item_ratings(self.user_factors[row], user_bias, rows)
         entry = (rows, values.astype(np.float32), ratings.astype(np.float32), len(rows) < wanted)
         self._rankings.put(key, entry)
         whole = entry[3] and len(rows) <= depth
@@ -434,9 +434,7 @@ class Recommender:
         logits = np.where(eligible, scores, -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
         rows, scores = self._best(logits, k)
-        return self._scored(
-            rows, scores, self._ratings(self._item_bias_np[rows] + self.global_bias)
-        )
+        return self._scored(rows, scores, self._ratings(self.item_bias[rows] + self.global_bias))
 
     def _trained_rows(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Item rows of the ids, and which of them the model learned (known and trained)."""
@@ -461,9 +459,9 @@ class Recommender:
         lo, hi = self.y_range
         frac = (np.asarray(ratings, dtype=np.float64)[known] - lo) / (hi - lo)
         frac = frac.clip(0.02, 0.98)
-        target = np.log(frac / (1.0 - frac)) - self._item_bias_np[rows] - self.global_bias
+        target = np.log(frac / (1.0 - frac)) - self.item_bias[rows] - self.global_bias
         x = np.ones((len(rows), self.n_factors + 1))
-        x[:, :-1] = self._item_factors_np[rows]
+        x[:, :-1] = self.item_factors[rows]
         reg = np.eye(x.shape[1]) * l2 * len(rows)
         reg[-1, -1] = l2  # a light hand on the bias: one rating already says a lot about it
         solution = np.linalg.solve(x.T @ x + reg, x.T @ target)
@@ -526,7 +524,7 @@ class Recommender:
         if allowed is not None:
             eligible &= allowed
         eligible[row] = False
-        rows, sims = index.search(self._unit_items[row].numpy(), k, eligible)
+        rows, sims = index.search(self._unit_items[row], k, eligible)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, float(v)) for i, v in zip(ids, sims.tolist(), strict=True)]
 
@@ -535,7 +533,7 @@ class Recommender:
     ) -> list[Scored]:
         """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
         their fans' tastes explain (fastai book, ch. 8)."""
-        bias = -self._item_bias_np if lowest else self._item_bias_np
+        bias = -self.item_bias if lowest else self.item_bias
         rows, values = self._best(np.where(self._eligible(min_support), bias, -np.inf), n)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, -v if lowest else v) for i, v in zip(ids, values.tolist(), strict=True)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from recsys import jobs, monitoring, registry
+from recsys import monitoring, registry
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
 from service.auth import OperatorDep, acting_operator
@@ -151,4 +151,4 @@ async def rollback(state: StateDep, request: Request, body: ReasonBody = None) -
 @router.get("/jobs")
 def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[JobPublic]:
     """Recent runs of the retraining job, with their decisions and reasons."""
-    return [JobPublic.model_validate(dict(r)) for r in jobs.list_jobs(state.engine, limit)]
+    return [JobPublic.model_validate(dict(r)) for r in registry.list_jobs(state.engine, limit)]

@@ -108,7 +108,7 @@ def item_map(
     rec = model.recommender
     rows = np.argsort(-rec.item_counts, kind="stable")[:n]
     rows = rows[rec.item_counts[rows] > 0]
-    factors = rec.item_factors[rows].numpy().astype(np.float64)
+    factors = rec.item_factors[rows].astype(np.float64)
     centred = factors - factors.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T

@@ -120,7 +120,7 @@ def test_unwritable_artifact_directory_fails_the_job_cleanly(
     blocked.write_text("a file where the artifact directory should be")
     outcome = jobs.retrain(served.engine, Settings(database_url=served.url, artifact_dir=blocked))
     assert outcome.status == "failed" and outcome.reasons
-    assert jobs.list_jobs(served.engine)[0]["status"] == "failed"
+    assert registry.list_jobs(served.engine)[0]["status"] == "failed"
     assert registry.production(served.engine) == before
 
 
@@ -145,7 +145,7 @@ def test_full_disk_while_training_fails_the_job_cleanly(served: Served, tmp_path
     assert "File too large" in done.stdout + done.stderr
     assert registry.production(served.engine) == before
     assert list(artifacts.iterdir()) == []  # the temporary folder was removed
-    assert jobs.list_jobs(served.engine)[0]["status"] == "failed"
+    assert registry.list_jobs(served.engine)[0]["status"] == "failed"
 
 
 def test_corrupted_artifact_is_refused_by_a_running_server(served: Served, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from benchmarks.rawhttp import Call, Connection
@@ -96,3 +97,30 @@ def test_a_trickled_body_is_cut_off_with_408(served: Served, tmp_path: Path) -> 
         assert b"RECSYS_BODY_READ_TIMEOUT_S" in answer and waited < 5
         # Everyone else is served meanwhile and after.
         assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+def test_a_serving_process_never_loads_torch(served: Served, tmp_path: Path) -> None:
+    """Serving scores with numpy and reads artifacts with safetensors' numpy API: torch alone
+    is ~180 MB of a worker's memory. The process's memory map says whether its library was
+    ever loaded, after every kind of answer the service gives."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc on this system to read a process's memory map from")
+    token = "operator-" + uuid.uuid4().hex
+    with running(served, tmp_path, operator_token=token) as (base, proc):
+        operator = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=10, headers=operator) as c:
+            listed = c.get("/v1/users/user0/recommendations", params={"k": 5})
+            assert listed.status_code == 200
+            film = listed.json()["items"][0]["item_id"]
+            visitor = {"ratings": [{"item_id": film, "rating": 5}], "k": 5}
+            assert c.post("/v1/recommendations", json=visitor).status_code == 200
+            pairs = {"pairs": [{"user_id": "user0", "item_id": film}]}
+            assert c.post("/v1/predictions", json=pairs).status_code == 200
+            assert c.get(f"/v1/items/{film}/similar", params={"k": 3}).status_code == 200
+            assert c.get("/v1/users/nobody-yet/recommendations").status_code == 200
+            assert c.get("/v1/monitoring/summary").status_code == 200
+            assert c.get("/v1/monitoring/item-map").status_code == 200
+        loaded = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "libtorch" not in loaded
+    assert "libtorch" in maps.read_text()  # the check can fail: this test process has it

@@ -1,0 +1,103 @@
+"""Memory of a serving worker on MovieLens after 10,000 requests of every kind it answers.
+
+    .venv/bin/python -m benchmarks.serve_memory [--requests 10000] [--rate 200] [--workers 1]
+
+Loads the sample into a fresh SQLite store, trains with the defaults (as `make demo`), serves
+it with `recsys serve`, then sends `--requests` requests at `--rate` a second: lists for known
+users and for strangers, visitors' lists (fold-in), predictions, similar items and feedback.
+Prints the resident memory of each worker process (and of the supervisor when there are
+several workers), and whether torch's library was ever loaded into a worker (it should not
+be: serving scores with numpy). Target (issue 18): RSS per worker <= 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.harness import movielens_store, open_loop, serving
+from benchmarks.rawhttp import Call
+from benchmarks.soak import server_pid
+from recsys import samples
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    sample = samples.movielens()
+    users = sample.ratings["user_id"].unique()
+    items = sample.ratings["item_id"].value_counts().index[:2000].to_numpy()
+    rng = np.random.default_rng(0)
+    n = args.requests
+    kinds = rng.choice(
+        ["rec", "new", "visitor", "pred", "similar", "feedback"],
+        size=n,
+        p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1],
+    )
+    who, what = rng.choice(users, size=n), rng.choice(items, size=(n, 3))
+
+    def request(i: int) -> Call:
+        kind, film = kinds[i], str(what[i, 0])
+        if kind == "rec":
+            return Call.get(f"/v1/users/{who[i]}/recommendations", k=10)
+        if kind == "new":
+            return Call.get(f"/v1/users/memory-{i}/recommendations", k=10)
+        if kind == "visitor":
+            ratings = [{"item_id": str(f), "rating": 4.5} for f in what[i]]
+            return Call.post("/v1/recommendations", {"ratings": ratings, "k": 10})
+        if kind == "pred":
+            return Call.get("/v1/predictions", user_id=who[i], item_id=film)
+        if kind == "similar":
+            return Call.get(f"/v1/items/{film}/similar", k=10)
+        event = {"user_id": str(who[i]), "item_id": film, "value": 4.0,
+                 "event_id": uuid.uuid4().hex}  # fmt: skip
+        return Call.post("/v1/feedback", event)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = movielens_store(Path(tmp))
+        with serving(env, workers=args.workers) as base:
+            supervisor = server_pid(int(base.rsplit(":", 1)[1]))
+            workers = children(supervisor) if args.workers > 1 else [supervisor]
+            before = {pid: rss_mb(pid) for pid in workers}
+            result = open_loop(base, args.rate, n / args.rate, request)
+            after = {pid: rss_mb(pid) for pid in workers}
+            torch_in = [
+                pid for pid in workers if "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+            ]
+            supervisor_mb = rss_mb(supervisor) if args.workers > 1 else None
+    print(f"{n:,} requests at {args.rate:g}/s: {result.summary()}")
+    for kind in ("rec", "new", "visitor", "pred", "similar", "feedback"):
+        ms = result.latencies_s[kinds == kind] * 1000
+        print(f"  {kind:9s} {len(ms):6d} requests: p50 {np.percentile(ms, 50):.2f} ms, "
+              f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
+    for pid in workers:
+        print(f"worker {pid}: RSS {before[pid]:.0f} MB once ready, {after[pid]:.0f} MB after")
+    if supervisor_mb is not None:
+        print(f"supervisor: RSS {supervisor_mb:.0f} MB")
+    print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")
+
+
+if __name__ == "__main__":
+    main()
