@@ -26,6 +26,7 @@ from recsys.model.recommender import Recommender
 from recsys.rollout import in_canary
 from service.catalog import Catalog
 from service.metrics import ServiceMetrics
+from service.rated_since import RatedSince
 
 log = logging.getLogger("recsys.service")
 
@@ -51,6 +52,8 @@ class ModelHolder:
         # SHA-256 of the active API keys in the database -> role, refreshed with each poll.
         self.key_hashes: dict[str, str] = {}
         self.catalog = Catalog()
+        # Ratings since the models were trained, from every replica (kept out of lists).
+        self.rated_since = RatedSince()
         self.database_ok = False
         self.last_error: str | None = None
         # What the registry named as production at the last poll: differs from `version`
@@ -62,13 +65,15 @@ class ModelHolder:
         self._lock = threading.Lock()  # one refresh at a time (poller and an explicit call)
 
     def refresh(self) -> None:
-        """One poll: load new production and canary models if any; refresh the catalog."""
+        """One poll: load new production and canary models if any; refresh the catalog, the
+        keys and the ratings sent since."""
         with self._lock:
             try:
                 production = registry.production(self.engine)
                 canary = registry.canary(self.engine)
                 self.key_hashes = keys.active_hashes(self.engine)
                 self.catalog.refresh(self.engine)
+                self.rated_since.refresh(self.engine)
                 self.database_ok = True
                 self.registry_version = production["version"] if production else None
             except SQLAlchemyError as exc:

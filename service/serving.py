@@ -124,8 +124,8 @@ def known_user_list(
 ) -> list[Scored]:
     """The list of a user the model learned, not logged."""
     if not include_rated:
-        # Rated since the model was trained (through this replica): not in its seen set.
-        exclude = [*exclude, *(state.rated_since.get(user_id) or ())]
+        # Rated since the model was trained (through any replica): not in its seen set.
+        exclude = [*exclude, *state.models.rated_since.get(user_id)]
     return rec.recommend(
         user_id,
         k,

@@ -14,6 +14,7 @@ from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from recsys.store.tables import feedback, impressions, ratings, users
 from service import schemas
+from service.app import create_app
 from service.schemas import RecommendationsPublic
 from tests.service.conftest import GENRES, N_ITEMS, Served, genre_of
 
@@ -54,6 +55,26 @@ def test_a_film_just_rated_does_not_come_back_in_the_next_list(client: TestClien
         "/v1/users/user5/recommendations", params={"k": N_ITEMS, "include_rated": True}
     ).json()["items"]
     assert rated in {i["item_id"] for i in everything}
+
+
+def test_a_film_rated_through_another_replica_leaves_this_ones_lists(
+    client: TestClient, served: Served
+) -> None:
+    # Replicas share the database, not their memory: this one learns of the rating by
+    # polling the feedback table, as it polls the registry.
+    with TestClient(create_app(served.settings())) as other:
+        first = other.get("/v1/users/user7/recommendations", params={"k": 3}).json()["items"]
+        rated = first[0]["item_id"]
+        body = {"user_id": "user7", "item_id": rated, "kind": "rating", "value": 2.0}
+        assert client.post("/v1/feedback", json=body).status_code == 201
+        deadline = time.monotonic() + 10
+        while True:
+            again = other.get("/v1/users/user7/recommendations", params={"k": 3}).json()
+            if rated not in {i["item_id"] for i in again["items"]}:
+                break
+            assert time.monotonic() < deadline, "the other replica never learned the rating"
+            time.sleep(0.1)
+        assert len(again["items"]) == 3
 
 
 def test_exclude_and_include_rated(client: TestClient, served: Served) -> None:
