@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from recsys.config import RatingScale, Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
@@ -18,7 +19,9 @@ from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import Metrics, Report
 from recsys.model import artifact
+from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
+from recsys.training.choice import WeightAverage
 from recsys.training.pipeline import fit
 from service.catalog import Catalog, GenreFilter
 
@@ -231,3 +234,18 @@ def test_genre_masks_let_go_of_models_no_longer_served(ranked: Recommender) -> N
     del models[0], masks
     gc.collect()
     assert first() is None
+
+
+def test_the_kept_network_is_a_moving_average_of_the_trained_weights() -> None:
+    net = ChoiceNet(3, 4, 2)
+    assert WeightAverage(net, 0.0, steps_per_epoch=5).network is net  # off: the net itself
+    # A decay of 0.25 an epoch over 2 steps: each step keeps 0.5 of the average.
+    average = WeightAverage(net, 0.25, steps_per_epoch=2)
+    start = net.item_out.detach().clone()
+    with torch.no_grad():
+        net.item_out.add_(1.0)
+    average.update()
+    assert torch.allclose(average.network.item_out, start + 0.5)
+    average.update()
+    assert torch.allclose(average.network.item_out, start + 0.75)
+    assert torch.allclose(net.item_out, start + 1.0)  # the trained weights are untouched
