@@ -213,9 +213,9 @@ class RatingWriter:
         # so nobody waits on it long enough to be judged in a deadlock.
         started = time.monotonic()
         configured = self.session.execute(text("SHOW lock_timeout")).scalar_one()
+        self.session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TRY_MS}ms'"))
         while True:
             savepoint = self.session.begin_nested()
-            self.session.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TRY_MS}ms'"))
             try:
                 self.session.execute(
                     text("LOCK TABLE items, users, ratings IN ACCESS EXCLUSIVE MODE")

@@ -32,6 +32,9 @@ from recsys.model.network import ChoiceNet
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
+_Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""What `Histories.batch` lays out for a batch of users (see there)."""
+
 
 @dataclass(frozen=True)
 class Histories:
@@ -58,7 +61,7 @@ class Histories:
             indptr, items.astype(np.int64), inputs.astype(np.float32), targets.astype(np.float32)
         )
 
-    def batch(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def batch(self, users: np.ndarray) -> _Layout:
         """(flat row positions into this structure, offsets per user, batch row per entry,
         item per entry) for a batch of users."""
         starts, ends = self.indptr[users], self.indptr[users + 1]
@@ -71,10 +74,10 @@ class Histories:
 
 
 def _user_vectors(
-    net: ChoiceNet, inputs: Histories, users: np.ndarray, device: torch.device
+    net: ChoiceNet, inputs: Histories, users: np.ndarray, layout: _Layout, device: torch.device
 ) -> torch.Tensor:
-    """p_u of a batch of users, from their histories in `inputs`."""
-    pos, offsets, _, items = inputs.batch(users)
+    """p_u of a batch of users, from their histories in `inputs` (`layout` of the batch)."""
+    pos, offsets, _, items = layout
     return net.user_vectors(
         torch.from_numpy(users).to(device),
         torch.from_numpy(items).to(device),
@@ -100,7 +103,7 @@ class ChoiceScorer:
         users = np.asarray(users, dtype=np.int64)
         with torch.no_grad():
             scores: torch.Tensor = self.net(
-                _user_vectors(self.net, self.inputs, users, self.device)
+                _user_vectors(self.net, self.inputs, users, self.inputs.batch(users), self.device)
             )
         return scores.cpu()
 
@@ -257,12 +260,10 @@ class ChoiceTrainer:
     ) -> tuple[torch.Tensor, float]:
         """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories, and
         the summed target weight."""
-        pos, offsets, rows, items = inputs.batch(users)
-        log_p = torch.log_softmax(net(_user_vectors(net, inputs, users, device)), dim=1)
+        layout = inputs.batch(users)
+        log_p = torch.log_softmax(net(_user_vectors(net, inputs, users, layout, device)), dim=1)
         # Training asks for the inputs' own items as targets: the batch is already laid out.
-        t_pos, _, t_rows, t_items = (
-            (pos, offsets, rows, items) if targets is inputs else targets.batch(users)
-        )
+        t_pos, _, t_rows, t_items = layout if targets is inputs else targets.batch(users)
         weights = torch.from_numpy(targets.targets[t_pos]).to(device)
         picked = log_p[torch.from_numpy(t_rows).to(device), torch.from_numpy(t_items).to(device)]
         return -(picked * weights).sum(), float(targets.targets[t_pos].sum())
