@@ -359,16 +359,44 @@ def train(
 def evaluate(
     version: Annotated[str | None, typer.Option(help="Default: production, else newest.")] = None,
     recompute: Annotated[bool, typer.Option(help="Re-evaluate on the current database.")] = False,
+    off_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--off-policy",
+            metavar="VERSION",
+            help="Instead: estimate VERSION's positive feedback per slot from logged lists "
+            "and feedback (IPS, SNIPS, DR), as if it had served them.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --off-policy: traffic since a time (ISO 8601) or for 36h, 7d."),
+    ] = None,
+    explore: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="With --off-policy: the exploration share VERSION would serve with "
+            "(default RECSYS_EXPLORE_SHARE).",
+        ),
+    ] = None,
 ) -> None:
     """Print a model's evaluation next to the baselines (global mean, biases, most popular,
-    EASE); for a model refit on all ratings, its evaluated twin's."""
+    EASE); for a model refit on all ratings, its evaluated twin's. With --off-policy, judge a
+    version on the lists the service logged instead (needs RECSYS_EXPLORE_SHARE > 0 while
+    they were served)."""
+    if off_policy is not None:
+        from recsys.cli_offpolicy import off_policy as judge_off_policy
+
+        judge_off_policy(_settings(), off_policy, since, explore, out)
+        return
     from recsys.data.snapshot import training_snapshot
-    from recsys.data.split import holdout
+    from recsys.data.split import HASH_HOLDOUT_SEED, holdout
     from recsys.evaluation.remap import remap
     from recsys.evaluation.report import Report, format_report
     from recsys.evaluation.report import evaluate as evaluate_report
     from recsys.model import artifact
-    from recsys.training.pipeline import HASH_HOLDOUT_SEED
 
     row = registry.resolve(_engine(), version)
     folder = Path(row["artifact_path"])

@@ -108,11 +108,24 @@ def simulate_traffic(
     held_out: Annotated[
         Path, typer.Option(help="Ratings kept back by `recsys load-sample --hold-out`.")
     ] = Path("var/held-out.csv"),
+    truth: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VERSION",
+            help="Instead of held-out ratings: users answer as this model version says "
+            "(recsys.simulate_truth), and the true positive rate of what was shown is printed.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated users' choices.")] = 0,
 ) -> None:
     """Drive a running service like users would (recommendations, ratings from the held-out
-    pairs, clicks, skips, new users), so the dashboard has a feedback loop to show."""
+    pairs, clicks, skips, new users), so the dashboard has a feedback loop to show. With
+    --truth, users answer by a known model instead, so off-policy estimates can be checked."""
     from recsys.simulate import simulate
 
+    if truth is not None:
+        _simulate_truth(url, truth, rounds, users, seed)
+        return
     if not held_out.is_file():
         raise ConfigError(
             f"{held_out} does not exist: run `recsys load-sample movielens --hold-out {held_out}`"
@@ -121,6 +134,30 @@ def simulate_traffic(
     out.print(
         f"simulated {report.lists} lists, {report.ratings} ratings and {report.events} other "
         f"events ({report.errors} errors)",
+        highlight=False,
+    )
+
+
+def _simulate_truth(url: str, version: str, rounds: int, users: int, seed: int) -> None:
+    import httpx
+
+    from recsys.model import artifact
+    from recsys.simulate_truth import Truth, simulate_truth
+
+    row = registry.resolve(_engine(), version)
+    model = artifact.load(Path(row["artifact_path"]), row["checksum"])
+    with httpx.Client(base_url=url, timeout=30) as client:
+        report = simulate_truth(
+            client,
+            Truth(model, get_settings().liked_threshold),
+            rounds=rounds,
+            users_per_round=users,
+            seed=seed,
+        )
+    rate = report.expected_positives / max(report.slots, 1)
+    out.print(
+        f"simulated {report.lists} lists ({report.slots} slots): {report.positives} positive "
+        f"answers; true positive rate per slot {rate:.4f} ({report.errors} errors)",
         highlight=False,
     )
 

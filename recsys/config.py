@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.exploration import ExplorePolicy
+
 
 class RatingScale(BaseModel):
     """The range users rate on. MovieLens uses 0.5 to 5 stars in steps of 0.5."""
@@ -82,6 +84,19 @@ class Settings(BaseSettings):
     exact_search_limit: int = Field(
         100_000, ge=0, description="Catalog size up to which nearest items use exact search."
     )
+    explore_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of each list's slots drawn at random from lower-ranked items "
+        "(recsys.exploration), logged with their propensities for off-policy evaluation.",
+    )
+    explore_temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Softmax temperature of exploration draws, in ranking-score units: higher "
+        "explores deeper into the catalog.",
+    )
     impression_queue_size: int = Field(10_000, ge=1)
     impression_batch_size: int = Field(500, ge=1)
     impression_flush_s: float = Field(0.5, gt=0)
@@ -104,6 +119,18 @@ class Settings(BaseSettings):
     )
     ease_max_items: int = Field(
         20_000, ge=0, description="Largest catalog on which reports compute the EASE baseline."
+    )
+    gate_ope_min_ess: float = Field(
+        100.0,
+        ge=1,
+        description="The off-policy gate applies once the candidate's estimate rests on at "
+        "least this effective sample size of logged lists.",
+    )
+    gate_ope_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="How far the candidate's off-policy lower bound (positive feedback per "
+        "slot) may fall below production's observed rate.",
     )
     gate_min_coverage_ratio: float = Field(
         0.5, ge=0, le=1, description="Candidate catalog coverage at least this x production's."
@@ -170,6 +197,10 @@ class Settings(BaseSettings):
         if not self.rating_min <= self.liked_threshold <= self.rating_max:
             raise ValueError("RECSYS_LIKED_THRESHOLD must lie inside the rating scale")
         return self
+
+    @property
+    def explore_policy(self) -> ExplorePolicy:
+        return ExplorePolicy(self.explore_share, self.explore_temperature)
 
     def client_keys(self) -> list[str]:
         raw = self.client_api_keys.get_secret_value() if self.client_api_keys else ""

@@ -125,6 +125,14 @@ class Layout:
         return out
 
 
+@dataclass(frozen=True)
+class Exploring:
+    """What a list is drawn with: the policy and this list's random generator."""
+
+    policy: ExplorePolicy
+    rng: np.random.Generator
+
+
 def _best(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     """The n best of the allowed candidates, best first."""
     if n <= 0:

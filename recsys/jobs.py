@@ -34,6 +34,7 @@ from recsys.locks import job_lock
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
+from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
 from recsys.training.pipeline import fit, record_fitted
@@ -171,6 +172,18 @@ def retrain(
             return JobOutcome(job_id, "failed", None, [str(exc)], None, None)
 
 
+def _off_policy(
+    engine: Engine, settings: Settings, judged: Recommender, production: RowMapping
+) -> tuple[list[str], dict[str, Any]]:
+    """The candidate judged on the lists production served since it was promoted (the gate
+    of `recsys.offpolicy.run.off_policy_gate`), and the report for the record."""
+    since = production["promoted_at"]
+    logged = load_traffic(engine, settings, since)
+    report = judge_twin(engine, settings, judged, "candidate", logged)
+    reasons, info = off_policy_gate(report, production["version"], settings)
+    return reasons, {**info, "report": report.as_json()}
+
+
 def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -> JobOutcome:
     t0 = time.perf_counter()
     data = training_snapshot(engine, config.split)
@@ -193,6 +206,10 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         fitted = fit(data, config, settings.rating_scale, extra=extra, network=network)
         report = fitted.report
         reasons = gates(report, settings, config.top_k) if report else []
+        off_policy = None
+        if production is not None:
+            more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
+            reasons += more
         if reasons:
             decision, status = REJECTED, registry.REJECTED
         elif settings.require_approval:
@@ -216,6 +233,7 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
             metrics={
                 "report": report.to_json() if report else None,
                 "gate": {"passed": not reasons, "reasons": reasons},
+                "off_policy": off_policy,
             },
             timings=timings,
         )
@@ -236,7 +254,7 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         reasons=reasons,
         candidate_version=version,
         production_version=production["version"] if production is not None else None,
-        comparison={**comparison, "warm_start": warm},
+        comparison={**comparison, "warm_start": warm, "off_policy": off_policy},
         data_counts=fitted.recommender.info["data"],
         timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},
     )

@@ -217,3 +217,17 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
                 },
             }
     return out
+
+
+def off_policy(
+    state: AppState, version: str, hours: float, explore: float | None
+) -> dict[str, Any]:
+    """`recsys.offpolicy.run.off_policy_report` over the last `hours`, as JSON."""
+    from recsys.exploration import ExplorePolicy
+    from recsys.offpolicy.run import off_policy_report
+
+    settings = state.settings
+    target = None if explore is None else ExplorePolicy(explore, settings.explore_temperature)
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    report = off_policy_report(state.engine, settings, version, since, target)
+    return {"since": timestamps.iso(since), **report.as_json()}

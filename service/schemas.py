@@ -120,6 +120,10 @@ class RecommendedItem(BaseModel):
     predicted_rating: float | None = Field(
         description="The rating the model predicts, inside the rating scale."
     )
+    explored: bool = Field(
+        description="Drawn at random from items the model ranks lower (RECSYS_EXPLORE_SHARE of "
+        "the slots), so that we learn about them: its score is below the items around it."
+    )
 
 
 class RecommendationsPublic(BaseModel):
@@ -137,6 +141,7 @@ class RecommendationsPublic(BaseModel):
                     "genres": ["Action", "Sci-Fi", "Thriller"],
                     "score": 2.31,
                     "predicted_rating": 3.2,
+                    "explored": False,
                 },
             ],
         }

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
+from recsys.exploration import Exploring, daily_rng
 from recsys.model.recommender import Recommender, Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
@@ -30,18 +31,27 @@ Payload = dict[str, Any]
 """A response body as plain data, for `service.deps.json_response`."""
 
 
+def _exploring(state: AppState, user_id: str | None) -> Exploring | None:
+    """The exploration of this user's list today, when the service explores."""
+    policy = state.explore
+    return Exploring(policy, daily_rng(user_id)) if policy.share > 0 else None
+
+
 def _publish(
     state: AppState,
     model: LoadedModel,
     user_id: str | None,
     strategy: Strategy,
     scored: list[Scored],
+    policy: Payload,
 ) -> Payload:
     """Log the list as an impression and build the body of `RecommendationsPublic`. Plain
     dicts serialised by pydantic-core: eleven validated models per list cost more than the
-    recommendation (tests hold the body to the schema)."""
+    recommendation (tests hold the body to the schema).
+
+    `policy` says what drew the list (exploration share and temperature, least support, and
+    whether the request narrowed the candidates): off-policy evaluation needs it."""
     rec_id = uuid.uuid4().hex
-    scores = [s.score for s in scored]
     state.impressions.log(
         {
             "recommendation_id": rec_id,
@@ -49,8 +59,11 @@ def _publish(
             "model_version": model.version,
             "strategy": strategy,
             "items": [s.item_id for s in scored],
-            "scores": scores,
+            "scores": [s.score for s in scored],
             "predicted": [s.predicted_rating for s in scored],
+            "explored": [s.explored for s in scored],
+            "propensities": [s.propensity for s in scored],
+            "policy": {**state.explore.as_json(), **policy},
             "served_at": datetime.now(UTC),
         }
     )
@@ -68,7 +81,7 @@ def listed(state: AppState, scored: list[Scored]) -> list[Payload]:
     """The items of a list as answers give them: rank, titles and genres from the catalog."""
     catalog = state.models.catalog
     items = []
-    for rank, (item_id, score, rating) in enumerate(scored, 1):
+    for rank, (item_id, score, rating, explored, _) in enumerate(scored, 1):
         title, genres = catalog.get(item_id)
         items.append(
             {
@@ -78,6 +91,7 @@ def listed(state: AppState, scored: list[Scored]) -> list[Payload]:
                 "genres": genres,
                 "score": score,
                 "predicted_rating": rating,
+                "explored": explored,
             }
         )
     return items
@@ -108,7 +122,9 @@ def for_known_user(
         min_support=min_support,
         genres=genres,
     )
-    return _publish(state, model, user_id, "model", scored)
+    narrowed = bool(exclude) or include_rated or genres is not None
+    policy = {"min_support": min_support, "narrowed": narrowed}
+    return _publish(state, model, user_id, "model", scored, policy)
 
 
 def known_user_list(
@@ -133,6 +149,7 @@ def known_user_list(
         exclude=exclude,
         min_support=min_support,
         allowed=_allowed(state, rec, genres),
+        exploring=_exploring(state, user_id),
     )
 
 
@@ -159,8 +176,16 @@ def for_ratings(
 ) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
-    strategy, scored = ratings_list(state, model.recommender, items, ratings, k, exclude, genres)
-    return _publish(state, model, user_id, strategy, scored)
+    strategy, scored = ratings_list(
+        state, model.recommender, items, ratings, k, exclude, genres, user_id
+    )
+    settings = state.settings
+    support = settings.cold_start_min_support if strategy == "cold_start" else None
+    policy = {
+        "min_support": support or settings.fold_in_min_support,
+        "narrowed": bool(exclude) or genres is not None,
+    }
+    return _publish(state, model, user_id, strategy, scored, policy)
 
 
 def ratings_list(
@@ -171,15 +196,18 @@ def ratings_list(
     k: int,
     exclude: Sequence[str] = (),
     genres: GenreFilter | None = None,
+    user_id: str | None = None,
 ) -> tuple[Strategy, list[Scored]]:
     """`for_ratings`' strategy and list, not logged."""
     allowed = _allowed(state, rec, genres)
+    exploring = _exploring(state, user_id)
     if not any(rec.is_known_item(i) for i in items):
         scored = rec.cold_start(
             k,
             min_support=state.settings.cold_start_min_support,
             exclude=[*exclude, *items],
             allowed=allowed,
+            exploring=exploring,
         )
         return "cold_start", scored
     scored = rec.recommend_for_ratings(
@@ -189,5 +217,6 @@ def ratings_list(
         exclude=exclude,
         min_support=state.settings.fold_in_min_support,
         allowed=allowed,
+        exploring=exploring,
     )
     return "fold_in", scored

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from starlette.requests import HTTPConnection
 
 from recsys.config import Settings
+from recsys.exploration import ExplorePolicy
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
@@ -31,6 +32,14 @@ class AppState:
     )
     # Held while a summary is computed: one computation at a time per process.
     monitoring_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def explore(self) -> ExplorePolicy:
+        return self._explore
+
+    def __post_init__(self) -> None:
+        # Built once: the hot path reads it for every list.
+        self._explore = self.settings.explore_policy
 
     def note_ratings(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Remember (user, item) ratings just committed, for this replica's next lists at

@@ -81,6 +81,9 @@ def _held_latest_per_user(data: Interactions, fraction: float) -> np.ndarray:
     return held
 
 
+HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED = 0, 1
+"""Seeds of the hash test holdout and of the validation split carved from what remains."""
+
 _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from recsys.data.interactions import Interactions, is_sorted
 from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.exploration import Exploring
 from recsys.model.candidates import CandidateSet
 from recsys.model.lru import LruCache
 from recsys.model.neighbors import NeighborIndex, build_index
@@ -47,6 +48,10 @@ class Scored(NamedTuple):
     similarity or a bias elsewhere. Comparable within one answer only."""
     predicted_rating: float | None = None
     """The rating head's prediction, inside the rating scale."""
+    explored: bool = False
+    """The slot was filled by the exploration policy (`recsys.exploration`)."""
+    propensity: float = 1.0
+    """The probability that the serving policy shows this item in this slot."""
 
 
 _Ranking = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
@@ -300,6 +305,32 @@ class Recommender:
             Scored(i, s, r) for i, s, r in zip(ids, scores.tolist(), ratings.tolist(), strict=True)
         ]
 
+    def _explored(
+        self,
+        candidates: CandidateSet,
+        logits: np.ndarray,
+        k: int,
+        exploring: Exploring,
+        rate: tuple[np.ndarray, float],
+    ) -> list[Scored]:
+        """A list drawn by the exploration policy from every candidate's logit (banned ones
+        -inf), rated by the rating head's user vector and bias in `rate`."""
+        drawn = exploring.policy.layout(logits, k).draw(exploring.rng)
+        rows = candidates.item_rows(drawn.candidates)
+        ratings = self._item_ratings(*rate, rows)
+        ids = self.item_vocab.ids_of(rows.tolist())
+        return [
+            Scored(i, float(s), float(r), bool(e), float(p))
+            for i, s, r, e, p in zip(
+                ids,
+                logits[drawn.candidates],
+                ratings,
+                drawn.explored,
+                drawn.propensities,
+                strict=True,
+            )
+        ]
+
     def _squash(self, logits: np.ndarray) -> np.ndarray:
         """Logits to the network's scaled sigmoid (float64)."""
         lo, hi = self.y_range
@@ -327,15 +358,26 @@ class Recommender:
         exclude: Sequence[str] = (),
         min_support: int = 1,
         allowed: np.ndarray | None = None,
+        exploring: Exploring | None = None,
     ) -> list[Scored]:
         """Top-k items for a known user by ranking score, with predicted ratings; [] for an
         unknown user (ask `cold_start` then). `min_support` keeps items rated fewer times out:
         their vectors are mostly noise. `allowed` (a mask over item rows, such as a genre
-        filter) is applied before the top k is cut."""
+        filter) is applied before the top k is cut. With `exploring`, a share of the slots is
+        drawn by its policy from every candidate (the ranking cache is not used)."""
         if not self.is_known_user(user_id):
             return []
         row = self.user_vocab.index(user_id)
         banned = self._known_rows(exclude) if exclude else ()
+        if exploring is not None and exploring.policy.slots(k):
+            candidates = self._candidates(min_support)
+            logits = self._user_logits(row, candidates, include_seen)
+            if allowed is not None:
+                candidates.keep_only(logits, allowed)
+            if len(banned):
+                candidates.ban(logits, np.asarray(banned))
+            rate = (self.user_factors[row], float(self.user_bias[row]))
+            return self._explored(candidates, logits, k, exploring, rate)
         # The best k + |banned| without the exclusions hold the best k with them; a filter
         # looks through the whole cached ranking first.
         depth = k + len(banned) if allowed is None else max(k, self.RANKING_DEPTH)
@@ -410,6 +452,24 @@ class Recommender:
         whole = entry[3] and len(rows) <= depth
         return entry[0][:depth], entry[1][:depth], entry[2][:depth], whole
 
+    def candidate_logits(
+        self, user_id: str, *, min_support: int, exclude: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Every candidate a list may hold for a learned user: (item rows, ranking logits,
+        predicted ratings), with only `exclude` banned (-inf), not the ratings the model
+        trained on: off-policy evaluation judges lists served before some of those ratings
+        were given. None for a user the model has not learned."""
+        if not self.is_known_user(user_id):
+            return None
+        row = self.user_vocab.index(user_id)
+        candidates = self._candidates(min_support)
+        logits = self._user_logits(row, candidates, include_seen=True)
+        if exclude:
+            candidates.ban(logits, self._known_rows(exclude))
+        rows = candidates.item_rows(np.arange(len(logits)))
+        ratings = self._item_ratings(self.user_factors[row], float(self.user_bias[row]), rows)
+        return rows, logits, ratings
+
     def cold_start(
         self,
         k: int = 10,
@@ -417,6 +477,7 @@ class Recommender:
         min_support: int = 20,
         exclude: Sequence[str] = (),
         allowed: np.ndarray | None = None,
+        exploring: Exploring | None = None,
     ) -> list[Scored]:
         """For a user we know nothing about: the best ranked items for the typical user (the
         mean of the learned users' vectors) among those rated at least `min_support` times
@@ -433,6 +494,10 @@ class Recommender:
         scores = self._rank_items @ self._typical_user + self._rank_bias + self._rank_offset(0.0)
         logits = np.where(eligible, scores, -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
+        if exploring is not None and exploring.policy.slots(k):
+            everything = CandidateSet(self._rank_items, self._rank_bias, np.ones_like(eligible))
+            zero = np.zeros(self.n_factors, dtype=np.float32)
+            return self._explored(everything, logits, k, exploring, (zero, 0.0))
         rows, scores = self._best(logits, k)
         return self._scored(rows, scores, self._ratings(self.item_bias[rows] + self.global_bias))
 
@@ -476,6 +541,7 @@ class Recommender:
         exclude: Sequence[str] = (),
         min_support: int = 10,
         allowed: np.ndarray | None = None,
+        exploring: Exploring | None = None,
     ) -> list[Scored]:
         """Top-k for a visitor described by a few (item, rating) pairs, folded into both
         heads: the ranking head places them by what they rated (as training places every
@@ -498,6 +564,8 @@ class Recommender:
         candidates.ban(logits, self._known_rows([*item_ids, *exclude]))
         if allowed is not None:
             candidates.keep_only(logits, allowed)
+        if exploring is not None and exploring.policy.slots(k):
+            return self._explored(candidates, logits, k, exploring, (vector, bias))
         local, values = self._best(logits, k)
         rows = candidates.item_rows(local)
         return self._scored(rows, values, self._item_ratings(vector, bias, rows))

@@ -125,17 +125,27 @@ def _rounded(values: Sequence[float | None] | None) -> list[float | None] | None
     return [None if v is None else round(v, 5) for v in values]
 
 
+def _significant(values: Sequence[float] | None) -> list[float] | None:
+    """Propensities to 6 significant digits: a rarely drawn item's is far below 1e-5, and
+    rounding it to zero would lose the very slot off-policy estimates weigh most."""
+    return None if values is None else [float(f"{v:.6g}") for v in values]
+
+
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows have recommendation_id, user_external_id, model_version, strategy, items, scores,
-    predicted (ratings, or None), served_at. A list logged twice (a writer retrying a batch) is
-    stored once. Numbers are kept to 5 decimals: the table grows by a row per list served,
-    and the digits beyond say nothing."""
+    served_at, and optionally predicted (ratings), explored, propensities (per slot) and
+    policy. A list logged twice (a writer retrying a batch) is stored once. Scores and ratings
+    are kept to 5 decimals: the table grows by a row per list served, and the digits beyond
+    say nothing."""
     if rows:
         rows = [
             {
                 **row,
                 "scores": _rounded(row["scores"]),
                 "predicted": _rounded(row.get("predicted")),
+                "explored": row.get("explored"),
+                "propensities": _significant(row.get("propensities")),
+                "policy": row.get("policy"),
             }
             for row in rows
         ]

@@ -140,6 +140,14 @@ impressions = Table(
         nullable=True,
         comment="predicted rating of each item, in list order (scores are ranking scores)",
     ),
+    Column("explored", JSON, nullable=True, comment="per slot: drawn by the exploration policy"),
+    Column(
+        "propensities",
+        JSON,
+        nullable=True,
+        comment="per slot: probability that the serving policy shows that item there",
+    ),
+    Column("policy", JSON, nullable=True, comment="what drew the list (recsys.exploration)"),
     Index("ix_impressions_served_at", "served_at"),
     Index("ix_impressions_user_external_id", "user_external_id"),
 )

@@ -19,7 +19,7 @@ from recsys import registry
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, training_snapshot
-from recsys.data.split import holdout, holdout_mask
+from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import Report, evaluate
@@ -30,8 +30,6 @@ from recsys.model.recommender import Recommender
 from recsys.training.deploy import refit_on_all
 from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
-
-HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED = 0, 1
 
 
 @dataclass

@@ -50,6 +50,25 @@ async def curves(
     return await run_in_threadpool(monitoring_data.curves, state, versions)
 
 
+@router.get("/off-policy", responses=responses(404))
+async def off_policy(
+    state: StateDep,
+    version: Annotated[
+        str, Query(min_length=1, max_length=64, description="A version, or an alias: canary.")
+    ] = "canary",
+    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0 * 7,
+    explore: Annotated[
+        float | None,
+        Query(ge=0, lt=1, description="Exploration share it would serve with (default: ours)."),
+    ] = None,
+) -> dict[str, Any]:
+    """What `version` would have earned on the lists logged over the window (positive
+    feedback per slot by IPS, SNIPS and DR with 95 % intervals, effective sample size, largest
+    weight), beside each logging version's observed rate; `refused` says why there is no
+    estimate (exploration was off, too little traffic)."""
+    return await run_in_threadpool(monitoring_data.off_policy, state, version, hours, explore)
+
+
 @router.get("/items")
 def search(
     state: StateDep, q: Annotated[str, Query(min_length=1, max_length=200)]
@@ -150,7 +169,7 @@ def user(
         )  # fmt: skip
     else:
         strategy, scored = serving.ratings_list(
-            state, rec, rated, [h["rating"] for h in history], 10
+            state, rec, rated, [h["rating"] for h in history], 10, user_id=user_id
         )
     return {
         "user_id": user_id,

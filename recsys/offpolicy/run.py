@@ -1,0 +1,117 @@
+"""Off-policy evaluation against the database and the registry: the CLI, the API and the
+retraining job's gate all come through here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from recsys import registry
+from recsys.config import Settings
+from recsys.data.split import HASH_HOLDOUT_SEED
+from recsys.errors import ArtifactError, NotFoundError
+from recsys.exploration import ExplorePolicy
+from recsys.model import artifact
+from recsys.model.recommender import Recommender
+from recsys.offpolicy.judge import Holdout, OffPolicyReport, judge
+from recsys.store.db import session_scope
+from recsys.store.logged import Logged, load_logged
+
+
+def holdout_of(judged: Recommender) -> Holdout | None:
+    """The hash holdout a model never learned, where its config says it was held out."""
+    config = judged.info.get("config", {})
+    share = float(config.get("test_fraction", 0.0))
+    if config.get("split") != "hash" or share <= 0:
+        return None
+    return Holdout(HASH_HOLDOUT_SEED, share)
+
+
+def _logging_models(engine: Engine, logged: Logged) -> dict[str, Recommender]:
+    """The served artifacts of the versions that logged the lists, where still loadable."""
+    out = {}
+    for version in {x.model_version for x in logged.lists}:
+        try:
+            row = registry.get_version(engine, version)
+            out[version] = artifact.load(Path(row["artifact_path"]), row["checksum"])
+        except (NotFoundError, ArtifactError):
+            continue
+    return out
+
+
+def load_traffic(engine: Engine, settings: Settings, since: datetime | None) -> Logged:
+    with session_scope(engine) as s:
+        return load_logged(session=s, since=since, liked_threshold=settings.liked_threshold)
+
+
+def judge_twin(
+    engine: Engine,
+    settings: Settings,
+    judged: Recommender,
+    version: str,
+    logged: Logged,
+    target: ExplorePolicy | None = None,
+) -> OffPolicyReport:
+    """`judged` (an evaluated twin, or a model that serves itself) on `logged` traffic."""
+    return judge(
+        judged,
+        version,
+        logged,
+        target or settings.explore_policy,
+        holdout=holdout_of(judged),
+        logging_models=_logging_models(engine, logged),
+    )
+
+
+def off_policy_report(
+    engine: Engine,
+    settings: Settings,
+    version: str | None,
+    since: datetime | None,
+    target: ExplorePolicy | None = None,
+) -> OffPolicyReport:
+    """A registered version (its evaluated twin) judged on the traffic logged since a time."""
+    row = registry.resolve(engine, version)
+    folder = Path(row["artifact_path"])
+    judged = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
+    logged = load_traffic(engine, settings, since)
+    return judge_twin(engine, settings, judged, row["version"], logged, target)
+
+
+def off_policy_gate(
+    report: OffPolicyReport, production: str, settings: Settings
+) -> tuple[list[str], dict[str, Any]]:
+    """(reasons to refuse the candidate, what was compared). The gate applies only when the
+    estimate rests on enough traffic (effective sample size at least
+    RECSYS_GATE_OPE_MIN_ESS) and production logged lists of its own in the window."""
+    own = report.logging.get(production)
+    found = report.estimate
+    info: dict[str, Any] = {
+        "applied": False,
+        "candidate_low": report.lower_bound,
+        "candidate_snips": None if found is None else found.snips.value,
+        "effective_sample_size": None if found is None else found.effective_sample_size,
+        "production_rate": None if own is None else own["positive_rate"]["value"],
+        "refused": report.refused,
+    }
+    if found is None or own is None or found.effective_sample_size < settings.gate_ope_min_ess:
+        info["why_not"] = (
+            report.refused
+            or ("production logged no lists in the window" if own is None else None)
+            or f"effective sample size {found.effective_sample_size if found else 0:.0f} "
+            f"below {settings.gate_ope_min_ess} (RECSYS_GATE_OPE_MIN_ESS)"
+        )
+        return [], info
+    info["applied"] = True
+    rate = float(own["positive_rate"]["value"])
+    low = found.snips.low
+    if low < rate - settings.gate_ope_tolerance:
+        return [
+            f"off-policy: the positive rate's lower bound {low:.4f} (SNIPS, 95 %) is below "
+            f"production's observed {rate:.4f} by more than {settings.gate_ope_tolerance} "
+            "(RECSYS_GATE_OPE_TOLERANCE)"
+        ], info
+    return [], info

@@ -1,0 +1,159 @@
+"""Exploration through the API, and a candidate judged off-policy on the traffic it logged:
+simulated users answer by a known truth, the service logs propensities, and the estimators
+read them back from the database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
+
+from recsys.config import RatingScale
+from recsys.exploration import ExplorePolicy
+from recsys.model import artifact
+from recsys.offpolicy.judge import judge
+from recsys.offpolicy.run import load_traffic
+from recsys.simulate_truth import Truth, simulate_truth
+from recsys.store.db import session_scope
+from recsys.store.tables import impressions
+from recsys.training.pipeline import train_from_database
+from service.app import create_app
+from tests.service.conftest import GENRE_CONFIG, Served
+
+RECSYS = str(Path(sys.executable).parent / "recsys")
+SHARE = 0.3
+TOKEN = "off-policy-operator-token"
+OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _flush(client: TestClient) -> None:
+    assert client.app.state.recsys.impressions.wait_idle(10)  # type: ignore[attr-defined]
+
+
+def _clear(served: Served) -> None:
+    with session_scope(served.engine) as s:
+        s.execute(delete(impressions))
+
+
+@pytest.fixture(scope="module")
+def truth(served: Served) -> Truth:
+    # Production itself plays the users: what it predicts is what they do.
+    return Truth(served.registered.fitted.deployed, liked_threshold=4.0)
+
+
+@pytest.fixture(scope="module")
+def candidate(served: Served) -> Iterator[str]:
+    """Another version, trained with another seed and not promoted."""
+    config = GENRE_CONFIG.model_copy(update={"seed": 7})
+    registered = train_from_database(
+        served.engine, served.artifact_dir, config, RatingScale(), promote=False
+    )
+    yield registered.version
+
+
+def test_lists_say_which_slots_explored_and_log_their_propensities(served: Served) -> None:
+    _clear(served)
+    with TestClient(create_app(served.settings(explore_share=SHARE))) as client:
+        first = client.get("/v1/users/user0/recommendations", params={"k": 10}).json()
+        again = client.get("/v1/users/user0/recommendations", params={"k": 10}).json()
+        _flush(client)
+    explored = [item["rank"] for item in first["items"] if item["explored"]]
+    assert explored == [3, 6, 10]  # three evenly spaced slots, the last among them
+    # Seeded per (user, day): the same list all day.
+    assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in first["items"]]
+    with session_scope(served.engine) as s:
+        row = s.execute(
+            select(impressions).where(impressions.c.recommendation_id == first["recommendation_id"])
+        ).one()
+    assert row.explored == [item["explored"] for item in first["items"]]
+    fixed = [p for p, e in zip(row.propensities, row.explored, strict=True) if not e]
+    drawn = [p for p, e in zip(row.propensities, row.explored, strict=True) if e]
+    assert fixed == [1.0] * 7 and all(0 < p < 1 for p in drawn)
+    assert row.policy["explore_share"] == SHARE and row.policy["narrowed"] is False
+
+
+def test_without_exploration_the_estimators_refuse(
+    served: Served, truth: Truth, candidate: str, tmp_path: Path
+) -> None:
+    _clear(served)
+    with TestClient(create_app(served.settings(operator_token=TOKEN))) as client:
+        simulate_truth(client, truth, users_per_round=60, seed=1)
+        _flush(client)
+        answer = client.get(
+            "/v1/monitoring/off-policy", params={"version": candidate, "hours": 1}, headers=OPERATOR
+        ).json()
+    assert answer["estimate"] is None
+    assert "exploration on" in answer["refused"]
+    cli = _cli(served, tmp_path, "evaluate", "--off-policy", candidate, "--since", "1h")
+    assert cli.returncode != 0 and "exploration on" in cli.stderr
+
+
+def test_logged_propensities_are_what_the_policy_gives_when_recomputed(
+    served: Served, truth: Truth
+) -> None:
+    """Judged as itself, the serving model weighs every logged slot 1: what the service logged
+    is exactly what evaluation recomputes, exclusions included."""
+    _clear(served)
+    with TestClient(create_app(served.settings(explore_share=SHARE))) as client:
+        simulate_truth(client, truth, users_per_round=80, seed=2)
+        _flush(client)
+    settings = served.settings(explore_share=SHARE)
+    logged = load_traffic(served.engine, settings, None)
+    version = served.registered.version
+    row_model = artifact.load(served.registered.path)
+    report = judge(row_model, version, logged, ExplorePolicy(SHARE), holdout=None)
+    assert report.estimate is not None and report.lists == 80
+    assert report.estimate.max_weight == pytest.approx(1.0, rel=1e-4)
+    assert report.estimate.effective_sample_size == pytest.approx(80, rel=1e-3)
+    observed = report.logging[version]["positive_rate"]["value"]
+    assert report.estimate.ips.value == pytest.approx(observed, rel=1e-3)
+
+
+def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
+    served: Served, truth: Truth, candidate: str, tmp_path: Path
+) -> None:
+    _clear(served)
+    settings = served.settings(explore_share=SHARE, operator_token=TOKEN)
+    with TestClient(create_app(settings)) as client:
+        simulated = simulate_truth(client, truth, users_per_round=150, seed=3)
+        _flush(client)
+        answer = client.get(
+            "/v1/monitoring/off-policy", params={"version": candidate, "hours": 1}, headers=OPERATOR
+        ).json()
+        bad = client.get(
+            "/v1/monitoring/off-policy", params={"version": "v-nope"}, headers=OPERATOR
+        )
+    assert simulated.lists == 150 and simulated.errors == 0 and simulated.positives > 0
+    assert answer["refused"] is None, answer["refused"]
+    found = answer["estimate"]
+    for name in ("ips", "snips", "dr"):
+        low, value, high = found[name]["low"], found[name]["value"], found[name]["high"]
+        assert 0 <= low <= value <= high, (name, found[name])
+    assert found["lists"] == 150 and found["effective_sample_size"] > 1
+    assert found["unsupported_share"] == 0.0
+    # Only slots of the hash holdout count: the judged twin never learned their answers.
+    assert "hash holdout" in answer["judged_on"]
+    production = answer["logging"][served.registered.version]
+    assert production["lists"] == 150 and 0 < production["positive_rate"]["value"] < 1
+    assert bad.status_code == 404 and "v-nope" in bad.json()["detail"]
+    cli = _cli(served, tmp_path, "evaluate", "--off-policy", candidate, "--since", "1h")
+    assert cli.returncode == 0, cli.stderr
+    assert "SNIPS" in cli.stdout and "effective sample size" in cli.stdout
+
+
+def _cli(served: Served, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": served.url,
+        "RECSYS_ARTIFACT_DIR": str(served.artifact_dir),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [RECSYS, *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
