@@ -3,7 +3,8 @@
 Inputs are pandas frames as `recsys.store.events.load_served` returns them, so the same maths
 runs on a database, a test's hand-made rows or a notebook's export.
 
-    impressions: recommendation_id, model_version, strategy, items (list), scores (list), served_at
+    impressions: recommendation_id, model_version, strategy, items (list), scores (list), served_at,
+                 policy (dict with explore_share; optional)
     feedback:    recommendation_id, item_id, kind, value, received_at
 """
 
@@ -101,6 +102,42 @@ def shown_popularity(impressions: pd.DataFrame, popularity: pd.Series) -> float 
     if slots.empty:
         return None
     return float(popularity.reindex(slots.to_numpy()).fillna(0).mean())
+
+
+def by_explore_share(
+    impressions: pd.DataFrame,
+    feedback: pd.DataFrame,
+    *,
+    n_catalog: int,
+    popularity: pd.Series,
+    liked_threshold: float = 4.0,
+) -> list[dict[str, Any]]:
+    """Exposure and response per exploration share the lists were served with (lists logged
+    without a policy count as 0): what exploring costs in positive answers per slot, and what
+    it buys in coverage of the long tail. Coverage grows with the number of lists, so compare
+    shares over similar counts."""
+    if impressions.empty:
+        return []
+    policy = impressions.get("policy", pd.Series(None, index=impressions.index))
+    share = policy.map(lambda p: float(p.get("explore_share", 0.0)) if isinstance(p, dict) else 0.0)
+    answered = feedback.dropna(subset=["recommendation_id"])
+    positive = answered[is_positive(answered["kind"], answered["value"], liked_threshold)]
+    out = []
+    for value, lists in impressions.groupby(share):
+        slots = int(lists["items"].map(len).sum())
+        hits = positive[positive["recommendation_id"].isin(set(lists["recommendation_id"]))]
+        out.append(
+            {
+                "explore_share": float(value),
+                "lists": len(lists),
+                "slots": slots,
+                "coverage": shown_coverage(lists, n_catalog),
+                "gini": exposure_gini(lists, n_catalog),
+                "shown_popularity": shown_popularity(lists, popularity),
+                "positive_per_slot": len(hits) / slots if slots else None,
+            }
+        )
+    return out
 
 
 # --- response: what users did with it ----------------------------------------------------

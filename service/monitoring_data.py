@@ -152,6 +152,10 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
         liked_threshold=state.settings.liked_threshold,
     )  # fmt: skip
+    exposure_by_share = monitoring.by_explore_share(
+        served, fb, n_catalog=n_catalog, popularity=popularity,
+        liked_threshold=state.settings.liked_threshold,
+    )  # fmt: skip
     last_job = next(iter(registry.list_jobs(engine, 1)), None)
     return {
         "window_hours": hours,
@@ -163,6 +167,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         "last_job": _job(last_job),
         "figures": figures,
         "by_version": monitoring.online_by_version(served, fb, state.settings.liked_threshold),
+        "by_explore_share": exposure_by_share,
         "timeseries": series,
         "drift": drift,
         "alerts": alerts(state, figures, drift, production, newest_feedback_at),

@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsys.config import Settings
 from recsys.exploration import ExplorePolicy
-from recsys.offpolicy.estimators import NoSupportError, RewardModel, estimate, on_policy
+from recsys.offpolicy.estimators import (
+    Interval,
+    NoSupportError,
+    OffPolicyEstimate,
+    RewardModel,
+    estimate,
+    on_policy,
+)
+from recsys.offpolicy.judge import OffPolicyReport
+from recsys.offpolicy.run import off_policy_gate
 from recsys.offpolicy.simulator import World, judged
 
 K = 10
@@ -115,3 +125,40 @@ def test_the_reward_model_recovers_a_logistic_link() -> None:
     model = RewardModel.fit(predicted, reward)
     assert model.intercept == pytest.approx(-6.0, abs=0.4)
     assert model.slope == pytest.approx(1.5, abs=0.1)
+
+
+def _report(dr: Interval | None, ess: float, observed: float | None) -> OffPolicyReport:
+    snips = Interval(0.10, 0.08, 0.12)
+    found = OffPolicyEstimate(
+        lists=500, slots=5000, ips=snips, snips=snips, dr=dr, effective_sample_size=ess,
+        max_weight=40.0, clipped=0, clip=1000.0, unsupported_share=0.0,
+    )  # fmt: skip
+    rate = {"value": observed, "low": 0.0, "high": 1.0}
+    logging = {} if observed is None else {"vprod": {"lists": 500, "positive_rate": rate}}
+    return OffPolicyReport(
+        version="candidate", target_policy={"explore_share": 0.1, "temperature": 1.0},
+        judged_on="test", lists=500, skipped={}, estimate=found, refused=None,
+        mean_rating=None, reward_model=None, logging=logging,
+    )  # fmt: skip
+
+
+def test_the_off_policy_gate_compares_the_lower_bound_with_production() -> None:
+    settings = Settings(gate_ope_min_ess=100, gate_ope_tolerance=0.01)
+    good = _report(Interval(0.11, 0.095, 0.125), ess=300, observed=0.10)
+    assert off_policy_gate(good, "vprod", settings)[0] == []
+    bad = _report(Interval(0.09, 0.07, 0.11), ess=300, observed=0.10)
+    reasons, info = off_policy_gate(bad, "vprod", settings)
+    assert info["applied"] and info["estimator"] == "DR"
+    assert len(reasons) == 1 and "0.0700 (DR, 95 %)" in reasons[0] and "0.1000" in reasons[0]
+    # Without a reward model, SNIPS's interval judges.
+    assert off_policy_gate(_report(None, 300, 0.15), "vprod", settings)[1]["estimator"] == "SNIPS"
+
+
+def test_the_off_policy_gate_stands_aside_on_thin_evidence() -> None:
+    settings = Settings(gate_ope_min_ess=100)
+    thin = _report(Interval(0.05, 0.0, 0.1), ess=20, observed=0.10)
+    reasons, info = off_policy_gate(thin, "vprod", settings)
+    assert reasons == [] and not info["applied"] and "RECSYS_GATE_OPE_MIN_ESS" in info["why_not"]
+    unseen = _report(Interval(0.05, 0.0, 0.1), ess=300, observed=None)
+    reasons, info = off_policy_gate(unseen, "vprod", settings)
+    assert reasons == [] and "production logged no lists" in info["why_not"]

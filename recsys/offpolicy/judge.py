@@ -73,9 +73,15 @@ class OffPolicyReport:
         return finite
 
     @property
-    def lower_bound(self) -> float | None:
-        """The gate's figure: the SNIPS interval's lower end."""
-        return None if self.estimate is None else self.estimate.snips.low
+    def gate_interval(self) -> tuple[str, Interval] | None:
+        """The gate's estimator and interval: DR's where there is a reward model (its interval
+        held the true rate in 92-96 % of simulated repetitions on MovieLens, where SNIPS's
+        normal interval held it in 86-88 %: benchmarks/off_policy.py), else SNIPS's."""
+        if self.estimate is None:
+            return None
+        if self.estimate.dr is not None:
+            return "DR", self.estimate.dr
+        return "SNIPS", self.estimate.snips
 
 
 @dataclass

@@ -89,15 +89,22 @@ def off_policy_gate(
     RECSYS_GATE_OPE_MIN_ESS) and production logged lists of its own in the window."""
     own = report.logging.get(production)
     found = report.estimate
+    judged = report.gate_interval
     info: dict[str, Any] = {
         "applied": False,
-        "candidate_low": report.lower_bound,
-        "candidate_snips": None if found is None else found.snips.value,
+        "estimator": None if judged is None else judged[0],
+        "candidate_rate": None if judged is None else judged[1].value,
+        "candidate_low": None if judged is None else judged[1].low,
         "effective_sample_size": None if found is None else found.effective_sample_size,
         "production_rate": None if own is None else own["positive_rate"]["value"],
         "refused": report.refused,
     }
-    if found is None or own is None or found.effective_sample_size < settings.gate_ope_min_ess:
+    if (
+        found is None
+        or judged is None
+        or own is None
+        or found.effective_sample_size < settings.gate_ope_min_ess
+    ):
         info["why_not"] = (
             report.refused
             or ("production logged no lists in the window" if own is None else None)
@@ -107,11 +114,11 @@ def off_policy_gate(
         return [], info
     info["applied"] = True
     rate = float(own["positive_rate"]["value"])
-    low = found.snips.low
-    if low < rate - settings.gate_ope_tolerance:
+    name, interval = judged
+    if interval.low < rate - settings.gate_ope_tolerance:
         return [
-            f"off-policy: the positive rate's lower bound {low:.4f} (SNIPS, 95 %) is below "
-            f"production's observed {rate:.4f} by more than {settings.gate_ope_tolerance} "
-            "(RECSYS_GATE_OPE_TOLERANCE)"
+            f"off-policy: the positive rate's lower bound {interval.low:.4f} ({name}, 95 %) is "
+            f"below production's observed {rate:.4f} by more than "
+            f"{settings.gate_ope_tolerance} (RECSYS_GATE_OPE_TOLERANCE)"
         ], info
     return [], info

@@ -188,6 +188,7 @@ def load_served(
         impressions.c["items"],
         impressions.c.scores,
         impressions.c.predicted,
+        impressions.c.policy,
         impressions.c.served_at,
     )
     fb = select(

@@ -218,6 +218,8 @@ async function loop() {
   const ctr = byVersion(ts, "click_through").map((t) => Object.assign(t, { name: t.name + " CTR", line: { color: t.line.color, dash: "dot" } }));
   await chart("chart-response", [...positive, ...ctr], { x: TIME, y: "share of feedback (%)" }, { ...axis, yaxis: { tickformat: ".0%" } });
   await chart("chart-bias", byVersion(ts, "prediction_bias", "rated_shown"), { x: TIME, y: "predicted minus given (stars)" }, axis);
+  fill("explore-shares", ["share", "lists", "slots", "coverage", "Gini", "mean popularity shown", "positive per slot"],
+    (s.by_explore_share || []).map((r) => [r.explore_share, r.lists, r.slots, pct(r.coverage), r.gini, r.shown_popularity, r.positive_per_slot]));
   const h = (s.drift.rating_histogram || { before: {}, after: {} });
   const share = (o) => { const t = Object.values(o).reduce((a, b) => a + b, 0) || 1; return Object.values(o).map((v) => v / t); };
   document.getElementById("psi").textContent = `(PSI ratings ${fmt(s.drift.rating_psi, 3)}, popularity ${fmt(s.drift.popularity_psi, 3)})`;
@@ -285,8 +287,36 @@ async function act(path, what) {
   }
 }
 
+function pct(value) {
+  return value === null || value === undefined ? null : (100 * value).toFixed(1) + " %";
+}
+
+function interval(found) {
+  return found ? `${fmt(found.value)} [${fmt(found.low)}, ${fmt(found.high)}]` : null;
+}
+
+// One request per version: each ranks every logged list again, so the table fills row by row.
+async function offPolicy(ticked) {
+  const table = fill("off-policy", ["version", "SNIPS", "DR", "IPS", "effective sample", "largest weight", "observed by the logging versions"], []);
+  for (const version of ticked) {
+    const tr = row([version, "…"]);
+    table.appendChild(tr);
+    try {
+      const r = await api(`/v1/monitoring/off-policy?hours=168&version=${encodeURIComponent(version)}`);
+      const observed = Object.entries(r.logging || {}).map(([v, o]) => `${v}: ${interval(o.positive_rate)} (${o.lists} lists)`).join("; ");
+      const e = r.estimate;
+      tr.replaceWith(row(e
+        ? [version, interval(e.snips), interval(e.dr), interval(e.ips), e.effective_sample_size, e.max_weight, observed]
+        : [version, "no estimate: " + r.refused, null, null, null, null, observed]));
+    } catch (err) {
+      tr.replaceWith(row([version, "no estimate: " + err.message]));
+    }
+  }
+}
+
 async function curves(ticked) {
   if (!ticked.size) return;
+  offPolicy([...ticked]);
   const q = [...ticked].map((v) => "versions=" + encodeURIComponent(v)).join("&");
   const data = await api("/v1/monitoring/curves?" + q);
   const traces = [];

@@ -36,6 +36,7 @@ def live(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "operator_token": TOKEN,
         "impression_flush_s": "0.1",
         "recommend_min_support": "1",
+        "explore_share": "0.2",  # one slot of five: the off-policy table has traffic to judge
     }
     with running(served, log_dir, **settings) as (base, _):
         traffic(base)
@@ -133,6 +134,9 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 )
                 # The browser logs the 404 itself; nothing else may be logged.
                 errors[:] = [e for e in errors if "status of 404" not in e]
+            if name == "loop":  # exposure per exploration share
+                shares = page.inner_text("#explore-shares")
+                assert "0.2" in shares and "positive per slot" in shares, shares
             if name == "items":
                 page.fill("#search", "Film number 1")
                 page.click("#search-go")
@@ -185,6 +189,15 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         compared = page.inner_text("#compare")
         assert production in compared and candidate in compared and "metric: ndcg@10" in compared
         assert page.query_selector_all("#compare tr.differs")
+        # Each ticked version judged on the logged lists, beside what production observed.
+        page.wait_for_function(
+            "document.querySelectorAll('#off-policy tr').length > 2 && ![...document"
+            ".querySelectorAll('#off-policy td')].some((td) => td.textContent === '…')",
+            timeout=30_000,
+        )
+        judged = page.inner_text("#off-policy")
+        assert candidate in judged and f"{production}: " in judged, judged
+        assert "no estimate" not in judged and "[" in judged, judged
         assert page.query_selector_all(f"button[data-version='{production}']") == []
         page.once("dialog", lambda dialog: dialog.dismiss())
         page.click(f"button[data-action='approve'][data-version='{candidate}']")

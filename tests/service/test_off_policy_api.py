@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from recsys import registry
 from recsys.config import RatingScale
 from recsys.exploration import ExplorePolicy
+from recsys.jobs import retrain
 from recsys.model import artifact
 from recsys.offpolicy.judge import judge
 from recsys.offpolicy.run import load_traffic
@@ -157,3 +159,22 @@ def _cli(served: Served, tmp_path: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run(
         [RECSYS, *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
+
+
+def test_the_retraining_job_records_its_off_policy_gate(served: Served, truth: Truth) -> None:
+    """Last in the module: the job may promote its candidate."""
+    _clear(served)
+    settings = served.settings(explore_share=SHARE, gate_ope_min_ess=1.0)
+    with TestClient(create_app(settings)) as client:
+        simulate_truth(client, truth, users_per_round=150, seed=4)
+        _flush(client)
+    outcome = retrain(served.engine, settings, GENRE_CONFIG)
+    assert outcome.status == "succeeded", outcome.reasons
+    job = registry.list_jobs(served.engine, 1)[0]
+    gate = job["comparison"]["off_policy"]
+    assert gate["applied"] is True and gate["estimator"] == "DR", gate
+    assert gate["production_rate"] > 0 and gate["candidate_low"] <= gate["candidate_rate"]
+    assert gate["report"]["lists"] == 150
+    failed = [r for r in outcome.reasons if r.startswith("off-policy")]
+    below = gate["candidate_low"] < gate["production_rate"] - settings.gate_ope_tolerance
+    assert bool(failed) == below
