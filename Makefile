@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 # The demo's operator token is printed and fixed: a laptop demo, not a deployment.
 DEMO_TOKEN ?= demo-operator-token
 # Development mode: writes need no client key and the well-known token is accepted.
-DEMO_ENV = RECSYS_DATABASE_URL=$(DEMO_DB) RECSYS_OPERATOR_TOKEN=$(DEMO_TOKEN) RECSYS_DEV_MODE=true
+DEMO_ENV = RECSYS_DATABASE_URL=$(DEMO_DB) RECSYS_OPERATOR_TOKEN=$(DEMO_TOKEN) RECSYS_DEV_MODE=true RECSYS_EXPLORE_SHARE=0.1
 
 demo: venv
 	$(DEMO_ENV) $(RECSYS) db upgrade
