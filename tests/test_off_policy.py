@@ -46,6 +46,9 @@ def test_the_interval_holds_the_true_rate_in_nine_repetitions_of_ten(
     inc_b = truth.inclusion(truth.layouts(ExplorePolicy(0.0), b, K))
     value = truth.value(inc_b)
     assert abs(value - truth.value(inc_a)) > 0.02  # B really differs from A
+    # B run on the simulator earns what its exact value says.
+    ran = truth.log(truth.layouts(ExplorePolicy(0.0), b, K), 20_000, np.random.default_rng(99))
+    assert ran.rewards.mean() == pytest.approx(value, abs=0.005)
     reward = np.clip(truth.truth * 1.3, 0, 1)  # a reward model off by 30 %
     hits = {"snips": 0, "dr": 0}
     for rep in range(50):
