@@ -64,9 +64,16 @@ def test_lists_say_which_slots_explored_and_log_their_propensities(served: Serve
     with TestClient(create_app(served.settings(explore_share=SHARE))) as client:
         first = client.get("/v1/users/user0/recommendations", params={"k": 10}).json()
         again = client.get("/v1/users/user0/recommendations", params={"k": 10}).json()
+        rated = [{"item_id": "film0", "rating": 5.0}, {"item_id": "film3", "rating": 4.5}]
+        visitor = client.post("/v1/recommendations", json={"ratings": rated, "k": 10}).json()
+        stranger = client.get("/v1/users/nobody/recommendations", params={"k": 10}).json()
         _flush(client)
     explored = [item["rank"] for item in first["items"] if item["explored"]]
     assert explored == [3, 6, 10]  # three evenly spaced slots, the last among them
+    # Visitors folded in and strangers at cold start explore too.
+    for answer, strategy in ((visitor, "fold_in"), (stranger, "cold_start")):
+        assert answer["strategy"] == strategy
+        assert [i["rank"] for i in answer["items"] if i["explored"]] == [3, 6, 10], answer
     # Seeded per (user, day): the same list all day.
     assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in first["items"]]
     with session_scope(served.engine) as s:
