@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recsys.monitoring import POSITIVE_EVENTS
-from recsys.store.queries import where_in
+from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
 
@@ -96,18 +96,18 @@ def _answers(session: Session, lists: dict[str, LoggedList], liked_threshold: fl
     stmt = select(
         feedback.c.recommendation_id, items.c.external_id, feedback.c.kind, feedback.c.value
     ).join(items, items.c.id == feedback.c.item_id)
-    for rec_id, item, kind, value in session.execute(
-        where_in(session, stmt, feedback.c.recommendation_id, list(lists))
-    ):
-        shown = lists[rec_id]
-        if item not in shown.items:
-            continue
-        if kind == "rating" and value is not None:
-            shown.rated[item] = float(value)
-            if value >= liked_threshold:
+    for batch in in_batches(session, list(lists)):
+        found = session.execute(where_in(session, stmt, feedback.c.recommendation_id, batch))
+        for rec_id, item, kind, value in found:
+            shown = lists[rec_id]
+            if item not in shown.items:
+                continue
+            if kind == "rating" and value is not None:
+                shown.rated[item] = float(value)
+                if value >= liked_threshold:
+                    shown.positive.add(item)
+            elif kind in POSITIVE_EVENTS:
                 shown.positive.add(item)
-        elif kind in POSITIVE_EVENTS:
-            shown.positive.add(item)
 
 
 def _rated_at(session: Session, lists: dict[str, LoggedList]) -> dict[str, dict[str, int]]:

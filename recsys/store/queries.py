@@ -82,12 +82,18 @@ def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[
         yield values[start : start + size]
 
 
+def in_batches(session: Session, values: Sequence[str]) -> Iterable[Sequence[str]]:
+    """`values` in pieces that `where_in` can take: all at once on PostgreSQL, within
+    SQLite's limit on parameters otherwise."""
+    return [values] if is_postgres(session) else _batches(values)
+
+
 def lookup_ids(*, session: Session, table: Table, external_ids: Sequence[str]) -> dict[str, int]:
     """Database ids of the external ids that exist; unknown ones are absent from the result."""
     wanted = list(dict.fromkeys(external_ids))
     found: dict[str, int] = {}
     pairs = select(table.c.external_id, table.c.id)
-    for batch in [wanted] if is_postgres(session) else _batches(wanted):
+    for batch in in_batches(session, wanted):
         stmt = where_in(session, pairs, table.c.external_id, batch)
         found.update(dict(session.execute(stmt).all()))  # .all(): a Result has keys()
     return found
