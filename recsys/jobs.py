@@ -179,7 +179,7 @@ def _off_policy(
     of `recsys.offpolicy.run.off_policy_gate`), and the report for the record."""
     since = production["promoted_at"]
     logged = load_traffic(engine, settings, since)
-    report = judge_twin(engine, settings, judged, "candidate", logged)
+    report = judge_twin(engine, settings, judged, "candidate", logged, since)
     reasons, info = off_policy_gate(report, production["version"], settings)
     return reasons, {**info, "report": report.as_json()}
 

@@ -119,6 +119,7 @@ def judge(
     logging_models: dict[str, Recommender] | None = None,
     clip: float = MAX_WEIGHT,
     max_unsupported: float = MAX_UNSUPPORTED,
+    judged_on: str | None = None,
 ) -> OffPolicyReport:
     """Off-policy estimates of `candidate` served with `target`, on `logged` traffic.
 
@@ -166,12 +167,13 @@ def judge(
             acc.reward.append(float(item in shown.positive))
             acc.rating.append(shown.rated.get(item, np.nan))
             acc.predicted.append(float(predicted[j]))
-    judged_on = (
-        f"logged slots in the hash holdout ({holdout.share:.0%}), which the judged model never "
-        "learned"
-        if holdout is not None
-        else "every logged slot (the judged model may have learned some of their answers)"
-    )
+    if holdout is not None:
+        judged_on = (
+            f"logged slots in the hash holdout ({holdout.share:.0%}), which the judged model "
+            "never learned"
+        )
+    elif judged_on is None:
+        judged_on = "every logged slot (the judged model may have learned some of their answers)"
     report = OffPolicyReport(
         version=version,
         target_policy=target.as_json(),

@@ -21,8 +21,14 @@ from recsys.store.db import session_scope
 from recsys.store.logged import Logged, load_logged
 
 
-def holdout_of(judged: Recommender) -> Holdout | None:
-    """The hash holdout a model never learned, where its config says it was held out."""
+def holdout_of(judged: Recommender, since: datetime | None = None) -> Holdout | None:
+    """Which logged slots may judge `judged`: None (all of them) when its training data ends
+    before the window starts, so that it learned none of their answers; else the hash holdout
+    it never learned, where its config held one out (None otherwise: the estimate then rests
+    partly on answers it learned, and the report says so)."""
+    newest = (judged.info.get("data") or {}).get("max_timestamp")
+    if since is not None and newest is not None and int(newest) < since.timestamp():
+        return None
     config = judged.info.get("config", {})
     share = float(config.get("test_fraction", 0.0))
     if config.get("split") != "hash" or share <= 0:
@@ -53,16 +59,24 @@ def judge_twin(
     judged: Recommender,
     version: str,
     logged: Logged,
+    since: datetime | None,
     target: ExplorePolicy | None = None,
 ) -> OffPolicyReport:
-    """`judged` (an evaluated twin, or a model that serves itself) on `logged` traffic."""
+    """`judged` (an evaluated twin, or a model that serves itself) on `logged` traffic, the
+    lists served since `since`."""
+    holdout = holdout_of(judged, since)
+    newest = (judged.info.get("data") or {}).get("max_timestamp")
+    clean = holdout is None and since is not None and newest is not None
     return judge(
         judged,
         version,
         logged,
         target or settings.explore_policy,
-        holdout=holdout_of(judged),
+        holdout=holdout,
         logging_models=_logging_models(engine, logged),
+        judged_on="every logged slot: the judged model's data ends before the window"
+        if clean
+        else None,
     )
 
 
@@ -78,7 +92,7 @@ def off_policy_report(
     folder = Path(row["artifact_path"])
     judged = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
     logged = load_traffic(engine, settings, since)
-    return judge_twin(engine, settings, judged, row["version"], logged, target)
+    return judge_twin(engine, settings, judged, row["version"], logged, since, target)
 
 
 def off_policy_gate(

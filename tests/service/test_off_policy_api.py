@@ -138,6 +138,10 @@ def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
         bad = client.get(
             "/v1/monitoring/off-policy", params={"version": "v-nope"}, headers=OPERATOR
         )
+        itself = client.get(
+            "/v1/monitoring/off-policy", params={"version": "production", "hours": 1},
+            headers=OPERATOR,
+        ).json()  # fmt: skip
     assert simulated.lists == 150 and simulated.errors == 0 and simulated.positives > 0
     assert answer["refused"] is None, answer["refused"]
     found = answer["estimate"]
@@ -146,11 +150,14 @@ def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
         assert 0 <= low <= value <= high, (name, found[name])
     assert found["lists"] == 150 and found["effective_sample_size"] > 1
     assert found["unsupported_share"] == 0.0
-    # Only slots of the hash holdout count: the judged twin never learned their answers.
-    assert "hash holdout" in answer["judged_on"]
+    # Trained before the traffic: it learned none of the answers, and every slot counts.
+    assert answer["judged_on"].startswith("every logged slot"), answer["judged_on"]
     production = answer["logging"][served.registered.version]
     assert production["lists"] == 150 and 0 < production["positive_rate"]["value"] < 1
     assert bad.status_code == 404 and "v-nope" in bad.json()["detail"]
+    # So did production, on the lists it served.
+    assert itself["judged_on"].startswith("every logged slot"), itself["judged_on"]
+    assert itself["estimate"]["lists"] == 150
     cli = _cli(served, tmp_path, "evaluate", "--off-policy", candidate, "--since", "1h")
     assert cli.returncode == 0, cli.stderr
     assert "SNIPS" in cli.stdout and "effective sample size" in cli.stdout
@@ -182,6 +189,8 @@ def test_the_retraining_job_records_its_off_policy_gate(served: Served, truth: T
     assert gate["applied"] is True and gate["estimator"] == "DR", gate
     assert gate["production_rate"] > 0 and gate["candidate_low"] <= gate["candidate_rate"]
     assert gate["report"]["lists"] == 150
+    # Trained on the answers to those lists: only the hash holdout's slots, never learned, count.
+    assert "hash holdout" in gate["report"]["judged_on"]
     failed = [r for r in outcome.reasons if r.startswith("off-policy")]
     below = gate["candidate_low"] < gate["production_rate"] - settings.gate_ope_tolerance
     assert bool(failed) == below
