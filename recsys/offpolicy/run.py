@@ -123,7 +123,7 @@ def off_policy_gate(
             report.refused
             or ("production logged no lists in the window" if own is None else None)
             or f"effective sample size {found.effective_sample_size if found else 0:.0f} "
-            f"below {settings.gate_ope_min_ess} (RECSYS_GATE_OPE_MIN_ESS)"
+            f"below {settings.gate_ope_min_ess:g} (RECSYS_GATE_OPE_MIN_ESS)"
         )
         return [], info
     info["applied"] = True
