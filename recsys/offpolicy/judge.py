@@ -96,6 +96,55 @@ class _Accumulated:
     direct: list[float] = field(default_factory=list)
     unsupported: list[float] = field(default_factory=list)
 
+    def add(
+        self,
+        shown: LoggedList,
+        ranked: tuple[np.ndarray, np.ndarray, np.ndarray],
+        target: ExplorePolicy,
+        holdout: Holdout | None,
+        reward_model: RewardModel | None,
+        listable: _Listable,
+    ) -> None:
+        """One logged list: the target's probability of showing each of its items, the direct
+        method's term, how much of the target's list lacks support, and the slots that count
+        (those of the hash holdout, when there is one)."""
+        rows, logits, ratings = ranked
+        k = len(shown.items)
+        n = len(self.size)
+        self.size.append(k)
+        inclusion = target.layout(logits, k).inclusion(len(logits))
+        local = _local_positions(listable.judged, rows, shown.items)
+        at = np.where(local >= 0, inclusion[np.maximum(local, 0)], 0.0)
+        if reward_model is not None:
+            self.direct.append(float(inclusion @ reward_model(ratings)))
+        self.unsupported.append(_unsupported(shown, inclusion, local, rows, listable) / k)
+        keep = np.ones(k, dtype=bool)
+        share = 1.0
+        if holdout is not None:
+            share = holdout.share
+            keep = pair_hash_of_ids([shown.user_id] * k, shown.items, holdout.seed) < share
+        predicted = np.where(local >= 0, ratings[np.maximum(local, 0)], 0.0)
+        for j in np.flatnonzero(keep):
+            item = shown.items[j]
+            self.lists.append(n)
+            self.logging.append(shown.propensities[j] * share)
+            self.target.append(float(at[j]))
+            self.reward.append(float(item in shown.positive))
+            self.rating.append(shown.rated.get(item, np.nan))
+            self.predicted.append(float(predicted[j]))
+
+
+def _ranked_then(
+    candidate: Recommender, shown: LoggedList, rated_at: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The judged model's candidates for the list's user as they stood when it was served:
+    what the user had rated by then is banned, what they rated later is not."""
+    if not shown.items:
+        return None
+    served = int(shown.served_at.timestamp())
+    before = [item for item, when in rated_at.items() if when < served]
+    return candidate.candidate_logits(shown.user_id, min_support=shown.min_support, exclude=before)
+
 
 def _reward_model(logged: Logged) -> RewardModel | None:
     predicted, reward = [], []
@@ -131,42 +180,15 @@ def judge(
     acc = _Accumulated()
     on_policy_by: dict[str, list[tuple[int, float]]] = {}
     for shown in logged.lists:
-        k = len(shown.items)
-        served = int(shown.served_at.timestamp())
-        rated = logged.rated_at.get(shown.user_id, {})
-        before = [item for item, when in rated.items() if when < served]
-        ranked = candidate.candidate_logits(
-            shown.user_id, min_support=shown.min_support, exclude=before
-        )
-        if ranked is None or k == 0:
-            skipped["the judged model never learned the user"] = (
-                skipped.get("the judged model never learned the user", 0) + 1
-            )
+        ranked = _ranked_then(candidate, shown, logged.rated_at.get(shown.user_id, {}))
+        if ranked is None:
+            reason = "the judged model never learned the user"
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        rows, logits, ratings = ranked
-        n = len(acc.size)
-        acc.size.append(k)
-        on_policy_by.setdefault(shown.model_version, []).append((k, float(len(shown.positive))))
-        inclusion = target.layout(logits, k).inclusion(len(logits))
-        local = _local_positions(candidate, rows, shown.items)
-        at = np.where(local >= 0, inclusion[np.maximum(local, 0)], 0.0)
-        if reward_model is not None:
-            acc.direct.append(float(inclusion @ reward_model(ratings)))
-        acc.unsupported.append(_unsupported(shown, inclusion, local, rows, listable) / k)
-        keep = np.ones(k, dtype=bool)
-        share = 1.0
-        if holdout is not None:
-            share = holdout.share
-            keep = pair_hash_of_ids([shown.user_id] * k, shown.items, holdout.seed) < share
-        predicted = np.where(local >= 0, ratings[np.maximum(local, 0)], 0.0)
-        for j in np.flatnonzero(keep):
-            item = shown.items[j]
-            acc.lists.append(n)
-            acc.logging.append(shown.propensities[j] * share)
-            acc.target.append(float(at[j]))
-            acc.reward.append(float(item in shown.positive))
-            acc.rating.append(shown.rated.get(item, np.nan))
-            acc.predicted.append(float(predicted[j]))
+        on_policy_by.setdefault(shown.model_version, []).append(
+            (len(shown.items), float(len(shown.positive)))
+        )
+        acc.add(shown, ranked, target, holdout, reward_model, listable)
     if holdout is not None:
         judged_on = (
             f"logged slots in the hash holdout ({holdout.share:.0%}), which the judged model "
