@@ -4,10 +4,12 @@
 
 Loads the sample into a fresh SQLite store, trains with the defaults (as `make demo`), serves
 it with `recsys serve`, then sends `--requests` requests at `--rate` a second: lists for known
-users and for strangers, visitors' lists (fold-in), predictions, similar items and feedback.
-Prints the resident memory of each worker process (and of the supervisor when there are
-several workers), and whether torch's library was ever loaded into a worker (it should not
-be: serving scores with numpy). Target (issue 18): RSS per worker <= 200 MB.
+users and for strangers, visitors' lists (fold-in), predictions, similar items, feedback and,
+as Prometheus would, /metrics (whose alerts come from the monitoring summary, computed in the
+worker). Prints the resident memory of each worker process (and of the supervisor when there
+are several workers), and whether torch's or pandas' libraries were ever loaded into a worker
+(they should not be: serving scores with numpy, monitoring counts in plain Python). Target
+(issue 18): RSS per worker <= 200 MB.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from benchmarks.harness import movielens_store, open_loop, serving
 from benchmarks.rawhttp import Call
 from benchmarks.soak import server_pid
 from recsys import samples
+
+KINDS = ["rec", "new", "visitor", "pred", "similar", "feedback", "metrics"]
 
 
 def rss_mb(pid: int) -> float:
@@ -52,9 +56,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = args.requests
     kinds = rng.choice(
-        ["rec", "new", "visitor", "pred", "similar", "feedback"],
+        KINDS,
         size=n,
-        p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1],
+        p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.09, 0.01],
     )
     who, what = rng.choice(users, size=n), rng.choice(items, size=(n, 3))
 
@@ -71,6 +75,8 @@ def main() -> None:
             return Call.get("/v1/predictions", user_id=who[i], item_id=film)
         if kind == "similar":
             return Call.get(f"/v1/items/{film}/similar", k=10)
+        if kind == "metrics":
+            return Call.get("/metrics")
         event = {"user_id": str(who[i]), "item_id": film, "value": 4.0,
                  "event_id": uuid.uuid4().hex}  # fmt: skip
         return Call.post("/v1/feedback", event)
@@ -83,12 +89,12 @@ def main() -> None:
             before = {pid: rss_mb(pid) for pid in workers}
             result = open_loop(base, args.rate, n / args.rate, request)
             after = {pid: rss_mb(pid) for pid in workers}
-            torch_in = [
-                pid for pid in workers if "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-            ]
+            maps = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in workers}
+            torch_in = [pid for pid in workers if "libtorch" in maps[pid]]
+            pandas_in = [pid for pid in workers if "pandas/_libs" in maps[pid]]
             supervisor_mb = rss_mb(supervisor) if args.workers > 1 else None
     print(f"{n:,} requests at {args.rate:g}/s: {result.summary()}")
-    for kind in ("rec", "new", "visitor", "pred", "similar", "feedback"):
+    for kind in KINDS:
         ms = result.latencies_s[kinds == kind] * 1000
         print(f"  {kind:9s} {len(ms):6d} requests: p50 {np.percentile(ms, 50):.2f} ms, "
               f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
@@ -97,6 +103,7 @@ def main() -> None:
     if supervisor_mb is not None:
         print(f"supervisor: RSS {supervisor_mb:.0f} MB")
     print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")
+    print(f"pandas loaded in a worker: {'yes' if pandas_in else 'no'}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """Feedback-loop figures: pure functions over logged impressions and feedback.
 
-Inputs are pandas frames as `recsys.store.events.load_served` returns them, so the same maths
-runs on a database, a test's hand-made rows or a notebook's export.
-
-    impressions: recommendation_id, model_version, strategy, items (list), scores (list), served_at,
-                 policy (dict with explore_share; optional)
-    feedback:    recommendation_id, item_id, kind, value, received_at
+Inputs are the rows `recsys.store.events.load_served` returns (`Shown` lists and `Answer`
+events), so the same maths runs on a database, a test's hand-made rows or a notebook's
+export. Plain Python and numpy, no pandas: every serving worker computes these for its
+health checks, and pandas would be a third of a worker's memory.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
@@ -22,50 +23,98 @@ from recsys.health import wilson
 POSITIVE_EVENTS = ("click", "like", "purchase")
 
 
-def _answers(impressions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
-    """Feedback that answers a served list, with the version that served it and, where the
-    item was in the list, the rating we predicted when we showed it (`shown_score`; NaN for
-    lists logged without predictions: their scores are ranking scores, not ratings)."""
-    answered = feedback.dropna(subset=["recommendation_id"]).merge(
-        impressions[["recommendation_id", "model_version", "items", "predicted"]],
-        on="recommendation_id",
-        how="inner",
-    )
-    shown: list[float] = []
-    for items, predicted, item in zip(
-        answered["items"], answered["predicted"], answered["item_id"], strict=True
-    ):
-        position = items.index(item) if item in items else -1
-        value = predicted[position] if position >= 0 and isinstance(predicted, list) else None
-        shown.append(np.nan if value is None else float(value))
-    return answered.assign(shown_score=np.asarray(shown, dtype=float))
+@dataclass(frozen=True)
+class Shown:
+    """One served list."""
+
+    recommendation_id: str
+    model_version: str | None
+    items: list[str]
+    served_at: datetime
+    predicted: list[float | None] | None = None
+    """Predicted ratings in list order (None for lists logged before they were kept)."""
+    policy: dict[str, Any] | None = field(default=None)
 
 
-def is_positive(kind: pd.Series, value: pd.Series, liked_threshold: float) -> pd.Series:
-    rating_liked = (kind == "rating") & (value >= liked_threshold)
-    return rating_liked | kind.isin(POSITIVE_EVENTS)
+@dataclass(frozen=True)
+class Answer:
+    """One piece of feedback."""
+
+    recommendation_id: str | None
+    item_id: str
+    kind: str
+    value: float | None
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class _Answered:
+    answer: Answer
+    model_version: str | None
+    shown_score: float | None
+    """The rating we predicted when we showed the item (None: not in the list, or a list
+    logged without predictions, whose scores are ranking scores, not ratings)."""
+
+
+def _answers(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> list[_Answered]:
+    """Feedback that answers a served list, with the version that served it."""
+    by_id = {s.recommendation_id: s for s in impressions}
+    out = []
+    for a in feedback:
+        shown = by_id.get(a.recommendation_id) if a.recommendation_id is not None else None
+        if shown is None:
+            continue
+        score = None
+        if a.item_id in shown.items and shown.predicted is not None:
+            score = shown.predicted[shown.items.index(a.item_id)]
+        out.append(_Answered(a, shown.model_version, score))
+    return out
+
+
+def is_positive(kind: str, value: float | None, liked_threshold: float) -> bool:
+    if kind == "rating":
+        return value is not None and value >= liked_threshold
+    return kind in POSITIVE_EVENTS
+
+
+def _positive_count(feedback: Iterable[Answer], liked_threshold: float) -> int:
+    return sum(is_positive(a.kind, a.value, liked_threshold) for a in feedback)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _rating_gaps(answered: Iterable[_Answered]) -> list[float]:
+    """Shown score minus the rating given, for rated items that were in the list."""
+    return [
+        x.shown_score - x.answer.value
+        for x in answered
+        if x.answer.kind == "rating" and x.shown_score is not None and x.answer.value is not None
+    ]
 
 
 def online_by_version(
-    impressions: pd.DataFrame, feedback: pd.DataFrame, liked_threshold: float = 4.0
+    impressions: Sequence[Shown], feedback: Sequence[Answer], liked_threshold: float = 4.0
 ) -> dict[str, dict[str, Any]]:
     """Per model version: lists served, feedback answering them, the positive share of that
     feedback, and the prediction bias on it (shown score minus the rating given, over rated
     items that were in the list). Compare a canary with production on these."""
+    served = Counter(str(s.model_version) for s in impressions)
+    answers: dict[str, list[_Answered]] = defaultdict(list)
+    for x in _answers(impressions, feedback):
+        answers[str(x.model_version)].append(x)
     out: dict[str, dict[str, Any]] = {}
-    answers = _answers(impressions, feedback)
-    for version, served in impressions.groupby("model_version"):
-        mine = answers[answers["model_version"] == version]
-        rated = mine[(mine["kind"] == "rating") & mine["shown_score"].notna()]
-        positive = is_positive(mine["kind"], mine["value"], liked_threshold)
-        out[str(version)] = {
-            "lists_served": len(served),
+    for version in sorted(served):
+        mine = answers[version]
+        gaps = _rating_gaps(mine)
+        positives = _positive_count((x.answer for x in mine), liked_threshold)
+        out[version] = {
+            "lists_served": served[version],
             "feedback": len(mine),
-            "positive_rate": float(positive.mean()) if len(mine) else None,
-            "rated_shown_items": len(rated),
-            "prediction_bias": float((rated["shown_score"] - rated["value"]).mean())
-            if len(rated)
-            else None,
+            "positive_rate": positives / len(mine) if mine else None,
+            "rated_shown_items": len(gaps),
+            "prediction_bias": _mean(gaps),
         }
     return out
 
@@ -73,68 +122,65 @@ def online_by_version(
 # --- exposure: what we show --------------------------------------------------------------
 
 
-def exposure(impressions: pd.DataFrame) -> pd.Series:
+def exposure(impressions: Iterable[Shown]) -> Counter[str]:
     """How many times each item was shown (one count per slot of a served list)."""
-    slots = impressions["items"].explode().dropna()
-    return slots.value_counts()
+    return Counter(item for s in impressions for item in s.items)
 
 
-def shown_coverage(impressions: pd.DataFrame, n_catalog: int) -> float | None:
+def shown_coverage(impressions: Sequence[Shown], n_catalog: int) -> float | None:
     """Share of the catalog shown at least once."""
-    if n_catalog <= 0 or impressions.empty:
+    if n_catalog <= 0 or not impressions:
         return None
-    return float(len(exposure(impressions)) / n_catalog)
+    return len(exposure(impressions)) / n_catalog
 
 
-def exposure_gini(impressions: pd.DataFrame, n_catalog: int) -> float | None:
+def exposure_gini(impressions: Sequence[Shown], n_catalog: int) -> float | None:
     """Gini of exposure over the whole catalog, never-shown items counted as zeros."""
-    counts = exposure(impressions).to_numpy(dtype=np.float64)
-    if impressions.empty or n_catalog <= 0:
+    if not impressions or n_catalog <= 0:
         return None
+    counts = np.fromiter(exposure(impressions).values(), dtype=np.float64)
     padded = np.concatenate([counts, np.zeros(max(0, n_catalog - len(counts)))])
     return gini(padded)
 
 
-def shown_popularity(impressions: pd.DataFrame, popularity: pd.Series) -> float | None:
+def shown_popularity(impressions: Sequence[Shown], popularity: Mapping[str, float]) -> float | None:
     """Mean popularity (training ratings) of the items shown, slot-weighted; compare it
-    with `popularity.mean()`, the catalog's. A rising ratio is the loop narrowing."""
-    slots = impressions["items"].explode().dropna()
-    if slots.empty:
-        return None
-    return float(popularity.reindex(slots.to_numpy()).fillna(0).mean())
+    with the catalog's mean. A rising ratio is the loop narrowing."""
+    values = [popularity.get(item, 0.0) for s in impressions for item in s.items]
+    return _mean(values)
 
 
 def by_explore_share(
-    impressions: pd.DataFrame,
-    feedback: pd.DataFrame,
+    impressions: Sequence[Shown],
+    feedback: Sequence[Answer],
     *,
     n_catalog: int,
-    popularity: pd.Series,
+    popularity: Mapping[str, float],
     liked_threshold: float = 4.0,
 ) -> list[dict[str, Any]]:
     """Exposure and response per exploration share the lists were served with (lists logged
     without a policy count as 0): what exploring costs in positive answers per slot, and what
     it buys in coverage of the long tail. Coverage grows with the number of lists, so compare
     shares over similar counts."""
-    if impressions.empty:
-        return []
-    policy = impressions.get("policy", pd.Series(None, index=impressions.index))
-    share = policy.map(lambda p: float(p.get("explore_share", 0.0)) if isinstance(p, dict) else 0.0)
-    answered = feedback.dropna(subset=["recommendation_id"])
-    positive = answered[is_positive(answered["kind"], answered["value"], liked_threshold)]
+    groups: dict[float, list[Shown]] = defaultdict(list)
+    for s in impressions:
+        groups[float((s.policy or {}).get("explore_share", 0.0))].append(s)
+    positive = [a for a in feedback if is_positive(a.kind, a.value, liked_threshold)]
     out = []
-    for value, lists in impressions.groupby(share):
-        slots = int(lists["items"].map(len).sum())
-        hits = positive[positive["recommendation_id"].isin(set(lists["recommendation_id"]))]
+    for share in sorted(groups):
+        lists = groups[share]
+        ids = {s.recommendation_id for s in lists}
+        slots = sum(len(s.items) for s in lists)
+        hits = sum(a.recommendation_id in ids for a in positive)
         out.append(
             {
-                "explore_share": float(value),
+                "explore_share": share,
                 "lists": len(lists),
                 "slots": slots,
                 "coverage": shown_coverage(lists, n_catalog),
                 "gini": exposure_gini(lists, n_catalog),
                 "shown_popularity": shown_popularity(lists, popularity),
-                "positive_per_slot": len(hits) / slots if slots else None,
+                "positive_per_slot": hits / slots if slots else None,
             }
         )
     return out
@@ -143,66 +189,80 @@ def by_explore_share(
 # --- response: what users did with it ----------------------------------------------------
 
 
-def attribution_share(impressions: pd.DataFrame, feedback: pd.DataFrame) -> float | None:
+def attribution_share(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> float | None:
     """Share of new ratings that answer a list we served: the strength of the loop."""
-    ratings = feedback[feedback["kind"] == "rating"]
-    if ratings.empty:
+    ratings = [a for a in feedback if a.kind == "rating"]
+    if not ratings:
         return None
-    served = set(impressions["recommendation_id"])
-    return float(ratings["recommendation_id"].isin(served).mean())
+    served = {s.recommendation_id for s in impressions}
+    return sum(a.recommendation_id in served for a in ratings) / len(ratings)
 
 
-def click_through(impressions: pd.DataFrame, feedback: pd.DataFrame) -> float | None:
+def click_through(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> float | None:
     """Clicks answering served lists per item shown."""
-    shown = int(impressions["items"].map(len).sum()) if not impressions.empty else 0
+    shown = sum(len(s.items) for s in impressions)
     if shown == 0:
         return None
-    clicks = feedback[(feedback["kind"] == "click")]
-    clicks = clicks[clicks["recommendation_id"].isin(set(impressions["recommendation_id"]))]
-    return float(len(clicks) / shown)
+    served = {s.recommendation_id for s in impressions}
+    clicks = sum(a.kind == "click" and a.recommendation_id in served for a in feedback)
+    return clicks / shown
 
 
 def loop_figures(
-    impressions: pd.DataFrame,
-    feedback: pd.DataFrame,
+    impressions: Sequence[Shown],
+    feedback: Sequence[Answer],
     *,
     n_catalog: int,
-    popularity: pd.Series,
+    popularity: Mapping[str, float],
     liked_threshold: float = 4.0,
 ) -> dict[str, float | None]:
     """Every feedback-loop figure for one slice of impressions and feedback."""
-    answers = _answers(impressions, feedback)
-    rated = answers[(answers["kind"] == "rating") & answers["shown_score"].notna()]
-    positive = is_positive(feedback["kind"], feedback["value"], liked_threshold)
+    gaps = _rating_gaps(_answers(impressions, feedback))
+    positives = _positive_count(feedback, liked_threshold)
     # Every rate carries its sample size and a Wilson interval: one visitor's five events
     # must not read like an incident.
-    interval = wilson(float(positive.sum()), len(feedback))
+    interval = wilson(float(positives), len(feedback))
     return {
         "lists_served": float(len(impressions)),
         "feedback": float(len(feedback)),
-        "feedback_ratings": float((feedback["kind"] == "rating").sum()),
-        "rated_shown": float(len(rated)),
+        "feedback_ratings": float(sum(a.kind == "rating" for a in feedback)),
+        "rated_shown": float(len(gaps)),
         "positive_rate_low": interval[0] if interval else None,
         "positive_rate_high": interval[1] if interval else None,
         "coverage": shown_coverage(impressions, n_catalog),
         "gini": exposure_gini(impressions, n_catalog),
         "shown_popularity": shown_popularity(impressions, popularity),
-        "catalog_popularity": float(popularity.mean()) if len(popularity) else None,
+        "catalog_popularity": _mean(list(popularity.values())),
         "attribution_share": attribution_share(impressions, feedback),
-        "positive_rate": float(positive.mean()) if len(feedback) else None,
+        "positive_rate": positives / len(feedback) if feedback else None,
         "click_through": click_through(impressions, feedback),
-        "prediction_bias": float((rated["shown_score"] - rated["value"]).mean())
-        if len(rated)
-        else None,
+        "prediction_bias": _mean(gaps),
     }
 
 
-def auto_freq(served_at: pd.Series) -> str:
+# --- time buckets --------------------------------------------------------------------------
+
+BUCKET_SECONDS = {"10s": 10, "min": 60, "h": 3600, "D": 86400}
+"""The buckets a time series may use, in seconds (UTC, so days start at midnight UTC)."""
+
+
+def _seconds(when: datetime) -> float:
+    # SQLite hands back naive datetimes, stored as UTC.
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def floor_to(when: datetime, freq: str) -> datetime:
+    """The start of the bucket `when` falls in."""
+    width = BUCKET_SECONDS[freq]
+    return datetime.fromtimestamp(_seconds(when) // width * width, UTC)
+
+
+def auto_freq(times: Sequence[datetime]) -> str:
     """A bucket size giving a readable number of points for the span of the data."""
-    if served_at.empty:
+    if not times:
         return "h"
-    times = pd.to_datetime(served_at, utc=True)
-    span = (times.max() - times.min()).total_seconds()
+    seconds = [_seconds(t) for t in times]
+    span = max(seconds) - min(seconds)
     for limit, freq in ((600, "10s"), (3 * 3600, "min"), (3 * 86400, "h")):
         if span <= limit:
             return freq
@@ -210,29 +270,26 @@ def auto_freq(served_at: pd.Series) -> str:
 
 
 def by_period(
-    impressions: pd.DataFrame,
-    feedback: pd.DataFrame,
+    impressions: Sequence[Shown],
+    feedback: Sequence[Answer],
     *,
     n_catalog: int,
-    popularity: pd.Series,
+    popularity: Mapping[str, float],
     freq: str = "D",
     liked_threshold: float = 4.0,
 ) -> list[dict[str, Any]]:
-    """`loop_figures` per period (pandas frequency: "D" days, "h" hours) and model version."""
-    if impressions.empty:
-        return []
-    imp = impressions.assign(
-        period=pd.to_datetime(impressions["served_at"], utc=True).dt.floor(freq)
-    )
-    fb = feedback.assign(
-        period=pd.to_datetime(feedback["received_at"], utc=True).dt.floor(freq)
-        if len(feedback)
-        else pd.Series(dtype="datetime64[ns, UTC]")
-    )
+    """`loop_figures` per period ("10s", "min", "h" or "D" buckets) and model version."""
+    lists: dict[tuple[datetime, str], list[Shown]] = defaultdict(list)
+    for s in impressions:
+        lists[(floor_to(s.served_at, freq), str(s.model_version))].append(s)
+    arrived: dict[datetime, list[Answer]] = defaultdict(list)
+    for a in feedback:
+        arrived[floor_to(a.received_at, freq)].append(a)
     rows = []
-    for (period, version), served in imp.groupby(["period", "model_version"]):
-        in_period = fb[fb["period"] == period]
-        answering = in_period[in_period["recommendation_id"].isin(set(served["recommendation_id"]))]
+    for (period, version), served in sorted(lists.items()):
+        in_period = arrived[period]
+        ids = {s.recommendation_id for s in served}
+        answering = [a for a in in_period if a.recommendation_id in ids]
         figures = loop_figures(
             served,
             answering,
@@ -241,16 +298,10 @@ def by_period(
             liked_threshold=liked_threshold,
         )
         # Of all ratings that arrived in the period, the share answering this version's lists.
-        period_ratings = int((in_period["kind"] == "rating").sum())
-        answered = int((answering["kind"] == "rating").sum())
+        period_ratings = sum(a.kind == "rating" for a in in_period)
+        answered = sum(a.kind == "rating" for a in answering)
         figures["attribution_share"] = answered / period_ratings if period_ratings else None
-        rows.append(
-            {
-                "period": timestamps.iso(pd.Timestamp(str(period))),
-                "model_version": version,
-                **figures,
-            }
-        )
+        rows.append({"period": timestamps.iso(period), "model_version": version, **figures})
     return rows
 
 
@@ -269,25 +320,24 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float | 
     return float(((a - e) * np.log(a / e)).sum())
 
 
-def rating_drift(before: pd.Series, after: pd.Series) -> float | None:
+def rating_drift(before: Mapping[float, int], after: Mapping[float, int]) -> float | None:
     """PSI of the rating distribution; arguments are counts by rating value, for ratings in
     the production model's training snapshot and for those that arrived since."""
-    levels = before.index.union(after.index)
+    levels = sorted(set(before) | set(after))
     return psi(
-        before.reindex(levels, fill_value=0).to_numpy(),
-        after.reindex(levels, fill_value=0).to_numpy(),
+        np.array([before.get(v, 0) for v in levels]), np.array([after.get(v, 0) for v in levels])
     )
 
 
-def popularity_drift(before: pd.Series, after: pd.Series, top: int = 50) -> float | None:
+def popularity_drift(
+    before: Mapping[str, int], after: Mapping[str, int], top: int = 50
+) -> float | None:
     """PSI of item popularity; arguments are rating counts by item. Bins: the `top` items of
     the snapshot, and one for all others."""
-    if before.sum() == 0 or after.sum() == 0:
+    total_before, total_after = sum(before.values()), sum(after.values())
+    if total_before == 0 or total_after == 0:
         return None
-    head = before.sort_values(ascending=False).index[:top]
-    e = before.reindex(head, fill_value=0)
-    a = after.reindex(head, fill_value=0)
-    return psi(
-        np.append(e.to_numpy(), before.sum() - e.sum()),
-        np.append(a.to_numpy(), after.sum() - a.sum()),
-    )
+    head = sorted(before, key=lambda item: -before[item])[:top]
+    e = [before[item] for item in head]
+    a = [after.get(item, 0) for item in head]
+    return psi(np.array([*e, total_before - sum(e)]), np.array([*a, total_after - sum(a)]))

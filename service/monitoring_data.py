@@ -16,8 +16,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import func, select
 
 from recsys import health, monitoring, registry
@@ -32,12 +30,13 @@ _CACHE_S = 5.0
 log = logging.getLogger(__name__)
 
 
-def _popularity(state: AppState) -> pd.Series:
+def _popularity(state: AppState) -> dict[str, float]:
+    """Training ratings per item of the serving model."""
     model = state.models.current
     if model is None:
-        return pd.Series(dtype="float64")
+        return {}
     rec = model.recommender
-    return pd.Series(rec.item_counts.astype(np.float64), index=rec.item_vocab.ids)
+    return dict(zip(rec.item_vocab.ids, rec.item_counts.astype(float).tolist(), strict=True))
 
 
 def alerts(
@@ -132,12 +131,12 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
             v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
             drift = {
                 "since": cutoff_at,
-                "new_ratings": int(v_after.sum()),
+                "new_ratings": sum(v_after.values()),
                 "rating_psi": monitoring.rating_drift(v_before, v_after),
                 "popularity_psi": monitoring.popularity_drift(i_before, i_after),
                 "rating_histogram": {
-                    "before": {str(k): int(v) for k, v in v_before.sort_index().items()},
-                    "after": {str(k): int(v) for k, v in v_after.sort_index().items()},
+                    "before": {str(k): v for k, v in sorted(v_before.items())},
+                    "after": {str(k): v for k, v in sorted(v_after.items())},
                 },
             }
     popularity = _popularity(state)
@@ -147,7 +146,7 @@ def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
         liked_threshold=state.settings.liked_threshold,
     )  # fmt: skip
     if freq == "auto":
-        freq = monitoring.auto_freq(served["served_at"])
+        freq = monitoring.auto_freq([x.served_at for x in served])
     series = monitoring.by_period(
         served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
         liked_threshold=state.settings.liked_threshold,

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from recsys.data.interactions import Interactions, is_sorted
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.exploration import Exploring
 from recsys.model.candidates import CandidateSet
@@ -29,6 +28,8 @@ from recsys.model.ranking import RankingHead
 
 if TYPE_CHECKING:
     import torch
+
+    from recsys.data.interactions import Interactions
 
     from recsys.model.network import DotProductBias
 
@@ -162,6 +163,7 @@ class Recommender:
     ) -> Recommender:
         """`train` is what the network learned from (item counts, trained rows); `seen` (default
         `train`) is every rating a user made, which recommendations must not repeat."""
+        from recsys.data.interactions import is_sorted  # training only: it loads pandas
         seen = train if seen is None else seen
         keys = seen.users.astype(np.int64) << 32 | seen.items
         # Snapshots arrive sorted by (user, item); sorting again would double peak memory.

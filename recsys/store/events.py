@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
+from recsys.monitoring import Answer, Shown
 from recsys.store.queries import (
     dialect_insert,
     ensure_ids,
@@ -177,23 +177,20 @@ def user_ratings(
 
 def load_served(
     *, session: Session, since: datetime | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Impressions and the feedback (with external item ids) logged since a time, as frames
-    for `recsys.monitoring`."""
+) -> tuple[list[Shown], list[Answer]]:
+    """Impressions and the feedback (with external item ids) logged since a time, as the rows
+    `recsys.monitoring` reads."""
     imp = select(
         impressions.c.recommendation_id,
-        impressions.c.user_external_id,
         impressions.c.model_version,
-        impressions.c.strategy,
         impressions.c["items"],
-        impressions.c.scores,
         impressions.c.predicted,
         impressions.c.policy,
         impressions.c.served_at,
     )
     fb = select(
         feedback.c.recommendation_id,
-        items.c.external_id.label("item_id"),
+        items.c.external_id,
         feedback.c.kind,
         feedback.c.value,
         feedback.c.received_at,
@@ -201,15 +198,20 @@ def load_served(
     if since is not None:
         imp = imp.where(impressions.c.served_at >= since)
         fb = fb.where(feedback.c.received_at >= since)
-    imp_rows = session.execute(imp).mappings().all()
-    fb_rows = session.execute(fb).mappings().all()
-    return (
-        pd.DataFrame(imp_rows, columns=list(imp.selected_columns.keys())),
-        pd.DataFrame(fb_rows, columns=list(fb.selected_columns.keys())),
-    )
+    shown = [
+        Shown(rec_id, version, list(listed), served_at, predicted, policy)
+        for rec_id, version, listed, predicted, policy, served_at in session.execute(imp)
+    ]
+    answers = [
+        Answer(rec_id, item, kind, value, received_at)
+        for rec_id, item, kind, value, received_at in session.execute(fb)
+    ]
+    return shown, answers
 
 
-def rating_counts(*, session: Session, cutoff: int, after: bool) -> tuple[pd.Series, pd.Series]:
+def rating_counts(
+    *, session: Session, cutoff: int, after: bool
+) -> tuple[dict[float, int], dict[str, int]]:
     """(counts by rating value, counts by item external id) of the ratings rated up to
     `cutoff` (Unix seconds), or after it: aggregated in the database, not read row by row."""
     when = ratings.c.rated_at > cutoff if after else ratings.c.rated_at <= cutoff
@@ -222,7 +224,4 @@ def rating_counts(*, session: Session, cutoff: int, after: bool) -> tuple[pd.Ser
         .where(when)
         .group_by(items.c.external_id)
     ).all()
-    return (
-        pd.Series({float(v): int(n) for v, n in by_value}, dtype="int64"),
-        pd.Series({str(i): int(n) for i, n in by_item}, dtype="int64"),
-    )
+    return {float(v): int(n) for v, n in by_value}, {str(i): int(n) for i, n in by_item}

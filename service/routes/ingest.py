@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from recsys.data.ingest import Columns, IngestReport, ingest_csv
 from recsys.errors import ValidationFailedError
 from service.auth import OperatorDep
 from service.deps import StateDep
 from service.errors import BODY, OPERATOR_RESPONSES, responses
 from service.schemas import IngestPublic
 from service.state import AppState
+
+if TYPE_CHECKING:
+    # Imported by the upload itself: ingestion reads CSVs with pandas and pyarrow, a third of
+    # a serving worker's memory, which a worker that never takes an upload does not need.
+    from recsys.data.ingest import Columns, IngestReport
 
 UPLOAD_PATH = "/v1/ingest/ratings"
 router = APIRouter(tags=["operator"], dependencies=[OperatorDep], responses=OPERATOR_RESPONSES)
@@ -25,6 +29,8 @@ Column = Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[^\x00]*$
 
 
 def _ingest(state: AppState, body: bytes, columns: Columns) -> IngestReport:
+    from recsys.data.ingest import ingest_csv
+
     # pandas reads in chunks from a file; the body is bounded by RECSYS_MAX_UPLOAD_BYTES.
     with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
         Path(tmp.name).write_bytes(body)
@@ -76,6 +82,8 @@ async def upload_ratings(
             f"{rows} rows is above the limit of {state.settings.max_upload_rows} per upload "
             "(RECSYS_MAX_UPLOAD_ROWS); split the file",
         )
+    from recsys.data.ingest import Columns
+
     columns = Columns(user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col)
     report = await run_in_threadpool(_ingest, state, body, columns)
     return IngestPublic(

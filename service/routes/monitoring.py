@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data import timestamps
+from recsys.monitoring import floor_to
 from recsys.store import queries, user_activity
 from recsys.store.db import session_scope
 from recsys.store.events import load_served
@@ -91,15 +93,8 @@ def item(
         raise HTTPException(404, f"item {item_id!r} is not in the serving model")
     row = rec.item_vocab.index(item_id)
     with session_scope(state.engine) as s:
-        served, _ = load_served(
-            session=s, since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=hours)
-        )
-    shown = served[served["items"].map(lambda ids: item_id in ids)] if len(served) else served
-    per_hour = (
-        pd.to_datetime(shown["served_at"], utc=True).dt.floor("h").value_counts().sort_index()
-        if len(shown)
-        else pd.Series(dtype="int64")
-    )
+        served, _ = load_served(session=s, since=datetime.now(UTC) - timedelta(hours=hours))
+    per_hour = Counter(floor_to(x.served_at, "h") for x in served if item_id in x.items)
     catalog = state.models.catalog
     return {
         "item_id": item_id,
@@ -112,8 +107,7 @@ def item(
             for x in rec.similar_items(item_id, 10, min_support=state.settings.similar_min_support)
         ],
         "exposure": [
-            {"period": timestamps.iso(pd.Timestamp(str(k))), "shown": int(v)}
-            for k, v in per_hour.items()
+            {"period": timestamps.iso(k), "shown": v} for k, v in sorted(per_hour.items())
         ],
     }
 

@@ -99,10 +99,12 @@ def test_a_trickled_body_is_cut_off_with_408(served: Served, tmp_path: Path) -> 
         assert httpx.get(f"{base}/healthz").status_code == 200
 
 
-def test_a_serving_process_never_loads_torch(served: Served, tmp_path: Path) -> None:
+def test_a_serving_process_never_loads_torch_or_pandas(served: Served, tmp_path: Path) -> None:
     """Serving scores with numpy and reads artifacts with safetensors' numpy API: torch alone
-    is ~180 MB of a worker's memory. The process's memory map says whether its library was
-    ever loaded, after every kind of answer the service gives."""
+    is ~180 MB of a worker's memory, and pandas (with pyarrow) ~70 MB, so monitoring figures
+    are computed without it. The process's memory map says whether their libraries were ever
+    loaded, after every kind of answer the service gives but a CSV upload, which reads the
+    file with pandas."""
     maps = Path("/proc/self/maps")
     if not maps.exists():
         pytest.skip("no /proc on this system to read a process's memory map from")
@@ -121,6 +123,16 @@ def test_a_serving_process_never_loads_torch(served: Served, tmp_path: Path) -> 
             assert c.get("/v1/users/nobody-yet/recommendations").status_code == 200
             assert c.get("/v1/monitoring/summary").status_code == 200
             assert c.get("/v1/monitoring/item-map").status_code == 200
+            assert c.get(f"/v1/monitoring/items/{film}").status_code == 200
+            event = {"user_id": "user0", "item_id": film, "kind": "click"}
+            assert c.post("/v1/feedback", json=event).status_code == 201
+            assert c.get("/v1/models/online").status_code == 200
+            for page in ("", "/loop", "/models"):
+                assert c.get(f"/dashboard{page}").status_code == 200
+            time.sleep(0.5)
+            assert "recsys_alert" in c.get("/metrics").text  # the background summary ran
         loaded = Path(f"/proc/{proc.pid}/maps").read_text()
     assert "libtorch" not in loaded
-    assert "libtorch" in maps.read_text()  # the check can fail: this test process has it
+    assert "pandas/_libs" not in loaded and "libarrow" not in loaded
+    mine = maps.read_text()  # the check can fail: this test process has both
+    assert "libtorch" in mine and "pandas/_libs" in mine
