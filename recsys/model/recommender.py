@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     import torch
 
     from recsys.data.interactions import Interactions
-
     from recsys.model.network import DotProductBias
 
 
