@@ -163,6 +163,7 @@ class Recommender:
         """`train` is what the network learned from (item counts, trained rows); `seen` (default
         `train`) is every rating a user made, which recommendations must not repeat."""
         from recsys.data.interactions import is_sorted  # training only: it loads pandas
+
         seen = train if seen is None else seen
         keys = seen.users.astype(np.int64) << 32 | seen.items
         # Snapshots arrive sorted by (user, item); sorting again would double peak memory.
