@@ -219,7 +219,7 @@ async function loop() {
   await chart("chart-response", [...positive, ...ctr], { x: TIME, y: "share of feedback (%)" }, { ...axis, yaxis: { tickformat: ".0%" } });
   await chart("chart-bias", byVersion(ts, "prediction_bias", "rated_shown"), { x: TIME, y: "predicted minus given (stars)" }, axis);
   fill("explore-shares", ["share", "lists", "slots", "coverage", "Gini", "mean popularity shown", "positive per slot"],
-    (s.by_explore_share || []).map((r) => [r.explore_share, r.lists, r.slots, pct(r.coverage), r.gini, r.shown_popularity, r.positive_per_slot]));
+    (s.by_explore_share || []).map((r) => [pct(r.explore_share), r.lists, r.slots, pct(r.coverage), fmt(r.gini, 3), fmt(r.shown_popularity, 1), fmt(r.positive_per_slot, 3)]));
   const h = (s.drift.rating_histogram || { before: {}, after: {} });
   const share = (o) => { const t = Object.values(o).reduce((a, b) => a + b, 0) || 1; return Object.values(o).map((v) => v / t); };
   document.getElementById("psi").textContent = `(PSI ratings ${fmt(s.drift.rating_psi, 3)}, popularity ${fmt(s.drift.popularity_psi, 3)})`;

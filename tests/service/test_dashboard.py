@@ -136,7 +136,7 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 errors[:] = [e for e in errors if "status of 404" not in e]
             if name == "loop":  # exposure per exploration share
                 shares = page.inner_text("#explore-shares")
-                assert "0.2" in shares and "positive per slot" in shares, shares
+                assert "20.0 %" in shares and "positive per slot" in shares, shares
             if name == "items":
                 page.fill("#search", "Film number 1")
                 page.click("#search-go")
