@@ -309,16 +309,17 @@ class Recommender:
 
     def _explored(
         self,
-        candidates: CandidateSet,
+        candidates: CandidateSet | None,
         logits: np.ndarray,
         k: int,
         exploring: Exploring,
         rate: tuple[np.ndarray, float],
     ) -> list[Scored]:
         """A list drawn by the exploration policy from every candidate's logit (banned ones
-        -inf), rated by the rating head's user vector and bias in `rate`."""
+        -inf), rated by the rating head's user vector and bias in `rate`. Logits are over
+        `candidates`, or over the whole catalog by item row when None."""
         drawn = exploring.policy.layout(logits, k).draw(exploring.rng)
-        rows = candidates.item_rows(drawn.candidates)
+        rows = drawn.candidates if candidates is None else candidates.item_rows(drawn.candidates)
         ratings = self._item_ratings(*rate, rows)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [
@@ -497,9 +498,8 @@ class Recommender:
         logits = np.where(eligible, scores, -np.inf)
         logits[self._known_rows(exclude)] = -np.inf
         if exploring is not None and exploring.policy.slots(k):
-            everything = CandidateSet(self._rank_items, self._rank_bias, np.ones_like(eligible))
             zero = np.zeros(self.n_factors, dtype=np.float32)
-            return self._explored(everything, logits, k, exploring, (zero, 0.0))
+            return self._explored(None, logits, k, exploring, (zero, 0.0))
         rows, scores = self._best(logits, k)
         return self._scored(rows, scores, self._ratings(self.item_bias[rows] + self.global_bias))
 

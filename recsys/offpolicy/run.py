@@ -21,13 +21,19 @@ from recsys.store.db import session_scope
 from recsys.store.logged import Logged, load_logged
 
 
-def holdout_of(judged: Recommender, since: datetime | None = None) -> Holdout | None:
-    """Which logged slots may judge `judged`: None (all of them) when its training data ends
-    before the window starts, so that it learned none of their answers; else the hash holdout
-    it never learned, where its config held one out (None otherwise: the estimate then rests
-    partly on answers it learned, and the report says so)."""
+def _learned_none(judged: Recommender, since: datetime | None) -> bool:
+    """Whether `judged`'s training data ends before the window starts: it learned none of the
+    answers to the lists logged since."""
     newest = (judged.info.get("data") or {}).get("max_timestamp")
-    if since is not None and newest is not None and int(newest) < since.timestamp():
+    return since is not None and newest is not None and int(newest) < since.timestamp()
+
+
+def holdout_of(judged: Recommender, since: datetime | None = None) -> Holdout | None:
+    """Which logged slots may judge `judged`: None (all of them) when it learned none of
+    their answers; else the hash holdout it never learned, where its config held one out
+    (None otherwise: the estimate then rests partly on answers it learned, and the report
+    says so)."""
+    if _learned_none(judged, since):
         return None
     config = judged.info.get("config", {})
     share = float(config.get("test_fraction", 0.0))
@@ -64,15 +70,13 @@ def judge_twin(
 ) -> OffPolicyReport:
     """`judged` (an evaluated twin, or a model that serves itself) on `logged` traffic, the
     lists served since `since`."""
-    holdout = holdout_of(judged, since)
-    newest = (judged.info.get("data") or {}).get("max_timestamp")
-    clean = holdout is None and since is not None and newest is not None
+    clean = _learned_none(judged, since)
     return judge(
         judged,
         version,
         logged,
         target or settings.explore_policy,
-        holdout=holdout,
+        holdout=holdout_of(judged, since),
         logging_models=_logging_models(engine, logged),
         judged_on="every logged slot: the judged model's data ends before the window"
         if clean
