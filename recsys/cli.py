@@ -293,10 +293,11 @@ def train(
             )
 
         def on_rank_epoch(e: EpochStats) -> None:
-            progress.update(task, description=f"ranking epoch {e.epoch}")
+            head = f"ranking head {e.member + 1}" if config.rank_members > 1 else "ranking"
+            progress.update(task, description=f"{head} epoch {e.epoch}")
             ndcg = "-" if e.val_ndcg is None else f"{e.val_ndcg:.4f}"
             progress.console.print(
-                f"ranking epoch {e.epoch:>3}  train NLL {e.train_loss:.4f}  "
+                f"{head} epoch {e.epoch:>3}  train NLL {e.train_loss:.4f}  "
                 f"valid NLL {e.val_loss:.4f}  valid NDCG@{config.top_k} {ndcg}  "
                 f"{e.seconds:.2f}s"
             )
@@ -327,8 +328,14 @@ def train(
         )
     ranking = reg.fitted.recommender.info.get("ranking")
     if ranking:
+        heads: list[int] = ranking.get("member_epochs") or [ranking["best_epoch"]]
+        kept = (
+            f"epoch {heads[0]} of {len(ranking['history'])} kept"
+            if len(heads) == 1
+            else f"{len(heads)} heads averaged, epochs {', '.join(map(str, heads))} kept"
+        )
         out.print(
-            f"ranking head: epoch {ranking['best_epoch']} of {len(ranking['history'])} kept; "
+            f"ranking head: {kept}; "
             f"lists rank by choice + {ranking['blend']} x rating logit (chosen on validation "
             f"NDCG@{config.top_k})"
         )

@@ -28,7 +28,14 @@ from service.catalog import Catalog, GenreFilter
 GROUP = 20  # items 0..19 belong to group 0, 20..39 to group 1
 
 RANK_CONFIG = TrainConfig(
-    n_factors=4, epochs=20, batch_size=64, lr=0.05, init_std=0.1, rank_factors=8, rank_lr=0.05
+    n_factors=4,
+    epochs=20,
+    batch_size=64,
+    lr=0.05,
+    init_std=0.1,
+    rank_factors=8,
+    rank_lr=0.05,
+    rank_members=2,  # an ensemble, so that its path is what these tests hold
 )
 
 
@@ -97,6 +104,7 @@ def test_ranking_head_survives_the_artifact(ranked: Recommender, tmp_path: Path)
     path, checksum = artifact.save(ranked, tmp_path, "v-rank")
     loaded = artifact.load(path, checksum)
     assert loaded.ranking is not None and loaded.ranking.blend == ranked.ranking.blend  # type: ignore[union-attr]
+    assert loaded.ranking.members == ranked.ranking.members == 2  # type: ignore[union-attr]
     for user in ("0", "1"):
         assert loaded.recommend(user, k=5) == ranked.recommend(user, k=5)
 
@@ -106,6 +114,10 @@ def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> Non
     assert record["history"] and 1 <= record["best_epoch"] <= len(record["history"])
     assert all(h["val_ndcg"] is not None for h in record["history"])
     assert record["blend"] in (0.0, 0.25, 0.5, 1.0)
+    # Each head of the ensemble kept its own epoch; the served arrays average them all.
+    assert len(record["member_epochs"]) == RANK_CONFIG.rank_members == 2
+    assert ranked.ranking is not None and ranked.ranking.members == 2
+    assert ranked.ranking.n_factors == 2 * RANK_CONFIG.rank_factors
 
 
 def test_ease_matches_the_closed_form() -> None:
@@ -215,7 +227,7 @@ def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recomm
     p = np.exp(logits - logits.max())
     p /= p.sum()
     liked = rows[ratings >= head.liked_threshold]
-    gradient = p @ out - out[liked].mean(0) + 2 * head.FOLD_IN_L2 * vector
+    gradient = p @ out - out[liked].mean(0) + 2 * head.fold_in_l2 * vector
     assert np.abs(gradient).max() < 1e-4 * max(1.0, np.abs(out).max())
     assert np.abs(vector).max() > 0.01  # and it is not the trivial zero vector
 
@@ -234,6 +246,28 @@ def test_genre_masks_let_go_of_models_no_longer_served(ranked: Recommender) -> N
     del models[0], masks
     gc.collect()
     assert first() is None
+
+
+def test_an_ensemble_scores_the_mean_of_its_heads() -> None:
+    gen = torch.Generator().manual_seed(3)
+    heads = [ChoiceNet(5, 7, 3, init_std=0.5, generator=gen) for _ in range(2)]
+    with torch.no_grad():
+        for head in heads:
+            head.user_offset.normal_(generator=gen)
+            head.item_bias.normal_(generator=gen)
+    mean = ChoiceNet.mean_of(heads)
+    assert mean.members == 2 and mean.item_out.shape == (7, 6)
+    users, history = torch.tensor([0, 4]), torch.tensor([1, 2, 6])
+    offsets, weights = torch.tensor([0, 2]), torch.tensor([1.0, 0.5, 0.7])
+
+    def scores(net: ChoiceNet) -> torch.Tensor:
+        out: torch.Tensor = net(net.user_vectors(users, history, offsets, weights))
+        return out
+
+    with torch.no_grad():
+        expected = (scores(heads[0]) + scores(heads[1])) / 2
+        assert torch.allclose(scores(mean), expected, atol=1e-6)
+        assert not torch.allclose(scores(heads[0]), expected, atol=1e-3)  # the heads differ
 
 
 def test_the_kept_network_is_a_moving_average_of_the_trained_weights() -> None:

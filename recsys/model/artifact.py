@@ -85,6 +85,7 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
             "liked_threshold": head.liked_threshold,
             "disliked_input": head.disliked_input,
             "history_exponent": head.history_exponent,
+            "members": head.members,
         },
         "info": rec.info,
         "files": files,
@@ -178,6 +179,7 @@ def _ranking_head(
         liked_threshold=float(meta["liked_threshold"]),
         disliked_input=float(meta["disliked_input"]),
         history_exponent=float(meta["history_exponent"]),
+        members=int(meta.get("members", 1)),  # artifacts from before ensembles: one head
     )
 
 

@@ -118,6 +118,8 @@ class ChoiceNet(nn.Module):
             else:
                 pairs = torch.from_numpy(np.stack([rows, genres.index]))
                 weights = torch.from_numpy(shares)
+        self.members = 1
+        """How many trained heads this one averages (`mean_of`)."""
         self.register_buffer("genre_matrix", matrix)
         self.register_buffer("genre_pairs", pairs)
         self.register_buffer("genre_weights", weights)
@@ -159,6 +161,29 @@ class ChoiceNet(nn.Module):
         )
         by_genre: torch.Tensor = torch.sparse.mm(matrix, self.genre_out)
         return self.item_out + by_genre
+
+    @classmethod
+    def mean_of(cls, members: list[ChoiceNet]) -> ChoiceNet:
+        """One network whose scores are the mean of the members' (an ensemble, exactly): the
+        members' vectors side by side, the user side (offsets and input embeddings) divided
+        by their number, so p = [p_1, ..., p_m] / m and q = [q_1, ..., q_m] give
+        p.q = mean of p_j.q_j; the item bias is the members' mean."""
+        if len(members) == 1:
+            return members[0]
+        first, m = members[0], len(members)
+        n_users, n_items = first.user_offset.shape[0], first.item_in.shape[0]
+        width = sum(net.item_in.shape[1] for net in members)
+        net = cls(n_users, n_items, width)
+        net.members = sum(n.members for n in members)
+        for name in ("genre_matrix", "genre_pairs", "genre_weights"):
+            setattr(net, name, getattr(first, name))
+        with torch.no_grad():
+            net.user_offset.copy_(torch.cat([n.user_offset for n in members], 1) / m)
+            net.item_in.copy_(torch.cat([n.item_in for n in members], 1) / m)
+            net.item_out.copy_(torch.cat([n.item_out for n in members], 1))
+            net.genre_out = nn.Parameter(torch.cat([n.genre_out for n in members], 1))
+            net.item_bias.copy_(torch.stack([n.item_bias for n in members]).mean(0))
+        return net
 
     def penalised_tables(self) -> list[nn.Parameter]:
         """The item and genre embeddings, which training holds to zero by an L2 penalty."""

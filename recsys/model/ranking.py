@@ -34,6 +34,9 @@ class RankingHead:
     disliked_input: float
     history_exponent: float = 0.5
     """A user's vector sums their items' input embeddings times |N(u)| ** -exponent."""
+    members: int = 1
+    """How many trained heads the arrays average (`ChoiceNet.mean_of`): fold-in's L2 is per
+    head (see `fold_in`)."""
 
     def __post_init__(self) -> None:
         n_items = len(self.item_out)
@@ -54,6 +57,7 @@ class RankingHead:
         liked_threshold: float,
         disliked_input: float,
         history_exponent: float,
+        members: int = 1,
     ) -> RankingHead:
         """Arrays of `net`, with each user's vector computed from the (users, items, ratings)
         it was trained on."""
@@ -71,6 +75,7 @@ class RankingHead:
             float(liked_threshold),
             float(disliked_input),
             float(history_exponent),
+            int(members),
         )
         counts = np.bincount(users, minlength=len(offsets))
         weights = (
@@ -104,6 +109,12 @@ class RankingHead:
     0.394 on 3 liked films and 0.407 on 10 random ratings (EASE 0.376 and 0.385) with 9
     Horror and 5 Animation films for the genre visitors."""
 
+    @property
+    def fold_in_l2(self) -> float:
+        """The fold-in's L2 on the visitor's vector. The mean of m heads scores
+        v = [v_1, ..., v_m] / m, so the same L2 on each head's v_j is m times the L2 on v."""
+        return self.FOLD_IN_L2 * self.members
+
     def fold_in(
         self, item_rows: np.ndarray, ratings: np.ndarray, candidates: np.ndarray
     ) -> np.ndarray:
@@ -132,7 +143,8 @@ class RankingHead:
         start = self.input_weights(ratings) * len(item_rows) ** -self.history_exponent
         vector = start @ self.item_in[item_rows].astype(np.float64)
         out, bias = self.item_out[candidates], self.item_bias[candidates]
-        ridge = 2 * self.FOLD_IN_L2 * np.eye(self.n_factors)
+        l2 = self.fold_in_l2
+        ridge = 2 * l2 * np.eye(self.n_factors)
         for _ in range(self.FOLD_IN_NEWTON_STEPS):
             logits = out @ vector.astype(np.float32) + bias
             p = np.exp(logits - logits.max())
@@ -140,7 +152,7 @@ class RankingHead:
             mean = (p @ out).astype(np.float64)
             # Gradient and Hessian of the mean NLL of the targets plus L2 (the Hessian is
             # the covariance of the item vectors under the softmax: W'W with W = out sqrt(p)).
-            gradient = mean - target + 2 * self.FOLD_IN_L2 * vector
+            gradient = mean - target + 2 * l2 * vector
             weighted = out * np.sqrt(p)[:, None]
             hessian = (weighted.T @ weighted).astype(np.float64) - np.outer(mean, mean) + ridge
             vector -= np.linalg.solve(hessian, gradient)

@@ -30,12 +30,12 @@ def refit_on_all(
     t0 = time.perf_counter()
     rating_epochs = int(twin.info["best_epoch"])
     network = Trainer(config, scale).train_for(data, rating_epochs).network
-    ranking = None
+    ranking, epochs = None, []
     record: dict[str, Any] | None = twin.info.get("ranking")
     if twin.ranking is not None and record is not None:
-        choice = ChoiceTrainer(config).fit(
-            data, data.subset(np.arange(0)), epochs=int(record["best_epoch"])
-        )
+        # Records from before ensembles name one head's epoch only.
+        epochs = [int(e) for e in record.get("member_epochs") or [record["best_epoch"]]]
+        choice = ChoiceTrainer(config).fit_ensemble(data, data.subset(np.arange(0)), epochs=epochs)
         ranking = head_of(choice.network, data, config, twin.ranking.blend)
     info = {
         **twin.info,
@@ -43,7 +43,7 @@ def refit_on_all(
             "refit_on_all": True,
             "ratings": len(data),
             "rating_epochs": rating_epochs,
-            "ranking_epochs": record["best_epoch"] if ranking is not None and record else None,
+            "ranking_epochs": epochs if ranking is not None else None,
             "seconds": time.perf_counter() - t0,
             "note": "trained on every rating (test holdout included); metrics are those of "
             "the evaluated twin",

@@ -56,6 +56,7 @@ def head_of(net: ChoiceNet, data: Interactions, config: TrainConfig, blend: floa
         liked_threshold=config.liked_threshold,
         disliked_input=config.rank_disliked_input,
         history_exponent=config.rank_history_exponent,
+        members=net.members,
     )
 
 
@@ -82,28 +83,32 @@ def fit_ranking(
         assert task is not None
         return task.evaluate(scorer)[key] or 0.0
 
-    selected = trainer.fit(inner, valid, judge=judge if task is not None else None)
+    ensemble = trainer.fit_ensemble(inner, valid, judge=judge if task is not None else None)
+    selected = ensemble.members[0]
     blend_ndcg: dict[str, float | None] = {}
     blend = config.rank_blend
     if task is not None:
-        head = head_of(selected.network, inner, config, 0.0)
+        head = head_of(ensemble.network, inner, config, 0.0)
         candidates = RANK_BLENDS if blend is None else (blend,)
         for b in candidates:
             blend_ndcg[str(b)] = task.evaluate(_Blended(head, rating_selected, b))[key]
         if blend is None:
             blend = max(candidates, key=lambda b: blend_ndcg[str(b)] or 0.0)
     blend = 0.0 if blend is None else blend
-    network = selected.network
+    network = ensemble.network
     refit_s = None
     if config.refit and len(valid):
         t1 = time.perf_counter()
-        network = trainer.fit(
-            inner.concat(valid), valid.subset(np.arange(0)), epochs=selected.best_epoch
+        network = trainer.fit_ensemble(
+            inner.concat(valid), valid.subset(np.arange(0)), epochs=ensemble.epochs
         ).network
         refit_s = time.perf_counter() - t1
+    # The learning curve and kept epoch shown are the first head's; a refit trains each
+    # head for its own kept epoch (`member_epochs`).
     record = {
         "history": [asdict(h) for h in selected.history],
         "best_epoch": selected.best_epoch,
+        "member_epochs": ensemble.epochs,
         "stopped_early": selected.stopped_early,
         "blend": blend,
         "validation_ndcg_by_blend": blend_ndcg,

@@ -34,6 +34,8 @@ class EpochStats:
     seconds: float
     val_ndcg: float | None = None
     """The ranking head's NDCG@k on validation ratings, which its early stopping watches."""
+    member: int = 0
+    """Which ranking head of an ensemble (`TrainConfig.rank_members`) the epoch trained."""
 
 
 @dataclass(frozen=True)
