@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from recsys.store.db import session_scope
-from recsys.store.events import FeedbackEvent, insert_impressions, record_feedback
+from recsys.store.events import (
+    FeedbackEvent,
+    _decimals,
+    _shortened,
+    _significant,
+    insert_impressions,
+    record_feedback,
+)
 from recsys.store.logged import load_logged
 from recsys.store.queries import upsert_items
 
@@ -59,3 +66,17 @@ def test_lists_come_back_with_their_answers_when_read_in_batches(engine: Engine)
     assert by_id["r0"].propensities[2] == 1.23457e-07
     assert by_id["r0"].min_support == 5 and by_id["r0"].explored == [False, False, True]
     assert set(logged.rated_at) == {"u7", "u9"} and set(logged.rated_at["u7"]) == {"a", "b"}
+
+
+def test_stored_figures_are_cut_per_list_in_one_batch() -> None:
+    # The writer cuts a whole batch's figures in one numpy call; each list must get back its
+    # own values, a missing list stays missing and a missing slot stays missing.
+    lists: list[list[float | None] | None] = [
+        [1.23456789, 2.0],
+        None,
+        [3.000004, None],
+        [9.87654321],
+    ]
+    assert _shortened(lists, _decimals) == [[1.23457, 2.0], None, [3.0, None], [9.87654]]
+    tiny = [[1.0, 2.345678e-9, 0.0], [0.1234564]]
+    assert _shortened(tiny, _significant) == [[1.0, 2.34568e-9, 0.0], [0.123456]]

@@ -248,6 +248,29 @@ def test_genre_masks_let_go_of_models_no_longer_served(ranked: Recommender) -> N
     assert first() is None
 
 
+@pytest.mark.parametrize("blend", [0.0, 0.5])
+def test_lists_follow_the_blended_score_whatever_the_blend(
+    ranked: Recommender, blend: float
+) -> None:
+    # A blend of 0 leaves the rating half out of the product; the lists must not change for it.
+    assert ranked.ranking is not None
+    rec = dataclasses.replace(ranked, ranking=dataclasses.replace(ranked.ranking, blend=blend))
+    head = rec.ranking
+    assert head is not None
+    for user in ("0", "1", "5"):
+        row = rec.user_vocab.index(user)
+        choice = head.user_vectors[row] @ head.item_out.T + head.item_bias
+        rating = rec.user_factors[row] @ rec.item_factors.T + rec.item_bias
+        expected = choice + blend * (rating + rec.user_bias[row] + rec.global_bias)
+        expected[rec.seen(row)] = -np.inf
+        best = [rec.item_vocab.ids[i] for i in np.argsort(-expected, kind="stable")[:5]]
+        listed = rec.recommend(user, k=5)
+        assert [s.item_id for s in listed] == best
+        assert np.allclose([s.score for s in listed], np.sort(expected)[::-1][:5], atol=1e-4)
+    assert len(rec.recommend_for_ratings(["0", "3"], [5.0, 4.0], k=5)) == 5
+    assert len(rec.cold_start(5)) == 5
+
+
 def test_an_ensemble_scores_the_mean_of_its_heads() -> None:
     gen = torch.Generator().manual_seed(3)
     heads = [ChoiceNet(5, 7, 3, init_std=0.5, generator=gen) for _ in range(2)]

@@ -118,10 +118,12 @@ class Recommender:
         if head is not None and head.item_out.shape[0] != n_items:
             raise ValueError("ranking head does not match the item vocabulary")
         self._blend = head.blend if head is not None else 1.0
+        # With a blend of 0 the rating half adds nothing to the score: it is left out of the
+        # product, which halves the work of scoring a first visit.
+        self._with_rating = head is None or head.blend != 0
         if head is not None:
-            self._rank_items = np.ascontiguousarray(
-                np.hstack([head.item_out, head.blend * self.item_factors])
-            )
+            items = [head.item_out, head.blend * self.item_factors][: 2 if self._with_rating else 1]
+            self._rank_items = np.ascontiguousarray(np.hstack(items))
             self._rank_bias = (head.item_bias + head.blend * self.item_bias).astype(np.float32)
         else:
             self._rank_items, self._rank_bias = self.item_factors, self.item_bias
@@ -129,8 +131,9 @@ class Recommender:
         # vector ranked by the item biases alone, which put Powder and Elizabeth beside
         # Shawshank on MovieLens; the typical user gets the films most people chose and liked.
         trained = (self.user_counts > 0).astype(np.float32)
-        halves = [self.user_factors] if head is None else [head.user_vectors, self.user_factors]
-        self._typical_user = np.concatenate([trained @ h for h in halves]) / max(1.0, trained.sum())
+        self._typical_user = self._ranked_as(
+            None if head is None else trained @ head.user_vectors, trained @ self.user_factors
+        ) / max(1.0, trained.sum())
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
@@ -258,10 +261,18 @@ class Recommender:
 
     def _rank_users(self, rows: np.ndarray) -> np.ndarray:
         """Users' halves of the ranking dot product (see __post_init__)."""
-        if self.ranking is None:
-            own: np.ndarray = self.user_factors[rows]
-            return own
-        return np.hstack([self.ranking.user_vectors[rows], self.user_factors[rows]])
+        choice = None if self.ranking is None else self.ranking.user_vectors[rows]
+        return self._ranked_as(choice, self.user_factors[rows])
+
+    def _ranked_as(self, choice: np.ndarray | None, rating: np.ndarray) -> np.ndarray:
+        """The user's half of the ranking product from their vectors (or rows of them) in the
+        choice head (None without one) and the rating head."""
+        if choice is None:
+            return rating
+        if not self._with_rating:
+            return choice
+        joined: np.ndarray = np.concatenate([choice, rating], axis=-1)
+        return joined
 
     def _rank_offset(self, user_bias: float) -> float:
         return self._blend * (user_bias + self.global_bias)
@@ -445,7 +456,9 @@ class Recommender:
         candidates = self._candidates(min_support)
         user_bias = float(self.user_bias[row])
         logits = self._user_logits(row, candidates, include_seen)
-        wanted = max(depth, self.RANKING_DEPTH)
+        # Ranked deeper than asked only for the cache: with it off, a first visit would rate
+        # 90 items it never shows.
+        wanted = max(depth, self.RANKING_DEPTH) if self._rankings.capacity else depth
         local, values = self._best(logits, wanted)
         # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
         rows = candidates.item_rows(local).astype(np.int32)
@@ -559,7 +572,7 @@ class Recommender:
             choice = self.ranking.fold_in(
                 rows[known], np.asarray(ratings)[known], np.flatnonzero(self._eligible(min_support))
             )
-            user = np.concatenate([choice, vector])
+            user = self._ranked_as(choice, vector)
         else:
             user = vector
         logits = candidates.score(user, self._rank_offset(bias))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,8 +27,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    """What JSON columns store: pydantic-core's encoder (Rust) instead of the standard
+    library's, about 8x quicker on the lists of an impression row, which the service writes
+    for every list it serves (the writer thread shares the GIL with the requests)."""
+    return to_json(value).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; for a SQLite file, create its folder first so a fresh clone just works."""
+    kwargs.setdefault("json_serializer", _json_text)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

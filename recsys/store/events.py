@@ -6,11 +6,13 @@ committed. Impressions arrive in batches from the service's background writer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -119,16 +121,44 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     )
 
 
-def _rounded(values: Sequence[float | None] | None) -> list[float | None] | None:
-    if values is None:
-        return None
-    return [None if v is None else round(v, 5) for v in values]
+def _decimals(x: np.ndarray) -> np.ndarray:
+    """To 5 decimals."""
+    rounded: np.ndarray = np.round(x, 5)
+    return rounded
 
 
-def _significant(values: Sequence[float] | None) -> list[float] | None:
-    """Propensities to 6 significant digits: a rarely drawn item's is far below 1e-5, and
-    rounding it to zero would lose the very slot off-policy estimates weigh most."""
-    return None if values is None else [float(f"{v:.6g}") for v in values]
+def _significant(x: np.ndarray) -> np.ndarray:
+    """To 6 significant digits. Dividing a whole number by an exact power of ten rounds to
+    the double nearest the 6-digit decimal, as formatting with "%.6g" and parsing it back
+    would (below 1e-16, where the power of ten is no longer exact, within one unit in the
+    last place)."""
+    magnitude = np.floor(np.log10(np.abs(np.where(x == 0, 1.0, x))))
+    scale = 10.0 ** (5 - magnitude)
+    significant: np.ndarray = np.round(x * scale) / scale
+    return significant
+
+
+def _shortened(
+    lists: Sequence[Sequence[float | None] | None], digits: Callable[[np.ndarray], np.ndarray]
+) -> list[list[float | None] | None]:
+    """Each list's values cut to fewer `digits`, the whole batch's in one numpy call: per
+    value in Python (or per list in numpy) this was a fifth of the impression writer's time,
+    and the writer shares the GIL with the requests."""
+    whole = [v for v in lists if v is not None and None not in v]
+    flat: list[float | None] = (
+        digits(np.fromiter(chain.from_iterable(whole), dtype=np.float64)).tolist() if whole else []
+    )
+    out: list[list[float | None] | None] = []
+    at = 0
+    for values in lists:
+        if values is None:
+            out.append(None)
+        elif None in values:  # a slot without a figure: rare, so one at a time will do
+            out.append([None if v is None else float(digits(np.array([v]))[0]) for v in values])
+        else:
+            out.append(flat[at : at + len(values)])
+            at += len(values)
+    return out
 
 
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -138,16 +168,21 @@ def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -
     are kept to 5 decimals: the table grows by a row per list served, and the digits beyond
     say nothing."""
     if rows:
+        # Propensities keep 6 significant digits: a rarely drawn item's is far below 1e-5,
+        # and rounding it to zero would lose the very slot off-policy estimates weigh most.
+        scores = _shortened([row["scores"] for row in rows], _decimals)
+        predicted = _shortened([row.get("predicted") for row in rows], _decimals)
+        propensities = _shortened([row.get("propensities") for row in rows], _significant)
         rows = [
             {
                 **row,
-                "scores": _rounded(row["scores"]),
-                "predicted": _rounded(row.get("predicted")),
+                "scores": scores[n],
+                "predicted": predicted[n],
                 "explored": row.get("explored"),
-                "propensities": _significant(row.get("propensities")),
+                "propensities": propensities[n],
                 "policy": row.get("policy"),
             }
-            for row in rows
+            for n, row in enumerate(rows)
         ]
         stmt = dialect_insert(session, impressions).on_conflict_do_nothing(
             index_elements=["recommendation_id"]
