@@ -88,10 +88,11 @@ def main() -> None:
             saturation(base, "ranking cache off", every_user)
 
 
-def saturation(base: str, label: str, paths: list[str], rounds: int = 3) -> None:
+def saturation(base: str, label: str, paths: list[str], rounds: int = 5) -> None:
     """Throughput of recommendations (every user in turn) against /healthz of the same app.
     The two alternate in short runs, and the ratio is taken per round: this VM's speed drifts
-    by tens of percent within minutes, which back-to-back long runs would read as a ratio."""
+    by tens of percent within minutes, which back-to-back long runs would read as a ratio
+    (five rounds: with three, one run's median moved from 0.47 to 0.65 with the round)."""
     ratios = []
     for n in range(1, rounds + 1):
         trivial = wrk(f"{base}/healthz", seconds=5)
