@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -156,7 +157,7 @@ class Ensemble:
 
     members: list[ChoiceResult]
 
-    @property
+    @cached_property
     def network(self) -> ChoiceNet:
         return ChoiceNet.mean_of([m.network for m in self.members])
 
@@ -225,6 +226,7 @@ class ChoiceTrainer:
             raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
         epochs = epochs or cfg.rank_epochs
         device = pick_device(cfg.device)
+        # Heads a prime number of seeds apart: nearby training seeds give other heads.
         gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
         net = ChoiceNet(
             train.n_users,
