@@ -122,7 +122,9 @@ class Recommender:
         # product, which halves the work of scoring a first visit.
         self._with_rating = head is None or head.blend != 0
         if head is not None:
-            items = [head.item_out, head.blend * self.item_factors][: 2 if self._with_rating else 1]
+            items = [head.item_out]
+            if self._with_rating:
+                items.append(head.blend * self.item_factors)
             self._rank_items = np.ascontiguousarray(np.hstack(items))
             self._rank_bias = (head.item_bias + head.blend * self.item_bias).astype(np.float32)
         else:
