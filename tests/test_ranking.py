@@ -21,7 +21,7 @@ from recsys.evaluation.report import Metrics, Report
 from recsys.model import artifact
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
-from recsys.training.choice import WeightAverage
+from recsys.training.choice import InputDropout, WeightAverage
 from recsys.training.pipeline import fit
 from service.catalog import Catalog, GenreFilter
 
@@ -306,3 +306,23 @@ def test_the_kept_network_is_a_moving_average_of_the_trained_weights() -> None:
     average.update()
     assert torch.allclose(average.network.item_out, start + 0.75)
     assert torch.allclose(net.item_out, start + 1.0)  # the trained weights are untouched
+
+
+def test_input_dropout_leaves_entries_out_and_keeps_the_expected_vector() -> None:
+    weights = np.linspace(0.1, 1.0, 10_000).astype(np.float32)
+    assert InputDropout(0.0, seed=0)(weights) is None  # off: the inputs' own weights
+    dropped = InputDropout(0.75, seed=0)(weights)
+    assert dropped is not None and dropped.dtype == np.float32
+    left_out = dropped == 0
+    assert 0.72 < left_out.mean() < 0.78
+    # What is kept is scaled by 1 / (1 - share): a vector's expectation is the full history's.
+    assert np.allclose(dropped[~left_out], weights[~left_out] * 4)
+    assert abs(dropped.sum() / weights.sum() - 1) < 0.05
+
+
+def test_a_head_trained_with_input_dropout_still_learns_the_choices() -> None:
+    cfg = RANK_CONFIG.model_copy(update={"rank_input_dropout": 0.5, "rank_members": 1})
+    rec = fit(chosen_by_group(), cfg, RatingScale(min=1.0, max=5.0)).recommender
+    for user in ("0", "1", "2", "3"):
+        out = rec.recommend(user, k=5)
+        assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)

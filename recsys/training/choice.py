@@ -75,16 +75,39 @@ class Histories:
 
 
 def _user_vectors(
-    net: ChoiceNet, inputs: Histories, users: np.ndarray, layout: _Layout, device: torch.device
+    net: ChoiceNet,
+    inputs: Histories,
+    users: np.ndarray,
+    layout: _Layout,
+    device: torch.device,
+    weights: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """p_u of a batch of users, from their histories in `inputs` (`layout` of the batch)."""
+    """p_u of a batch of users, from their histories in `inputs` (`layout` of the batch);
+    `weights` replaces the inputs' weights of the batch's entries (input dropout)."""
     pos, offsets, _, items = layout
     return net.user_vectors(
         torch.from_numpy(users).to(device),
         torch.from_numpy(items).to(device),
         torch.from_numpy(offsets).to(device),
-        torch.from_numpy(inputs.inputs[pos]).to(device),
+        torch.from_numpy(inputs.inputs[pos] if weights is None else weights).to(device),
     )
+
+
+class InputDropout:
+    """Leaves a random share of each history's entries out of the user vectors of a training
+    step, scaling the rest by 1 / (1 - share) so that a vector's expected value stays the
+    full history's, which is what serving computes (inverted dropout)."""
+
+    def __init__(self, share: float, seed: int) -> None:
+        self.share = share
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray | None:
+        if not self.share:
+            return None
+        kept = self.rng.random(len(weights)) >= self.share
+        scaled: np.ndarray = np.where(kept, weights / (1.0 - self.share), 0.0).astype(np.float32)
+        return scaled
 
 
 class ChoiceScorer:
@@ -228,6 +251,7 @@ class ChoiceTrainer:
         device = pick_device(cfg.device)
         # Heads a prime number of seeds apart: nearby training seeds give other heads.
         gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
+        dropout = InputDropout(cfg.rank_input_dropout, cfg.seed + 7919 * member)
         net = ChoiceNet(
             train.n_users,
             train.n_items,
@@ -256,7 +280,7 @@ class ChoiceTrainer:
             loss_sum, weight_sum = 0.0, 0.0
             for s in range(0, len(order), batch):
                 chunk = order[s : s + batch]
-                nll, weight = self._batch_loss(net, hist, hist, chunk, device)
+                nll, weight = self._batch_loss(net, hist, hist, chunk, device, dropout)
                 # Items are penalised (rank_l2 x squared norm) per unit of target weight, in
                 # proportion to the users in the batch: an epoch applies the penalty once,
                 # whatever the batch size. Weight decay is the penalty's gradient.
@@ -305,11 +329,14 @@ class ChoiceTrainer:
         targets: Histories,
         users: np.ndarray,
         device: torch.device,
+        dropout: InputDropout | None = None,
     ) -> tuple[torch.Tensor, float]:
-        """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories, and
-        the summed target weight."""
+        """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories (with
+        `dropout` applied to them, in training), and the summed target weight."""
         layout = inputs.batch(users)
-        log_p = torch.log_softmax(net(_user_vectors(net, inputs, users, layout, device)), dim=1)
+        dropped = None if dropout is None else dropout(inputs.inputs[layout[0]])
+        vectors = _user_vectors(net, inputs, users, layout, device, dropped)
+        log_p = torch.log_softmax(net(vectors), dim=1)
         # Training asks for the inputs' own items as targets: the batch is already laid out.
         t_pos, _, t_rows, t_items = layout if targets is inputs else targets.batch(users)
         weights = torch.from_numpy(targets.targets[t_pos]).to(device)
