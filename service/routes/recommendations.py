@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
+from pydantic import StringConstraints, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
@@ -21,7 +22,7 @@ from service.deps import (
     read_access,
 )
 from service.errors import BODY, CLIENT_RESPONSES, responses
-from service.query import openapi_parameters, parse_query
+from service.query import openapi_parameters, parse_query, path_value
 from service.schemas import (
     NO_NUL,
     RecommendationsPublic,
@@ -32,20 +33,25 @@ from service.schemas import (
 # Every route checks the reader's key: through ReadingDep, or read_access.
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=CLIENT_RESPONSES)
 
-UserPath = Annotated[str, Path(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
+USER_ID = TypeAdapter(
+    Annotated[str, StringConstraints(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
+)
 
 
 @router.get(
     "/users/{user_id}/recommendations",
     response_model=RecommendationsPublic,
-    openapi_extra=openapi_parameters(RecommendationsQuery, API_KEY_HEADER),
+    openapi_extra=openapi_parameters(
+        RecommendationsQuery, API_KEY_HEADER, path={"user_id": USER_ID}
+    ),
 )
-async def user_recommendations(user_id: UserPath, request: Request) -> Response:
+async def user_recommendations(request: Request) -> Response:
     """Top-k items for a user, best first. A user the model has not learned gets items folded
     in from the ratings they sent since the last training, or the cold-start list."""
-    # The hottest route reads its options itself (service.query): declared one by one, they
-    # and the reader dependency cost FastAPI more than the recommendation.
+    # The hottest route reads its path and options itself (service.query): declared one by
+    # one, they and the reader dependency cost FastAPI more than the recommendation.
     reading = read_access(request)
+    user_id = path_value(request, "user_id", USER_ID)
     options = parse_query(request, RecommendationsQuery)
     state = reading.state
     check_k(options.k, state.settings)

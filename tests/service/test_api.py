@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -358,6 +359,12 @@ def test_openapi_docs(client: TestClient) -> None:
         "/v1/feedback",
     ):
         assert path in paths
+    # Every {name} of a template is a documented path parameter, also where a route reads its
+    # path itself (service.query.path_value).
+    for path, operations in paths.items():
+        for operation in operations.values():
+            documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert documented == set(re.findall(r"{(\w+)}", path)), (path, documented)
 
 
 def test_ratings_count_grows_only_by_feedback(client: TestClient, served: Served) -> None:

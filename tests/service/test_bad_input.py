@@ -15,6 +15,7 @@ BAD_REQUESTS: list[tuple[str, str, object, str]] = [
     ("GET", "/v1/users/user0/recommendations?include_rated=maybe", None, "valid boolean"),
     ("GET", "/v1/users/user0/recommendations?exclude=a&exclude=b%00", None, "query.exclude.1"),
     ("GET", "/v1/users/" + "x" * 300 + "/recommendations", None, "at most 255"),
+    ("GET", "/v1/users/a%00b/recommendations", None, "path.user_id"),
     ("GET", "/v1/predictions?user_id=user0", None, "query.item_id: Field required"),
     ("GET", "/v1/predictions?user_id=&item_id=film0", None, "at least 1 character"),
     ("POST", "/v1/predictions", {"pairs": []}, "at least 1 item"),
