@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Request, Response
-from pydantic import StringConstraints, TypeAdapter
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service import serving
 from service.auth import API_KEY_HEADER
 from service.catalog import GenreFilter
@@ -24,7 +21,7 @@ from service.deps import (
 from service.errors import BODY, CLIENT_RESPONSES, responses
 from service.query import openapi_parameters, parse_query, path_value
 from service.schemas import (
-    NO_NUL,
+    ExternalId,
     RecommendationsPublic,
     RecommendationsQuery,
     VisitorRecommendationsCreate,
@@ -33,9 +30,7 @@ from service.schemas import (
 # Every route checks the reader's key: through ReadingDep, or read_access.
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=CLIENT_RESPONSES)
 
-USER_ID = TypeAdapter(
-    Annotated[str, StringConstraints(min_length=1, max_length=EXTERNAL_ID_LENGTH, pattern=NO_NUL)]
-)
+USER_ID = TypeAdapter(ExternalId)
 
 
 @router.get(
