@@ -326,6 +326,15 @@ class TrainConfig(BaseModel):
         description="Epochs without validation NDCG improvement before the ranking head stops "
         "(NDCG of a small validation split is noisy, so longer than the rating head's).",
     )
+    rank_stop_window: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="Early stopping judges an epoch by the mean validation NDCG of this many "
+        "epochs up to it (1: the epoch alone). A small split's NDCG wanders from epoch to "
+        "epoch around a curve that rises slowly to epoch ~30; judged alone, one lucky early "
+        "epoch ended training and the kept head ranked below EASE (benchmarks/README.md).",
+    )
     rank_lr: float = Field(
         0.015, gt=0, le=10, description="Adam learning rate of the ranking head."
     )

@@ -271,7 +271,9 @@ class ChoiceTrainer:
             net, cfg.rank_average, steps_per_epoch=math.ceil(len(users) / batch)
         )
         kept = average.network
-        stopping = EarlyStopping(kept, patience=cfg.rank_patience, min_delta=cfg.min_delta)
+        stopping = EarlyStopping(
+            kept, patience=cfg.rank_patience, min_delta=cfg.min_delta, window=cfg.rank_stop_window
+        )
         started = time.perf_counter()
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
