@@ -8,7 +8,6 @@ learned, to fold in ratings they sent since the last training.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from recsys.exploration import Exploring, daily_rng
+from recsys.ids import recommendation_id
 from recsys.model.recommender import Recommender, Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
@@ -51,7 +51,7 @@ def _publish(
 
     `policy` says what drew the list (exploration share and temperature, least support, and
     whether the request narrowed the candidates): off-policy evaluation needs it."""
-    rec_id = uuid.uuid4().hex
+    rec_id = recommendation_id()
     state.impressions.log(
         {
             "recommendation_id": rec_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from recsys.store.db import session_scope
 from recsys.store.events import (
@@ -17,6 +17,7 @@ from recsys.store.events import (
 )
 from recsys.store.logged import load_logged
 from recsys.store.queries import upsert_items
+from recsys.store.tables import impressions
 
 
 def _list(n: int, user: str, **policy: object) -> dict[str, object]:
@@ -80,3 +81,21 @@ def test_stored_figures_are_cut_per_list_in_one_batch() -> None:
     assert _shortened(lists, _decimals) == [[1.23457, 2.0], None, [3.0, None], [9.87654]]
     tiny = [[1.0, 2.345678e-9, 0.0], [0.1234564]]
     assert _shortened(tiny, _significant) == [[1.0, 2.34568e-9, 0.0], [0.123456]]
+
+
+def test_a_batch_written_twice_is_stored_once_as_given(engine: Engine) -> None:
+    # The writer retries a batch whose commit it could not confirm: the driver-level insert
+    # must skip the lists already stored, and keep every column's value and type.
+    rows = [_list(1, "u1"), {**_list(2, None), "predicted": None, "policy": None}]  # type: ignore[arg-type]
+    for _ in range(2):
+        with session_scope(engine) as s:
+            insert_impressions(session=s, rows=rows)
+    with session_scope(engine) as s:
+        stored = s.execute(select(impressions).order_by(impressions.c.recommendation_id)).all()
+    assert [r.recommendation_id for r in stored] == ["r1", "r2"]
+    first, second = stored
+    assert first.items == ["a", "b", "c"] and first.explored == [False, False, True]
+    assert first.policy["explore_share"] == 0.3 and first.predicted == [4.2, 3.9, 3.1]
+    assert second.user_external_id is None and second.predicted is None and second.policy is None
+    served = first.served_at if first.served_at.tzinfo else first.served_at.replace(tzinfo=UTC)
+    assert abs(served - rows[0]["served_at"]) < timedelta(seconds=1)

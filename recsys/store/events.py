@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
 from recsys.monitoring import Answer, Shown
+from recsys.store.many_rows import BulkInsert
 from recsys.store.queries import (
     dialect_insert,
     ensure_ids,
@@ -161,6 +162,11 @@ def _shortened(
     return out
 
 
+_IMPRESSION_ROWS = BulkInsert(
+    impressions, [c.name for c in impressions.c if c.name != "id"], conflict="recommendation_id"
+)
+
+
 def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows have recommendation_id, user_external_id, model_version, strategy, items, scores,
     served_at, and optionally predicted (ratings), explored, propensities (per slot) and
@@ -184,10 +190,7 @@ def insert_impressions(*, session: Session, rows: Sequence[Mapping[str, Any]]) -
             }
             for n, row in enumerate(rows)
         ]
-        stmt = dialect_insert(session, impressions).on_conflict_do_nothing(
-            index_elements=["recommendation_id"]
-        )
-        session.execute(stmt, list(rows))
+        _IMPRESSION_ROWS.execute(session.connection(), rows)
 
 
 def user_ratings(
