@@ -11,11 +11,23 @@ that way and 44 us this way, commits included.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The statement for one dialect: its SQL, the columns in the order it binds them, each
+    one's bind processor (None: passed as is), and whether parameters are positional."""
+
+    sql: str
+    columns: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
 
 
 class BulkInsert:
@@ -24,9 +36,9 @@ class BulkInsert:
 
     def __init__(self, table: Table, columns: Sequence[str], conflict: str) -> None:
         self.table, self.columns, self.conflict = table, tuple(columns), conflict
-        self._compiled: dict[str, tuple[str, list[Callable[[Any], Any] | None], bool]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: Dialect) -> tuple[str, list[Callable[[Any], Any] | None], bool]:
+    def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect.name)
@@ -37,30 +49,31 @@ class BulkInsert:
             compiled = stmt.compile(
                 dialect=dialect, column_keys=list(self.columns), for_executemany=True
             )
-            order = list(compiled.positiontup or self.columns)
+            order = tuple(compiled.positiontup or self.columns)
             if sorted(order) != sorted(self.columns):
                 raise RuntimeError(f"compiled insert binds {order}, not {self.columns}")
-            processors = [
+            processors = tuple(
                 self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
                 for name in order
-            ]
-            found = (str(compiled), processors, bool(compiled.positional))
-            self.columns = tuple(order)
+            )
+            found = _Compiled(str(compiled), order, processors, bool(compiled.positional))
             self._compiled[dialect.name] = found
         return found
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        sql, processors, positional = self._for(connection.dialect)
+        compiled = self._for(connection.dialect)
         # Column by column: each processor mapped over a column is quicker than a generator
         # per row.
         columns = []
-        for name, process in zip(self.columns, processors, strict=True):
+        for name, process in zip(compiled.columns, compiled.processors, strict=True):
             column = [row[name] for row in rows]
             columns.append(column if process is None else list(map(process, column)))
         values = list(zip(*columns, strict=True))
         params: list[Any] = (
-            values if positional else [dict(zip(self.columns, v, strict=True)) for v in values]
+            values
+            if compiled.positional
+            else [dict(zip(compiled.columns, v, strict=True)) for v in values]
         )
-        connection.exec_driver_sql(sql, params)
+        connection.exec_driver_sql(compiled.sql, params)
