@@ -2,8 +2,9 @@
 epoch, stop after `patience` epochs without an improvement of at least `min_delta`.
 
 With a `window` above 1 an epoch is judged by the mean of its figure and the previous
-`window - 1` epochs' (fewer at the start): a noisy validation curve's single high epoch on a
-plateau no longer ends training before the curve has stopped rising."""
+`window - 1` epochs' (fewer at the start), and the weights kept are those of the last epoch of
+the best window: a noisy validation curve's single high epoch on a plateau no longer ends
+training before the curve has stopped rising."""
 
 from __future__ import annotations
 
