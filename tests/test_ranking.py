@@ -216,20 +216,40 @@ def test_a_filter_looks_past_the_cached_best_items(
 
 def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recommender) -> None:
     # The gradient of the fold-in's objective (mean NLL of the liked items under the softmax
-    # over the candidates, plus L2), computed here in float64, vanishes at the vector found.
+    # over the candidates, plus the prior's L2 per liked item), computed here in float64,
+    # vanishes at the vector found.
     head = ranked.ranking
     assert head is not None
     candidates = np.arange(len(head.item_out))
+    prior = ranked._typical_choice
     rows, ratings = np.array([0, 3, 7, 25]), np.array([5.0, 4.5, 4.0, 1.0])
-    vector = head.fold_in(rows, ratings, candidates).astype(np.float64)
+    vector = head.fold_in(rows, ratings, candidates, prior=prior).astype(np.float64)
     out = head.item_out.astype(np.float64)
     logits = out @ vector + head.item_bias
     p = np.exp(logits - logits.max())
     p /= p.sum()
     liked = rows[ratings >= head.liked_threshold]
-    gradient = p @ out - out[liked].mean(0) + 2 * head.fold_in_l2 * vector
+    l2 = head.fold_in_l2 / len(liked)
+    gradient = p @ out - out[liked].mean(0) + 2 * l2 * (vector - prior)
     assert np.abs(gradient).max() < 1e-4 * max(1.0, np.abs(out).max())
-    assert np.abs(vector).max() > 0.01  # and it is not the trivial zero vector
+    assert np.abs(vector - prior).max() > 0.01  # the films moved the visitor off the prior
+
+
+def test_a_visitor_is_pulled_less_towards_the_typical_user_the_more_they_liked(
+    ranked: Recommender,
+) -> None:
+    # With no film the visitor is the typical user; liked films move them away from it, and
+    # the prior weighs against the number of liked films: the same films counted five times
+    # move the visitor further.
+    head = ranked.ranking
+    assert head is not None
+    candidates = np.arange(len(head.item_out))
+    prior = ranked._typical_choice
+    empty = head.fold_in(np.array([], dtype=np.int64), np.array([]), candidates, prior=prior)
+    assert np.allclose(empty, prior)
+    few = head.fold_in(np.array([0, 3]), np.array([5.0, 5.0]), candidates, prior=prior)
+    many = head.fold_in(np.array([0, 3] * 5), np.array([5.0] * 10), candidates, prior=prior)
+    assert np.linalg.norm(many - prior) > np.linalg.norm(few - prior) > 0
 
 
 def test_genre_masks_let_go_of_models_no_longer_served(ranked: Recommender) -> None:

@@ -133,9 +133,16 @@ class Recommender:
         # vector ranked by the item biases alone, which put Powder and Elizabeth beside
         # Shawshank on MovieLens; the typical user gets the films most people chose and liked.
         trained = (self.user_counts > 0).astype(np.float32)
+        n_trained = max(1.0, float(trained.sum()))
+        # The choice head's half alone is the prior of a visitor's fold-in (RankingHead.fold_in).
+        self._typical_choice: np.ndarray = (
+            np.zeros(0, dtype=np.float32)
+            if head is None
+            else trained @ head.user_vectors / n_trained
+        )
         self._typical_user = self._ranked_as(
-            None if head is None else trained @ head.user_vectors, trained @ self.user_factors
-        ) / max(1.0, trained.sum())
+            None if head is None else self._typical_choice, trained @ self.user_factors / n_trained
+        )
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
@@ -581,7 +588,10 @@ class Recommender:
         if self.ranking is not None:
             rows, known = self._trained_rows(item_ids)
             choice = self.ranking.fold_in(
-                rows[known], np.asarray(ratings)[known], np.flatnonzero(self._eligible(min_support))
+                rows[known],
+                np.asarray(ratings)[known],
+                np.flatnonzero(self._eligible(min_support)),
+                prior=self._typical_choice,
             )
             user = self._ranked_as(choice, vector)
         else:
