@@ -212,12 +212,13 @@ class ChoiceTrainer:
         given `epochs` (a refit), one head for each count.
 
         Why: one head's validation NDCG wanders by about 0.003 from epoch to epoch, so early
-        stopping sometimes keeps an early epoch, and heads from different seeds differ by
-        several per cent on the same test split (MovieLens hash split: 0.245-0.262). The
-        mean of two is steadier and better (0.259-0.266), at twice the head's training time,
-        which is why one head is the default (benchmarks/README.md). A wider single head is
-        no substitute: 128 factors ranked worse than 64, where two heads of 64 each learn
-        from their own loss."""
+        stopping sometimes keeps an early epoch (less often since it judges a window of
+        epochs, `rank_stop_window`), and heads from different seeds differ by several per
+        cent on the same test split (MovieLens hash split, one epoch judged alone:
+        0.245-0.262). The mean of two is steadier and better (0.259-0.266), at twice the
+        head's training time, which is why one head is the default (benchmarks/README.md).
+        A wider single head is no substitute: 128 factors ranked worse than 64, where two
+        heads of 64 each learn from their own loss."""
         if epochs is not None:
             return Ensemble(
                 [self.fit(train, valid, epochs=e, member=m) for m, e in enumerate(epochs)]
