@@ -26,7 +26,9 @@ class RankingHead:
     user_vectors: np.ndarray
     """p_u of every user row, offset and rated items included (zero for untrained users)."""
     item_in: np.ndarray
-    """Input embeddings y_j: what a rated item adds to a user's vector (for fold-in)."""
+    """Input embeddings y_j: what a rated item adds to a trained user's vector. Serving no
+    longer reads them (the fold-in starts at the typical user); artifacts keep them so that
+    users' vectors can be rebuilt from their ratings."""
     item_out: np.ndarray
     item_bias: np.ndarray
     blend: float
