@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+
+from recsys.store.queries import insert_for
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,9 @@ class BulkInsert:
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect.name)
-            if module is None:
-                raise NotImplementedError(f"unsupported database dialect {dialect.name!r}")
-            stmt = module.insert(self.table).on_conflict_do_nothing(index_elements=[self.conflict])
+            stmt = insert_for(dialect.name, self.table).on_conflict_do_nothing(
+                index_elements=[self.conflict]
+            )
             # for_executemany: no RETURNING of the new key, which a one-row insert would add.
             compiled = stmt.compile(
                 dialect=dialect, column_keys=list(self.columns), for_executemany=True

@@ -22,13 +22,17 @@ from recsys.store.tables import items, ratings, users
 _IN_BATCH = 5_000
 
 
-def dialect_insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
+def insert_for(dialect: str, table: Table) -> Any:
+    """The dialect's own INSERT (with its ON CONFLICT) into `table`."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
+
+
+def dialect_insert(session: Session, table: Table) -> Any:
+    return insert_for(session.get_bind().dialect.name, table)
 
 
 def array_param(name: str, values: Sequence[Any], column: ColumnElement[Any]) -> BindParameter[Any]:
