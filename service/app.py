@@ -19,6 +19,7 @@ from recsys.config import Settings, get_settings
 from recsys.errors import ConfigError
 from recsys.store.db import make_engine
 from service import errors
+from service.batching import RankingBatcher
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.limits import BodyLimitMiddleware
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models.start()
         writer.start()
         committer.start()
-        app.state.recsys = AppState(settings, engine, metrics, models, writer, committer)
+        # First visits in hand are ranked together (service.batching).
+        batcher = RankingBatcher(metrics)
+        app.state.recsys = AppState(settings, engine, metrics, models, writer, committer, batcher)
         # What start-up made (modules, the model, the catalog) lives as long as the process:
         # frozen, the collector stops walking it. The first full collection under load had
         # stalled every request for ~200 ms.

@@ -85,6 +85,12 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.ranking_batch = Histogram(
+            "recsys_ranking_batch_size",
+            "First visits ranked together in one matrix product (service.batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.impression_queue = Gauge(
             "recsys_impression_queue_size",
             "Impressions waiting to be written",

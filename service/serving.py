@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -101,7 +101,7 @@ def _allowed(state: AppState, rec: Recommender, genres: GenreFilter | None) -> n
     return None if genres is None else state.models.catalog.allowed(rec, genres)
 
 
-def for_known_user(
+async def for_known_user(
     state: AppState,
     model: LoadedModel,
     user_id: str,
@@ -112,19 +112,47 @@ def for_known_user(
     min_support: int,
     genres: GenreFilter | None = None,
 ) -> Payload:
-    scored = known_user_list(
-        state,
-        model.recommender,
-        user_id,
-        k,
-        exclude=exclude,
-        include_rated=include_rated,
-        min_support=min_support,
-        genres=genres,
-    )
+    """The logged list of a user the model learned. A first visit's ranking is scored with
+    those of the other requests in hand (`service.batching`)."""
+    rec = model.recommender
+    options = _list_options(state, rec, user_id, exclude, include_rated, min_support, genres)
+    key = rec.ranking_key(user_id, k, **options)
+    ranked = None if key is None else await state.rankings.ranking(rec, key)
+    scored = rec.recommend(user_id, k, ranked=ranked, **options)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
     return _publish(state, model, user_id, "model", scored, policy)
+
+
+class _ListOptions(TypedDict):
+    """What `Recommender.recommend` takes besides the user and k."""
+
+    include_seen: bool
+    exclude: Sequence[str]
+    min_support: int
+    allowed: np.ndarray | None
+    exploring: Exploring | None
+
+
+def _list_options(
+    state: AppState,
+    rec: Recommender,
+    user_id: str,
+    exclude: Sequence[str],
+    include_rated: bool,
+    min_support: int,
+    genres: GenreFilter | None,
+) -> _ListOptions:
+    if not include_rated:
+        # Rated since the model was trained (through any replica): not in its seen set.
+        exclude = [*exclude, *state.models.rated_since.get(user_id)]
+    return {
+        "include_seen": include_rated,
+        "exclude": exclude,
+        "min_support": min_support,
+        "allowed": _allowed(state, rec, genres),
+        "exploring": _exploring(state, user_id),
+    }
 
 
 def known_user_list(
@@ -139,18 +167,8 @@ def known_user_list(
     genres: GenreFilter | None = None,
 ) -> list[Scored]:
     """The list of a user the model learned, not logged."""
-    if not include_rated:
-        # Rated since the model was trained (through any replica): not in its seen set.
-        exclude = [*exclude, *state.models.rated_since.get(user_id)]
-    return rec.recommend(
-        user_id,
-        k,
-        include_seen=include_rated,
-        exclude=exclude,
-        min_support=min_support,
-        allowed=_allowed(state, rec, genres),
-        exploring=_exploring(state, user_id),
-    )
+    options = _list_options(state, rec, user_id, exclude, include_rated, min_support, genres)
+    return rec.recommend(user_id, k, **options)
 
 
 def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 
 from recsys.config import Settings
 from recsys.exploration import ExplorePolicy
+from service.batching import RankingBatcher
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
@@ -26,6 +27,7 @@ class AppState:
     models: ModelHolder
     impressions: ImpressionWriter
     feedback: FeedbackCommitter
+    rankings: RankingBatcher
     # (hours, bucket) -> (monotonic time, summary): see service.monitoring_data.
     monitoring_cache: dict[tuple[float, str], tuple[float, dict[str, Any]]] = field(
         default_factory=dict

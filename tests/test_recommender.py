@@ -113,23 +113,22 @@ def test_data_without_database_round_trip() -> None:
     assert data.user_vocab.ids == ["a", "b"]
 
 
-def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
+def _random_model() -> tuple[Interactions, DotProductBias]:
     # 400 items, more than the candidates a ranking keeps, so that deep pages and long
     # exclusion lists must score the catalog again rather than trust a short cached list.
     rng = np.random.default_rng(1)
-    n_users, n_items = 30, 400
-    users = rng.integers(0, n_users, 6000)
-    items = rng.integers(0, n_items, 6000)
+    users = rng.integers(0, 30, 6000)
+    items = rng.integers(0, 400, 6000)
     data = Interactions.from_arrays(users, items, rng.uniform(1, 5, 6000))
     net = DotProductBias(
         data.n_users, data.n_items, 8, (0.0, 5.5), init_std=1.0, generator=torch.manual_seed(2)
     )
-    fresh = Recommender.from_network(net, data)
-    cached = Recommender.from_network(net, data)
-    cached.cache_rankings(10)
-    assert n_items > fresh.RANKING_DEPTH
-    some_items = data.item_vocab.ids_of(list(range(0, n_items, 7)))
-    asks: list[dict[str, Any]] = [
+    return data, net
+
+
+def _asks(data: Interactions) -> list[dict[str, Any]]:
+    some_items = data.item_vocab.ids_of(list(range(0, data.n_items, 7)))
+    return [
         {"k": 10},
         {"k": 10, "exclude": some_items[:5]},
         {"k": 10, "include_seen": True},
@@ -138,6 +137,15 @@ def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
         {"k": 300},
         {"k": 3, "exclude": ["not-an-item"]},
     ]
+
+
+def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
+    data, net = _random_model()
+    fresh = Recommender.from_network(net, data)
+    cached = Recommender.from_network(net, data)
+    cached.cache_rankings(10)
+    assert data.n_items > fresh.RANKING_DEPTH
+    asks = _asks(data)
     for user in data.user_vocab.ids_of([0, 1, 2, 0, 1]):
         for ask in asks:
             assert cached.recommend(user, **ask) == fresh.recommend(user, **ask), (user, ask)
@@ -145,3 +153,33 @@ def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
     for user in data.user_vocab.ids_of(list(range(3, 12))):
         cached.recommend(user)
     assert len(cached._rankings) == 10  # the least recently served beyond the bound forgotten
+
+
+@pytest.mark.parametrize("cache", [0, 50])
+def test_rankings_scored_together_answer_as_one_at_a_time(cache: int) -> None:
+    # As the service batches first visits: every user and ask of a batch ranked in one
+    # rank_many, then each list cut from its own ranking.
+    data, net = _random_model()
+    alone = Recommender.from_network(net, data)
+    together = Recommender.from_network(net, data)
+    together.cache_rankings(cache)
+    users = data.user_vocab.ids_of(list(range(12)))
+    pairs = [(user, ask) for user in users for ask in _asks(data)]
+    keys = [together.ranking_key(user, **ask) for user, ask in pairs]
+    assert all(key is not None for key in keys)
+    rankings = together.rank_many([key for key in keys if key is not None])
+    assert len({(key.min_support, key.include_seen) for key in keys if key}) == 3
+    for (user, ask), ranked in zip(pairs, rankings, strict=True):
+        expected = alone.recommend(user, **ask)
+        got = together.recommend(user, **ask, ranked=ranked)
+        assert expected  # every ask has a list to compare
+        assert [s.item_id for s in got] == [s.item_id for s in expected], (user, ask)
+        assert [s.predicted_rating for s in got] == [s.predicted_rating for s in expected]
+        # A matrix product rounds its sums in another order than one user's product does.
+        assert [s.score for s in got] == pytest.approx(
+            [s.score for s in expected], rel=1e-6, abs=1e-5
+        )
+    # The cache, when on, holds what was ranked together: no key is left to score.
+    cached_keys = [together.ranking_key(user, **ask) for user, ask in pairs]
+    assert all(key is None for key in cached_keys) == bool(cache)
+    assert together.ranking_key("nobody") is None

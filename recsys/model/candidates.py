@@ -46,14 +46,29 @@ class CandidateSet:
         logits += offset
         return logits
 
+    def score_rows(self, user_vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """`score` for several users at once: one row of logits per row of `user_vectors`,
+        from one matrix product."""
+        logits: np.ndarray = user_vectors @ self._factors.T
+        logits += self._bias
+        logits += offsets[:, np.newaxis]
+        return logits
+
     def ban(self, logits: np.ndarray, item_rows: np.ndarray) -> None:
         """Set the logits of these item rows to -inf, in place; rows outside the set are
         ignored."""
-        if self._position is None:
-            logits[item_rows] = -np.inf
-        else:
-            local = self._position[item_rows]
-            logits[local[local >= 0]] = -np.inf
+        local = self._local(item_rows)
+        logits[local[local >= 0]] = -np.inf
+
+    def ban_rows(self, logits: np.ndarray, users: np.ndarray, item_rows: np.ndarray) -> None:
+        """`ban` in a block of `score_rows`: item row `item_rows[i]` in logit row `users[i]`."""
+        local = self._local(item_rows)
+        inside = local >= 0
+        logits[users[inside], local[inside]] = -np.inf
+
+    def _local(self, item_rows: np.ndarray) -> np.ndarray:
+        """Positions in the set of item rows; -1 for rows outside it."""
+        return item_rows if self._position is None else self._position[item_rows]
 
     def keep_only(self, logits: np.ndarray, allowed: np.ndarray) -> None:
         """Set the logits of items outside `allowed` (a mask over item rows) to -inf."""

@@ -25,6 +25,7 @@ from recsys.model.candidates import CandidateSet
 from recsys.model.lru import LruCache
 from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.ranking import RankingHead
+from recsys.model.topk import best, best_of_rows
 
 if TYPE_CHECKING:
     import torch
@@ -54,9 +55,25 @@ class Scored(NamedTuple):
     """The probability that the serving policy shows this item in this slot."""
 
 
-_Ranking = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
-"""Item rows, ranking scores and predicted ratings, best first, and whether they are every
-item the user may get."""
+class Ranking(NamedTuple):
+    """A user's best candidates, best first: what a list is cut from."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    ratings: np.ndarray
+    """Predicted ratings."""
+    complete: bool
+    """Whether these are every item the user may get."""
+
+
+class RankingKey(NamedTuple):
+    """What one user's ranking is scored for: a `Ranking` of a key serves every list that asks
+    for as many items or fewer, with the same support and seen items."""
+
+    row: int
+    min_support: int
+    include_seen: bool
+    depth: int
 
 
 @dataclass
@@ -146,7 +163,7 @@ class Recommender:
         # A service asks for one or two values of min_support; a set is at most half the
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
-        self._rankings: LruCache[tuple[int, int, bool], _Ranking] = LruCache(0)
+        self._rankings: LruCache[tuple[int, int, bool], Ranking] = LruCache(0)
 
     def cache_rankings(self, users: int) -> None:
         """Keep the ranked candidates of up to `users` users (the least recently served are
@@ -313,22 +330,6 @@ class Recommender:
         known: np.ndarray = rows[rows != UNKNOWN]
         return known
 
-    @staticmethod
-    def _best(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and logits of the best `k` items whose logits are finite (banned items hold
-        -inf), best first; fewer when fewer are allowed."""
-        k = min(k, len(logits))
-        if k <= 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=logits.dtype)
-        # A partial partition, then a sort of the k winners only. The largest k are taken from
-        # the top of the partition: partitioning -logits cost a copy and twice the time.
-        n = len(logits)
-        rows = np.argpartition(logits, n - k)[n - k :] if k < n else np.arange(k)
-        rows = rows[np.argsort(-logits[rows], kind="stable")]
-        values = logits[rows]
-        keep = np.isfinite(values)  # fewer than k allowed items: drop the banned tail
-        return rows[keep], values[keep]
-
     def _scored(self, rows: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> list[Scored]:
         ids = self.item_vocab.ids_of(rows.tolist())
         return [
@@ -391,12 +392,15 @@ class Recommender:
         min_support: int = 1,
         allowed: np.ndarray | None = None,
         exploring: Exploring | None = None,
+        ranked: Ranking | None = None,
     ) -> list[Scored]:
         """Top-k items for a known user by ranking score, with predicted ratings; [] for an
         unknown user (ask `cold_start` then). `min_support` keeps items rated fewer times out:
         their vectors are mostly noise. `allowed` (a mask over item rows, such as a genre
         filter) is applied before the top k is cut. With `exploring`, a share of the slots is
-        drawn by its policy from every candidate (the ranking cache is not used)."""
+        drawn by its policy from every candidate (the ranking cache is not used). `ranked` is
+        the ranking of `ranking_key` for these arguments when the caller scored it already,
+        with other users' (`rank_many`)."""
         if not self.is_known_user(user_id):
             return []
         row = self.user_vocab.index(user_id)
@@ -410,10 +414,8 @@ class Recommender:
                 candidates.ban(logits, np.asarray(banned))
             rate = (self.user_factors[row], float(self.user_bias[row]))
             return self._explored(candidates, logits, k, exploring, rate)
-        # The best k + |banned| without the exclusions hold the best k with them; a filter
-        # looks through the whole cached ranking first.
-        depth = k + len(banned) if allowed is None else max(k, self.RANKING_DEPTH)
-        rows, scores, ratings, complete = self._ranking(row, min_support, include_seen, depth)
+        key = self._ranking_key(row, k, len(banned), allowed, min_support, include_seen)
+        rows, scores, ratings, complete = self._ranking(key, ranked)
         keep = np.ones(len(rows), dtype=bool)
         if len(banned):
             keep &= ~np.isin(rows, banned)
@@ -452,39 +454,123 @@ class Recommender:
         candidates.keep_only(logits, allowed)
         if len(banned):
             candidates.ban(logits, np.asarray(banned))
-        local, values = self._best(logits, k)
+        local, values = best(logits, k)
         rows = candidates.item_rows(local)
         user_bias = float(self.user_bias[row])
         return rows, values, self._item_ratings(self.user_factors[row], user_bias, rows)
 
-    def _ranking(
-        self, row: int, min_support: int, include_seen: bool, depth: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """The best `depth` items a user may get (rows, scores and predicted ratings, best
-        first, and whether they are all the items the user may get), from the cache when this
-        user was ranked lately. The model never changes, so neither does a ranking: entries
-        need no invalidation, only a bound on their number."""
-        key = (row, min_support, include_seen)
-        cached = self._rankings.get(key)
-        if cached is not None:
-            rows, scores, ratings, complete = cached
-            if complete or len(rows) >= depth:
-                whole = complete and len(rows) <= depth
-                return rows[:depth], scores[:depth], ratings[:depth], whole
+    def ranking_key(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        include_seen: bool = False,
+        exclude: Sequence[str] = (),
+        min_support: int = 1,
+        allowed: np.ndarray | None = None,
+        exploring: Exploring | None = None,
+    ) -> RankingKey | None:
+        """The ranking that `recommend` with these arguments would score, for a caller that
+        scores several users' together (`rank_many`); None when it would score none: an
+        unknown user, an exploring list, or a ranking in the cache."""
+        if not self.is_known_user(user_id) or (exploring is not None and exploring.policy.slots(k)):
+            return None
+        row = self.user_vocab.index(user_id)
+        banned = len(self._known_rows(exclude)) if exclude else 0
+        key = self._ranking_key(row, k, banned, allowed, min_support, include_seen)
+        return None if self._cut(key, self._rankings.get(key[:3])) else key
+
+    def _ranking_key(
+        self,
+        row: int,
+        k: int,
+        banned: int,
+        allowed: np.ndarray | None,
+        min_support: int,
+        include_seen: bool,
+    ) -> RankingKey:
+        # The best k + |banned| without the exclusions hold the best k with them; a filter
+        # looks through the whole cached ranking first.
+        depth = k + banned if allowed is None else max(k, self.RANKING_DEPTH)
+        return RankingKey(row, min_support, include_seen, depth)
+
+    @staticmethod
+    def _cut(key: RankingKey, found: Ranking | None) -> Ranking | None:
+        """`found` cut to the key's depth; None when it is None or holds fewer."""
+        if found is None or not (found.complete or len(found.rows) >= key.depth):
+            return None
+        depth = key.depth
+        return Ranking(
+            found.rows[:depth],
+            found.scores[:depth],
+            found.ratings[:depth],
+            found.complete and len(found.rows) <= depth,
+        )
+
+    def _ranking(self, key: RankingKey, ranked: Ranking | None = None) -> Ranking:
+        """The best `key.depth` items a user may get: `ranked` if given, else from the cache
+        when this user was ranked lately, else scored now. The model never changes, so neither
+        does a ranking: entries need no invalidation, only a bound on their number."""
+        found = self._cut(key, ranked if ranked is not None else self._rankings.get(key[:3]))
+        if found is None:
+            found = self._cut(key, self.rank_many([key])[0])
+        assert found is not None  # rank_many ranks at least key.depth deep
+        return found
+
+    def rank_many(self, keys: Sequence[RankingKey]) -> list[Ranking]:
+        """The rankings of these keys, in order (each at least as deep as its key asks), also
+        kept in the cache. One matrix product scores the users that share a support: it reads
+        the candidates' factors once instead of once a user, and the numpy calls of a ranking
+        are made once for all of them (service.batching)."""
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for n, key in enumerate(keys):
+            groups.setdefault((key.min_support, key.include_seen), []).append(n)
+        found: dict[int, Ranking] = {}
+        for (min_support, include_seen), members in groups.items():
+            depth = max(keys[n].depth for n in members)
+            # Ranked deeper than asked only for the cache: with it off, a first visit would
+            # rate 90 items it never shows.
+            wanted = max(depth, self.RANKING_DEPTH) if self._rankings.capacity else depth
+            rows = np.array([keys[n].row for n in members], dtype=np.int64)
+            for n, ranking in zip(
+                members, self._rank_rows(rows, min_support, include_seen, wanted), strict=True
+            ):
+                self._rankings.put(keys[n][:3], ranking)
+                found[n] = ranking
+        return [found[n] for n in range(len(keys))]
+
+    def _rank_rows(
+        self, rows: np.ndarray, min_support: int, include_seen: bool, wanted: int
+    ) -> list[Ranking]:
+        """The best `wanted` candidates of each user row, scored in one product."""
         candidates = self._candidates(min_support)
-        user_bias = float(self.user_bias[row])
-        logits = self._user_logits(row, candidates, include_seen)
-        # Ranked deeper than asked only for the cache: with it off, a first visit would rate
-        # 90 items it never shows.
-        wanted = max(depth, self.RANKING_DEPTH) if self._rankings.capacity else depth
-        local, values = self._best(logits, wanted)
+        offsets = self._blend * (self.user_bias[rows] + self.global_bias)
+        logits = candidates.score_rows(self._rank_users(rows), offsets)
+        if not include_seen:
+            starts, ends = self.seen_indptr[rows], self.seen_indptr[rows + 1]
+            seen = [
+                self.seen_items[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+            ]
+            which = np.repeat(np.arange(len(rows)), ends - starts)
+            candidates.ban_rows(logits, which, np.concatenate(seen))
+        local, values = best_of_rows(logits, wanted)
+        items = candidates.item_rows(local).astype(np.int32)
         # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
-        rows = candidates.item_rows(local).astype(np.int32)
-        ratings = self._item_ratings(self.user_factors[row], user_bias, rows)
-        entry = (rows, values.astype(np.float32), ratings.astype(np.float32), len(rows) < wanted)
-        self._rankings.put(key, entry)
-        whole = entry[3] and len(rows) <= depth
-        return entry[0][:depth], entry[1][:depth], entry[2][:depth], whole
+        # Products summed along the factors, not a matrix product: the sum of each pair is then
+        # the same however many users and items are rated together, so a cached ranking and a
+        # fresh one predict the same ratings to the last bit.
+        pairs = self.item_factors[items] * self.user_factors[rows][:, np.newaxis, :]
+        rating_logits = pairs.sum(axis=2) + self.item_bias[items]
+        rating_logits += (self.user_bias[rows] + self.global_bias)[:, np.newaxis]
+        ratings = self._ratings(rating_logits).astype(np.float32)
+        scores = values.astype(np.float32)
+        # Banned candidates (-inf) sort last: a user with fewer allowed items than wanted gets
+        # them all, and the ranking is complete.
+        finite = np.isfinite(scores).sum(axis=1).tolist()
+        return [
+            Ranking(items[b, :n], scores[b, :n], ratings[b, :n], n < wanted)
+            for b, n in enumerate(finite)
+        ]
 
     def candidate_logits(
         self, user_id: str, *, min_support: int, exclude: Sequence[str]
@@ -531,7 +617,7 @@ class Recommender:
         if exploring is not None and exploring.policy.slots(k):
             zero = np.zeros(self.n_factors, dtype=np.float32)
             return self._explored(None, logits, k, exploring, (zero, 0.0))
-        rows, scores = self._best(logits, k)
+        rows, scores = best(logits, k)
         return self._scored(rows, scores, self._ratings(self.item_bias[rows] + self.global_bias))
 
     def _trained_rows(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -602,7 +688,7 @@ class Recommender:
             candidates.keep_only(logits, allowed)
         if exploring is not None and exploring.policy.slots(k):
             return self._explored(candidates, logits, k, exploring, (vector, bias))
-        local, values = self._best(logits, k)
+        local, values = best(logits, k)
         rows = candidates.item_rows(local)
         return self._scored(rows, values, self._item_ratings(vector, bias, rows))
 
@@ -638,6 +724,6 @@ class Recommender:
         """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
         their fans' tastes explain (fastai book, ch. 8)."""
         bias = -self.item_bias if lowest else self.item_bias
-        rows, values = self._best(np.where(self._eligible(min_support), bias, -np.inf), n)
+        rows, values = best(np.where(self._eligible(min_support), bias, -np.inf), n)
         ids = self.item_vocab.ids_of(rows.tolist())
         return [Scored(i, -v if lowest else v) for i, v in zip(ids, values.tolist(), strict=True)]

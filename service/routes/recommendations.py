@@ -53,7 +53,7 @@ async def user_recommendations(request: Request) -> Response:
     model = state.models.for_user(user_id, reading.model)
     genres = GenreFilter.of(options.genre, options.exclude_genre)
     if model.recommender.is_known_user(user_id):
-        answer = serving.for_known_user(
+        answer = await serving.for_known_user(
             state,
             model,
             user_id,

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from benchmarks.rawhttp import Call, Connection
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback, impressions
-from tests.service.conftest import Served
+from tests.service.conftest import N_USERS, Served
 from tests.service.live import running
 
 
@@ -136,3 +136,35 @@ def test_a_serving_process_never_loads_torch_or_pandas(served: Served, tmp_path:
     assert "pandas/_libs" not in loaded and "libarrow" not in loaded
     mine = maps.read_text()  # the check can fail: this test process has both
     assert "libtorch" in mine and "pandas/_libs" in mine
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_first_visits_in_hand_are_ranked_together(served: Served, tmp_path: Path) -> None:
+    # The ranking cache off: every request ranks its user, as a first visit does.
+    users = [f"user{u}" for u in range(N_USERS)] * 2
+
+    async def at_once(base: str) -> list[list[str]]:
+        limits = httpx.Limits(max_connections=len(users))
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
+            answers = await asyncio.gather(
+                *(c.get(f"/v1/users/{u}/recommendations", params={"k": 5}) for u in users)
+            )
+        assert {a.status_code for a in answers} == {200}
+        return [[item["item_id"] for item in a.json()["items"]] for a in answers]
+
+    with running(served, tmp_path, recommend_cache_users="0") as (base, _):
+        together = asyncio.run(at_once(base))
+        metrics = httpx.get(f"{base}/metrics").text
+        with httpx.Client(base_url=base, timeout=10) as c:
+            one_by_one = [
+                [i["item_id"] for i in c.get(f"/v1/users/{u}/recommendations?k=5").json()["items"]]
+                for u in users
+            ]
+    assert together == one_by_one
+    batches = _metric(metrics, "recsys_ranking_batch_size_count")
+    ranked = _metric(metrics, "recsys_ranking_batch_size_sum")
+    assert ranked == len(users)
+    assert batches < ranked, "no two concurrent first visits were ranked together"
