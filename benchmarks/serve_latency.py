@@ -8,7 +8,8 @@ Loads the real sample into a fresh SQLite store, trains, starts `recsys serve`, 
    was due;
 2. saturation throughput with wrk (`apt install wrk`) of recommendations for every user in
    turn against /healthz of the same app, alternating, with the ranking cache on and off; the
-   ratio says what the model adds to the web stack.
+   ratio says what the model adds to the web stack. First visits that arrive together are
+   ranked in one product (service.batching); the mean batch size is printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from benchmarks.harness import movielens_store, open_loop, server_percentile, serving, wrk
@@ -104,6 +106,13 @@ def saturation(base: str, label: str, paths: list[str], rounds: int = 5) -> None
             f"ratio {heavy / trivial:.2f}"
         )
     print(f"{label}: median ratio {float(np.median(ratios)):.2f}")
+    metrics = httpx.get(f"{base}/metrics").text
+    batches, ranked = (
+        sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
+        for name in ("recsys_ranking_batch_size_count", "recsys_ranking_batch_size_sum")
+    )
+    if batches:
+        print(f"{label}: users ranked per batch (service.batching), mean {ranked / batches:.1f}")
 
 
 if __name__ == "__main__":
