@@ -7,9 +7,12 @@ load, requests reach the event loop in bursts: one poll of the sockets hands it 
 that arrived while it was busy. Ranked in one matrix product (`Recommender.rank_many`), they
 read the matrix once and share the calls.
 
-No request waits for later ones. The batch runs as soon as the loop has started every request
-it had in hand, so an idle service ranks batches of one, and a busy one batches of about as
-many as it has connections.
+An idle service ranks at once: the batch runs as soon as the loop has started every request it
+had in hand, so a lone request is a batch of one. Under load (the last batch ranked more than
+one user) the batch waits two more turns of the loop, one to read the requests that arrived
+meanwhile and one to start them, so that they join it. With 16 busy connections on MovieLens
+that grew batches from 4-7 users to 6-16 and first visits' throughput by 6-11 % (two runs),
+with the same latency at 200 requests/s, where batches are of one.
 """
 
 from __future__ import annotations
@@ -24,24 +27,36 @@ _Waiting = tuple[Recommender, RankingKey, "asyncio.Future[Ranking]"]
 
 
 class RankingBatcher:
+    BUSY_TURNS = 2
+    """Turns of the event loop a batch waits for more requests when the service is busy."""
+
     def __init__(self, metrics: ServiceMetrics, max_size: int = 64) -> None:
         self.metrics = metrics
         # Bounds the block of logits a batch holds: 64 users x 62,000 items is 16 MB.
         self.max_size = max_size
         self._waiting: list[_Waiting] = []
+        self._busy = False
 
     async def ranking(self, rec: Recommender, key: RankingKey) -> Ranking:
         """The ranking of `key`, scored with those of the other requests in hand."""
         loop = asyncio.get_running_loop()
         if not self._waiting:
             # Runs after the requests the loop has already started: each adds its key first.
-            loop.call_soon(self._run)
+            loop.call_soon(self._after, loop, self.BUSY_TURNS if self._busy else 0)
         future: asyncio.Future[Ranking] = loop.create_future()
         self._waiting.append((rec, key, future))
         return await future
 
+    def _after(self, loop: asyncio.AbstractEventLoop, turns: int) -> None:
+        """Rank the batch after `turns` more turns of the loop."""
+        if turns:
+            loop.call_soon(self._after, loop, turns - 1)
+        else:
+            self._run()
+
     def _run(self) -> None:
         waiting, self._waiting = self._waiting, []
+        self._busy = len(waiting) > 1
         models: dict[int, list[_Waiting]] = {}
         for entry in waiting:  # a canary and production are ranked apart
             models.setdefault(id(entry[0]), []).append(entry)

@@ -124,3 +124,31 @@ def test_a_request_cancelled_while_waiting_leaves_the_others_answered() -> None:
     assert isinstance(cancelled, asyncio.CancelledError)
     assert isinstance(first, Ranking) and isinstance(last, Ranking)
     assert rec.calls == [3]
+
+
+def test_a_busy_service_lets_the_next_requests_join_the_batch() -> None:
+    rec, metrics = _model(), ServiceMetrics()
+    batcher = RankingBatcher(metrics)
+    keys = _keys(rec, 6)
+
+    async def staggered() -> None:
+        # A request, then another one turn of the loop later (as a read of the sockets
+        # between them would hand it over).
+        first = asyncio.create_task(batcher.ranking(rec, keys[0]))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(batcher.ranking(rec, keys[1]))
+        await asyncio.gather(first, second)
+
+    asyncio.run(staggered())
+    assert rec.calls == [1, 1]  # idle: the first is ranked at once, alone
+    asyncio.run(requests_at_once(batcher, rec, keys[2:4]))
+    assert rec.calls[-1] == 2  # two at once: the service is busy
+    asyncio.run(staggered())
+    assert rec.calls[-1] == 2  # busy: the second joins the first's batch
+    assert rec.calls == [1, 1, 2, 2]
+
+
+async def requests_at_once(
+    batcher: RankingBatcher, rec: Recommender, keys: Sequence[RankingKey]
+) -> None:
+    await asyncio.gather(*(batcher.ranking(rec, key) for key in keys))
