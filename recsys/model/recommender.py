@@ -379,8 +379,21 @@ class Recommender:
         self, user_vector: np.ndarray, user_bias: float, rows: np.ndarray
     ) -> np.ndarray:
         """Predicted ratings of a few item rows for one user of the rating head."""
-        logits = self.item_factors[rows] @ user_vector + self.item_bias[rows]
-        return self._ratings(logits + user_bias + self.global_bias)
+        one = self._items_ratings(user_vector[np.newaxis], np.array([user_bias]), rows[np.newaxis])
+        ratings: np.ndarray = one[0]
+        return ratings
+
+    def _items_ratings(
+        self, user_vectors: np.ndarray, user_biases: np.ndarray, items: np.ndarray
+    ) -> np.ndarray:
+        """Predicted ratings of item rows for several users of the rating head: row b of
+        `items` for user vector and bias b. Products summed along the factors, not a matrix
+        product: each sum is then the same however many users and items are rated together, so
+        a ranking scored in a batch, alone or from the cache predicts the same ratings."""
+        pairs = self.item_factors[items] * user_vectors[:, np.newaxis, :]
+        logits = pairs.sum(axis=2) + self.item_bias[items]
+        logits += (user_biases + self.global_bias)[:, np.newaxis]
+        return self._ratings(logits)
 
     def recommend(
         self,
@@ -556,13 +569,8 @@ class Recommender:
         local, values = best_of_rows(logits, wanted)
         items = candidates.item_rows(local).astype(np.int32)
         # Cached: 1.6 KB of arrays for 100 candidates, rated once rather than on each visit.
-        # Products summed along the factors, not a matrix product: the sum of each pair is then
-        # the same however many users and items are rated together, so a cached ranking and a
-        # fresh one predict the same ratings to the last bit.
-        pairs = self.item_factors[items] * self.user_factors[rows][:, np.newaxis, :]
-        rating_logits = pairs.sum(axis=2) + self.item_bias[items]
-        rating_logits += (self.user_bias[rows] + self.global_bias)[:, np.newaxis]
-        ratings = self._ratings(rating_logits).astype(np.float32)
+        ratings = self._items_ratings(self.user_factors[rows], self.user_bias[rows], items)
+        ratings = ratings.astype(np.float32)
         scores = values.astype(np.float32)
         # Banned candidates (-inf) sort last: a user with fewer allowed items than wanted gets
         # them all, and the ranking is complete.
