@@ -1,24 +1,40 @@
-"""Impression logging off the request path: a bounded queue and a writer thread that commits
-in batches. A request only appends to the queue; when the queue is full (the database is slow
-or away for long), impressions are dropped and counted rather than slowing down answers.
-Feedback never goes through here: it is committed before it is acknowledged."""
+"""Impression logging off the request path: a request appends its row to a bounded queue; a
+thread sends what has queued, every `flush_s` or `batch_size` rows, to a process of its own
+that commits it (`service.impression_store`). Pickling a row is the only work of writing it
+left in the serving process: committing it here, in a thread, held the GIL for ~50 us a list
+under load. When the queue is full (the database is slow or away for long), rows are dropped
+and counted rather than slowing down answers. Feedback never goes through here: it is
+committed before it is acknowledged."""
 
 from __future__ import annotations
 
 import logging
-import queue
+import multiprocessing
+import pickle
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from recsys.store.db import session_scope
-from recsys.store.events import insert_impressions
+from service.impression_store import write_batches
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("recsys.service")
+
+
+@dataclass
+class _Process:
+    """The writing process, the end of its pipe we send rows on, and the thread that reads
+    its acknowledgements."""
+
+    process: BaseProcess
+    rows: Connection
+    acks: threading.Thread
 
 
 class ImpressionWriter:
@@ -31,80 +47,149 @@ class ImpressionWriter:
         batch_size: int = 500,
         flush_s: float = 0.5,
     ) -> None:
-        self.engine = engine
+        # The process opens its own engine: connections do not cross processes.
+        self.database_url = engine.url.render_as_string(hide_password=False)
         self.metrics = metrics
+        self.queue_limit = queue_size
         self.batch_size = batch_size
         self.flush_s = flush_s
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._rows: deque[dict[str, Any]] = deque()
+        self._in_flight = 0  # sent to the process, not yet acknowledged
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._idle = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._writer: _Process | None = None
 
     def log(self, row: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(row)
-            self._idle.clear()
-        except queue.Full:
+        # A deque, not a queue.Queue: its append needs no lock, on every list served.
+        if len(self._rows) < self.queue_limit:
+            self._rows.append(row)
+        else:
             self.metrics.impressions_dropped.inc()
 
     @property
     def queue_size(self) -> int:
-        return self._queue.qsize()
+        """Rows logged and not yet committed."""
+        return len(self._rows) + self._in_flight
+
+    @property
+    def process_id(self) -> int | None:
+        """The writing process's pid (None before `start`)."""
+        return None if self._writer is None else self._writer.process.pid
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="impressions", daemon=True)
-        self._thread.start()
+        self._writer = self._spawn()
+        self._sender = threading.Thread(target=self._send_loop, name="impressions", daemon=True)
+        self._sender.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued (within `timeout`), then end the thread."""
+        """Write what is queued (within `timeout`), then end the thread and the process."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
+        if self._sender is not None:
+            self._sender.join(timeout)
+        writer = self._writer
+        if writer is None:
+            return
+        writer.process.join(max(0.0, deadline - time.monotonic()))
+        if writer.process.is_alive():
+            log.error("shutting down with the database away: impressions dropped")
+            writer.process.kill()
+            writer.process.join()
+            if self._sender is not None:
+                self._sender.join(1.0)  # a send blocked on the full pipe now fails at once
+        writer.acks.join(1.0)  # the acknowledgements sent before the process ended
+        writer.rows.close()
+        self._lose_in_flight()
+        if self._rows:
+            self.metrics.impressions_dropped.inc(len(self._rows))
+            self._rows.clear()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """True once everything queued so far is committed (for tests and shutdown)."""
-        return self._idle.wait(timeout)
+        """True once everything logged so far is committed (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.queue_size:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
-    def _take_batch(self) -> list[dict[str, Any]]:
-        """Sleep for `flush_s`, then take what has queued (up to a batch). The writer sleeps
-        on a timer rather than on the queue: waking for every list served would cost the
-        request threads a GIL hand-over each, and a database commit each under load."""
-        if self._queue.qsize() < self.batch_size:
-            self._stop.wait(self.flush_s)
-        batch: list[dict[str, Any]] = []
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    def _spawn(self) -> _Process:
+        # spawn, not fork: the serving process runs threads, whose locks a fork would copy.
+        context = multiprocessing.get_context("spawn")
+        rows_in, rows_out = context.Pipe(duplex=False)
+        acks_in, acks_out = context.Pipe(duplex=False)
+        process = context.Process(
+            target=write_batches,
+            args=(self.database_url, rows_in, acks_out),
+            name="recsys-impressions",
+            daemon=True,
+        )
+        process.start()
+        rows_in.close()  # the process's ends: ours would keep the pipes open after it ended
+        acks_out.close()
+        reader = threading.Thread(
+            target=self._read_acks, args=(acks_in,), name="impression-acks", daemon=True
+        )
+        reader.start()
+        return _Process(process, rows_out, reader)
 
-    def _run(self) -> None:
-        backoff = 0.2
-        batch: list[dict[str, Any]] = []
+    def _read_acks(self, acks: Connection) -> None:
+        with acks:
+            while True:
+                try:
+                    n: int = acks.recv()
+                except (EOFError, OSError):  # the process ended
+                    return
+                # Counted before the rows leave the queue: wait_idle then sees the count.
+                self.metrics.impressions_logged.inc(n)
+                with self._lock:
+                    self._in_flight -= n
+
+    def _send_loop(self) -> None:
+        """Send what has queued every `flush_s` (sooner once a batch is full), and the end
+        message on stop. The thread sleeps on a timer rather than on the queue: waking for
+        every list served would cost the request threads a GIL hand-over each."""
         while True:
-            if not batch:
-                batch = self._take_batch()
-            self.metrics.impression_queue.set(self._queue.qsize())
-            if not batch:
-                if self._queue.empty():
-                    self._idle.set()
-                if self._stop.is_set():
-                    return
-                continue
-            try:
-                with session_scope(self.engine) as s:
-                    insert_impressions(session=s, rows=batch)
-            except SQLAlchemyError as exc:
-                if self._stop.is_set():
-                    self.metrics.impressions_dropped.inc(len(batch) + self._queue.qsize())
-                    log.error("shutting down with the database away: impressions dropped")
-                    return
-                # Keep the batch and retry; meanwhile new impressions queue up (or drop).
-                log.warning("impressions not written (%s); retrying", type(exc).__name__)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.metrics.impressions_logged.inc(len(batch))
-            backoff = 0.2
-            batch = []
+            if len(self._rows) < self.batch_size:
+                self._stop.wait(self.flush_s)
+            stopping = self._stop.is_set()
+            self._send_queued()
+            self.metrics.impression_queue.set(self.queue_size)
+            if stopping:
+                self._send(b"")
+                return
+
+    def _send_queued(self) -> None:
+        while self._rows:
+            batch = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+            with self._lock:
+                self._in_flight += len(batch)
+            self._send(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _send(self, message: bytes) -> None:
+        """Send to the process; if it died, count what it had not acknowledged as dropped and
+        start another (not while stopping: then it was killed for overstaying)."""
+        writer = self._writer
+        assert writer is not None
+        try:
+            if not writer.process.is_alive():
+                raise BrokenPipeError
+            writer.rows.send_bytes(message)
+        except OSError:
+            writer.acks.join(1.0)
+            self._lose_in_flight()
+            if self._stop.is_set():
+                return
+            log.error(
+                "the impression writer's process ended (exit code %s): restarting it",
+                writer.process.exitcode,
+            )
+            writer.rows.close()
+            self._writer = self._spawn()
+
+    def _lose_in_flight(self) -> None:
+        with self._lock:
+            lost, self._in_flight = self._in_flight, 0
+        if lost:
+            self.metrics.impressions_dropped.inc(lost)

@@ -59,4 +59,5 @@ class Vocabulary:
         return self._ids[row]
 
     def ids_of(self, rows: Iterable[int]) -> list[str]:
-        return [self._ids[int(r)] for r in rows]
+        """Ids of rows given as Python ints (numpy ints index too, but slower)."""
+        return list(map(self._ids.__getitem__, rows))

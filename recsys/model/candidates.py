@@ -1,9 +1,13 @@
-"""The items a list may hold, laid out for scoring one user at a time.
+"""The items a list may hold, laid out for scoring users.
 
 A list keeps out items with too few training ratings (`min_support`): their vectors are mostly
 noise. With the service's default of 10, MovieLens keeps 2,245 of its 9,066 items. Scoring
 only those, from one contiguous block of their factors, makes the matrix-vector product and
 the top-k four times smaller than scoring the catalog and masking the rest away.
+
+The factors are held transposed, one contiguous row per factor: OpenBLAS multiplied a batch of
+16 users by it in half the time it took with one row per item (129 against 270 us for 2,245
+MovieLens candidates), and one user's vector in three quarters of it.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ class CandidateSet:
     position in the set ("local"); `item_rows` maps positions back to item rows."""
 
     def __init__(self, factors: np.ndarray, bias: np.ndarray, eligible: np.ndarray) -> None:
+        """`factors` has a row per item; in Fortran order, the whole-catalog set scores from a
+        transposed view of it instead of a copy."""
         rows = np.flatnonzero(eligible)
         self.size = len(rows)
         self._rows: np.ndarray | None
         self._position: np.ndarray | None
         if len(rows) <= COMPACT_SHARE * len(eligible):
             self._rows = rows
-            self._factors = np.ascontiguousarray(factors[rows])
+            self._columns = np.ascontiguousarray(factors[rows].T)
             self._bias = bias[rows]
             self._position = np.full(len(eligible), -1, dtype=np.int64)
             self._position[rows] = np.arange(len(rows))
@@ -34,14 +40,14 @@ class CandidateSet:
             # Most items qualify: score the whole catalog in place, the rest held at -inf by
             # their bias.
             self._rows = None
-            self._factors = factors
+            self._columns = factors.T
             self._bias = np.where(eligible, bias, -np.inf).astype(bias.dtype)
             self._position = None
 
     def score(self, user_vector: np.ndarray, offset: float) -> np.ndarray:
         """Logits of the candidates for one user: factors . vector + item bias + `offset` (the
         user's bias and the global one). Items outside the set are -inf or absent."""
-        logits: np.ndarray = self._factors @ user_vector
+        logits: np.ndarray = user_vector @ self._columns
         logits += self._bias
         logits += offset
         return logits
@@ -49,7 +55,7 @@ class CandidateSet:
     def score_rows(self, user_vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """`score` for several users at once: one row of logits per row of `user_vectors`,
         from one matrix product."""
-        logits: np.ndarray = user_vectors @ self._factors.T
+        logits: np.ndarray = user_vectors @ self._columns
         logits += self._bias
         logits += offsets[:, np.newaxis]
         return logits
