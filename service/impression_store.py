@@ -1,26 +1,33 @@
 """The impression writer's own process: it commits the impression rows that a serving process
 sends it, so that none of the work of writing them (SQLAlchemy's parameter processing, JSON
-encoding, the driver) holds the serving process's GIL. In the same process, that work cost a
-fifth of the throughput of first-visit lists (benchmarks/README.md, "Serving").
+encoding, the driver) holds the serving process's GIL. In the same process, in a thread, that
+work cost a fifth of the throughput of first-visit lists (benchmarks/README.md, "Serving").
 
-`service.impressions.ImpressionWriter` starts it and talks to it over two one-way pipes:
-- rows: each message is a pickled list of rows for `recsys.store.events.insert_impressions`;
-  an empty message means that no more will come;
-- acks: after each batch is committed, its number of rows.
+`service.impressions.ImpressionWriter` runs `python -m service.impression_store` and talks to
+it over its standard streams, in messages of a 4-byte length and a pickle:
+- in: first the database URL (not on the command line, where `ps` would show a password),
+  then lists of rows for `recsys.store.events.insert_impressions`; an empty message (or the
+  end of the stream) means that no more will come;
+- out: after each list is committed, its number of rows, as a 4-byte count.
+Logs go to standard error.
+
+A plain subprocess rather than multiprocessing: a spawned child imports the parent's main
+module again, and an app created at the top of a user's script would start itself anew there.
 
 A batch the database refuses is retried with backoff; meanwhile the serving process's queue
-fills up and drops rows (counted), and it stops the process after its own timeout.
+fills up and drops rows (counted), and it kills this process after its own stop timeout.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
 import pickle
 import signal
+import struct
+import sys
 import time
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,47 +37,61 @@ from recsys.store.events import insert_impressions
 
 log = logging.getLogger("recsys.service.impressions")
 
+COUNT = struct.Struct("!I")
+"""A message's length, and an acknowledgement's count of rows."""
 
-def write_batches(database_url: str, rows: Connection, acks: Connection) -> None:
-    """The process's main: commit each batch received, acknowledge it, until the empty
-    message (or the serving process's end)."""
+
+def write_message(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(COUNT.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def read_message(stream: IO[bytes]) -> bytes | None:
+    """The next message; None at the end of the stream."""
+    header = stream.read(COUNT.size)
+    if len(header) < COUNT.size:
+        return None
+    (size,) = COUNT.unpack(header)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
+
+
+def main() -> None:
     # Ctrl+C reaches the whole process group, and a service manager may send SIGTERM to every
     # process of the service: this one ends when the serving process says so, after writing
     # what it was sent (the serving process kills it if that takes too long).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    source, acks = sys.stdin.buffer, sys.stdout.buffer
+    url = read_message(source)
+    if url is None:
+        return
+    engine = make_engine(pickle.loads(url), pool_size=1, max_overflow=0)
+    parent = os.getppid()
     try:
-        while (batch := _next(rows)) is not None:
-            if not _commit(engine, batch):
+        while (message := read_message(source)) is not None and message:
+            batch: list[dict[str, Any]] = pickle.loads(message)
+            if not _commit(engine, batch, parent):
                 return
-            acks.send(len(batch))
+            acks.write(COUNT.pack(len(batch)))
+            acks.flush()
     finally:
         engine.dispose()
 
 
-def _next(rows: Connection) -> list[dict[str, Any]] | None:
-    try:
-        message = rows.recv_bytes()
-    except EOFError:  # the serving process is gone
-        return None
-    batch: list[dict[str, Any]] | None = pickle.loads(message) if message else None
-    return batch
-
-
-def _commit(engine: Engine, batch: list[dict[str, Any]]) -> bool:
+def _commit(engine: Engine, batch: list[dict[str, Any]], parent: int) -> bool:
     """Commit the batch, retrying while the database is away; False if the serving process
     ended meanwhile (nobody is left to acknowledge to)."""
     backoff = 0.2
-    parent = multiprocessing.parent_process()
     while True:
         try:
             with session_scope(engine) as s:
                 insert_impressions(session=s, rows=batch)
             return True
         except SQLAlchemyError as exc:
-            if parent is not None and not parent.is_alive():
+            if os.getppid() != parent:  # reparented: the serving process is gone
                 log.error(
                     "the serving process ended with the database away: %d dropped", len(batch)
                 )
@@ -78,3 +99,7 @@ def _commit(engine: Engine, batch: list[dict[str, Any]]) -> bool:
             log.warning("impressions not written (%s); retrying", type(exc).__name__)
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+if __name__ == "__main__":
+    main()

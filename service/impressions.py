@@ -8,33 +8,52 @@ committed before it is acknowledged."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import Engine
 
-from service.impression_store import write_batches
+from service.impression_store import COUNT, write_message
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("recsys.service")
 
 
+# Where `service` is imported from: the process finds it there however this one was started.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 @dataclass
 class _Process:
-    """The writing process, the end of its pipe we send rows on, and the thread that reads
-    its acknowledgements."""
+    """The writing process (rows go to its standard input) and the thread that reads its
+    acknowledgements."""
 
-    process: BaseProcess
-    rows: Connection
+    process: subprocess.Popen[bytes]
     acks: threading.Thread
+
+    @property
+    def rows(self) -> IO[bytes]:
+        assert self.process.stdin is not None
+        return self.process.stdin
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Close our end of its input, once it has ended."""
+        # What was left in the buffer cannot reach a process that ended.
+        with contextlib.suppress(OSError):
+            self.rows.close()
 
 
 class ImpressionWriter:
@@ -91,15 +110,16 @@ class ImpressionWriter:
         writer = self._writer
         if writer is None:
             return
-        writer.process.join(max(0.0, deadline - time.monotonic()))
-        if writer.process.is_alive():
+        try:
+            writer.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             log.error("shutting down with the database away: impressions dropped")
             writer.process.kill()
-            writer.process.join()
+            writer.process.wait()
             if self._sender is not None:
                 self._sender.join(1.0)  # a send blocked on the full pipe now fails at once
         writer.acks.join(1.0)  # the acknowledgements sent before the process ended
-        writer.rows.close()
+        writer.close()
         self._lose_in_flight()
         if self._rows:
             self.metrics.impressions_dropped.inc(len(self._rows))
@@ -115,32 +135,28 @@ class ImpressionWriter:
         return True
 
     def _spawn(self) -> _Process:
-        # spawn, not fork: the serving process runs threads, whose locks a fork would copy.
-        context = multiprocessing.get_context("spawn")
-        rows_in, rows_out = context.Pipe(duplex=False)
-        acks_in, acks_out = context.Pipe(duplex=False)
-        process = context.Process(
-            target=write_batches,
-            args=(self.database_url, rows_in, acks_out),
-            name="recsys-impressions",
-            daemon=True,
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]),
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.impression_store"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
-        process.start()
-        rows_in.close()  # the process's ends: ours would keep the pipes open after it ended
-        acks_out.close()
+        assert process.stdin is not None and process.stdout is not None
+        write_message(process.stdin, pickle.dumps(self.database_url))
         reader = threading.Thread(
-            target=self._read_acks, args=(acks_in,), name="impression-acks", daemon=True
+            target=self._read_acks, args=(process.stdout,), name="impression-acks", daemon=True
         )
         reader.start()
-        return _Process(process, rows_out, reader)
+        return _Process(process, reader)
 
-    def _read_acks(self, acks: Connection) -> None:
+    def _read_acks(self, acks: IO[bytes]) -> None:
         with acks:
-            while True:
-                try:
-                    n: int = acks.recv()
-                except (EOFError, OSError):  # the process ended
-                    return
+            while len(ack := acks.read(COUNT.size)) == COUNT.size:
+                (n,) = COUNT.unpack(ack)
                 # Counted before the rows leave the queue: wait_idle then sees the count.
                 self.metrics.impressions_logged.inc(n)
                 with self._lock:
@@ -173,9 +189,9 @@ class ImpressionWriter:
         writer = self._writer
         assert writer is not None
         try:
-            if not writer.process.is_alive():
+            if not writer.is_alive():
                 raise BrokenPipeError
-            writer.rows.send_bytes(message)
+            write_message(writer.rows, message)
         except OSError:
             writer.acks.join(1.0)
             self._lose_in_flight()
@@ -183,9 +199,9 @@ class ImpressionWriter:
                 return
             log.error(
                 "the impression writer's process ended (exit code %s): restarting it",
-                writer.process.exitcode,
+                writer.process.poll(),
             )
-            writer.rows.close()
+            writer.close()
             self._writer = self._spawn()
 
     def _lose_in_flight(self) -> None:
