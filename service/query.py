@@ -12,12 +12,13 @@ as the parameters that FastAPI would have listed.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any, TypeVar, get_origin
+from functools import cache, lru_cache
+from typing import Any, TypeVar, cast, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import QueryParams
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -31,9 +32,27 @@ def _fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
     )
 
 
+CACHED_LENGTH = 256
+"""Query strings up to this long are parsed once (`_parsed`): clients ask again and again with
+the same few options, and validating them cost 10 us a request. Longer ones (long exclusion
+lists) are rarely the same twice, and would make the cache large."""
+
+
 def parse_query(request: Request, model: type[M]) -> M:
-    """The request's query string as `model`; unknown keys are ignored, as FastAPI does."""
-    params = request.query_params
+    """The request's query string as `model` (frozen: a parsed query is shared by requests);
+    unknown keys are ignored, as FastAPI does."""
+    raw: bytes = request.scope.get("query_string", b"")
+    if len(raw) <= CACHED_LENGTH:
+        return cast(M, _parsed(model, raw))
+    return _validated(request.query_params, model)
+
+
+@lru_cache(maxsize=1024)
+def _parsed(model: type[BaseModel], raw: bytes) -> BaseModel:
+    return _validated(QueryParams(raw), model)
+
+
+def _validated(params: QueryParams, model: type[M]) -> M:
     values: dict[str, Any] = {}
     for name, repeated in _fields(model):
         if name in params:

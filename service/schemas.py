@@ -89,7 +89,10 @@ GenreName = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
 
 
 class RecommendationsQuery(BaseModel):
-    """Options of GET /v1/users/{user_id}/recommendations (read by service.query)."""
+    """Options of GET /v1/users/{user_id}/recommendations (read by service.query, which
+    shares one parsed query between the requests that send it)."""
+
+    model_config = ConfigDict(frozen=True)
 
     k: int = Field(10, ge=1, description="How many items (at most RECSYS_MAX_K).")
     exclude: list[Annotated[str, Field(pattern=NO_NUL)]] = Field(
