@@ -12,13 +12,24 @@ from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 
 
-@pytest.mark.parametrize("share", [0.2, 0.9], ids=["compact", "whole-catalog"])
-def test_a_candidate_set_scores_bans_and_maps_back_like_a_masked_catalog(share: float) -> None:
+@pytest.mark.parametrize(
+    ("share", "by_popularity"),
+    [(0.2, False), (0.2, True), (0.9, True)],
+    ids=["compact", "compact-most-popular-first", "whole-catalog"],
+)
+def test_a_candidate_set_scores_bans_and_maps_back_like_a_masked_catalog(
+    share: float, by_popularity: bool
+) -> None:
     rng = np.random.default_rng(0)
     factors = rng.normal(size=(300, 8)).astype(np.float32)
     bias = rng.normal(size=300).astype(np.float32)
     eligible = rng.random(300) < share
-    candidates = CandidateSet(factors, bias, eligible)
+    popularity = rng.integers(1, 50, 300) if by_popularity else None
+    candidates = CandidateSet(np.asfortranarray(factors), bias, eligible, popularity)
+    if by_popularity and share < 0.5:  # laid out most popular first
+        laid_out = candidates.item_rows(np.arange(candidates.size))
+        assert popularity is not None
+        assert (np.diff(popularity[laid_out]) <= 0).all()
     assert candidates.size == eligible.sum()
     vector = rng.normal(size=8).astype(np.float32)
 

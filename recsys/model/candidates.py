@@ -23,14 +23,24 @@ class CandidateSet:
     """Rows of the items a list may hold, their factors and biases. Scores are indexed by
     position in the set ("local"); `item_rows` maps positions back to item rows."""
 
-    def __init__(self, factors: np.ndarray, bias: np.ndarray, eligible: np.ndarray) -> None:
+    def __init__(
+        self,
+        factors: np.ndarray,
+        bias: np.ndarray,
+        eligible: np.ndarray,
+        popularity: np.ndarray | None = None,
+    ) -> None:
         """`factors` has a row per item; in Fortran order, the whole-catalog set scores from a
-        transposed view of it instead of a copy."""
+        transposed view of it instead of a copy. A copied set lays its items out most
+        `popularity` first: the top-k of a row (`topk.best_of_rows`) then finds its floor
+        among the first columns."""
         rows = np.flatnonzero(eligible)
         self.size = len(rows)
         self._rows: np.ndarray | None
         self._position: np.ndarray | None
         if len(rows) <= COMPACT_SHARE * len(eligible):
+            if popularity is not None:
+                rows = rows[np.argsort(-popularity[rows], kind="stable")]
             self._rows = rows
             self._columns = np.ascontiguousarray(factors[rows].T)
             self._bias = bias[rows]

@@ -321,7 +321,9 @@ class Recommender:
         """The items a list may hold at this support, laid out for one-user scoring."""
         found = self._candidate_sets.get(min_support)
         if found is None:
-            found = CandidateSet(self._rank_items, self._rank_bias, self._eligible(min_support))
+            found = CandidateSet(
+                self._rank_items, self._rank_bias, self._eligible(min_support), self.item_counts
+            )
             self._candidate_sets.put(min_support, found)
         return found
 

@@ -17,14 +17,23 @@ def _top(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return top, logits[top]
 
 
+SAMPLE = 256
+"""Columns whose k-th best entry is a row's floor (`_above_floor`), at least."""
+
+
 def best_of_rows(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and values of the best `k` entries of each row of a 2-D array, best
     first: two arrays of shape (rows, min(k, columns)). Banned entries hold -inf and sort
-    last; callers drop them (`best` does)."""
+    last; callers drop them (`best` does). Columns laid out best-first on the whole (the
+    candidates, most popular first) make it quicker."""
     n_rows, n = logits.shape
     k = min(k, n)
     if k <= 0:
         return np.empty((n_rows, 0), dtype=np.int64), np.empty((n_rows, 0), dtype=logits.dtype)
+    if 32 * k <= n:
+        found = _above_floor(logits, k)
+        if found is not None:
+            return found
     if n_rows == 1:  # the 1-D calls cost half as much as the 2-D ones below
         top, values = _top(logits[0], k)
         return top[np.newaxis, :], values[np.newaxis, :]
@@ -48,3 +57,24 @@ def best(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     top, values = _top(logits, k)
     keep = np.isfinite(values)
     return top[keep], values[keep]
+
+
+def _above_floor(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """`best_of_rows` for a k much below the row length: the k-th best of a row's first
+    columns is a floor that at least k entries reach, so its best k are among the few that
+    do. With the MovieLens candidates most popular first, 13 of 2,245 pass for the median user
+    (31 at most), and a batch of 16 users took a third of the time of partitioning whole rows
+    (which costs ~12 ns an entry). None when some row has fewer than k (NaN entries)."""
+    n_rows, n = logits.shape
+    sample = min(n, max(SAMPLE, 16 * k))
+    floor = np.partition(logits[:, :sample], sample - k, axis=1)[:, sample - k]
+    rows, cols = np.nonzero(logits >= floor[:, np.newaxis])
+    counts = np.bincount(rows, minlength=n_rows)
+    if counts.min() < k:
+        return None
+    values = logits[rows, cols]
+    # Row by row (nonzero keeps them in order), best first; ties by column, as in a sort.
+    order = np.lexsort((cols, -values, rows))
+    starts = np.cumsum(counts) - counts
+    pick = order[starts[:, np.newaxis] + np.arange(k)]
+    return cols[pick], values[pick]
