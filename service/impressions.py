@@ -73,6 +73,7 @@ class ImpressionWriter:
         self.batch_size = batch_size
         self.flush_s = flush_s
         self._rows: deque[dict[str, Any]] = deque()
+        self._sending = 0  # taken from the queue, not yet sent
         self._in_flight = 0  # sent to the process, not yet acknowledged
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,7 +90,7 @@ class ImpressionWriter:
     @property
     def queue_size(self) -> int:
         """Rows logged and not yet committed."""
-        return len(self._rows) + self._in_flight
+        return len(self._rows) + self._sending + self._in_flight
 
     @property
     def process_id(self) -> int | None:
@@ -121,9 +122,13 @@ class ImpressionWriter:
         writer.acks.join(1.0)  # the acknowledgements sent before the process ended
         writer.close()
         self._lose_in_flight()
-        if self._rows:
-            self.metrics.impressions_dropped.inc(len(self._rows))
-            self._rows.clear()
+        left = 0
+        with contextlib.suppress(IndexError):  # taken one by one: the sender may still run
+            while True:
+                self._rows.popleft()
+                left += 1
+        if left:
+            self.metrics.impressions_dropped.inc(left)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """True once everything logged so far is committed (for tests and shutdown)."""
@@ -170,39 +175,67 @@ class ImpressionWriter:
             if len(self._rows) < self.batch_size:
                 self._stop.wait(self.flush_s)
             stopping = self._stop.is_set()
+            # Also while nothing is queued: a process that died is replaced, and what it had
+            # not acknowledged counted, before rows are sent to it (a write can still succeed
+            # into the pipe of a process that is being killed).
+            self._alive()
             self._send_queued()
             self.metrics.impression_queue.set(self.queue_size)
             if stopping:
-                self._send(b"")
+                self._send_end()
                 return
 
     def _send_queued(self) -> None:
         while self._rows:
-            batch = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+            # Counted as sending before they leave the queue, so that wait_idle sees them.
+            size = min(self.batch_size, len(self._rows))
+            self._sending = size
+            batch = [self._rows.popleft() for _ in range(size)]
+            message = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            alive = self._alive()
+            # In flight before no longer sending: wait_idle always sees the batch in one of them.
             with self._lock:
-                self._in_flight += len(batch)
-            self._send(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+                if alive:
+                    self._in_flight += size
+                self._sending = 0
+            if not alive:  # stopping, and it was killed: nobody will write these
+                self.metrics.impressions_dropped.inc(size)
+                continue
+            writer = self._process()
+            try:
+                write_message(writer.rows, message)
+            except (OSError, ValueError):  # its input broke (or stop closed it): the batch is
+                # lost with what the process had not written
+                writer.process.kill()
+                writer.process.wait()
+                self._alive()
 
-    def _send(self, message: bytes) -> None:
-        """Send to the process; if it died, count what it had not acknowledged as dropped and
-        start another (not while stopping: then it was killed for overstaying)."""
-        writer = self._writer
-        assert writer is not None
-        try:
-            if not writer.is_alive():
-                raise BrokenPipeError
-            write_message(writer.rows, message)
-        except OSError:
-            writer.acks.join(1.0)
-            self._lose_in_flight()
-            if self._stop.is_set():
-                return
-            log.error(
-                "the impression writer's process ended (exit code %s): restarting it",
-                writer.process.poll(),
-            )
-            writer.close()
-            self._writer = self._spawn()
+    def _send_end(self) -> None:
+        """No more rows: the process ends once it has written what it was sent."""
+        with contextlib.suppress(OSError, ValueError):  # it ended already
+            write_message(self._process().rows, b"")
+
+    def _process(self) -> _Process:
+        assert self._writer is not None, "start() first"
+        return self._writer
+
+    def _alive(self) -> bool:
+        """Whether the process runs. If it ended, what it had not acknowledged is counted as
+        dropped and, unless stopping (it was killed for overstaying), another one starts."""
+        writer = self._process()
+        if writer.is_alive():
+            return True
+        writer.acks.join(1.0)  # what it acknowledged before it ended
+        writer.close()
+        self._lose_in_flight()
+        if self._stop.is_set():
+            return False
+        log.error(
+            "the impression writer's process ended (exit code %s): starting another",
+            writer.process.poll(),
+        )
+        self._writer = self._spawn()
+        return True
 
     def _lose_in_flight(self) -> None:
         with self._lock:

@@ -1,12 +1,19 @@
-"""The impression writer: batches, and counts what it must drop instead of blocking."""
+"""The impression writer: batches, written by a process of its own, and counts what it must
+drop instead of blocking."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from recsys.store.db import session_scope
+from recsys.store.db import make_engine, session_scope
 from recsys.store.tables import impressions
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
@@ -48,3 +55,108 @@ def test_stop_flushes_what_is_queued(engine: Engine) -> None:
     writer.stop()  # does not wait out the window
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(impressions)) == 10
+
+
+def stored(engine: Engine) -> list[str]:
+    with session_scope(engine) as s:
+        return sorted(s.scalars(select(impressions.c.recommendation_id)).all())
+
+
+def ended(pid: int, within_s: float = 10.0) -> bool:
+    """Whether the process `pid` is gone (or a zombie nobody reaped) within the time."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_rows_are_written_by_a_process_of_their_own(engine: Engine) -> None:
+    metrics = ServiceMetrics()
+    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
+    writer.start()
+    try:
+        for n in range(3):
+            writer.log(row(n))
+        assert writer.wait_idle(20)
+        assert writer.process_id not in (None, os.getpid())
+        assert stored(engine) == ["r0", "r1", "r2"]
+        assert metrics.impressions_logged._value.get() == 3
+        assert writer.queue_size == 0
+    finally:
+        writer.stop()
+    assert writer.process_id is not None and ended(writer.process_id)
+
+
+def test_a_writer_whose_process_died_starts_another_and_writes_on(engine: Engine) -> None:
+    metrics = ServiceMetrics()
+    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
+    writer.start()
+    try:
+        writer.log(row(0))
+        assert writer.wait_idle(20)
+        first = writer.process_id
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while writer.process_id == first and time.monotonic() < deadline:
+            time.sleep(0.01)  # the writer replaces a dead process by itself, even when idle
+        assert writer.process_id not in (None, first)
+        for n in range(1, 4):
+            writer.log(row(n))
+        assert writer.wait_idle(20)
+        # Nothing was in flight when it died: every row is written, none counted as lost.
+        assert stored(engine) == ["r0", "r1", "r2", "r3"]
+        assert metrics.impressions_dropped._value.get() == 0
+    finally:
+        writer.stop()
+
+
+def test_stop_with_the_database_away_gives_up_within_its_timeout(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)  # not migrated: every insert fails, and is retried
+    metrics = ServiceMetrics()
+    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
+    writer.start()
+    for n in range(5):
+        writer.log(row(n))
+    assert not writer.wait_idle(1.0)
+    started = time.monotonic()
+    writer.stop(timeout=2.0)
+    assert time.monotonic() - started < 6
+    assert metrics.impressions_dropped._value.get() == 5
+    assert metrics.impressions_logged._value.get() == 0
+    assert writer.process_id is not None and ended(writer.process_id)
+    engine.dispose()
+
+
+SERVING_PROCESS = """
+import os, sys
+from datetime import UTC, datetime
+from recsys.store.db import make_engine
+from service.impressions import ImpressionWriter
+from service.metrics import ServiceMetrics
+writer = ImpressionWriter(make_engine(sys.argv[1]), ServiceMetrics(), flush_s=0.01)
+writer.start()
+writer.log({"recommendation_id": "last", "user_external_id": "u", "model_version": "v1",
+            "strategy": "model", "items": ["a"], "scores": [1.0], "served_at": datetime.now(UTC)})
+assert writer.wait_idle(20)
+print(writer.process_id, flush=True)
+os._exit(0)  # no stop(): a serving process that was killed
+"""
+
+
+def test_the_writer_process_ends_with_the_serving_process(engine: Engine) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVING_PROCESS, engine.url.render_as_string(hide_password=False)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert ended(int(done.stdout.strip())), "the writer outlived the serving process"
+    assert stored(engine) == ["last"]
