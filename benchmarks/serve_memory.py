@@ -6,10 +6,10 @@ Loads the sample into a fresh SQLite store, trains with the defaults (as `make d
 it with `recsys serve`, then sends `--requests` requests at `--rate` a second: lists for known
 users and for strangers, visitors' lists (fold-in), predictions, similar items, feedback and,
 as Prometheus would, /metrics (whose alerts come from the monitoring summary, computed in the
-worker). Prints the resident memory of each worker process (and of the supervisor when there
-are several workers), and whether torch's or pandas' libraries were ever loaded into a worker
-(they should not be: serving scores with numpy, monitoring counts in plain Python). Target
-(issue 18): RSS per worker <= 200 MB.
+worker). Prints the resident memory of each worker process, of its impression writer (a
+process of its own), and of the supervisor when there are several workers, and whether torch's
+or pandas' libraries were ever loaded into a worker (they should not be: serving scores with
+numpy, monitoring counts in plain Python). Target (issue 18): RSS per worker <= 200 MB.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main() -> None:
             before = {pid: rss_mb(pid) for pid in workers}
             result = open_loop(base, args.rate, n / args.rate, request)
             after = {pid: rss_mb(pid) for pid in workers}
+            # Each worker's impression writer runs in a process of its own (a child).
+            writers = {pid: [rss_mb(child) for child in children(pid)] for pid in workers}
             maps = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in workers}
             torch_in = [pid for pid in workers if "libtorch" in maps[pid]]
             pandas_in = [pid for pid in workers if "pandas/_libs" in maps[pid]]
@@ -100,6 +102,8 @@ def main() -> None:
               f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
     for pid in workers:
         print(f"worker {pid}: RSS {before[pid]:.0f} MB once ready, {after[pid]:.0f} MB after")
+        for mb in writers[pid]:
+            print(f"  its impression writer (service.impression_store): RSS {mb:.0f} MB")
     if supervisor_mb is not None:
         print(f"supervisor: RSS {supervisor_mb:.0f} MB")
     print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")

@@ -143,6 +143,9 @@ class ImpressionWriter:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]),
+            # It multiplies no matrices: no BLAS threads, their buffers or their start-up.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "service.impression_store"],

@@ -30,7 +30,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _json_text(value: Any) -> str:
     """What JSON columns store: pydantic-core's encoder (Rust) instead of the standard
     library's, about 8x quicker on the lists of an impression row, which the service writes
-    for every list it serves (the writer thread shares the GIL with the requests)."""
+    for every list it serves."""
     return to_json(value).decode()
 
 
