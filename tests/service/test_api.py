@@ -260,6 +260,9 @@ def test_impressions_are_logged_in_batches(client: TestClient, served: Served) -
     # The ranking scores order the list; the ratings we predicted are kept beside them
     # (monitoring's prediction bias compares those with the ratings that come back).
     assert row["predicted"] == [round(i["predicted_rating"], 5) for i in shown["items"]]
+    # No exploration: every slot was the model's own, shown for sure.
+    assert row["explored"] == [False] * 3 and row["propensities"] == [1.0] * 3
+    assert row["policy"]["min_support"] >= 1 and row["policy"]["narrowed"] is False
 
 
 def test_health_readiness_and_metrics(client: TestClient, served: Served) -> None:
