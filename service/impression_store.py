@@ -3,7 +3,7 @@ sends it, so that none of the work of writing them (SQLAlchemy's parameter proce
 encoding, the driver) holds the serving process's GIL. In the same process, in a thread, that
 work cost a fifth of the throughput of first-visit lists (benchmarks/README.md, "Serving").
 
-`service.impressions.ImpressionWriter` runs `python -m service.impression_store` and talks to
+`service.impressions.ImpressionWriter` runs this module's `main` in a new Python and talks to
 it over its standard streams, in messages of a 4-byte length and a pickle:
 - in: first the database URL (not on the command line, where `ps` would show a password),
   then lists of rows for `recsys.store.events.insert_impressions`; an empty message (or the

@@ -29,8 +29,11 @@ from service.metrics import ServiceMetrics
 log = logging.getLogger("recsys.service")
 
 
-# Where `service` is imported from: the process finds it there however this one was started.
+# Where `service` is imported from: the process imports the same package however this one
+# was started. It replaces the working directory at the head of the child's path: `python -m`
+# would look there first, and a user's own `service/` folder would shadow ours.
 _ROOT = str(Path(__file__).resolve().parent.parent)
+_MAIN = "import sys; sys.path[0] = sys.argv[1]; from service.impression_store import main; main()"
 
 
 @dataclass
@@ -140,21 +143,19 @@ class ImpressionWriter:
         return True
 
     def _spawn(self) -> _Process:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]),
-            # It multiplies no matrices: no BLAS threads, their buffers or their start-up.
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-        }
+        # It multiplies no matrices: no BLAS threads, their buffers or their start-up.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.impression_store"],
+            [sys.executable, "-c", _MAIN, _ROOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
         )
         assert process.stdin is not None and process.stdout is not None
-        write_message(process.stdin, pickle.dumps(self.database_url))
+        # If it died at once (it could not import), the sender's next turn sees it and
+        # starts another: the service keeps serving meanwhile.
+        with contextlib.suppress(OSError):
+            write_message(process.stdin, pickle.dumps(self.database_url))
         reader = threading.Thread(
             target=self._read_acks, args=(process.stdout,), name="impression-acks", daemon=True
         )

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from recsys.store.db import make_engine, session_scope
@@ -160,3 +161,22 @@ def test_the_writer_process_ends_with_the_serving_process(engine: Engine) -> Non
     )
     assert ended(int(done.stdout.strip())), "the writer outlived the serving process"
     assert stored(engine) == ["last"]
+
+
+def test_a_service_folder_in_the_working_directory_does_not_shadow_the_writer(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `recsys serve` started from another project that has a `service` package of its own.
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "__init__.py").write_text("raise ImportError('not recsys')\n")
+    monkeypatch.chdir(tmp_path)
+    metrics = ServiceMetrics()
+    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
+    writer.start()
+    try:
+        writer.log(row(0))
+        assert writer.wait_idle(20)
+        assert stored(engine) == ["r0"]
+        assert metrics.impressions_dropped._value.get() == 0
+    finally:
+        writer.stop()
