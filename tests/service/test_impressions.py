@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,11 +79,20 @@ def ended(pid: int, within_s: float = 10.0) -> bool:
     return False
 
 
-def test_rows_are_written_by_a_process_of_their_own(engine: Engine) -> None:
+@contextmanager
+def started(engine: Engine) -> Iterator[tuple[ImpressionWriter, ServiceMetrics]]:
+    """A writer flushing every 10 ms, and its metrics; stopped afterwards."""
     metrics = ServiceMetrics()
     writer = ImpressionWriter(engine, metrics, flush_s=0.01)
     writer.start()
     try:
+        yield writer, metrics
+    finally:
+        writer.stop()
+
+
+def test_rows_are_written_by_a_process_of_their_own(engine: Engine) -> None:
+    with started(engine) as (writer, metrics):
         for n in range(3):
             writer.log(row(n))
         assert writer.wait_idle(20)
@@ -89,16 +100,11 @@ def test_rows_are_written_by_a_process_of_their_own(engine: Engine) -> None:
         assert stored(engine) == ["r0", "r1", "r2"]
         assert metrics.impressions_logged._value.get() == 3
         assert writer.queue_size == 0
-    finally:
-        writer.stop()
     assert writer.process_id is not None and ended(writer.process_id)
 
 
 def test_a_writer_whose_process_died_starts_another_and_writes_on(engine: Engine) -> None:
-    metrics = ServiceMetrics()
-    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
-    writer.start()
-    try:
+    with started(engine) as (writer, metrics):
         writer.log(row(0))
         assert writer.wait_idle(20)
         first = writer.process_id
@@ -114,8 +120,6 @@ def test_a_writer_whose_process_died_starts_another_and_writes_on(engine: Engine
         # Nothing was in flight when it died: every row is written, none counted as lost.
         assert stored(engine) == ["r0", "r1", "r2", "r3"]
         assert metrics.impressions_dropped._value.get() == 0
-    finally:
-        writer.stop()
 
 
 def test_stop_with_the_database_away_gives_up_within_its_timeout(empty_db_url: str) -> None:
@@ -126,9 +130,9 @@ def test_stop_with_the_database_away_gives_up_within_its_timeout(empty_db_url: s
     for n in range(5):
         writer.log(row(n))
     assert not writer.wait_idle(1.0)
-    started = time.monotonic()
+    began = time.monotonic()
     writer.stop(timeout=2.0)
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - began < 6
     assert metrics.impressions_dropped._value.get() == 5
     assert metrics.impressions_logged._value.get() == 0
     assert writer.process_id is not None and ended(writer.process_id)
@@ -170,13 +174,8 @@ def test_a_service_folder_in_the_working_directory_does_not_shadow_the_writer(
     (tmp_path / "service").mkdir()
     (tmp_path / "service" / "__init__.py").write_text("raise ImportError('not recsys')\n")
     monkeypatch.chdir(tmp_path)
-    metrics = ServiceMetrics()
-    writer = ImpressionWriter(engine, metrics, flush_s=0.01)
-    writer.start()
-    try:
+    with started(engine) as (writer, metrics):
         writer.log(row(0))
         assert writer.wait_idle(20)
         assert stored(engine) == ["r0"]
         assert metrics.impressions_dropped._value.get() == 0
-    finally:
-        writer.stop()
