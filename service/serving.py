@@ -63,11 +63,11 @@ def _publish(
             "predicted": [s.predicted_rating for s in scored],
             "explored": [s.explored for s in scored],
             "propensities": [s.propensity for s in scored],
-            "policy": {**state.explore.as_json(), **policy},
+            "policy": {**state.explore_json, **policy},
             "served_at": datetime.now(UTC),
         }
     )
-    state.metrics.served.labels(strategy).inc()
+    state.metrics.count_served(strategy)
     return {
         "recommendation_id": rec_id,
         "user_id": user_id,

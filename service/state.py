@@ -39,9 +39,15 @@ class AppState:
     def explore(self) -> ExplorePolicy:
         return self._explore
 
+    @property
+    def explore_json(self) -> dict[str, float]:
+        """`explore.as_json()`, which every impression row carries; not to be changed."""
+        return self._explore_json
+
     def __post_init__(self) -> None:
-        # Built once: the hot path reads it for every list.
+        # Built once: the hot path reads them for every list.
         self._explore = self.settings.explore_policy
+        self._explore_json = self._explore.as_json()
 
     def note_ratings(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Remember (user, item) ratings just committed, for this replica's next lists at

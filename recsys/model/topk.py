@@ -68,13 +68,16 @@ def _above_floor(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | 
     n_rows, n = logits.shape
     sample = min(n, max(SAMPLE, 16 * k))
     floor = np.partition(logits[:, :sample], sample - k, axis=1)[:, sample - k]
-    rows, cols = np.nonzero(logits >= floor[:, np.newaxis])
+    # Through the flat array: a 2-D nonzero took four times as long on a batch of 16.
+    passed = np.flatnonzero(logits >= floor[:, np.newaxis])
+    rows, cols = np.divmod(passed, n)
     counts = np.bincount(rows, minlength=n_rows)
     if counts.min() < k:
         return None
-    values = logits[rows, cols]
-    # Row by row (nonzero keeps them in order), best first; ties by column, as in a sort.
-    order = np.lexsort((cols, -values, rows))
+    values = logits.reshape(-1)[passed]
+    # Row by row, best first. Entries come in row and column order and lexsort is stable, so
+    # ties stay in column order, as in a stable sort.
+    order = np.lexsort((-values, rows))
     starts = np.cumsum(counts) - counts
     pick = order[starts[:, np.newaxis] + np.arange(k)]
     return cols[pick], values[pick]

@@ -270,8 +270,14 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["model_version"] == served.registered.version
+    before = _served_counts(client)
     client.get("/v1/users/user0/recommendations")
     client.get("/v1/users/user0/recommendations", params={"k": 0})
+    client.get(f"/v1/users/{uuid.uuid4()}/recommendations")
+    client.get("/v1/users/user1/recommendations")
+    after = _served_counts(client)
+    # Each list counts once under its strategy; the refused request (k=0) not at all.
+    assert {s: after.get(s, 0) - before.get(s, 0) for s in after} == {"model": 2, "cold_start": 1}
     text = client.get("/metrics").text
     assert (
         'recsys_http_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",'
@@ -291,6 +297,16 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
         text = client.get("/metrics").text
     assert 'recsys_alert{name="gini"}' in text and "# TYPE recsys_monitoring_figure gauge" in text
     assert "recsys_http_request_duration_seconds_bucket" in text
+
+
+def _served_counts(client: TestClient) -> dict[str, float]:
+    """recsys_recommendations_served_total by strategy, as /metrics gives it."""
+    prefix = 'recsys_recommendations_served_total{strategy="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.split()[-1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith(prefix)
+    }
 
 
 def test_openapi_declares_the_credentials(client: TestClient) -> None:
