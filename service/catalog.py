@@ -66,6 +66,11 @@ class Catalog:
     def get(self, item_id: str) -> Entry:
         return self.entries.get(item_id, (None, []))
 
+    def describe(self, item_ids: Sequence[str]) -> list[Entry]:
+        """`get` of each item, in order (ten on every list served)."""
+        get = self.entries.get
+        return [get(item_id) or (None, []) for item_id in item_ids]
+
     def refresh(self, engine: Engine) -> None:
         """Read the items changed since the last refresh; nothing when the catalog's count
         and latest update are as they were (the common case: one aggregate query)."""

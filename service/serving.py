@@ -46,23 +46,25 @@ def _publish(
     policy: Payload,
 ) -> Payload:
     """Log the list as an impression and build the body of `RecommendationsPublic`. Plain
-    dicts serialised by pydantic-core: eleven validated models per list cost more than the
-    recommendation (tests hold the body to the schema).
+    data for `service.deps.json_response`: eleven validated models per list cost more than
+    the recommendation (tests hold the body to the schema).
 
     `policy` says what drew the list (exploration share and temperature, least support, and
     whether the request narrowed the candidates): off-policy evaluation needs it."""
     rec_id = recommendation_id()
+    # Column by column: the row and the body read the same ten items.
+    items, scores, predicted, explored, propensities = _columns(scored)
     state.impressions.log(
         {
             "recommendation_id": rec_id,
             "user_external_id": user_id,
             "model_version": model.version,
             "strategy": strategy,
-            "items": [s.item_id for s in scored],
-            "scores": [s.score for s in scored],
-            "predicted": [s.predicted_rating for s in scored],
-            "explored": [s.explored for s in scored],
-            "propensities": [s.propensity for s in scored],
+            "items": items,
+            "scores": scores,
+            "predicted": predicted,
+            "explored": explored,
+            "propensities": propensities,
             "policy": {**state.explore_json, **policy},
             "served_at": datetime.now(UTC),
         }
@@ -73,28 +75,44 @@ def _publish(
         "user_id": user_id,
         "model_version": model.version,
         "strategy": strategy,
-        "items": listed(state, scored),
+        "items": _listed(state, items, scores, predicted, explored),
     }
+
+
+def _columns(scored: list[Scored]) -> tuple[tuple[Any, ...], ...]:
+    """The fields of a list's items as five columns (item ids, scores, ratings, explored,
+    propensities)."""
+    return tuple(zip(*scored, strict=True)) if scored else ((),) * len(Scored._fields)
 
 
 def listed(state: AppState, scored: list[Scored]) -> list[Payload]:
     """The items of a list as answers give them: rank, titles and genres from the catalog."""
-    catalog = state.models.catalog
-    items = []
-    for rank, (item_id, score, rating, explored, _) in enumerate(scored, 1):
-        title, genres = catalog.get(item_id)
-        items.append(
-            {
-                "rank": rank,
-                "item_id": item_id,
-                "title": title,
-                "genres": genres,
-                "score": score,
-                "predicted_rating": rating,
-                "explored": explored,
-            }
+    items, scores, predicted, explored, _ = _columns(scored)
+    return _listed(state, items, scores, predicted, explored)
+
+
+def _listed(
+    state: AppState,
+    items: Sequence[str],
+    scores: Sequence[float],
+    predicted: Sequence[float | None],
+    explored: Sequence[bool],
+) -> list[Payload]:
+    described = state.models.catalog.describe(items)
+    return [
+        {
+            "rank": rank,
+            "item_id": item_id,
+            "title": title,
+            "genres": genres,
+            "score": score,
+            "predicted_rating": rating,
+            "explored": drawn,
+        }
+        for rank, item_id, (title, genres), score, rating, drawn in zip(
+            range(1, len(items) + 1), items, described, scores, predicted, explored, strict=True
         )
-    return items
+    ]
 
 
 def _allowed(state: AppState, rec: Recommender, genres: GenreFilter | None) -> np.ndarray | None:
