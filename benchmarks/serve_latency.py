@@ -90,19 +90,21 @@ def main() -> None:
             saturation(base, "ranking cache off", every_user)
 
 
-def saturation(base: str, label: str, paths: list[str], rounds: int = 5) -> None:
+def saturation(base: str, label: str, paths: list[str], rounds: int = 9, seconds: int = 4) -> None:
     """Throughput of recommendations (every user in turn) against /healthz of the same app.
     The two alternate in short runs, and the ratio is taken per round: this VM's speed drifts
-    by tens of percent within minutes, which back-to-back long runs would read as a ratio
-    (five rounds: with three, one run's median moved from 0.47 to 0.65 with the round)."""
+    by tens of percent within minutes, which back-to-back long runs would read as a ratio.
+    Nine rounds: with three, one run's median moved from 0.47 to 0.65 with the round, and
+    with five, medians of the same code still ranged over 0.66-0.77 (rounds over 0.59-0.88)."""
     ratios = []
     for n in range(1, rounds + 1):
-        trivial = wrk(f"{base}/healthz", seconds=5)
-        heavy = wrk(base, seconds=5, paths=paths)
+        trivial = wrk(f"{base}/healthz", seconds=seconds)
+        heavy = wrk(base, seconds=seconds, paths=paths)
         ratios.append(heavy / trivial)
         print(
-            f"{label}, round {n} (wrk, 16 connections, 5 s each): /healthz {trivial:.0f}/s, "
-            f"recommendations for {len(paths)} users in turn {heavy:.0f}/s, "
+            f"{label}, round {n} (wrk, 16 connections, {seconds} s each): "
+            f"/healthz {trivial:.0f}/s, recommendations for {len(paths)} users in turn "
+            f"{heavy:.0f}/s, "
             f"ratio {heavy / trivial:.2f}"
         )
     print(f"{label}: median ratio {float(np.median(ratios)):.2f}")
