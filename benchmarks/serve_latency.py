@@ -96,6 +96,10 @@ def saturation(base: str, label: str, paths: list[str], rounds: int = 9, seconds
     by tens of percent within minutes, which back-to-back long runs would read as a ratio.
     Nine rounds: with three, one run's median moved from 0.47 to 0.65 with the round, and
     with five, medians of the same code still ranged over 0.66-0.77 (rounds over 0.59-0.88)."""
+    # Warm-up, not counted, as for the open-loop runs above: a new server's first requests
+    # pay for lazy imports, allocator growth and caches.
+    wrk(f"{base}/healthz", seconds=2)
+    wrk(base, seconds=2, paths=paths)
     ratios = []
     for n in range(1, rounds + 1):
         trivial = wrk(f"{base}/healthz", seconds=seconds)
