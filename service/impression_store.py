@@ -80,6 +80,10 @@ def main() -> None:
     # what it was sent (the serving process kills it if that takes too long).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Background work: where it competes with the serving process for a core, answers come
+    # first and the queue absorbs the rows (on two cores, first visits' throughput rose by
+    # 3 % in an A/B run, within the noise; under overload rows are dropped and counted).
+    os.nice(10)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     source, acks = sys.stdin.buffer, sys.stdout.buffer
     url = read_message(source)
