@@ -4,8 +4,14 @@
 Computing it reads every impression and feedback row of the window (seconds at millions of
 ratings), so it is cached for a few seconds and computed by one request at a time (single
 flight): concurrent requests wait for that one result instead of each opening connections
-and recomputing; 40 concurrent scrapes had emptied the connection pool. /metrics never waits
-for it: it exports the last result and starts a refresh in the background when stale.
+and recomputing; 40 concurrent scrapes had emptied the connection pool.
+
+/metrics is unauthenticated and may be scraped by anyone, as often as they like, so its
+scrapes must not decide how often the summary is computed: it exports the last result and
+starts at most one refresh in the background, at most every `metrics_refresh_s` (60 s by
+default). A scrape that finds one running, or one started within that time, starts nothing:
+200 threads scraping in a loop cost one computation a minute, not one every 5 s and a thread
+per scrape.
 """
 
 from __future__ import annotations
@@ -81,20 +87,32 @@ def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[st
     with state.monitoring_lock:
         result = _fresh(state, key)  # computed by the request we waited for
         if result is None:
-            result = _compute(state, hours, freq)
-            state.metrics.monitoring_computations.inc()
-            state.monitoring_cache[key] = (time.monotonic(), result)
+            result = _compute_and_count(state, hours, freq)
         return result
 
 
+def _compute_and_count(state: AppState, hours: float, freq: str) -> dict[str, Any]:
+    result = _compute(state, hours, freq)
+    state.metrics.monitoring_computations.inc()
+    state.monitoring_cache[(hours, freq)] = (time.monotonic(), result)
+    return result
+
+
 def last_summary(state: AppState) -> dict[str, Any] | None:
-    """The default summary as last computed (None before the first), without waiting; a
-    stale one is refreshed in the background unless a computation is already running."""
+    """The default summary as last computed (None before the first), without waiting. One
+    older than `metrics_refresh_s` is refreshed in the background, by one thread at most and
+    at most once in that time."""
     key = (24.0, "auto")
     hit = state.monitoring_cache.get(key)
-    if (
-        hit is None or time.monotonic() - hit[0] >= _CACHE_S
-    ) and not state.monitoring_lock.locked():
+    now = time.monotonic()
+    interval = state.settings.metrics_refresh_s
+    stale = hit is None or now - hit[0] >= interval
+    # The flag is taken here, before the thread starts, so that no second scrape can start
+    # another thread in between (checking `locked()` and starting a thread let every scrape
+    # of a burst through).
+    due = stale and now - state.metrics_refreshed_at >= interval
+    if due and state.metrics_refresh.acquire(blocking=False):
+        state.metrics_refreshed_at = now
         threading.Thread(target=_refresh, args=(state,), daemon=True).start()
     return hit[1] if hit is not None else None
 
@@ -102,8 +120,10 @@ def last_summary(state: AppState) -> dict[str, Any] | None:
 def _refresh(state: AppState) -> None:
     try:
         summary(state)
-    except Exception:  # the next scrape tries again; the exported alerts stay as they were
+    except Exception:  # the next due scrape tries again; the exported alerts stay as they were
         log.warning("monitoring summary not computed", exc_info=True)
+    finally:
+        state.metrics_refresh.release()
 
 
 def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:

@@ -34,6 +34,11 @@ class AppState:
     )
     # Held while a summary is computed: one computation at a time per process.
     monitoring_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held by the one background refresh that /metrics may have running, from before its
+    # thread starts until it ends (service.monitoring_data.last_summary).
+    metrics_refresh: threading.Lock = field(default_factory=threading.Lock)
+    metrics_refreshed_at: float = float("-inf")
+    """Monotonic time at which /metrics last started a refresh."""
 
     @property
     def explore(self) -> ExplorePolicy:

@@ -37,6 +37,27 @@ def test_concurrent_scrapes_compute_the_summary_once(served: Served) -> None:
         assert 1 <= computations(c.get("/metrics").text) <= 2
 
 
+def test_scrapes_in_a_loop_compute_once_per_refresh_interval(served: Served) -> None:
+    """Scrapers looping on /metrics for longer than the summary's cache (5 s) start no second
+    computation within `metrics_refresh_s`: the scrape rate does not set the monitoring's
+    cost."""
+    settings = served.settings(metrics_refresh_s=60)
+    with TestClient(create_app(settings)) as c:
+        state = c.app.state.recsys  # type: ignore[attr-defined]
+        stop = time.monotonic() + 7
+
+        def scrape(_: int) -> None:
+            while time.monotonic() < stop:
+                assert c.get("/metrics").status_code == 200
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(scrape, range(8)))
+        deadline = time.monotonic() + 30
+        while state.metrics_refresh.locked() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert computations(c.get("/metrics").text) == 1
+
+
 def test_a_full_pool_is_a_503_with_retry_after(served: Served) -> None:
     settings = served.settings(
         db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=0.3, operator_token="op"
