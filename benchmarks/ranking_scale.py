@@ -4,15 +4,17 @@
         [--genres 20]
 
 Synthetic ratings in memory with 25M's shape (162,541 users, 59,047 items, Zipf item
-popularity, log-normal user activity); one or more epochs of `ChoiceTrainer` (full-catalog
-softmax, the default TrainConfig), nothing held out. Items get 1-3 of `--genres` random
-genres, as a catalog with genres gives the shipped head (0: none). Prints the seconds of
-each epoch, the process's peak resident memory, and the GPU's peak memory when it ran on one.
+popularity, log-normal user activity); one or more epochs of `ChoiceTrainer` (the default
+TrainConfig, sized for the data as `recsys train` sizes it), nothing held out. Items get 1-3
+of `--genres` random genres, as a catalog with genres gives the shipped head (0: none).
+Prints the seconds of each epoch, the process's peak resident memory, and the GPU's peak
+memory when it ran on one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
@@ -58,11 +60,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--genres", type=int, default=20)
+    parser.add_argument("--set", default="{}", help="JSON TrainConfig overrides")
     args = parser.parse_args()
     t0 = time.perf_counter()
     data = synthetic(args.users, args.items, args.ratings, args.genres)
     print(f"{data!r} built in {time.perf_counter() - t0:.1f} s", flush=True)
-    config = TrainConfig(device=args.device, rank_epochs=args.epochs)
+    overrides = json.loads(args.set)
+    config = TrainConfig(device=args.device, rank_epochs=args.epochs, **overrides)
+    # As `recsys train` sizes it: the batch of users grows with the users.
+    config = config.sized_for(len(data), data.n_users)
+    print(
+        f"rank_batch_users {config.rank_batch_users}, rank_negatives {config.rank_negatives}",
+        flush=True,
+    )
     empty = data.subset(np.arange(0))
     result = ChoiceTrainer(
         config,

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.scale_25m all          # or: generate, ingest, snapshot,
                                                           #     train, serve (in that order)
 
-Data: `recsys generate-synthetic --users 162000 --items 62000 --ratings 25000000` (written
+Data: `recsys generate-synthetic --users 162000 --items 59000 --ratings 25000000` (written
 once to var/bench/ratings-25m.csv, ~650 MB; about 12 minutes). PostgreSQL: a database
 `recsys_bench25m` on the local server (127.0.0.1:5432), created afresh by `ingest`; SQLite:
 var/bench/25m.db (`all` loads the first 2M ratings there: 25M in one transaction take about
@@ -57,7 +57,7 @@ def generate() -> None:
         return
     FOLDER.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    n = generate_synthetic(CSV, n_users=162_000, n_items=62_000, n_ratings=25_000_000, seed=0)
+    n = generate_synthetic(CSV, n_users=162_000, n_items=59_000, n_ratings=25_000_000, seed=0)
     print(f"generated {n:,} ratings in {time.perf_counter() - t0:.0f} s")
 
 

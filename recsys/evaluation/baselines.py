@@ -100,21 +100,41 @@ class MostPopular:
 class Ease:
     """EASE (Steck 2019, "Embarrassingly shallow autoencoders for sparse data"): item-item
     weights B = -P / diag(P) with P = (X'X + lambda I)^-1 over the binarised ratings X, the
-    diagonal held at zero; a user's scores are their row of X times B. One regularised
-    Gram-matrix inversion (a Cholesky inverse: 4 s for 9k items on 2 cores, cubic in the
-    catalog), so reports compute it only up to `MAX_ITEMS` items (RECSYS_EASE_MAX_ITEMS).
-    It predicts no ratings."""
+    diagonal held at zero; a user's scores are their row of X times B. It predicts no ratings.
+
+    One regularised Gram-matrix inversion (a Cholesky inverse in float32: 4 s for 9k items on
+    2 cores), cubic in the items and quadratic in memory, so on a catalog larger than
+    `max_items` (RECSYS_EASE_MAX_ITEMS) it learns the `max_items` most-rated items, which
+    hold most of the ratings, and ranks every other item after them, by popularity.
+    `description` says which."""
 
     name = "ease"
-    MAX_ITEMS = 20_000
 
-    def __init__(self, train: Interactions, lam: float = 200.0) -> None:
-        n_items = train.n_items
-        # The Gram matrix X'X, summed a user batch at a time from sparse rows.
+    MAX_ITEMS = 10_000
+
+    def __init__(
+        self, train: Interactions, lam: float = 200.0, *, max_items: int = MAX_ITEMS
+    ) -> None:
+        counts = train.item_counts()
+        self.n_items = train.n_items
+        kept = np.arange(self.n_items)
+        if self.n_items > max_items:
+            kept = np.sort(np.argsort(-counts, kind="stable")[:max_items])
+        self.description = (
+            f"EASE on all {self.n_items:,} items"
+            if len(kept) == self.n_items
+            else f"EASE on the {len(kept):,} most-rated of {self.n_items:,} items (the rest "
+            "ranked after them, by popularity)"
+        )
+        column = np.full(self.n_items, -1, dtype=np.int64)
+        column[kept] = np.arange(len(kept))
+        columns = column[train.items]
+        learned = columns >= 0
+        # The Gram matrix X'X, from sparse rows.
         x = torch.sparse_coo_tensor(
-            torch.from_numpy(np.stack([train.users, train.items]).astype(np.int64)),
-            torch.ones(len(train)),
-            (train.n_users, n_items),
+            torch.from_numpy(np.stack([train.users[learned].astype(np.int64), columns[learned]])),
+            torch.ones(int(learned.sum())),
+            (train.n_users, len(kept)),
             check_invariants=False,
         ).coalesce()
         x.values().clamp_(max=1.0)  # binarised: a pair rated twice is still one choice
@@ -123,12 +143,17 @@ class Ease:
             # they are "beta"; the result is checked against a dense product in the tests.
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
             gram = (x.t() @ x).to_dense()
-        gram += lam * torch.eye(n_items)
+        gram.diagonal().add_(lam)
         p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
         del gram
-        self.weights = -p / torch.diagonal(p)
-        self.weights.fill_diagonal_(0.0)
+        p.div_(-torch.diagonal(p).clone())
+        p.fill_diagonal_(0.0)
+        self.weights = p
         self.rows = x
+        self.kept = torch.from_numpy(kept) if len(kept) < self.n_items else None
+        # Items it did not learn come after every learned one (EASE's scores are a few units
+        # at most), the most rated first.
+        self.unlearned = torch.from_numpy(counts / max(1, counts.max()) - 1e3).float()
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> None:
         return None
@@ -136,4 +161,9 @@ class Ease:
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
         idx = torch.from_numpy(np.asarray(users, dtype=np.int64))
         history = torch.index_select(self.rows, 0, idx).to_dense()
-        return history @ self.weights
+        learned = history @ self.weights
+        if self.kept is None:
+            return learned
+        scores = self.unlearned.expand(len(idx), -1).clone()
+        scores[:, self.kept] = learned
+        return scores

@@ -16,10 +16,14 @@ from recsys.config import Settings
 from recsys.evaluation.report import Report
 
 
-def beats_baselines(report: Report, k: int, min_ndcg_vs_popular: float = 1.0) -> dict[str, Any]:
+def beats_baselines(
+    report: Report, k: int, min_ndcg_vs_popular: float = 1.0, min_ndcg_vs_ease: float = 0.0
+) -> dict[str, Any]:
     """Whether the model may ship: its RMSE must be below the global mean's and the biases',
-    and its NDCG@k at least `min_ndcg_vs_popular` x the most-popular list's (a ranking that
-    loses to a chart is no recommender). Falling below the biases' or EASE's NDCG warns.
+    its NDCG@k at least `min_ndcg_vs_popular` x the most-popular list's (a ranking that
+    loses to a chart is no recommender) and at least `min_ndcg_vs_ease` x EASE's, the strong
+    baseline. Falling below the biases' or EASE's NDCG warns, and so does a report without
+    EASE (the gate then had no strong baseline; the report's notes say why).
     """
     m = report["model"]
     reasons = []
@@ -28,25 +32,38 @@ def beats_baselines(report: Report, k: int, min_ndcg_vs_popular: float = 1.0) ->
             reasons.append(f"RMSE {m['rmse']:.4f} is not below {name}'s {report[name]['rmse']:.4f}")
     warnings = []
     key = f"ndcg@{k}"
-    popular = report["most_popular"][key] or 0.0
-    if (m[key] or 0.0) < min_ndcg_vs_popular * popular:
-        reasons.append(
-            f"NDCG@{k} {m[key] or 0.0:.4f} is below {min_ndcg_vs_popular} x most_popular's "
-            f"{popular:.4f} (RECSYS_GATE_MIN_NDCG_VS_POPULAR)"
-        )
+    ours = m[key] or 0.0
+    for name, ratio, setting in (
+        ("most_popular", min_ndcg_vs_popular, "RECSYS_GATE_MIN_NDCG_VS_POPULAR"),
+        ("ease", min_ndcg_vs_ease, "RECSYS_GATE_MIN_NDCG_VS_EASE"),
+    ):
+        theirs = (report[name][key] or 0.0) if name in report else 0.0
+        if ours < ratio * theirs:
+            reasons.append(
+                f"NDCG@{k} {ours:.4f} is below {ratio} x {name}'s {theirs:.4f} ({setting})"
+            )
     for name in ("biases", "ease"):
         if name not in report:
             continue
         theirs = report[name][key] or 0.0
-        if (m[key] or 0.0) < theirs:
-            warnings.append(f"NDCG@{k} {m[key] or 0.0:.4f} is below {name}'s {theirs:.4f}")
+        if ours < theirs:
+            warnings.append(f"NDCG@{k} {ours:.4f} is below {name}'s {theirs:.4f}")
+    if "ease" not in report:
+        why = report.notes.get("ease", "not in the report")
+        warnings.append(f"no strong baseline: EASE {why}")
+    elif "ease" in report.notes:
+        warnings.append(f"strong baseline: {report.notes['ease']}")
     return {"passed": not reasons, "reasons": reasons, "warnings": warnings}
 
 
 def gates(report: Report, settings: Settings, k: int) -> list[str]:
     """Why the candidate (`report["model"]`) may not replace production
     (`report["production"]`, when there is one); empty when it may."""
-    reasons = list(beats_baselines(report, k, settings.gate_min_ndcg_vs_popular)["reasons"])
+    reasons = list(
+        beats_baselines(
+            report, k, settings.gate_min_ndcg_vs_popular, settings.gate_min_ndcg_vs_ease
+        )["reasons"]
+    )
     prod = report.get("production")
     if prod is None:
         return reasons

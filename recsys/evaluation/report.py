@@ -23,6 +23,7 @@ Metrics = dict[str, float | None]
 
 CATALOG_KEY = "_catalog"
 SPREAD_KEY = "_spread"
+NOTES_KEY = "_notes"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Report:
     spread: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per scorer, percentiles of NDCG@k over users (`metrics.SPREAD`): a mean hides
     whether a model is better for most users or much better for a few."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """What a scorer was, where its name does not say it all (which EASE ran, or why none)."""
 
     def __getitem__(self, name: str) -> Metrics:
         return self.scorers[name]
@@ -61,6 +64,7 @@ class Report:
                 "catalog_mean_popularity": self.catalog_mean_popularity,
             },
             SPREAD_KEY: self.spread,
+            NOTES_KEY: self.notes,
         }
 
     @classmethod
@@ -72,6 +76,7 @@ class Report:
             int(catalog.get("n_ranked_users") or 0),
             float(catalog.get("catalog_mean_popularity") or 0.0),
             {name: dict(s) for name, s in (stored.get(SPREAD_KEY) or {}).items()},
+            {str(name): str(note) for name, note in (stored.get(NOTES_KEY) or {}).items()},
         )
 
 
@@ -183,8 +188,9 @@ def evaluate(
     seed: int = 0,
     ease_max_items: int = Ease.MAX_ITEMS,
 ) -> Report:
-    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`. EASE joins
-    them when the catalog has at most `ease_max_items` items (0: never)."""
+    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`. EASE, the
+    strong baseline, learns at most the `ease_max_items` most-rated items (0: no EASE, which
+    the report's notes say)."""
     scorers: list[Scorer] = [
         model,
         GlobalMean(train),
@@ -192,8 +198,13 @@ def evaluate(
         MostPopular(train),
         *extra,
     ]
-    if 0 < train.n_items <= ease_max_items:
-        scorers.insert(4, Ease(train))
+    notes: dict[str, str] = {}
+    if ease_max_items > 0:
+        ease = Ease(train, max_items=ease_max_items)
+        scorers.insert(4, ease)
+        notes[ease.name] = ease.description
+    else:
+        notes[Ease.name] = "not computed: RECSYS_EASE_MAX_ITEMS is 0"
     task = RankingTask(train, test, threshold, k, max_users, seed)
     rows: dict[str, Metrics] = {}
     spreads: dict[str, dict[str, float]] = {}
@@ -203,7 +214,7 @@ def evaluate(
         row.update(ranked)
         # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
         rows[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
-    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()), spreads)
+    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()), spreads, notes)
 
 
 def format_report(report: Report) -> str:
@@ -218,4 +229,5 @@ def format_report(report: Report) -> str:
             v = report[n].get(metric)
             cells.append(f"{'-':>14}" if v is None or np.isnan(v) else f"{v:>14.4f}")
         lines.append(f"{metric:<{width}}" + "".join(cells))
+    lines.extend(f"{name}: {note}" for name, note in report.notes.items())
     return "\n".join(lines)

@@ -162,6 +162,15 @@ class ChoiceNet(nn.Module):
         by_genre: torch.Tensor = torch.sparse.mm(matrix, self.genre_out)
         return self.item_out + by_genre
 
+    def outputs_of(self, items: torch.Tensor) -> torch.Tensor:
+        """q_i of the given items only (rows x factors): what a sampled softmax needs."""
+        own = self.item_out[items]
+        if self.genre_matrix is not None:
+            return own + self.genre_matrix[items] @ self.genre_out
+        if self.genre_pairs is None:
+            return own
+        return self.outputs()[items]
+
     @classmethod
     def mean_of(cls, members: list[ChoiceNet]) -> ChoiceNet:
         """One network whose scores are the mean of the members' (an ensemble, exactly): the

@@ -12,6 +12,11 @@ The loss is the mean negative log-likelihood per unit of target weight, plus L2 
 embeddings (per unit of target weight, so the balance does not move with the data's size)
 and on the free user offsets. Early stopping watches the same loss on validation ratings,
 with the training ratings as each user's input.
+
+On a catalog of more than 4 x `rank_negatives` items the softmax's normaliser is estimated, not
+summed: each batch draws that many items by popularity ** 0.75 and weighs them by the inverse
+of their chance (`SampledNormaliser`), so an epoch costs ratings x factors plus users x
+negatives x factors, not users x items x factors.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from recsys.config import TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
+from recsys.training.adam import Adam
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
@@ -110,6 +116,61 @@ class InputDropout:
         return scaled
 
 
+class SampledNormaliser:
+    """Estimates each user's log Z = log sum_i exp(s_ui) from a sample of items.
+
+    Items are drawn with replacement from Q(i) proportional to (count_i + 1) ** 0.75 (the
+    smoothed unigram of word2vec, Mikolov et al. 2013): close enough to what a user's softmax
+    puts its mass on that a few thousand draws estimate Z well, yet not so peaked that the
+    long tail is never pushed down. Each draw's logit is corrected by -log(n Q(i)) (the
+    log-Q correction of Bengio & Senecal 2008; Yi et al. 2019, "Sampling-bias-corrected
+    neural modeling"), which makes sum_j exp(s_uj) / (n Q(j)) an unbiased estimate of Z,
+    the normaliser of the full softmax that serving's fold-in uses. The draws are shared by
+    the batch's users, so the scores are one matrix product."""
+
+    EXPONENT = 0.75
+
+    def __init__(self, item_counts: np.ndarray, n: int, seed: int, device: torch.device) -> None:
+        weights = (np.asarray(item_counts, dtype=np.float64) + 1.0) ** self.EXPONENT
+        q = weights / weights.sum()
+        self.n = n
+        self.device = device
+        self.probabilities = torch.from_numpy(q)
+        self.log_nq = torch.from_numpy(np.log(n * q)).float().to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self) -> torch.Tensor:
+        drawn = torch.multinomial(
+            self.probabilities, self.n, replacement=True, generator=self.generator
+        )
+        return drawn.to(self.device)
+
+    def log_z(
+        self, vectors: torch.Tensor, net: ChoiceNet, drawn: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The estimated log normaliser of each row of `vectors` (batch x factors)."""
+        drawn = self.draw() if drawn is None else drawn
+        outputs = net.outputs_of(drawn)
+        logits = vectors @ outputs.T + (net.item_bias[drawn] - self.log_nq[drawn])
+        return torch.logsumexp(logits, dim=1)
+
+
+SAMPLED_ABOVE = 4
+"""The exact softmax costs at most this x the sampled one where it is kept: on MovieLens
+(9k items) it ranked better than 2,048 draws (benchmarks/README.md), and there an epoch takes
+a fraction of a second either way."""
+
+
+def normaliser_for(
+    config: TrainConfig, train: Interactions, seed: int, device: torch.device
+) -> SampledNormaliser | None:
+    """The sampled normaliser when the catalog has more than SAMPLED_ABOVE x
+    `rank_negatives` items; None (the exact softmax) otherwise."""
+    if not config.rank_negatives or train.n_items <= SAMPLED_ABOVE * config.rank_negatives:
+        return None
+    return SampledNormaliser(train.item_counts(), config.rank_negatives, seed, device)
+
+
 class ChoiceScorer:
     """A network in training as an evaluation `Scorer`: choice scores of users by their
     training histories, computed where the network lives (what validation NDCG ranks by,
@@ -132,18 +193,14 @@ class ChoiceScorer:
         return scores.cpu()
 
 
-def _optimizer(net: ChoiceNet, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def _optimizer(net: ChoiceNet, cfg: TrainConfig) -> Adam:
     """Adam for the head. The L2 on item and genre embeddings is its (coupled) weight decay,
     in the first parameter group, set before each step: the gradient of the penalty in the
     loss, without squaring whole tables every step (a fifth of an epoch's time when it was
     part of the loss)."""
     decayed = net.penalised_tables()
     ids = {id(t) for t in decayed}
-    return torch.optim.Adam(
-        [{"params": decayed}, {"params": [p for p in net.parameters() if id(p) not in ids]}],
-        lr=cfg.rank_lr,
-        fused=device.type in ("cpu", "cuda"),
-    )
+    return Adam([decayed, [p for p in net.parameters() if id(p) not in ids]], lr=cfg.rank_lr)
 
 
 class WeightAverage:
@@ -263,10 +320,14 @@ class ChoiceTrainer:
         ).to(device)
         hist = Histories.of(train, cfg)
         val_targets = Histories.of(valid, cfg) if len(valid) else None
+        normaliser = normaliser_for(cfg, train, cfg.seed + 7919 * member, device)
+        # Validation estimates its normaliser from one draw for the whole run, so the
+        # learning curve's epochs are compared on the same items.
+        val_drawn = normaliser.draw() if normaliser is not None else None
         total_weight = float(hist.targets.sum())
         users = np.flatnonzero(np.diff(hist.indptr) > 0)
         batch = cfg.rank_batch_users
-        opt = _optimizer(net, cfg, device)
+        opt = _optimizer(net, cfg)
         history: list[EpochStats] = []
         average = WeightAverage(
             net, cfg.rank_average, steps_per_epoch=math.ceil(len(users) / batch)
@@ -283,14 +344,14 @@ class ChoiceTrainer:
             loss_sum, weight_sum = 0.0, 0.0
             for s in range(0, len(order), batch):
                 chunk = order[s : s + batch]
-                nll, weight = self._batch_loss(net, hist, hist, chunk, device, dropout)
+                nll, weight = self._batch_loss(net, hist, hist, chunk, device, dropout, normaliser)
                 # Items are penalised (rank_l2 x squared norm) per unit of target weight, in
                 # proportion to the users in the batch: an epoch applies the penalty once,
                 # whatever the batch size. Weight decay is the penalty's gradient.
-                opt.param_groups[0]["weight_decay"] = 2 * cfg.rank_l2 * len(chunk) / total_weight
+                opt.param_groups[0].weight_decay = 2 * cfg.rank_l2 * len(chunk) / total_weight
                 offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
                 loss = nll / weight + cfg.rank_user_l2 * offsets.square().sum(1).mean()
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
                 opt.step()
                 average.update()
@@ -302,7 +363,7 @@ class ChoiceTrainer:
                     f"ranking loss became {train_loss} in epoch {epoch}: lower rank_lr "
                     f"(now {cfg.rank_lr})"
                 )
-            val_loss = self._validation_loss(kept, hist, val_targets, device)
+            val_loss = self._validation_loss(kept, hist, val_targets, device, normaliser, val_drawn)
             ndcg = None
             if judge is not None and val_targets is not None:
                 ndcg = judge(ChoiceScorer(kept, hist, device))
@@ -333,18 +394,48 @@ class ChoiceTrainer:
         users: np.ndarray,
         device: torch.device,
         dropout: InputDropout | None = None,
+        normaliser: SampledNormaliser | None = None,
+        drawn: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, float]:
         """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories (with
-        `dropout` applied to them, in training), and the summed target weight."""
+        `dropout` applied to them, in training), and the summed target weight. With a
+        `normaliser`, the softmax's normaliser is its estimate (from the items `drawn`, when
+        given; else a fresh draw)."""
         layout = inputs.batch(users)
         dropped = None if dropout is None else dropout(inputs.inputs[layout[0]])
         vectors = _user_vectors(net, inputs, users, layout, device, dropped)
-        log_p = torch.log_softmax(net(vectors), dim=1)
         # Training asks for the inputs' own items as targets: the batch is already laid out.
-        t_pos, _, t_rows, t_items = layout if targets is inputs else targets.batch(users)
-        weights = torch.from_numpy(targets.targets[t_pos]).to(device)
-        picked = log_p[torch.from_numpy(t_rows).to(device), torch.from_numpy(t_items).to(device)]
-        return -(picked * weights).sum(), float(targets.targets[t_pos].sum())
+        t_pos, t_offsets, t_rows, t_items = layout if targets is inputs else targets.batch(users)
+        target_weights = targets.targets[t_pos]
+        weights = torch.from_numpy(target_weights).to(device)
+        items = torch.from_numpy(t_items).to(device)
+        total = float(target_weights.sum(dtype=np.float64))
+        if normaliser is None:
+            rows = torch.from_numpy(t_rows).to(device)
+            picked = torch.log_softmax(net(vectors), dim=1)[rows, items]
+            return -(picked * weights).sum(), total
+        # The NLL is linear in the targets' scores, so it needs no score per target: with
+        # W_u a user's summed target weight, sum_t w_t (log Z_u - p_u.q_t - c_t) is
+        # sum_u W_u log Z_u - p_u.(sum_t w_t q_t) - sum_i c_i (sum_{t=i} w_t), and the
+        # inner sums are an embedding bag (one fused kernel each way) and a bincount.
+        per_user = torch.from_numpy(
+            np.bincount(t_rows, weights=target_weights, minlength=len(users)).astype(np.float32)
+        ).to(device)
+        per_item = torch.from_numpy(
+            np.bincount(t_items, weights=target_weights, minlength=net.item_bias.shape[0]).astype(
+                np.float32
+            )
+        ).to(device)
+        chosen = torch.nn.functional.embedding_bag(
+            items,
+            net.outputs(),
+            torch.from_numpy(t_offsets).to(device),
+            mode="sum",
+            per_sample_weights=weights,
+        )
+        log_z = normaliser.log_z(vectors, net, drawn)
+        nll = (per_user * log_z).sum() - (vectors * chosen).sum() - (per_item * net.item_bias).sum()
+        return nll, total
 
     def _validation_loss(
         self,
@@ -352,6 +443,8 @@ class ChoiceTrainer:
         hist: Histories,
         val: Histories | None,
         device: torch.device,
+        normaliser: SampledNormaliser | None = None,
+        drawn: torch.Tensor | None = None,
     ) -> float:
         if val is None:
             return float("nan")
@@ -360,7 +453,8 @@ class ChoiceTrainer:
         total, weight = 0.0, 0.0
         with torch.no_grad():
             for s in range(0, len(users), 1024):
-                nll, w = self._batch_loss(net, hist, val, users[s : s + 1024], device)
+                chunk = users[s : s + 1024]
+                nll, w = self._batch_loss(net, hist, val, chunk, device, None, normaliser, drawn)
                 total += float(nll)
                 weight += w
         return total / weight if weight else float("nan")

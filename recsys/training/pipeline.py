@@ -54,7 +54,10 @@ class Fitted:
             return {"passed": True, "reasons": ["no test split: nothing to compare"]}
         config = self.recommender.info["config"]
         return beats_baselines(
-            self.report, int(config["top_k"]), float(config.get("min_ndcg_vs_popular", 1.0))
+            self.report,
+            int(config["top_k"]),
+            float(config.get("min_ndcg_vs_popular", 1.0)),
+            float(config.get("min_ndcg_vs_ease", 0.0)),
         )
 
 
@@ -110,7 +113,7 @@ def fit(
     The test split is held out from everything; early stopping watches a validation split
     carved from the training part, so the test metrics are not tuned on.
     """
-    config = config or TrainConfig()
+    config = (config or TrainConfig()).sized_for(len(data), data.n_users)
     scale = scale or RatingScale()
     t0 = time.perf_counter()
     parts = split(data, config)

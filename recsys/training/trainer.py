@@ -21,6 +21,7 @@ from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import DotProductBias
+from recsys.training.adam import Adam
 from recsys.training.distributed import World
 from recsys.training.stopping import EarlyStopping
 
@@ -295,15 +296,8 @@ class Trainer:
         if world is not None and n == 0:
             raise EmptyDataError(f"rank {world.rank} has no ratings: fewer ratings than ranks")
         total_steps = steps_per_epoch * cfg.epochs
-        opt = torch.optim.Adam(
-            net.parameters(),
-            lr=cfg.lr,
-            betas=(0.9, cfg.adam_beta2),
-            fused=device.type in ("cpu", "cuda"),
-        )
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, one_cycle(cfg.warmup_fraction, total_steps)
-        )
+        opt = Adam([net.parameters()], lr=cfg.lr, betas=(0.9, cfg.adam_beta2))
+        schedule = one_cycle(cfg.warmup_fraction, total_steps)
 
         history: list[EpochStats] = []
         stopping = EarlyStopping(net, patience=cfg.patience, min_delta=cfg.min_delta)
@@ -321,11 +315,11 @@ class Trainer:
             for s in range(0, len(order), batch):
                 idx = order[s : s + batch]
                 loss, mse = objective(tr[0][idx], tr[1][idx], tr[2][idx])
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
+                opt.set_lr(cfg.lr * schedule(step))
                 opt.step()
                 loss_sum += mse.detach().double() * len(idx)
-                schedule.step()
                 step += 1
                 if self.on_step is not None:
                     self.on_step(step, steps_per_epoch * epochs)
@@ -343,7 +337,7 @@ class Trainer:
                 epoch,
                 train_loss,
                 val_loss,
-                float(schedule.get_last_lr()[0]),
+                cfg.lr * schedule(step),
                 time.perf_counter() - t0,
             )
             history.append(stats)
