@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
@@ -28,13 +27,13 @@ from recsys.cli_ops import (
     schedule,
     simulate_traffic,
 )
+from recsys.cli_progress import training_progress
 from recsys.config import Settings, TrainConfig, get_settings, train_config
 from recsys.errors import ConfigError, RecsysError
 from recsys.store.db import make_engine, session_scope
 
 if TYPE_CHECKING:
     from recsys.model.recommender import Recommender, Scored
-    from recsys.training.trainer import EpochStats
 
 # The modules that need torch, pandas or alembic are imported in the commands that use them:
 # `recsys --help` (and every command that needs none of them) starts in a fraction of the
@@ -271,37 +270,7 @@ def train(
     config = train_config(s, **overrides)
     # Under torchrun only rank 0 shows progress and the report.
     quiet = distributed and os.environ.get("RANK", "0") != "0"
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("", total=None)
-
-        def on_step(done: int, total: int) -> None:
-            if done % 20 == 0 or done == total:
-                progress.update(task, completed=done, total=total)
-
-        def on_epoch(e: EpochStats) -> None:
-            progress.update(task, description=f"epoch {e.epoch}")
-            progress.console.print(
-                f"epoch {e.epoch:>3}  train MSE {e.train_loss:.4f}  "
-                f"valid MSE {e.val_loss:.4f}  lr {e.lr:.2e}  {e.seconds:.2f}s"
-            )
-
-        def on_rank_epoch(e: EpochStats) -> None:
-            head = f"ranking head {e.member + 1}" if config.rank_members > 1 else "ranking"
-            progress.update(task, description=f"{head} epoch {e.epoch}")
-            ndcg = "-" if e.val_ndcg is None else f"{e.val_ndcg:.4f}"
-            progress.console.print(
-                f"{head} epoch {e.epoch:>3}  train NLL {e.train_loss:.4f}  "
-                f"valid NLL {e.val_loss:.4f}  valid NDCG@{config.top_k} {ndcg}  "
-                f"{e.seconds:.2f}s"
-            )
-
+    with training_progress(err, config, quiet=quiet) as progress:
         run = train_distributed if distributed else train_from_database
         reg = run(
             _engine(),
@@ -309,9 +278,10 @@ def train(
             config,
             s.rating_scale,
             promote=promote,
-            on_epoch=on_epoch,
-            on_step=on_step,
-            on_rank_epoch=on_rank_epoch,
+            on_epoch=progress.on_epoch,
+            on_step=progress.on_step,
+            on_rank_epoch=progress.on_rank_epoch,
+            on_stage=progress.on_stage,
         )
     if reg is None:
         return  # a distributed rank other than 0: rank 0 reports

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from recsys import keys as keys_mod
 from recsys import registry
+from recsys.cli_progress import training_progress
 from recsys.config import get_settings, train_config
 from recsys.data import timestamps
 from recsys.errors import ConfigError
@@ -27,6 +28,7 @@ models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys kept (hashed) in the database.", no_args_is_help=True)
 out = Console(markup=False, highlight=False)  # user data is printed as it is (see cli.py)
+err = Console(stderr=True, markup=False, highlight=False)
 
 VersionArg = Annotated[
     str, typer.Argument(help="A version, or an alias: production, canary, latest.")
@@ -59,7 +61,10 @@ def retrain(
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "refit": refit}
     settings = get_settings()
-    outcome = jobs_mod.retrain(_engine(), settings, train_config(settings, **overrides))
+    config = train_config(settings, **overrides)
+    with training_progress(err, config) as bar:
+        progress = jobs_mod.Progress(bar.on_stage, bar.on_epoch, bar.on_rank_epoch)
+        outcome = jobs_mod.retrain(_engine(), settings, config, progress)
     reasons = "; ".join(outcome.reasons)
     out.print(
         f"job {outcome.job_id}: {outcome.status}"

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
 from recsys.training.pipeline import fit, record_fitted
-from recsys.training.trainer import Trainer
+from recsys.training.trainer import EpochStats, Trainer
 
 RETRAIN = "retrain"
 PROMOTED, CANARY, AWAITING, REJECTED = "promoted", "canary", "awaiting_approval", "rejected"
@@ -143,10 +144,20 @@ def _convergence(
     }
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Who hears how a run is going (the CLI prints it; the scheduler's child too)."""
+
+    on_stage: Callable[[str], None] | None = None
+    on_epoch: Callable[[EpochStats], None] | None = None
+    on_rank_epoch: Callable[[EpochStats], None] | None = None
+
+
 def retrain(
     engine: Engine,
     settings: Settings,
     config: TrainConfig | None = None,
+    progress: Progress | None = None,
 ) -> JobOutcome:
     """One run of the nightly job. Never raises for a failed run: it is recorded and
     returned with status 'failed' (the error text in `jobs.error`)."""
@@ -161,7 +172,7 @@ def retrain(
         _clean_up_after_killed_runs(engine, RETRAIN, settings.artifact_dir)
         job_id = _start(engine, RETRAIN, status="running")
         try:
-            return _run(engine, settings, config, job_id)
+            return _run(engine, settings, config, job_id, progress or Progress())
         except Exception as exc:
             _finish(
                 engine,
@@ -184,10 +195,14 @@ def _off_policy(
     return reasons, {**info, "report": report.as_json()}
 
 
-def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -> JobOutcome:
+def _run(
+    engine: Engine, settings: Settings, config: TrainConfig, job_id: int, progress: Progress
+) -> JobOutcome:
     t0 = time.perf_counter()
+    stage = progress.on_stage or (lambda _: None)
     data = training_snapshot(engine, config.split)
     timings = {"snapshot_s": time.perf_counter() - t0}
+    stage(f"snapshot: {data!r} in {timings['snapshot_s']:.1f}s")
     production = registry.production(engine)
     previous: Recommender | None = None
     extra: list[Scorer] = []
@@ -203,11 +218,21 @@ def _run(engine: Engine, settings: Settings, config: TrainConfig, job_id: int) -
         network, copied = warm_network(previous, data, config, settings)
         warm = {"rows_copied": copied}
     with registry.training_run(engine, config.model_dump()) as run_id:
-        fitted = fit(data, config, settings.rating_scale, extra=extra, network=network)
+        fitted = fit(
+            data,
+            config,
+            settings.rating_scale,
+            extra=extra,
+            network=network,
+            on_epoch=progress.on_epoch,
+            on_rank_epoch=progress.on_rank_epoch,
+            on_stage=progress.on_stage,
+        )
         report = fitted.report
         reasons = gates(report, settings, config.top_k) if report else []
         off_policy = None
         if production is not None:
+            stage(f"off-policy judgement on the lists {production['version']} served")
             more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
             reasons += more
         if reasons:

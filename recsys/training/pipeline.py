@@ -103,6 +103,7 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
     extra: Sequence[Scorer] = (),
     network: DotProductBias | None = None,
 ) -> Fitted:
@@ -115,23 +116,31 @@ def fit(
     """
     config = (config or TrainConfig()).sized_for(len(data), data.n_users)
     scale = scale or RatingScale()
+    stage = on_stage or (lambda _: None)
     t0 = time.perf_counter()
     parts = split(data, config)
+    stage(
+        f"rating head: {len(parts.inner):,} ratings, batches of {config.batch_size:,}, at most "
+        f"{config.epochs} epochs"
+    )
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         parts.inner, parts.valid, network=network
     )
+    rating_s = time.perf_counter() - t0
+    if config.ranking:
+        stage(
+            f"ranking head: batches of {config.rank_batch_users:,} users, at most "
+            f"{config.rank_epochs} epochs"
+        )
     ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
+    train_s = time.perf_counter() - t0
+    stage("evaluation against the baselines")
     fitted = assess(
-        data,
-        parts,
-        result,
-        config,
-        scale,
-        extra=extra,
-        train_s=time.perf_counter() - t0,
-        ranking=ranking,
+        data, parts, result, config, scale, extra=extra, train_s=train_s, ranking=ranking
     )
+    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=train_s - rating_s)
     if config.serve_refit and len(parts.test):
+        stage(f"serving refit: both heads again on all {len(data):,} ratings")
         t1 = time.perf_counter()
         fitted.served = refit_on_all(data, fitted.recommender, config, scale)
         fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
@@ -231,6 +240,7 @@ def train_from_database(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Registered:
     """Snapshot, fit, save the artifact, record the run and the version.
 
@@ -241,8 +251,16 @@ def train_from_database(
         t0 = time.perf_counter()
         data = training_snapshot(engine, config.split)
         snapshot_s = time.perf_counter() - t0
+        if on_stage is not None:
+            on_stage(f"snapshot: {data!r} in {snapshot_s:.1f}s")
         fitted = fit(
-            data, config, scale, on_epoch=on_epoch, on_step=on_step, on_rank_epoch=on_rank_epoch
+            data,
+            config,
+            scale,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            on_rank_epoch=on_rank_epoch,
+            on_stage=on_stage,
         )
         return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
 

@@ -68,6 +68,7 @@ def train_distributed(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Registered | None:
     """Train across the torchrun processes; rank 0 returns the registered model, others None.
 

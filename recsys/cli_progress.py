@@ -1,0 +1,78 @@
+"""What `recsys train` and `recsys retrain` show while they work: a bar with the elapsed
+time, and a line for every stage and every epoch of either head, so that a run of minutes is
+never silent and a user sees whether a head under- or over-fits as it trains."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from recsys.config import TrainConfig
+
+if TYPE_CHECKING:
+    from recsys.training.trainer import EpochStats
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    on_stage: Callable[[str], None]
+    on_step: Callable[[int, int], None]
+    on_epoch: Callable[[EpochStats], None]
+    on_rank_epoch: Callable[[EpochStats], None]
+
+
+def _loss(value: float) -> str:
+    # A refit has no validation data: its validation loss is NaN, shown as a dash.
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
+@contextmanager
+def training_progress(
+    console: Console, config: TrainConfig, *, quiet: bool = False
+) -> Iterator[TrainingProgress]:
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("", total=None)
+
+        def say(line: str) -> None:
+            if not quiet:
+                progress.console.print(line)
+
+        def on_stage(message: str) -> None:
+            progress.update(task, description=message.split(":")[0], completed=0, total=None)
+            say(message)
+
+        def on_step(done: int, total: int) -> None:
+            if done % 20 == 0 or done == total:
+                progress.update(task, completed=done, total=total)
+
+        def on_epoch(e: EpochStats) -> None:
+            progress.update(task, description=f"epoch {e.epoch}")
+            say(
+                f"epoch {e.epoch:>3}  train MSE {e.train_loss:.4f}  "
+                f"valid MSE {_loss(e.val_loss)}  lr {e.lr:.2e}  {e.seconds:.2f}s"
+            )
+
+        def on_rank_epoch(e: EpochStats) -> None:
+            head = f"ranking head {e.member + 1}" if config.rank_members > 1 else "ranking"
+            progress.update(task, description=f"{head} epoch {e.epoch}")
+            ndcg = "-" if e.val_ndcg is None else f"{e.val_ndcg:.4f}"
+            say(
+                f"{head} epoch {e.epoch:>3}  train NLL {e.train_loss:.4f}  "
+                f"valid NLL {_loss(e.val_loss)}  valid NDCG@{config.top_k} {ndcg}  "
+                f"{e.seconds:.2f}s"
+            )
+
+        yield TrainingProgress(on_stage, on_step, on_epoch, on_rank_epoch)
