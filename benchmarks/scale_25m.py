@@ -1,10 +1,17 @@
-"""MovieLens-25M-sized figures: ingestion, snapshot memory, training speed, serving latency.
+"""MovieLens-25M-sized figures: ingestion, snapshot memory, the nightly retrain, serving.
 
-    .venv/bin/python -m benchmarks.scale_25m all          # or: generate, ingest, snapshot,
-                                                          #     train, serve (in that order)
+    .venv/bin/python -m benchmarks.scale_25m all    # or one stage: generate, ingest,
+                                                    # ingest-sqlite, snapshot, train, retrain,
+                                                    # als, serve (in that order)
+
+`retrain` runs `recsys retrain` as the nightly job does, with default settings (snapshot,
+both heads, evaluation with the strong baseline, serving refit, registration) and prints its
+wall time, its peak RSS and each stage's seconds; `train` is the same training through the
+library, printing every epoch; `als` times implicit's ALS on the same ratings, for scale
+(`pip install implicit`).
 
 Data: `recsys generate-synthetic --users 162000 --items 59000 --ratings 25000000` (written
-once to var/bench/ratings-25m.csv, ~650 MB; about 12 minutes). PostgreSQL: a database
+once to var/bench/ratings-25m.csv, ~680 MB; 12-20 minutes). PostgreSQL: a database
 `recsys_bench25m` on the local server (127.0.0.1:5432), created afresh by `ingest`; SQLite:
 var/bench/25m.db (`all` loads the first 2M ratings there: 25M in one transaction take about
 half an hour). Each stage runs in its own process, so peak memory (ru_maxrss) is that
@@ -42,9 +49,8 @@ CSV = FOLDER / "ratings-25m.csv"
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/recsys_bench25m"
 SQLITE = f"sqlite:///{FOLDER / '25m.db'}"
-# Large batches keep 25M ratings an epoch within seconds: the per-sample L2 makes the
-# regularisation independent of the batch (see TrainConfig); the learning rate scales up.
-SCALE_CONFIG = TrainConfig(batch_size=100_000, lr=0.04, epochs=6)
+# The defaults, as the nightly job uses them: batch sizes follow the data (TrainConfig.sized_for).
+SCALE_CONFIG = TrainConfig()
 
 
 def peak_rss_gb() -> float:
@@ -144,13 +150,55 @@ def train() -> None:
     print(f"registered {registered.version} (promoted: {registered.promoted})")
 
 
-def serve(rate: float, seconds: float) -> None:
-    env = {
+def _env() -> dict[str, str]:
+    return {
         **os.environ,
         "RECSYS_DATABASE_URL": PG,
         "RECSYS_ARTIFACT_DIR": str(FOLDER / "artifacts"),
         "RECSYS_DEV_MODE": "true",
     }
+
+
+def retrain() -> None:
+    """`recsys retrain` as the nightly job runs it, with default settings: its own output as
+    it goes, then wall time, the child's peak RSS and each stage's seconds from `jobs`."""
+    recsys = Path(sys.executable).with_name("recsys")
+    t0 = time.perf_counter()
+    done = subprocess.run([str(recsys), "retrain"], env=_env(), check=False)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    print(f"recsys retrain: exit {done.returncode}, {wall:.0f} s wall, peak RSS {peak:.2f} GB")
+    engine = create_engine(PG)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT status, decision, reasons, timings FROM jobs ORDER BY id DESC LIMIT 1")
+        ).one()
+    print(f"job: {row.status}, {row.decision}; reasons {row.reasons}")
+    for stage, seconds in (row.timings or {}).items():
+        print(f"  {stage:<16} {seconds:8.1f} s")
+
+
+def als() -> None:
+    """implicit's ALS (64 factors, its defaults otherwise) on the same ratings, for scale."""
+    from implicit.cpu.als import AlternatingLeastSquares  # benchmarks only: pip install implicit
+    from scipy.sparse import csr_matrix
+
+    engine = make_engine(PG)
+    with session_scope(engine) as s:
+        data = read_snapshot(session=s, timestamps=False)
+    x = csr_matrix(
+        (np.ones(len(data), dtype=np.float32), (data.users, data.items)),
+        shape=(data.n_users, data.n_items),
+    )
+    model = AlternatingLeastSquares(factors=64, iterations=3, random_state=0)
+    t0 = time.perf_counter()
+    model.fit(x, show_progress=False)
+    per_iteration = (time.perf_counter() - t0) / 3
+    print(f"implicit ALS on {len(data):,} ratings: {per_iteration:.1f} s an iteration (64 factors)")
+
+
+def serve(rate: float, seconds: float) -> None:
+    env = _env()
     rng = np.random.default_rng(0)
     users = rng.integers(0, 162_000, int(rate * seconds))
     with serving(env) as base:
@@ -165,7 +213,10 @@ def serve(rate: float, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    stages = ["generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve", "all"]
+    stages = [
+        *("generate", "ingest", "ingest-sqlite", "snapshot", "train", "retrain", "als", "serve"),
+        "all",
+    ]
     parser.add_argument("stage", choices=stages)
     parser.add_argument(
         "--rows", type=int, help="ingest only the first ROWS ratings (SQLite takes ~30 min for all)"
@@ -175,7 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
     if args.stage == "all":
-        for stage in ("generate", "ingest", "ingest-sqlite", "snapshot", "train", "serve"):
+        for stage in ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "als", "serve"):
             # A process per stage: each peak RSS is that stage's own.
             # SQLite takes the first 2M ratings: all 25M in one transaction take ~30 min.
             extra = ["--rows", "2000000"] if stage == "ingest-sqlite" else []
@@ -192,6 +243,10 @@ def main() -> None:
         snapshot()
     elif args.stage == "train":
         train()
+    elif args.stage == "retrain":
+        retrain()
+    elif args.stage == "als":
+        als()
     else:
         serve(args.rate, args.seconds)
 

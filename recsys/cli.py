@@ -316,7 +316,7 @@ def train(
             f"({served['seconds']:.1f}s); the figures below are its evaluated twin's"
         )
     if reg.fitted.report is not None:
-        out.print(format_report(reg.fitted.report))
+        out.print(format_report(reg.fitted.report), soft_wrap=True)
     gate = reg.fitted.gate
     for w in gate.get("warnings", []):
         err.print(_tagged("warning:", "yellow", str(w)))

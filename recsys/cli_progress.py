@@ -48,7 +48,8 @@ def training_progress(
 
         def say(line: str) -> None:
             if not quiet:
-                progress.console.print(line)
+                # Never wrapped: a log file (no terminal: 80 columns) keeps one line each.
+                progress.console.print(line, soft_wrap=True)
 
         def on_stage(message: str) -> None:
             progress.update(task, description=message.split(":")[0], completed=0, total=None)

@@ -31,6 +31,7 @@ from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import gates
 from recsys.evaluation.remap import remap
+from recsys.evaluation.report import BaselineCache
 from recsys.locks import job_lock
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
@@ -38,7 +39,7 @@ from recsys.model.recommender import Recommender
 from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
-from recsys.training.pipeline import fit, record_fitted
+from recsys.training.pipeline import BASELINES_FOLDER, fit, record_fitted
 from recsys.training.trainer import EpochStats, Trainer
 
 RETRAIN = "retrain"
@@ -227,6 +228,7 @@ def _run(
             on_epoch=progress.on_epoch,
             on_rank_epoch=progress.on_rank_epoch,
             on_stage=progress.on_stage,
+            baseline_cache=BaselineCache(settings.artifact_dir / BASELINES_FOLDER),
         )
         report = fitted.report
         reasons = gates(report, settings, config.top_k) if report else []

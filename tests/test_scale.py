@@ -3,6 +3,9 @@ data, and a strong baseline on a catalog too large for EASE's full inversion."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -10,7 +13,7 @@ from recsys.config import RANK_STEPS_PER_EPOCH, RATING_STEPS_PER_EPOCH, RatingSc
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
-from recsys.evaluation.report import Metrics, Report, evaluate, format_report
+from recsys.evaluation.report import BaselineCache, Metrics, Report, evaluate, format_report
 from recsys.model.network import ChoiceNet
 from recsys.training.choice import SampledNormaliser, normaliser_for
 from recsys.training.pipeline import fit
@@ -120,3 +123,27 @@ def test_the_ndcg_gate_holds_a_model_to_the_strong_baseline() -> None:
     alone = Report(scorers, 10, 5, 2.0, notes={"ease": "not computed: RECSYS_EASE_MAX_ITEMS is 0"})
     gate = beats_baselines(alone, 10, 1.0, 0.9)
     assert gate["passed"] and any("no strong baseline" in w for w in gate["warnings"])
+
+
+def test_a_report_on_unchanged_data_reads_the_baselines_back(tmp_path: Path) -> None:
+    whole = popular_and_rest()
+    held = np.random.default_rng(0).random(len(whole)) < 0.2
+    data, test = whole.subset(~held), whole.subset(held)
+    model = Ease(data, 5.0)
+    model.name = "model"
+    cache = BaselineCache(tmp_path)
+    first = evaluate(model, data, test, threshold=4.0, k=5, cache=cache)
+    (stored,) = tmp_path.glob("*.json")
+    # Mark the stored EASE row: a second report on the same data must show the mark, which
+    # proves it read the file instead of fitting EASE again.
+    body = json.loads(stored.read_text())
+    body["ease"]["ndcg@5"] = 0.123
+    stored.write_text(json.dumps(body))
+    second = evaluate(model, data, test, threshold=4.0, k=5, cache=cache)
+    assert second["ease"]["ndcg@5"] == 0.123
+    assert second["model"] == first["model"] and second.notes == first.notes
+    assert list(second.scorers) == list(first.scorers)
+    # Other test data, or another k, is another entry.
+    evaluate(model, data, test.subset(np.arange(len(test) // 2)), threshold=4.0, k=5, cache=cache)
+    third = evaluate(model, data, test, threshold=4.0, k=3, cache=cache)
+    assert len(list(tmp_path.glob("*.json"))) == 3 and third["ease"]["ndcg@3"] is not None

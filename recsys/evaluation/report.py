@@ -7,8 +7,11 @@ top k of each scorer are compared with the relevant items.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,6 +179,14 @@ class RankingTask:
         return out, metrics.spread(metrics.ndcg_per_user(hits, self.n_relevant))
 
 
+def _baselines(train: Interactions, ease_max_items: int) -> tuple[list[Scorer], dict[str, str]]:
+    scorers: list[Scorer] = [GlobalMean(train), BiasBaseline(train), MostPopular(train)]
+    if ease_max_items > 0:
+        ease = Ease(train, max_items=ease_max_items)
+        return [*scorers, ease], {ease.name: ease.description}
+    return scorers, {Ease.name: "not computed: RECSYS_EASE_MAX_ITEMS is 0"}
+
+
 def evaluate(
     model: Scorer,
     train: Interactions,
@@ -187,34 +198,86 @@ def evaluate(
     extra: Sequence[Scorer] = (),
     seed: int = 0,
     ease_max_items: int = Ease.MAX_ITEMS,
+    cache: BaselineCache | None = None,
 ) -> Report:
     """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`. EASE, the
     strong baseline, learns at most the `ease_max_items` most-rated items (0: no EASE, which
-    the report's notes say)."""
-    scorers: list[Scorer] = [
-        model,
-        GlobalMean(train),
-        BiasBaseline(train),
-        MostPopular(train),
-        *extra,
-    ]
-    notes: dict[str, str] = {}
-    if ease_max_items > 0:
-        ease = Ease(train, max_items=ease_max_items)
-        scorers.insert(4, ease)
-        notes[ease.name] = ease.description
-    else:
-        notes[Ease.name] = "not computed: RECSYS_EASE_MAX_ITEMS is 0"
+    the report's notes say). With a `cache`, the baselines' figures for the same train,
+    test and protocol are read back instead of computed (EASE is most of a report's time)."""
     task = RankingTask(train, test, threshold, k, max_users, seed)
     rows: dict[str, Metrics] = {}
     spreads: dict[str, dict[str, float]] = {}
-    for scorer in scorers:
+
+    def score(scorer: Scorer) -> None:
         row = _rating_metrics(scorer, test, threshold)
         ranked, spreads[scorer.name] = task.evaluate_with_spread(scorer)
         row.update(ranked)
         # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
         rows[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
+
+    score(model)
+    key = None
+    if cache is not None:
+        key = cache.key(train, test, threshold, k, max_users, seed, ease_max_items)
+    stored = cache.get(key) if cache is not None and key is not None else None
+    if stored is None:
+        baselines, notes = _baselines(train, ease_max_items)
+        for scorer in baselines:
+            score(scorer)
+        if cache is not None and key is not None:
+            names = [b.name for b in baselines]
+            cache.put(key, Report({n: rows[n] for n in names}, 0, 0, 0.0, spreads, notes))
+    else:
+        rows.update(stored.scorers)
+        spreads.update(stored.spread)
+        notes = stored.notes
+    for scorer in extra:
+        score(scorer)
     return Report(rows, len(test), len(task.users), float(task.item_counts.mean()), spreads, notes)
+
+
+class BaselineCache:
+    """The baselines' figures of a report, kept as JSON files in `folder` by a hash of what
+    decides them (the train and test data, the threshold, k, the users ranked, EASE's
+    limit), so that a retrain on unchanged data does not fit EASE again. The newest
+    `KEEP` files are kept."""
+
+    KEEP = 8
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def key(
+        train: Interactions,
+        test: Interactions,
+        threshold: float,
+        k: int,
+        max_users: int | None,
+        seed: int,
+        ease_max_items: int,
+    ) -> str:
+        from recsys.data.snapshot import fingerprint  # the store's import chain: only here
+
+        protocol = f"{threshold}|{k}|{max_users}|{seed}|{min(ease_max_items, train.n_items)}"
+        h = hashlib.sha256(f"{fingerprint(train)}|{fingerprint(test)}|{protocol}".encode())
+        return h.hexdigest()[:24]
+
+    def get(self, key: str) -> Report | None:
+        path = self.folder / f"{key}.json"
+        try:
+            return Report.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None  # absent, or left unreadable: compute again
+
+    def put(self, key: str, report: Report) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.tmp"
+        tmp.write_text(json.dumps(report.to_json()))
+        tmp.replace(self.folder / f"{key}.json")  # whole or not at all
+        kept = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[self.KEEP :]:
+            old.unlink(missing_ok=True)
 
 
 def format_report(report: Report) -> str:

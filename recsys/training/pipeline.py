@@ -22,7 +22,7 @@ from recsys.data.snapshot import fingerprint, training_snapshot
 from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import beats_baselines
-from recsys.evaluation.report import Report, evaluate
+from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
@@ -30,6 +30,9 @@ from recsys.model.recommender import Recommender
 from recsys.training.deploy import refit_on_all
 from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
+
+BASELINES_FOLDER = "baselines"
+"""Where, under the artifact folder, the baselines' figures are kept per data (BaselineCache)."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ def fit(
     on_stage: Callable[[str], None] | None = None,
     extra: Sequence[Scorer] = (),
     network: DotProductBias | None = None,
+    baseline_cache: BaselineCache | None = None,
 ) -> Fitted:
     """Split `data`, train with early stopping, evaluate against the baselines (and `extra`
     scorers, such as the production model, on the same holdout). `network` starts training
@@ -136,7 +140,15 @@ def fit(
     train_s = time.perf_counter() - t0
     stage("evaluation against the baselines")
     fitted = assess(
-        data, parts, result, config, scale, extra=extra, train_s=train_s, ranking=ranking
+        data,
+        parts,
+        result,
+        config,
+        scale,
+        extra=extra,
+        train_s=train_s,
+        ranking=ranking,
+        baseline_cache=baseline_cache,
     )
     fitted.timings.update(rating_head_s=rating_s, ranking_head_s=train_s - rating_s)
     if config.serve_refit and len(parts.test):
@@ -177,6 +189,7 @@ def assess(
     extra: Sequence[Scorer] = (),
     train_s: float,
     ranking: tuple[RankingHead, dict[str, Any]] | None = None,
+    baseline_cache: BaselineCache | None = None,
 ) -> Fitted:
     """The trained network as a `Recommender` with its record, evaluated on the test split."""
     t1 = time.perf_counter()
@@ -215,6 +228,7 @@ def assess(
             seed=config.seed,
             extra=extra,
             ease_max_items=config.ease_max_items,
+            cache=baseline_cache,
         )
     rec.info["metrics"] = report.to_json() if report else None
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
@@ -261,6 +275,7 @@ def train_from_database(
             on_step=on_step,
             on_rank_epoch=on_rank_epoch,
             on_stage=on_stage,
+            baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
         )
         return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
 
