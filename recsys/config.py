@@ -437,19 +437,29 @@ class TrainConfig(BaseModel):
     def sized_for(self, n_ratings: int, n_users: int) -> TrainConfig:
         """This config with the batch sizes left at their defaults grown to the data, so that
         an epoch of the rating head takes at most RATING_STEPS_PER_EPOCH steps and one of the
-        ranking head at most RANK_STEPS_PER_EPOCH. Below those sizes (MovieLens) nothing
-        changes; a value set explicitly is kept.
+        ranking head at most RANK_STEPS_PER_EPOCH, and the ranking head's most epochs cut to
+        about RANK_MAX_STEPS steps (never below RANK_MIN_EPOCHS). Below those sizes
+        (MovieLens) nothing changes; a value set explicitly is kept.
 
         Why steps and not samples: every step of Adam updates every row of the tables (dense
         gradients), so at 25M ratings the default batch of 512 meant 44,000 steps of 14M
         parameters an epoch. With the same steps an epoch, each user's and item's row takes
         a step about as often as on MovieLens, so the learning rates carry over."""
         update: dict[str, int] = {}
-        if "batch_size" not in self.model_fields_set:
+        chosen = self.model_fields_set
+        if "batch_size" not in chosen:
             update["batch_size"] = max(self.batch_size, -(-n_ratings // RATING_STEPS_PER_EPOCH))
-        if "rank_batch_users" not in self.model_fields_set:
-            update["rank_batch_users"] = max(
-                self.rank_batch_users, -(-n_users // RANK_STEPS_PER_EPOCH)
+        batch_users = self.rank_batch_users
+        if "rank_batch_users" not in chosen:
+            batch_users = update["rank_batch_users"] = max(
+                batch_users, -(-n_users // RANK_STEPS_PER_EPOCH)
+            )
+        if "rank_epochs" not in chosen:
+            # The ranking head's item tables learn by steps: where an epoch has more steps,
+            # fewer epochs take it as far (MovieLens: 11 steps an epoch, 40 epochs).
+            steps = max(1, -(-n_users // batch_users))
+            update["rank_epochs"] = max(
+                RANK_MIN_EPOCHS, min(self.rank_epochs, -(-RANK_MAX_STEPS // steps))
             )
         return self.model_copy(update=update) if update else self
 
@@ -459,6 +469,12 @@ RATING_STEPS_PER_EPOCH = 256
 MovieLens's training part takes ~150 steps of 512."""
 RANK_STEPS_PER_EPOCH = 64
 """Most steps in an epoch of the ranking head with the default batch of users."""
+RANK_MAX_STEPS = 512
+"""Steps of the ranking head's default schedule: its epochs are cut to about this many steps
+(MovieLens takes 40 epochs of 11 steps; 25M ratings 8 epochs of 64)."""
+RANK_MIN_EPOCHS = 8
+"""Fewest epochs of the ranking head's default schedule: each user's own offset takes one step
+an epoch."""
 
 RANK_BLENDS = (0.0, 0.25, 0.5, 1.0)
 

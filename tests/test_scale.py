@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.config import RANK_STEPS_PER_EPOCH, RATING_STEPS_PER_EPOCH, RatingScale, TrainConfig
+from recsys.config import (
+    RANK_MAX_STEPS,
+    RANK_MIN_EPOCHS,
+    RANK_STEPS_PER_EPOCH,
+    RATING_STEPS_PER_EPOCH,
+    RatingScale,
+    TrainConfig,
+)
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
@@ -55,13 +62,18 @@ def test_a_sampled_softmax_head_learns_what_users_choose() -> None:
 
 
 def test_batch_sizes_follow_the_data_unless_set() -> None:
-    small = TrainConfig().sized_for(90_000, 600)
-    assert (small.batch_size, small.rank_batch_users) == (512, 64)  # MovieLens: as tuned
+    small = TrainConfig().sized_for(90_000, 671)
+    # MovieLens: as tuned.
+    assert (small.batch_size, small.rank_batch_users, small.rank_epochs) == (512, 64, 40)
     large = TrainConfig().sized_for(25_000_000, 162_000)
     assert -(-25_000_000 // large.batch_size) <= RATING_STEPS_PER_EPOCH
-    assert -(-162_000 // large.rank_batch_users) <= RANK_STEPS_PER_EPOCH
-    chosen = TrainConfig(batch_size=1024, rank_batch_users=32).sized_for(25_000_000, 162_000)
-    assert (chosen.batch_size, chosen.rank_batch_users) == (1024, 32)
+    steps = -(-162_000 // large.rank_batch_users)
+    assert steps <= RANK_STEPS_PER_EPOCH
+    assert large.rank_epochs == max(RANK_MIN_EPOCHS, -(-RANK_MAX_STEPS // steps)) < 40
+    chosen = TrainConfig(batch_size=1024, rank_batch_users=32, rank_epochs=30).sized_for(
+        25_000_000, 162_000
+    )
+    assert (chosen.batch_size, chosen.rank_batch_users, chosen.rank_epochs) == (1024, 32, 30)
     # The sizes a run used travel with its config: sizing again changes nothing.
     assert large.sized_for(25_000_000, 162_000) == large
 
