@@ -1,7 +1,7 @@
 """The ranking head at MovieLens-25M size: seconds per epoch and peak memory.
 
     .venv/bin/python -m benchmarks.ranking_scale [--ratings 25000000] [--epochs 1] [--device auto]
-        [--genres 20]
+        [--genres 20] [--growth]
 
 Synthetic ratings in memory with 25M's shape (162,541 users, 59,047 items, Zipf item
 popularity, log-normal user activity); one or more epochs of `ChoiceTrainer` (the default
@@ -25,7 +25,7 @@ from recsys.config import TrainConfig
 from recsys.data.genres import Genres
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import Vocabulary
-from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice import ChoiceTrainer, normaliser_for
 
 
 def synthetic(
@@ -52,25 +52,18 @@ def synthetic(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ratings", type=int, default=25_000_000)
-    parser.add_argument("--users", type=int, default=162_541)
-    parser.add_argument("--items", type=int, default=59_047)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--genres", type=int, default=20)
-    parser.add_argument("--set", default="{}", help="JSON TrainConfig overrides")
-    args = parser.parse_args()
+def one_size(args: argparse.Namespace, n_ratings: int, n_users: int, n_items: int) -> float:
+    """Train the head on synthetic data of this size; seconds per epoch."""
     t0 = time.perf_counter()
-    data = synthetic(args.users, args.items, args.ratings, args.genres)
+    data = synthetic(n_users, n_items, n_ratings, args.genres)
     print(f"{data!r} built in {time.perf_counter() - t0:.1f} s", flush=True)
-    overrides = json.loads(args.set)
-    config = TrainConfig(device=args.device, rank_epochs=args.epochs, **overrides)
+    config = TrainConfig(device=args.device, rank_epochs=args.epochs, **json.loads(args.set))
     # As `recsys train` sizes it: the batch of users grows with the users.
     config = config.sized_for(len(data), data.n_users)
+    sampled = normaliser_for(config, data, 0, torch.device("cpu")) is not None
     print(
-        f"rank_batch_users {config.rank_batch_users}, rank_negatives {config.rank_negatives}",
+        f"rank_batch_users {config.rank_batch_users}, rank_negatives {config.rank_negatives} "
+        f"({'sampled' if sampled else 'exact'} softmax)",
         flush=True,
     )
     empty = data.subset(np.arange(0))
@@ -80,13 +73,39 @@ def main() -> None:
             f"epoch {e.epoch}: {e.seconds:.1f} s, train NLL {e.train_loss:.3f}", flush=True
         ),
     ).fit(data, empty)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    device = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    print(
-        f"device {device}; {result.seconds / len(result.history):.1f} s per epoch; "
-        f"peak RSS {rss_gb:.2f} GB",
-        flush=True,
+    return result.seconds / len(result.history)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ratings", type=int, default=25_000_000)
+    parser.add_argument("--users", type=int, default=162_541)
+    parser.add_argument("--items", type=int, default=59_047)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--genres", type=int, default=20)
+    parser.add_argument("--set", default="{}", help="JSON TrainConfig overrides")
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="one run each at 2.5M, 10M and 25M ratings (users and items scaled alike) and "
+        "the seconds per million ratings of each",
     )
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    if args.growth:
+        per_million = {}
+        for n in (2_500_000, 10_000_000, 25_000_000):
+            share = n / args.ratings
+            epoch_s = one_size(args, n, int(args.users * share), int(args.items * share))
+            per_million[n] = epoch_s / (n / 1e6)
+            print(f"{n:,} ratings: {epoch_s:.1f} s an epoch, {per_million[n]:.2f} s per million")
+        ratio = per_million[25_000_000] / per_million[2_500_000]
+        print(f"seconds per million ratings, 25M against 2.5M: {ratio:.2f}x (device {device})")
+        return
+    epoch_s = one_size(args, args.ratings, args.users, args.items)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"device {device}; {epoch_s:.1f} s per epoch; peak RSS {rss_gb:.2f} GB", flush=True)
     if device == "cuda":
         print(
             f"GPU peak memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB "

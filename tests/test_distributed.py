@@ -60,10 +60,15 @@ def test_two_ranks_match_one_process(db_url: str, engine: Engine, tmp_path: Path
     assert runs[0]["timings"]["ranks"] == 2
 
     rmse = [v["metrics"]["report"]["model"]["rmse"] for v in (distributed, single)]
+    ndcg = [v["metrics"]["report"]["model"]["ndcg@10"] for v in (distributed, single)]
     biases = distributed["metrics"]["report"]["biases"]["rmse"]
     # Same test pairs (hash split), same global batch: the same quality within noise.
     assert abs(rmse[0] - rmse[1]) < 0.01, rmse
+    assert abs(ndcg[0] - ndcg[1]) <= 0.02 * ndcg[1], ndcg
     assert rmse[0] < biases - 0.02, (rmse, biases)
+    # The same steps as `recsys train`: the model that serves is refit on every rating.
+    for run in runs:
+        assert run["timings"]["serve_refit_s"] > 0, run["timings"]
 
 
 def test_distributed_outside_torchrun_says_how_to_run_it(db_url: str, tmp_path: Path) -> None:

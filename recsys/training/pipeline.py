@@ -138,6 +138,39 @@ def fit(
         )
     ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
     train_s = time.perf_counter() - t0
+    fitted = evaluate_and_refit(
+        data,
+        parts,
+        result,
+        ranking,
+        config,
+        scale,
+        extra=extra,
+        train_s=train_s,
+        baseline_cache=baseline_cache,
+        on_stage=stage,
+    )
+    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=train_s - rating_s)
+    return fitted
+
+
+def evaluate_and_refit(
+    data: Interactions,
+    parts: Splits,
+    result: TrainResult,
+    ranking: tuple[RankingHead, dict[str, Any]] | None,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    extra: Sequence[Scorer] = (),
+    train_s: float,
+    baseline_cache: BaselineCache | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Fitted:
+    """What follows the training of both heads, whoever trained them (one process, or the
+    ranks of torchrun): the evaluation against the baselines on the test holdout, then the
+    model that serves, both heads trained again on every rating (`config.serve_refit`)."""
+    stage = on_stage or (lambda _: None)
     stage("evaluation against the baselines")
     fitted = assess(
         data,
@@ -150,7 +183,6 @@ def fit(
         ranking=ranking,
         baseline_cache=baseline_cache,
     )
-    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=train_s - rating_s)
     if config.serve_refit and len(parts.test):
         stage(f"serving refit: both heads again on all {len(data):,} ratings")
         t1 = time.perf_counter()

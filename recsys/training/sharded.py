@@ -4,7 +4,12 @@ Every rank reads only its shard of the ratings; the ranks agree on the vocabular
 of the users and items they hold, so every rank builds the same embedding tables), split
 their shards with the same hash split as a single process, and train together. Rank 0 then
 reads the whole snapshot to evaluate the model against the baselines on the test holdout and
-registers it, exactly as `recsys train` does.
+registers it, through the same steps as `recsys train` (`evaluate_and_refit`: evaluation,
+serving refit; then the same registration and gates).
+
+What runs where: the rating head trains data-parallel on every rank (gradients averaged by
+DistributedDataParallel); the ranking head, the evaluation and the serving refit run on rank 0
+alone, on its full read, while the other ranks wait.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import dense_rows, from_database_ids
 from recsys.errors import ConfigError
+from recsys.evaluation.report import BaselineCache
 from recsys.store import bulk
 from recsys.store.db import session_scope
 from recsys.training import distributed
 from recsys.training.pipeline import (
+    BASELINES_FOLDER,
     Registered,
-    assess,
+    evaluate_and_refit,
     register,
     split,
     train_ranking_head,
@@ -97,6 +104,7 @@ def train_distributed(
                 on_epoch=on_epoch,
                 on_step=on_step,
                 on_rank_epoch=on_rank_epoch,
+                on_stage=on_stage,
             )
     finally:
         distributed.stop()
@@ -114,6 +122,7 @@ def _train(
     on_epoch: Callable[[EpochStats], None] | None,
     on_step: Callable[[int, int], None] | None,
     on_rank_epoch: Callable[[EpochStats], None] | None,
+    on_stage: Callable[[str], None] | None,
 ) -> Registered | None:
     t0 = time.perf_counter()
     agreed: list[tuple[np.ndarray, np.ndarray]] = []
@@ -125,6 +134,8 @@ def _train(
     local = _read(engine, bulk.Shard(world.rank, world.size), agree)
     shard_sizes = world.gather(len(local))
     snapshot_s = time.perf_counter() - t0
+    # Sized for all ranks' ratings together: the global batch is what one process would take.
+    config = config.sized_for(sum(shard_sizes), len(agreed[0][0]))
     parts = split(local, config)
     main = world.is_main
     trainer = Trainer(
@@ -143,8 +154,20 @@ def _train(
     # The ranking head needs each user's whole history, which no shard holds: rank 0
     # trains it on the full read (one process; sharding it by user is future work).
     ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
-    fitted = assess(data, parts, result, config, scale, train_s=train_s, ranking=ranking)
-    fitted.recommender.info["data"]["shards"] = shard_sizes
+    fitted = evaluate_and_refit(
+        data,
+        parts,
+        result,
+        ranking,
+        config,
+        scale,
+        train_s=train_s,
+        baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
+        on_stage=on_stage,
+    )
+    for model in (fitted.recommender, fitted.served):
+        if model is not None:
+            model.info["data"]["shards"] = shard_sizes
     timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
     registered = register(engine, artifact_dir, fitted, run_id, promote, timings)
     world.barrier()
