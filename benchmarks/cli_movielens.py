@@ -32,7 +32,9 @@ RECSYS = str(Path(sys.executable).with_name("recsys"))
 
 def _run(args: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([RECSYS, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [RECSYS, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - t0
 
 

@@ -56,9 +56,15 @@ def tuned_ease(train: Interactions, method: str, fraction: float) -> tuple[Ease,
     """EASE with lambda chosen by NDCG@10 on validation carved from `train`; refit on all."""
     inner, valid = holdout(train, fraction, method=method, seed=99)  # type: ignore[arg-type]
     task = RankingTask(inner, valid, 4.0, 10)
-    best = max(EASE_LAMBDAS, key=lambda lam: task.evaluate(Ease(inner, lam))["ndcg@10"] or 0.0)
+    # The whole catalog: the strongest EASE, not the default report's most-rated items.
+    whole = train.n_items
+
+    def ndcg(lam: float) -> float:
+        return task.evaluate(Ease(inner, lam, max_items=whole))["ndcg@10"] or 0.0
+
+    best = max(EASE_LAMBDAS, key=ndcg)
     t0 = time.perf_counter()
-    ease = Ease(train, best)
+    ease = Ease(train, best, max_items=whole)
     return ease, best, time.perf_counter() - t0
 
 

@@ -5,6 +5,7 @@ never silent and a user sees whether a head under- or over-fits as it trains."""
 from __future__ import annotations
 
 import math
+import resource
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ def training_progress(
 
         def on_stage(message: str) -> None:
             progress.update(task, description=message.split(":")[0], completed=0, total=None)
-            say(message)
+            # The peak so far says which stage a memory limit must allow for.
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            say(f"{message}  [peak memory so far {peak:.2f} GB]")
 
         def on_step(done: int, total: int) -> None:
             if done % 20 == 0 or done == total:
