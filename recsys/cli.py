@@ -27,7 +27,6 @@ from recsys.cli_ops import (
     schedule,
     simulate_traffic,
 )
-from recsys.cli_progress import training_progress
 from recsys.config import Settings, TrainConfig, get_settings, train_config
 from recsys.errors import ConfigError, RecsysError
 from recsys.store.db import make_engine, session_scope
@@ -251,6 +250,7 @@ def train(
     ] = False,
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
+    from recsys.cli_progress import training_progress
     from recsys.evaluation.report import format_report
     from recsys.training.pipeline import train_from_database
     from recsys.training.sharded import train_distributed

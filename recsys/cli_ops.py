@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 
 from recsys import keys as keys_mod
 from recsys import registry
-from recsys.cli_progress import training_progress
 from recsys.config import get_settings, train_config
 from recsys.data import timestamps
 from recsys.errors import ConfigError
@@ -58,6 +57,7 @@ def retrain(
     """Run the nightly job once: lock, snapshot, train, compare with production, gate,
     then promote, start a canary, wait for approval, or reject (as configured)."""
     from recsys import jobs as jobs_mod  # torch: only when a job runs (see cli.py)
+    from recsys.cli_progress import training_progress
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "refit": refit}
     settings = get_settings()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from recsys.exploration import ExplorePolicy
+if TYPE_CHECKING:
+    from recsys.exploration import ExplorePolicy
+
 
 
 class RatingScale(BaseModel):
@@ -223,6 +225,9 @@ class Settings(BaseSettings):
 
     @property
     def explore_policy(self) -> ExplorePolicy:
+        # numpy, which the policy needs, is no import of `recsys --help`.
+        from recsys.exploration import ExplorePolicy
+
         return ExplorePolicy(self.explore_share, self.explore_temperature)
 
     def client_keys(self) -> list[str]:

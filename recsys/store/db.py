@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
@@ -73,6 +72,8 @@ def is_lock_timeout(exc: BaseException) -> bool:
     """PostgreSQL gave up waiting for a lock (lock_timeout) or on the statement
     (statement_timeout): another transaction holds what this one needs."""
     orig = exc.orig if isinstance(exc, DBAPIError) else None
+    import psycopg  # only once a database error is being read: `recsys --help` skips it
+
     return isinstance(orig, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
 
 
@@ -80,4 +81,6 @@ def is_transient(exc: BaseException) -> bool:
     """A failure that the same transaction, run again, would likely not meet: PostgreSQL
     cancelled it to break a deadlock, or to keep transactions serializable."""
     orig = exc.orig if isinstance(exc, DBAPIError) else None
+    import psycopg
+
     return isinstance(orig, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
