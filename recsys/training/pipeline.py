@@ -40,12 +40,20 @@ class Fitted:
     recommender: Recommender
     result: TrainResult
     report: Report | None
-    train: Interactions
+    data: Interactions
+    test_mask: np.ndarray
+    """The test holdout among `data`."""
     test: Interactions
     timings: dict[str, float]
     served: Recommender | None = None
     """The model that serves, refit on every rating (`TrainConfig.serve_refit`); None: the
     evaluated `recommender` serves itself."""
+
+    @property
+    def train(self) -> Interactions:
+        """Everything but the test holdout, made when asked: a copy of most of the ratings
+        is not kept through the serving refit, where it set the peak memory at 25M ratings."""
+        return self.data.subset(~self.test_mask)
 
     @property
     def deployed(self) -> Recommender:
@@ -248,12 +256,11 @@ def assess(
     rec = Recommender.from_network(
         result.network, parts.inner, info, seen=data, ranking=ranking[0] if ranking else None
     )
-    train = parts.train
     report = None
     if len(parts.test):
         report = evaluate(
             rec,
-            train,
+            parts.train,
             parts.test,
             threshold=config.liked_threshold,
             k=config.top_k,
@@ -264,7 +271,7 @@ def assess(
         )
     rec.info["metrics"] = report.to_json() if report else None
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
-    return Fitted(rec, result, report, train, parts.test, timings)
+    return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings)
 
 
 @dataclass(frozen=True)
