@@ -2,13 +2,13 @@
 
     .venv/bin/python -m benchmarks.scale_25m all    # or one stage: generate, ingest,
                                                     # ingest-sqlite, snapshot, train, retrain,
-                                                    # als, serve (in that order)
+                                                    # ease, als, serve (in that order)
 
 `retrain` runs `recsys retrain` as the nightly job does, with default settings (snapshot,
 both heads, evaluation with the strong baseline, serving refit, registration) and prints its
 wall time, its peak RSS and each stage's seconds; `train` is the same training through the
 library, printing every epoch; `als` times implicit's ALS on the same ratings, for scale
-(`pip install implicit`).
+(`pip install implicit`); `ease` times the strong baseline alone (`--ease-items`).
 
 Data: `recsys generate-synthetic --users 162000 --items 59000 --ratings 25000000` (written
 once to var/bench/ratings-25m.csv, ~680 MB; 12-20 minutes). PostgreSQL: a database
@@ -178,6 +178,22 @@ def retrain() -> None:
         print(f"  {stage:<16} {seconds:8.1f} s")
 
 
+def ease(max_items: int) -> None:
+    """The strong baseline alone: EASE on the `max_items` most-rated items."""
+    from recsys.evaluation.baselines import Ease
+
+    engine = make_engine(PG)
+    with session_scope(engine) as s:
+        data = read_snapshot(session=s, timestamps=False)
+    before = peak_rss_gb()
+    t0 = time.perf_counter()
+    model = Ease(data, max_items=max_items)
+    print(
+        f"{model.description}: {time.perf_counter() - t0:.1f} s; peak RSS {before:.2f} GB "
+        f"with the snapshot, {peak_rss_gb():.2f} GB after"
+    )
+
+
 def als() -> None:
     """implicit's ALS (64 factors, its defaults otherwise) on the same ratings, for scale."""
     from implicit.cpu.als import AlternatingLeastSquares  # benchmarks only: pip install implicit
@@ -214,19 +230,22 @@ def serve(rate: float, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     stages = [
-        *("generate", "ingest", "ingest-sqlite", "snapshot", "train", "retrain", "als", "serve"),
+        *("generate", "ingest", "ingest-sqlite", "snapshot", "train", "retrain", "ease", "als"),
+        "serve",
         "all",
     ]
     parser.add_argument("stage", choices=stages)
     parser.add_argument(
         "--rows", type=int, help="ingest only the first ROWS ratings (SQLite takes ~30 min for all)"
     )
+    parser.add_argument("--ease-items", type=int, default=4_000, help="for the ease stage")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
     if args.stage == "all":
-        for stage in ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "als", "serve"):
+        stages = ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "ease", "als")
+        for stage in (*stages, "serve"):
             # A process per stage: each peak RSS is that stage's own.
             # SQLite takes the first 2M ratings: all 25M in one transaction take ~30 min.
             extra = ["--rows", "2000000"] if stage == "ingest-sqlite" else []
@@ -245,6 +264,8 @@ def main() -> None:
         train()
     elif args.stage == "retrain":
         retrain()
+    elif args.stage == "ease":
+        ease(args.ease_items)
     elif args.stage == "als":
         als()
     else:
