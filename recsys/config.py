@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from recsys.exploration import ExplorePolicy
 
 
-
 class RatingScale(BaseModel):
     """The range users rate on. MovieLens uses 0.5 to 5 stars in steps of 0.5."""
 
