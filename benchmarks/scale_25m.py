@@ -244,8 +244,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
     if args.stage == "all":
-        stages = ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "ease", "als")
-        for stage in (*stages, "serve"):
+        steps = ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "ease", "als")
+        for stage in (*steps, "serve"):
             # A process per stage: each peak RSS is that stage's own.
             # SQLite takes the first 2M ratings: all 25M in one transaction take ~30 min.
             extra = ["--rows", "2000000"] if stage == "ingest-sqlite" else []

@@ -68,7 +68,7 @@ def test_two_ranks_match_one_process(db_url: str, engine: Engine, tmp_path: Path
     assert rmse[0] < biases - 0.02, (rmse, biases)
     # The same steps as `recsys train`: the model that serves is refit on every rating.
     for run in runs:
-        assert run["timings"]["serve_refit_s"] > 0, run["timings"]
+        assert run is not None and run["timings"]["serve_refit_s"] > 0, run
 
 
 def test_distributed_outside_torchrun_says_how_to_run_it(db_url: str, tmp_path: Path) -> None:
