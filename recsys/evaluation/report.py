@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from recsys.evaluation.baselines import BiasBaseline, Ease, GlobalMean, MostPopu
 
 Metrics = dict[str, float | None]
 """One scorer's figures by name ("rmse", "ndcg@10", ...); None where undefined."""
+
+log = logging.getLogger(__name__)
 
 CATALOG_KEY = "_catalog"
 SPREAD_KEY = "_spread"
@@ -271,13 +274,19 @@ class BaselineCache:
             return None  # absent, or left unreadable: compute again
 
     def put(self, key: str, report: Report) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Store the figures; a cache that cannot be written (a full disk) costs the next run
+        a recomputation, never this run its result."""
         tmp = self.folder / f".{key}.tmp"
-        tmp.write_text(json.dumps(report.to_json()))
-        tmp.replace(self.folder / f"{key}.json")  # whole or not at all
-        kept = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in kept[self.KEEP :]:
-            old.unlink(missing_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(report.to_json()))
+            tmp.replace(self.folder / f"{key}.json")  # whole or not at all
+            kept = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[self.KEEP :]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            log.warning("baselines not cached in %s", self.folder, exc_info=True)
+            tmp.unlink(missing_ok=True)
 
 
 def format_report(report: Report) -> str:
