@@ -22,6 +22,14 @@ def is_sorted(values: np.ndarray) -> bool:
     return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
 
+def is_sorted_by_pair(users: np.ndarray, items: np.ndarray) -> bool:
+    """Whether the pairs are sorted by user, then item, without repeats (as snapshots come)."""
+    if len(users) < 2:
+        return True
+    same = users[1:] == users[:-1]
+    return bool(np.all((users[1:] > users[:-1]) | (same & (items[1:] > items[:-1]))))
+
+
 @dataclass(frozen=True, eq=False)
 class Interactions:
     """Ratings of `users[n]` on `items[n]`, as rows of `user_vocab` and `item_vocab`."""

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from recsys.data.interactions import Interactions
+from recsys.data.interactions import Interactions, is_sorted_by_pair
 
 
 class Scorer(Protocol):
@@ -133,13 +133,11 @@ class Ease:
         cols = column[train.items]
         learned = cols >= 0
         users, cols = train.users[learned].astype(np.int64), cols[learned]
-        keys = users * len(kept) + cols
-        if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        if not is_sorted_by_pair(users, cols):
             # Not sorted by (user, item) without repeats, as snapshots come: binarise (a pair
             # rated twice is still one choice) and sort.
-            keys = np.unique(keys)
+            keys = np.unique(users * len(kept) + cols)
             users, cols = keys // len(kept), keys % len(kept)
-        del keys
         # X as each user's learned items (CSR rows, int32 indices: 4 bytes a rating).
         self.indptr = _indptr(users, train.n_users)
         self.cols = cols.astype(np.int32)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from recsys.config import TrainConfig
-from recsys.data.interactions import Interactions
+from recsys.data.interactions import Interactions, is_sorted_by_pair
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
 from recsys.training.adam import Adam
@@ -41,13 +41,6 @@ from recsys.training.trainer import EpochStats, pick_device
 
 _Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """What `Histories.batch` lays out for a batch of users (see there)."""
-
-
-def _sorted_by_user_and_item(users: np.ndarray, items: np.ndarray) -> bool:
-    if len(users) < 2:
-        return True
-    same = users[1:] == users[:-1]
-    return bool(np.all((users[1:] > users[:-1]) | (same & (items[1:] > items[:-1]))))
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class Histories:
     @classmethod
     def of(cls, data: Interactions, config: TrainConfig) -> Histories:
         users, items, ratings = data.users, data.items, data.ratings
-        if not _sorted_by_user_and_item(users, items):
+        if not is_sorted_by_pair(users, items):
             # Snapshots come sorted: only other data pays for the sort and its copies
             # (a GB at 25M ratings).
             order = np.lexsort((items, users))

@@ -138,47 +138,46 @@ def fit(
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         parts.inner, parts.valid, network=network
     )
-    rating_s = time.perf_counter() - t0
+    return after_rating_head(
+        data,
+        parts,
+        result,
+        config,
+        scale,
+        rating_s=time.perf_counter() - t0,
+        extra=extra,
+        baseline_cache=baseline_cache,
+        on_rank_epoch=on_rank_epoch,
+        on_stage=stage,
+    )
+
+
+def after_rating_head(
+    data: Interactions,
+    parts: Splits,
+    result: TrainResult,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    rating_s: float,
+    extra: Sequence[Scorer] = (),
+    baseline_cache: BaselineCache | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Fitted:
+    """Everything after the rating head, whoever trained it (one process, or the ranks of
+    torchrun): the ranking head, the evaluation against the baselines on the test holdout,
+    then the model that serves, both heads trained again on every rating
+    (`config.serve_refit`). `rating_s`: the seconds the rating head took."""
+    stage = on_stage or (lambda _: None)
+    t0 = time.perf_counter()
     if config.ranking:
         stage(
             f"ranking head: batches of {config.rank_batch_users:,} users, at most "
             f"{config.rank_epochs} epochs"
         )
     ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
-    train_s = time.perf_counter() - t0
-    fitted = evaluate_and_refit(
-        data,
-        parts,
-        result,
-        ranking,
-        config,
-        scale,
-        extra=extra,
-        train_s=train_s,
-        baseline_cache=baseline_cache,
-        on_stage=stage,
-    )
-    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=train_s - rating_s)
-    return fitted
-
-
-def evaluate_and_refit(
-    data: Interactions,
-    parts: Splits,
-    result: TrainResult,
-    ranking: tuple[RankingHead, dict[str, Any]] | None,
-    config: TrainConfig,
-    scale: RatingScale,
-    *,
-    extra: Sequence[Scorer] = (),
-    train_s: float,
-    baseline_cache: BaselineCache | None = None,
-    on_stage: Callable[[str], None] | None = None,
-) -> Fitted:
-    """What follows the training of both heads, whoever trained them (one process, or the
-    ranks of torchrun): the evaluation against the baselines on the test holdout, then the
-    model that serves, both heads trained again on every rating (`config.serve_refit`)."""
-    stage = on_stage or (lambda _: None)
+    ranking_s = time.perf_counter() - t0
     stage("evaluation against the baselines")
     fitted = assess(
         data,
@@ -187,10 +186,11 @@ def evaluate_and_refit(
         config,
         scale,
         extra=extra,
-        train_s=train_s,
+        train_s=rating_s + ranking_s,
         ranking=ranking,
         baseline_cache=baseline_cache,
     )
+    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
     if config.serve_refit and len(parts.test):
         stage(f"serving refit: both heads again on all {len(data):,} ratings")
         t1 = time.perf_counter()

@@ -4,8 +4,8 @@ Every rank reads only its shard of the ratings; the ranks agree on the vocabular
 of the users and items they hold, so every rank builds the same embedding tables), split
 their shards with the same hash split as a single process, and train together. Rank 0 then
 reads the whole snapshot to evaluate the model against the baselines on the test holdout and
-registers it, through the same steps as `recsys train` (`evaluate_and_refit`: evaluation,
-serving refit; then the same registration and gates).
+registers it, through the same steps as `recsys train` (`after_rating_head`: ranking head,
+evaluation, serving refit; then the same registration and gates).
 
 What runs where: the rating head trains data-parallel on every rank (gradients averaged by
 DistributedDataParallel); the ranking head, the evaluation and the serving refit run on rank 0
@@ -34,10 +34,9 @@ from recsys.training import distributed
 from recsys.training.pipeline import (
     BASELINES_FOLDER,
     Registered,
-    evaluate_and_refit,
+    after_rating_head,
     register,
     split,
-    train_ranking_head,
 )
 from recsys.training.trainer import EpochStats, Trainer
 
@@ -142,7 +141,7 @@ def _train(
         config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
     )
     result = trainer.fit(parts.inner, parts.valid, world=world)
-    train_s = time.perf_counter() - t0 - snapshot_s
+    rating_s = time.perf_counter() - t0 - snapshot_s
     if not main:
         # Wait for rank 0's work alone (the ranking head, evaluation, registration):
         # a rank that tears the process group down while another still holds it can
@@ -153,16 +152,15 @@ def _train(
     parts = split(data, config)
     # The ranking head needs each user's whole history, which no shard holds: rank 0
     # trains it on the full read (one process; sharding it by user is future work).
-    ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
-    fitted = evaluate_and_refit(
+    fitted = after_rating_head(
         data,
         parts,
         result,
-        ranking,
         config,
         scale,
-        train_s=train_s,
+        rating_s=rating_s,
         baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
+        on_rank_epoch=on_rank_epoch,
         on_stage=on_stage,
     )
     for model in (fitted.recommender, fitted.served):
