@@ -2,13 +2,15 @@
 
     .venv/bin/python -m benchmarks.scale_25m all    # or one stage: generate, ingest,
                                                     # ingest-sqlite, snapshot, train, retrain,
-                                                    # ease, als, serve (in that order)
+                                                    # distributed, ease, als, serve (in order)
 
 `retrain` runs `recsys retrain` as the nightly job does, with default settings (snapshot,
 both heads, evaluation with the strong baseline, serving refit, registration) and prints its
 wall time, its peak RSS and each stage's seconds; `train` is the same training through the
 library, printing every epoch; `als` times implicit's ALS on the same ratings, for scale
-(`pip install implicit`); `ease` times the strong baseline alone (`--ease-items`).
+(`pip install implicit`); `ease` times the strong baseline alone (`--ease-items`);
+`distributed` runs `recsys train --distributed` under torchrun (`--ranks`, default 2) and
+prints each rank's peak RSS.
 
 Data: `recsys generate-synthetic --users 162000 --items 59000 --ratings 25000000` (written
 once to var/bench/ratings-25m.csv, ~680 MB; 12-20 minutes). PostgreSQL: a database
@@ -178,6 +180,27 @@ def retrain() -> None:
         print(f"  {stage:<16} {seconds:8.1f} s")
 
 
+def distributed(ranks: int) -> None:
+    """`recsys train --distributed` under torchrun with `ranks` processes on this machine,
+    default settings: its epoch lines as it goes (rank 0's), then wall time, each rank's
+    peak RSS and the run's stage seconds. torchrun gives each process one thread."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(ranks)]
+    cmd += ["-m", "benchmarks.rank_peak", "train", "--distributed", "--no-promote"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env={**_env(), "COLUMNS": "120"}, check=False)
+    wall = time.perf_counter() - t0
+    print(f"recsys train --distributed, {ranks} ranks: exit {done.returncode}, {wall:.0f} s wall")
+    engine = create_engine(PG)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT timings, data_counts FROM training_runs ORDER BY id DESC LIMIT 1")
+        ).one()
+    print(f"shards (ratings per rank): {(row.data_counts or {}).get('shards')}")
+    for stage, seconds in (row.timings or {}).items():
+        print(f"  {stage:<16} {seconds:8.1f} s")
+
+
 def ease(max_items: int) -> None:
     """The strong baseline alone: EASE on the `max_items` most-rated items."""
     from recsys.evaluation.baselines import Ease
@@ -230,7 +253,8 @@ def serve(rate: float, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     stages = [
-        *("generate", "ingest", "ingest-sqlite", "snapshot", "train", "retrain", "ease", "als"),
+        *("generate", "ingest", "ingest-sqlite", "snapshot", "train", "retrain", "distributed"),
+        *("ease", "als"),
         "serve",
         "all",
     ]
@@ -239,12 +263,16 @@ def main() -> None:
         "--rows", type=int, help="ingest only the first ROWS ratings (SQLite takes ~30 min for all)"
     )
     parser.add_argument("--ease-items", type=int, default=4_000, help="for the ease stage")
+    parser.add_argument("--ranks", type=int, default=2, help="for the distributed stage")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", flush=True)
     if args.stage == "all":
-        steps = ("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "ease", "als")
+        steps = (
+            *("generate", "ingest", "ingest-sqlite", "snapshot", "retrain", "distributed"),
+            *("ease", "als"),
+        )
         for stage in (*steps, "serve"):
             # A process per stage: each peak RSS is that stage's own.
             # SQLite takes the first 2M ratings: all 25M in one transaction take ~30 min.
@@ -264,6 +292,8 @@ def main() -> None:
         train()
     elif args.stage == "retrain":
         retrain()
+    elif args.stage == "distributed":
+        distributed(args.ranks)
     elif args.stage == "ease":
         ease(args.ease_items)
     elif args.stage == "als":

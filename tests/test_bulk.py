@@ -135,6 +135,9 @@ def test_snapshot_shards_partition_the_ratings(engine: Engine, tmp_path: Path) -
     assert set().union(*parts) == triples(whole)
     assert sum(len(p) for p in parts) == len(whole)
     assert all(120 < len(p) < 280 for p in parts), [len(p) for p in parts]
+    # By user: each user's ratings are all in one part (the ranking head's input).
+    owners = [{u for u, _, _ in p} for p in parts]
+    assert sum(len(o) for o in owners) == len(set().union(*owners)) == 31
     with pytest.raises(ValueError, match="rank"):
         Shard(3, 3)
 

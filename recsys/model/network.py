@@ -194,6 +194,10 @@ class ChoiceNet(nn.Module):
             net.item_bias.copy_(torch.stack([n.item_bias for n in members]).mean(0))
         return net
 
+    def item_side(self) -> list[nn.Parameter]:
+        """Every parameter but the users' offsets: what all users' losses share."""
+        return [self.item_in, self.item_out, self.item_bias, self.genre_out]
+
     def penalised_tables(self) -> list[nn.Parameter]:
         """The item and genre embeddings, which training holds to zero by an L2 penalty."""
         return [self.item_in, self.item_out, self.genre_out]

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import psycopg
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     PrimaryKeyConstraint,
     Select,
@@ -44,8 +43,10 @@ _LOCK_PATIENCE_S = 60.0
 
 @dataclass(frozen=True)
 class Shard:
-    """Rank `rank` of `world` disjoint parts of the ratings, by a hash of (user, item), so
-    every part has about the same number of ratings whatever the users' activity."""
+    """Rank `rank` of `world` disjoint parts of the ratings, by user: every rating of a user is
+    in one part, which is what the ranking head needs (a user's whole history is its input).
+    Users are dealt out by id, which spreads heavy and light users alike over the parts:
+    on MovieLens (671 users) two parts hold 48 % and 52 % of the ratings."""
 
     rank: int
     world: int
@@ -55,9 +56,7 @@ class Shard:
             raise ValueError(f"shard rank {self.rank} is not in 0..{self.world - 1}")
 
     def condition(self) -> ColumnElement[bool]:
-        # A large odd multiplier spreads consecutive ids; bigint so it cannot overflow.
-        mixed = cast(ratings.c.user_id, BigInteger) * 1_000_003 + ratings.c.item_id
-        return mixed % self.world == self.rank
+        return ratings.c.user_id % self.world == self.rank
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,14 @@ On a catalog of more than 4 x `rank_negatives` items the softmax's normaliser is
 summed: each batch draws that many items by popularity ** 0.75 and weighs them by the inverse
 of their chance (`SampledNormaliser`), so an epoch costs ratings x factors plus users x
 negatives x factors, not users x items x factors.
+
+Under torchrun (a `World`), each rank holds whole users (their histories and validation
+ratings) and trains on them; the item side (input and output embeddings, biases, genres) is
+shared, its gradients summed over the ranks at every step, so every rank takes the same
+steps; each user's free offset lives on the rank that holds the user, and the ranks' offsets
+are summed into one table at the end. The ranks share one process's batches of users and its
+draws, so together they take that process's steps (up to the order of float sums; input
+dropout, off by default, draws per rank).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from recsys.data.interactions import Interactions, is_sorted_by_pair
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
 from recsys.training.adam import Adam
+from recsys.training.distributed import World
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
@@ -71,6 +80,12 @@ class Histories:
         return cls(
             indptr, items.astype(np.int64), inputs.astype(np.float32), targets.astype(np.float32)
         )
+
+    def user_weights(self) -> np.ndarray:
+        """Each user's summed target weight (float64)."""
+        cumulative = np.zeros(len(self.targets) + 1)
+        np.cumsum(self.targets, dtype=np.float64, out=cumulative[1:])
+        return np.diff(cumulative[self.indptr])
 
     def batch(self, users: np.ndarray) -> _Layout:
         """(flat row positions into this structure, offsets per user, batch row per entry,
@@ -168,13 +183,40 @@ a fraction of a second either way."""
 
 
 def normaliser_for(
-    config: TrainConfig, train: Interactions, seed: int, device: torch.device
+    config: TrainConfig,
+    train: Interactions,
+    seed: int,
+    device: torch.device,
+    world: World | None = None,
 ) -> SampledNormaliser | None:
     """The sampled normaliser when the catalog has more than SAMPLED_ABOVE x
-    `rank_negatives` items; None (the exact softmax) otherwise."""
+    `rank_negatives` items; None (the exact softmax) otherwise. Under torchrun, items are
+    drawn by their counts over all ranks."""
     if not config.rank_negatives or train.n_items <= SAMPLED_ABOVE * config.rank_negatives:
         return None
-    return SampledNormaliser(train.item_counts(), config.rank_negatives, seed, device)
+    counts = train.item_counts()
+    if world is not None:
+        counts = world.sum_tensor(torch.from_numpy(counts)).cpu().numpy()
+    return SampledNormaliser(counts, config.rank_negatives, seed, device)
+
+
+def _summed(world: World | None, *values: float) -> list[float]:
+    """`values` summed over the ranks (as they are, in one process)."""
+    return world.sum(*values) if world is not None else list(values)
+
+
+def _step_totals(
+    world: World | None, chunks: list[np.ndarray], per_user: np.ndarray
+) -> tuple[list[int], list[float]]:
+    """For each step of an epoch, its users and their summed target weight (`per_user`)
+    over all ranks."""
+    totals = torch.tensor(
+        [[len(c) for c in chunks], [float(per_user[c].sum()) for c in chunks]],
+        dtype=torch.float64,
+    )
+    if world is not None:
+        totals = world.sum_tensor(totals).cpu()
+    return [int(n) for n in totals[0]], [float(w) for w in totals[1]]
 
 
 class ChoiceScorer:
@@ -255,13 +297,20 @@ class Ensemble:
 
 class ChoiceTrainer:
     """Fits a `ChoiceNet`; `fit` returns the network of the best validation epoch, and
-    `fit_ensemble` `config.rank_members` of them."""
+    `fit_ensemble` `config.rank_members` of them. With a `world` (torchrun), the data given
+    to them is this rank's users, and the losses, the judge's figure and the steps are the
+    ranks' together (see the module's docstring)."""
 
     def __init__(
-        self, config: TrainConfig, *, on_epoch: Callable[[EpochStats], None] | None = None
+        self,
+        config: TrainConfig,
+        *,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        world: World | None = None,
     ) -> None:
         self.config = config
         self.on_epoch = on_epoch
+        self.world = world
 
     def fit_ensemble(
         self,
@@ -312,10 +361,14 @@ class ChoiceTrainer:
         if len(train) == 0:
             raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
         epochs = epochs or cfg.rank_epochs
-        device = pick_device(cfg.device)
-        # Heads a prime number of seeds apart: nearby training seeds give other heads.
+        world = self.world
+        device = world.device if world else pick_device(cfg.device)
+        # Heads a prime number of seeds apart: nearby training seeds give other heads. Ranks
+        # share the seeds (the same initial tables, batches and draws), not their dropout.
         gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
-        dropout = InputDropout(cfg.rank_input_dropout, cfg.seed + 7919 * member)
+        seed = cfg.seed + 7919 * member
+        rank_seed = seed + 104_729 * (world.rank if world else 0)
+        dropout = InputDropout(cfg.rank_input_dropout, rank_seed)
         net = ChoiceNet(
             train.n_users,
             train.n_items,
@@ -325,19 +378,27 @@ class ChoiceTrainer:
             genres=train.genres if cfg.rank_genres else None,
         ).to(device)
         hist = Histories.of(train, cfg)
-        val_targets = Histories.of(valid, cfg) if len(valid) else None
-        normaliser = normaliser_for(cfg, train, cfg.seed + 7919 * member, device)
+        # Under torchrun a rank may hold no validation ratings while others do: whether there
+        # is validation is decided over all ranks, which all take part in judging it.
+        (n_valid,) = _summed(world, len(valid))
+        val_targets = Histories.of(valid, cfg) if n_valid else None
+        normaliser = normaliser_for(cfg, train, seed, device, world)
         # Validation estimates its normaliser from one draw for the whole run, so the
         # learning curve's epochs are compared on the same items.
         val_drawn = normaliser.draw() if normaliser is not None else None
-        total_weight = float(hist.targets.sum())
-        users = np.flatnonzero(np.diff(hist.indptr) > 0)
-        batch = cfg.rank_batch_users
+        here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
+        anywhere = here
+        if world is not None:
+            anywhere = world.sum_tensor(torch.from_numpy(here.astype(np.int32))).cpu().numpy() > 0
+        user_weights = hist.user_weights()
+        n_users, total_weight = _summed(world, int(here.sum()), float(hist.targets.sum()))
+        # Every rank takes the same steps (each ends in an all-reduce), each with its share
+        # of the batch's users.
+        steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
+        shared = net.item_side()
         opt = _optimizer(net, cfg)
         history: list[EpochStats] = []
-        average = WeightAverage(
-            net, cfg.rank_average, steps_per_epoch=math.ceil(len(users) / batch)
-        )
+        average = WeightAverage(net, cfg.rank_average, steps_per_epoch=steps)
         kept = average.network
         stopping = EarlyStopping(
             kept, patience=cfg.rank_patience, min_delta=cfg.min_delta, window=cfg.rank_stop_window
@@ -346,23 +407,36 @@ class ChoiceTrainer:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             net.train()
-            order = users[torch.randperm(len(users), generator=gen).numpy()]
+            # The batches of one process, each rank taking its own users of each: with the
+            # draws shared too, the ranks together take exactly one process's steps.
+            order = torch.randperm(len(here), generator=gen).numpy()
+            order = order[anywhere[order]]
+            chunks = [chunk[here[chunk]] for chunk in np.array_split(order, steps)]
+            # Each step's users and target weight over all ranks: what its loss is a mean over.
+            step_users, step_weights = _step_totals(world, chunks, user_weights)
             loss_sum, weight_sum = 0.0, 0.0
-            for s in range(0, len(order), batch):
-                chunk = order[s : s + batch]
-                nll, weight = self._batch_loss(net, hist, hist, chunk, device, dropout, normaliser)
+            for chunk, n_step, w_step in zip(chunks, step_users, step_weights, strict=True):
+                opt.zero_grad()
+                # Drawn on every rank, users or not, so that the ranks' draws stay the same.
+                drawn = normaliser.draw() if normaliser is not None else None
+                if len(chunk):
+                    nll, weight = self._batch_loss(
+                        net, hist, hist, chunk, device, dropout, normaliser, drawn
+                    )
+                    offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
+                    loss = nll / w_step + cfg.rank_user_l2 * offsets.square().sum() / n_step
+                    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+                    loss_sum += float(nll.detach())
+                    weight_sum += weight
+                if world is not None:
+                    world.sum_grads(shared)
                 # Items are penalised (rank_l2 x squared norm) per unit of target weight, in
                 # proportion to the users in the batch: an epoch applies the penalty once,
                 # whatever the batch size. Weight decay is the penalty's gradient.
-                opt.param_groups[0].weight_decay = 2 * cfg.rank_l2 * len(chunk) / total_weight
-                offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
-                loss = nll / weight + cfg.rank_user_l2 * offsets.square().sum(1).mean()
-                opt.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+                opt.param_groups[0].weight_decay = 2 * cfg.rank_l2 * n_step / total_weight
                 opt.step()
                 average.update()
-                loss_sum += float(nll.detach())
-                weight_sum += weight
+            loss_sum, weight_sum = _summed(world, loss_sum, weight_sum)
             train_loss = loss_sum / weight_sum
             if not math.isfinite(train_loss):
                 raise TrainingDivergedError(
@@ -384,6 +458,10 @@ class ChoiceTrainer:
             if stopping.update(epoch, watched, watched=val_targets is not None):
                 break
         stopping.restore()
+        if world is not None:
+            # Each rank trained its own users' offsets; the others' rows stayed zero.
+            with torch.no_grad():
+                kept.user_offset.copy_(world.sum_tensor(kept.user_offset))
         return ChoiceResult(
             kept.cpu(),
             history,
@@ -463,4 +541,5 @@ class ChoiceTrainer:
                 nll, w = self._batch_loss(net, hist, val, chunk, device, None, normaliser, drawn)
                 total += float(nll)
                 weight += w
+        total, weight = _summed(self.world, total, weight)
         return total / weight if weight else float("nan")

@@ -11,42 +11,72 @@ candidate on ratings neither learned (recsys.jobs).
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
+from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.training.choice import ChoiceTrainer
+from recsys.training.distributed import World
 from recsys.training.ranking import head_of
 from recsys.training.trainer import Trainer
 
 
-def refit_on_all(
-    data: Interactions, twin: Recommender, config: TrainConfig, scale: RatingScale
-) -> Recommender:
-    """`twin`'s recipe trained on every rating of `data`."""
+@dataclass(frozen=True)
+class ServingNetworks:
+    """Both heads of the model that serves, as trained on every rating."""
+
+    rating: DotProductBias
+    choice: ChoiceNet | None
+    rating_epochs: int
+    ranking_epochs: list[int]
+    seconds: float
+
+
+def refit_networks(
+    data: Interactions,
+    rating_epochs: int,
+    ranking_epochs: list[int],
+    config: TrainConfig,
+    scale: RatingScale,
+    world: World | None = None,
+) -> ServingNetworks:
+    """The evaluated twin's recipe (its epoch counts: the rating head's, and one per ranking
+    head, none without a ranking head) trained on every rating of `data`; under torchrun,
+    `data` is this rank's shard and every rank returns the same networks."""
     t0 = time.perf_counter()
-    rating_epochs = int(twin.info["best_epoch"])
-    network = Trainer(config, scale).train_for(data, rating_epochs).network
-    ranking, epochs = None, []
-    record: dict[str, Any] | None = twin.info.get("ranking")
-    if twin.ranking is not None and record is not None:
-        # Records from before ensembles name one head's epoch only.
-        epochs = [int(e) for e in record.get("member_epochs") or [record["best_epoch"]]]
-        choice = ChoiceTrainer(config).fit_ensemble(data, data.subset(np.arange(0)), epochs=epochs)
-        ranking = head_of(choice.network, data, config, twin.ranking.blend)
+    rating = Trainer(config, scale).train_for(data, rating_epochs, world).network
+    choice = None
+    if ranking_epochs:
+        nothing = data.subset(np.arange(0))
+        ensemble = ChoiceTrainer(config, world=world).fit_ensemble(
+            data, nothing, epochs=ranking_epochs
+        )
+        choice = ensemble.network
+    return ServingNetworks(rating, choice, rating_epochs, ranking_epochs, time.perf_counter() - t0)
+
+
+def served_model(
+    data: Interactions, twin: Recommender, networks: ServingNetworks, config: TrainConfig
+) -> Recommender:
+    """The model that serves, from the `networks` refit on all of `data` with `twin`'s
+    recipe; its record is the twin's, with what the refit did."""
+    ranking = None
+    if networks.choice is not None and twin.ranking is not None:
+        ranking = head_of(networks.choice, data, config, twin.ranking.blend)
     info = {
         **twin.info,
         "served": {
             "refit_on_all": True,
             "ratings": len(data),
-            "rating_epochs": rating_epochs,
-            "ranking_epochs": epochs if ranking is not None else None,
-            "seconds": time.perf_counter() - t0,
+            "rating_epochs": networks.rating_epochs,
+            "ranking_epochs": networks.ranking_epochs if ranking is not None else None,
+            "seconds": networks.seconds,
             "note": "trained on every rating (test holdout included); metrics are those of "
             "the evaluated twin",
         },
     }
-    return Recommender.from_network(network, data, info, seen=data, ranking=ranking)
+    return Recommender.from_network(networks.rating, data, info, seen=data, ranking=ranking)

@@ -14,6 +14,7 @@ and registers the model.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +50,18 @@ class World:
         t = values.to(self.device, copy=True)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
+
+    def sum_grads(self, params: Sequence[torch.Tensor]) -> None:
+        """Replace each parameter's gradient by its sum over all ranks (a missing one counts
+        as zeros), in one all-reduce of a flat buffer: one message per step, not one per
+        table."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        start = 0
+        for p, g in zip(params, grads, strict=True):
+            p.grad = flat[start : start + g.numel()].view_as(p)
+            start += g.numel()
 
     def max(self, value: int) -> int:
         t = torch.tensor([value], dtype=torch.int64, device=self.device)

@@ -27,7 +27,8 @@ from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
-from recsys.training.deploy import refit_on_all
+from recsys.training.deploy import refit_networks, served_model
+from recsys.training.distributed import World
 from recsys.training.ranking import fit_ranking, head_of
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
@@ -138,8 +139,7 @@ def fit(
     result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
         parts.inner, parts.valid, network=network
     )
-    return after_rating_head(
-        data,
+    fitted = after_rating_head(
         parts,
         result,
         config,
@@ -150,37 +150,72 @@ def fit(
         on_rank_epoch=on_rank_epoch,
         on_stage=stage,
     )
+    assert fitted is not None  # one process is rank 0
+    return fitted
 
 
 def after_rating_head(
-    data: Interactions,
     parts: Splits,
     result: TrainResult,
     config: TrainConfig,
     scale: RatingScale,
     *,
     rating_s: float,
+    world: World | None = None,
+    whole: Callable[[], Splits] | None = None,
     extra: Sequence[Scorer] = (),
     baseline_cache: BaselineCache | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
-) -> Fitted:
-    """Everything after the rating head, whoever trained it (one process, or the ranks of
-    torchrun): the ranking head, the evaluation against the baselines on the test holdout,
-    then the model that serves, both heads trained again on every rating
-    (`config.serve_refit`). `rating_s`: the seconds the rating head took."""
-    stage = on_stage or (lambda _: None)
+) -> Fitted | None:
+    """Everything after the rating head, in one process or across the ranks of torchrun: the
+    ranking head; the networks of the model that serves, both heads trained again on every
+    rating (`config.serve_refit`); the evaluation against the baselines on the test holdout.
+    `rating_s`: the seconds the rating head took.
+
+    With a `world`, `parts` is this rank's shard (whole users) and both heads train across
+    the ranks; rank 0 then reads `whole` (every rating) to build the heads' user vectors,
+    evaluate and assemble the models, and the other ranks return None."""
+    main = world is None or world.is_main
+    stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
-    if config.ranking:
+    trained = None
+    if config.ranking and _over_ranks(world, len(parts.inner)):
         stage(
             f"ranking head: batches of {config.rank_batch_users:,} users, at most "
             f"{config.rank_epochs} epochs"
         )
-    ranking = train_ranking_head(parts, result, config, on_epoch=on_rank_epoch)
+        rating = result.selected or result.network
+        trained = fit_ranking(
+            parts.inner,
+            parts.valid,
+            rating,
+            config,
+            on_epoch=on_rank_epoch if main else None,
+            world=world,
+        )
     ranking_s = time.perf_counter() - t0
+    networks = None
+    if config.serve_refit and _over_ranks(world, len(parts.test)):
+        n_all = _over_ranks(world, len(parts.data))
+        stage(f"serving refit: both heads again on all {n_all:,} ratings")
+        ranking_epochs = [int(e) for e in trained[2]["member_epochs"]] if trained else []
+        networks = refit_networks(
+            parts.data, result.best_epoch, ranking_epochs, config, scale, world
+        )
+    if not main:
+        return None
+    if world is not None:
+        assert whole is not None, "rank 0 reads every rating to evaluate"
+        parts = whole()
+    ranking = None
+    if trained is not None:
+        network, blend, record = trained
+        learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
+        ranking = (head_of(network, learned, config, blend), record)
     stage("evaluation against the baselines")
     fitted = assess(
-        data,
+        parts.data,
         parts,
         result,
         config,
@@ -191,32 +226,16 @@ def after_rating_head(
         baseline_cache=baseline_cache,
     )
     fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
-    if config.serve_refit and len(parts.test):
-        stage(f"serving refit: both heads again on all {len(data):,} ratings")
-        t1 = time.perf_counter()
-        fitted.served = refit_on_all(data, fitted.recommender, config, scale)
+    if networks is not None:
+        fitted.served = served_model(parts.data, fitted.recommender, networks, config)
         fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
-        fitted.timings["serve_refit_s"] = time.perf_counter() - t1
+        fitted.timings["serve_refit_s"] = networks.seconds
     return fitted
 
 
-def train_ranking_head(
-    parts: Splits,
-    result: TrainResult,
-    config: TrainConfig,
-    *,
-    on_epoch: Callable[[EpochStats], None] | None = None,
-) -> tuple[RankingHead, dict[str, Any]] | None:
-    """The ranking head for the rating head in `result`, or None when `config.ranking` is
-    off or there is nothing to learn from."""
-    if not config.ranking or len(parts.inner) == 0:
-        return None
-    rating = result.selected or result.network
-    network, blend, record = fit_ranking(
-        parts.inner, parts.valid, rating, config, on_epoch=on_epoch
-    )
-    learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
-    return head_of(network, learned, config, blend), record
+def _over_ranks(world: World | None, n: int) -> int:
+    """`n` summed over the ranks (as it is, in one process)."""
+    return int(world.sum(n)[0]) if world is not None else n
 
 
 def assess(

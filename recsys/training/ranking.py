@@ -3,6 +3,7 @@ two are blended on validation NDCG, refit, and hand the recommender its `Ranking
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,11 +14,16 @@ import torch
 
 from recsys.config import RANK_BLENDS, TrainConfig
 from recsys.data.interactions import Interactions
+from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import RankingTask
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
-from recsys.training.choice import ChoiceScorer, ChoiceTrainer
+from recsys.training.choice import ChoiceTrainer
+from recsys.training.distributed import World
 from recsys.training.trainer import EpochStats
+
+JUDGED_USERS = 5_000
+"""Validation users whose NDCG chooses the epoch and the blend (a sample, for time)."""
 
 
 class _Blended:
@@ -46,6 +52,29 @@ class _Blended:
         return scores
 
 
+class _Judge:
+    """NDCG@k on the validation ratings of (up to JUDGED_USERS) users; under torchrun, each
+    rank judges its own users and the figure is the mean over all of them."""
+
+    def __init__(
+        self, inner: Interactions, valid: Interactions, config: TrainConfig, world: World | None
+    ) -> None:
+        sample = JUDGED_USERS if world is None else math.ceil(JUDGED_USERS / world.size)
+        self.task = RankingTask(
+            inner, valid, config.liked_threshold, config.top_k, sample, config.seed
+        )
+        self.key = f"ndcg@{config.top_k}"
+        self.world = world
+
+    def __call__(self, scorer: Scorer) -> float:
+        n = len(self.task.users)
+        ndcg = (self.task.evaluate(scorer)[self.key] or 0.0) if n else 0.0
+        if self.world is None:
+            return ndcg
+        total, users = self.world.sum(ndcg * n, n)
+        return total / users if users else 0.0
+
+
 def head_of(net: ChoiceNet, data: Interactions, config: TrainConfig, blend: float) -> RankingHead:
     return RankingHead.from_network(
         net,
@@ -67,37 +96,32 @@ def fit_ranking(
     config: TrainConfig,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    world: World | None = None,
 ) -> tuple[ChoiceNet, float, dict[str, Any]]:
     """Train the choice head on `inner` with early stopping on `valid`, and choose the blend
     with the rating head of the same data (`rating_selected`, which never saw `valid`) by
     NDCG@k on `valid`. Returns the network to refit from (retrained on inner + valid for the
-    best epoch count when `config.refit`), the blend and the run's record."""
+    best epoch count when `config.refit`), the blend and the run's record. With a `world`,
+    `inner` and `valid` are this rank's users; every rank returns the same network."""
     t0 = time.perf_counter()
-    trainer = ChoiceTrainer(config, on_epoch=on_epoch)
-    key = f"ndcg@{config.top_k}"
-    task = None
-    if len(valid):
-        task = RankingTask(inner, valid, config.liked_threshold, config.top_k, 5_000, config.seed)
-
-    def judge(scorer: ChoiceScorer) -> float:
-        assert task is not None
-        return task.evaluate(scorer)[key] or 0.0
-
-    ensemble = trainer.fit_ensemble(inner, valid, judge=judge if task is not None else None)
+    trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
+    n_valid = world.sum(len(valid))[0] if world else len(valid)
+    judge = _Judge(inner, valid, config, world) if n_valid else None
+    ensemble = trainer.fit_ensemble(inner, valid, judge=judge)
     selected = ensemble.members[0]
     blend_ndcg: dict[str, float | None] = {}
     blend = config.rank_blend
-    if task is not None:
+    if judge is not None:
         head = head_of(ensemble.network, inner, config, 0.0)
         candidates = RANK_BLENDS if blend is None else (blend,)
         for b in candidates:
-            blend_ndcg[str(b)] = task.evaluate(_Blended(head, rating_selected, b))[key]
+            blend_ndcg[str(b)] = judge(_Blended(head, rating_selected, b))
         if blend is None:
             blend = max(candidates, key=lambda b: blend_ndcg[str(b)] or 0.0)
     blend = 0.0 if blend is None else blend
     network = ensemble.network
     refit_s = None
-    if config.refit and len(valid):
+    if config.refit and n_valid:
         t1 = time.perf_counter()
         network = trainer.fit_ensemble(
             inner.concat(valid), valid.subset(np.arange(0)), epochs=ensemble.epochs

@@ -1,15 +1,17 @@
 """`recsys train --distributed`: the training pipeline with each rank on its own shard.
 
-Every rank reads only its shard of the ratings; the ranks agree on the vocabulary (the union
-of the users and items they hold, so every rank builds the same embedding tables), split
-their shards with the same hash split as a single process, and train together. Rank 0 then
-reads the whole snapshot to evaluate the model against the baselines on the test holdout and
-registers it, through the same steps as `recsys train` (`after_rating_head`: ranking head,
-evaluation, serving refit; then the same registration and gates).
+Every rank reads only its shard of the ratings, whole users (`bulk.Shard`); the ranks agree
+on the vocabulary (the union of the users and items they hold, so every rank builds the same
+embedding tables), split their shards with the same hash split as a single process, and
+train together, through the same steps as `recsys train` (`after_rating_head`).
 
-What runs where: the rating head trains data-parallel on every rank (gradients averaged by
-DistributedDataParallel); the ranking head, the evaluation and the serving refit run on rank 0
-alone, on its full read, while the other ranks wait.
+What runs where:
+- on every rank, together: the rating head (data-parallel, gradients averaged by
+  DistributedDataParallel), the ranking head (each rank its own users; the item side's
+  gradients summed at every step; early stopping and the blend judged on all ranks'
+  validation users), and the serving refit of both heads on every rating;
+- on rank 0 alone, on a full read of the snapshot: the heads' user vectors for serving, the
+  evaluation against the baselines on the test holdout, the registration and its gates.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from recsys.training import distributed
 from recsys.training.pipeline import (
     BASELINES_FOLDER,
     Registered,
+    Splits,
     after_rating_head,
     register,
     split,
@@ -142,27 +145,29 @@ def _train(
     )
     result = trainer.fit(parts.inner, parts.valid, world=world)
     rating_s = time.perf_counter() - t0 - snapshot_s
-    if not main:
-        # Wait for rank 0's work alone (the ranking head, evaluation, registration):
-        # a rank that tears the process group down while another still holds it can
-        # abort the other ("terminate called without an active exception" under gloo).
-        world.barrier()
-        return None
-    data = _read(engine, None, lambda _: agreed[0])
-    parts = split(data, config)
-    # The ranking head needs each user's whole history, which no shard holds: rank 0
-    # trains it on the full read (one process; sharding it by user is future work).
+
+    def whole() -> Splits:
+        # Rank 0's full read, under the vocabulary the ranks trained with.
+        return split(_read(engine, None, lambda _: agreed[0]), config)
+
     fitted = after_rating_head(
-        data,
         parts,
         result,
         config,
         scale,
         rating_s=rating_s,
+        world=world,
+        whole=whole,
         baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
         on_rank_epoch=on_rank_epoch,
         on_stage=on_stage,
     )
+    if fitted is None:
+        # Wait for rank 0's registration: a rank that tears the process group down while
+        # another still holds it can abort the other ("terminate called without an active
+        # exception" under gloo).
+        world.barrier()
+        return None
     for model in (fitted.recommender, fitted.served):
         if model is not None:
             model.info["data"]["shards"] = shard_sizes

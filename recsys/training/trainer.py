@@ -249,9 +249,10 @@ class Trainer:
             selected.network,
         )
 
-    def train_for(self, data: Interactions, epochs: int) -> TrainResult:
-        """Exactly `epochs` epochs of the schedule on `data`, nothing held out (a refit)."""
-        return self._train(data, data.subset(np.arange(0)), None, None, epochs, None)
+    def train_for(self, data: Interactions, epochs: int, world: World | None = None) -> TrainResult:
+        """Exactly `epochs` epochs of the schedule on `data`, nothing held out (a refit); with
+        a `world`, `data` is this rank's shard."""
+        return self._train(data, data.subset(np.arange(0)), None, world, epochs, None)
 
     def _train(
         self,
