@@ -1,98 +1,175 @@
-"""Unauthenticated scrapes of /metrics in a loop must not stall the service (issue 34, item 1).
+"""Unauthenticated scrapes of /metrics in a loop must not stall the service.
 
-    .venv/bin/python -m benchmarks.metrics_storm [--threads 50] [--seconds 30]
-        [--traffic-lists 20000] [--database postgres|sqlite]
+    .venv/bin/python -m benchmarks.metrics_storm [--threads 200] [--seconds 60]
+        [--impressions 100000 1000000] [--database postgres|sqlite]
 
 A server backed by a fresh PostgreSQL database (or SQLite) with the real MovieLens sample and
-a trained model serves `--traffic-lists` recommendation lists first (each logs its
-impressions, which the monitoring summary reads). Then a probe sends, one after another, a
-recommendation request, a feedback event and `/healthz` on a new connection, 5 times a
-second: alone for `--seconds` (the baseline), then while `--threads` threads each loop on
-`GET /metrics` without credentials. Prints the probe's latencies in both phases, how many
-scrapes were answered, and the server's CPU seconds per minute in each phase (from its own
-`process_cpu_seconds_total`).
+a trained model serves 2,000 recommendation lists through the API; their logged impressions
+(one row a list) are then copied within the database, spread over the last 24 hours, until
+the table holds each of `--impressions` in turn. At each size, a probe sends, one after
+another, a recommendation request, a feedback event and `/healthz` on a new connection, 5
+times a second: alone for `--seconds` (the baseline), then while `--threads` threads each loop
+on `GET /metrics` without credentials (`--threads` connections of wrk, Debian package
+`wrk`). Prints the probe's latencies in both phases, how many
+scrapes were answered, how many monitoring summaries the server computed, and its CPU
+seconds per minute in each phase (from /proc): what the scrapes cost, at each number of
+impressions.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import platform
+import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+from sqlalchemy import create_engine, text
 
 from benchmarks.harness import movielens_store, open_loop, scratch_postgres, serving
 from benchmarks.rawhttp import Call
 
 PROBE_EVERY_S = 0.2
+SERVED_LISTS = 2_000
+_COLUMNS = (
+    "user_external_id, model_version, strategy, items, scores, predicted, explored, "
+    "propensities, policy"
+)
+_COPY = {
+    "postgresql": f"""INSERT INTO impressions (recommendation_id, served_at, {_COLUMNS})
+        SELECT md5(random()::text || clock_timestamp()::text),
+               now() - random() * interval '24 hours', {_COLUMNS}
+        FROM impressions ORDER BY id LIMIT :n""",
+    "sqlite": f"""INSERT INTO impressions (recommendation_id, served_at, {_COLUMNS})
+        SELECT lower(hex(randomblob(16))),
+               datetime('now', '-' || abs(random() % 86400) || ' seconds'), {_COLUMNS}
+        FROM impressions ORDER BY id LIMIT :n""",
+}
 
 
-def _cpu_seconds(base: str) -> float:
+def _grow_impressions(url: str, target: int) -> int:
+    """Copy logged impressions until the table holds `target` rows; returns the count."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            count = int(conn.execute(text("SELECT count(*) FROM impressions")).scalar_one())
+            while count < target:
+                n = min(count, target - count)
+                conn.execute(text(_COPY[engine.dialect.name]), {"n": n})
+                count += n
+        return count
+    finally:
+        engine.dispose()
+
+
+def _server_pids(base: str) -> list[int]:
+    """The `recsys serve` process of `base` and its children (workers), from /proc."""
+    flag = f"--port\0{urlsplit(base).port}\0".encode()
+    parents: dict[int, int] = {}
+    roots = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if flag in (entry / "cmdline").read_bytes():
+                roots.append(int(entry.name))
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    pids = set(roots)
+    pids |= {pid for pid, parent in parents.items() if parent in pids}
+    return sorted(pids)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of `pids` so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _computations(base: str) -> float:
     for line in httpx.get(f"{base}/metrics", timeout=120).text.splitlines():
-        if line.startswith("process_cpu_seconds_total "):
-            return float(line.split()[1])
-    raise RuntimeError("the server's /metrics has no process_cpu_seconds_total")
+        if line.startswith("recsys_monitoring_computations_total"):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _probe(base: str, seconds: float) -> dict[str, list[float]]:
-    """Latencies (s) of the probe's three requests, sent in turn for `seconds`."""
+    """Latencies (s) of the probe's three requests, sent in turn for `seconds`: standard
+    library HTTP, whose own cost is small beside what it measures."""
+    host, port = urlsplit(base).hostname or "127.0.0.1", urlsplit(base).port
     rng = np.random.default_rng(0)
     out: dict[str, list[float]] = {"recommendations": [], "feedback": [], "healthz (new conn)": []}
+    kept = http.client.HTTPConnection(host, port, timeout=120)
     deadline = time.monotonic() + seconds
-    with httpx.Client(base_url=base, timeout=120) as client:
-        n = 0
-        while time.monotonic() < deadline:
-            user = int(rng.integers(1, 672))
-            t0 = time.perf_counter()
-            client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).raise_for_status()
-            t1 = time.perf_counter()
-            event = {"user_id": str(user), "item_id": "1", "kind": "click"}
-            event["event_id"] = f"storm-{os.getpid()}-{n}"
-            client.post("/v1/feedback", json=event).raise_for_status()
-            t2 = time.perf_counter()
-            httpx.get(f"{base}/healthz", timeout=120).raise_for_status()  # a new connection
-            t3 = time.perf_counter()
-            out["recommendations"].append(t1 - t0)
-            out["feedback"].append(t2 - t1)
-            out["healthz (new conn)"].append(t3 - t2)
-            n += 1
-            time.sleep(max(0.0, PROBE_EVERY_S - (t3 - t0)))
+    n = 0
+    while time.monotonic() < deadline:
+        user = int(rng.integers(1, 672))
+        t0 = time.perf_counter()
+        _exchange(kept, "GET", f"/v1/users/{user}/recommendations?k=10")
+        t1 = time.perf_counter()
+        event = {"user_id": str(user), "item_id": "1", "kind": "click"}
+        event["event_id"] = f"storm-{os.getpid()}-{time.time_ns()}-{n}"
+        _exchange(kept, "POST", "/v1/feedback", json.dumps(event).encode())
+        t2 = time.perf_counter()
+        fresh = http.client.HTTPConnection(host, port, timeout=120)
+        _exchange(fresh, "GET", "/healthz")
+        fresh.close()
+        t3 = time.perf_counter()
+        out["recommendations"].append(t1 - t0)
+        out["feedback"].append(t2 - t1)
+        out["healthz (new conn)"].append(t3 - t2)
+        n += 1
+        time.sleep(max(0.0, PROBE_EVERY_S - (t3 - t0)))
+    kept.close()
     return out
 
 
+def _exchange(
+    conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None
+) -> None:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    answer = conn.getresponse()
+    answer.read()
+    if answer.status >= 400:
+        raise RuntimeError(f"{method} {path}: {answer.status}")
+
+
 @contextmanager
-def _storm(base: str, threads: int) -> Iterator[list[int]]:
-    """`threads` threads looping on GET /metrics until the block ends; yields [answered]."""
+def _storm(base: str, connections: int, seconds: float) -> Iterator[list[int]]:
+    """wrk keeping `connections` connections busy on GET /metrics (each sends its next
+    request as soon as it has the answer) while the block runs; yields [answered] once
+    the block has ended. wrk is C in a process of its own: the storm costs the probe
+    nothing, and its rate is the server's."""
+    wrk = subprocess.Popen(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds + 1:.0f}s", "--timeout", "60s",
+         f"{base}/metrics"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     answered = [0]
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def loop() -> None:
-        with httpx.Client(base_url=base, timeout=120) as client:
-            while not stop.is_set():
-                try:
-                    ok = client.get("/metrics").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                with lock:
-                    answered[0] += ok
-
-    workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    for w in workers:
-        w.start()
     try:
+        time.sleep(0.5)  # connections open
         yield answered
     finally:
-        stop.set()
-        for w in workers:
-            w.join(timeout=150)
+        out, _ = wrk.communicate(timeout=seconds + 120)
+        for line in out.splitlines():
+            if "requests in" in line:
+                answered[0] = int(line.split()[0])
 
 
 def _line(phase: str, latencies: dict[str, list[float]]) -> None:
@@ -105,42 +182,56 @@ def _line(phase: str, latencies: dict[str, list[float]]) -> None:
         )
 
 
+def _phase(base: str, threads: int, seconds: float) -> None:
+    pids = _server_pids(base)
+    cpu0, done0 = _cpu_seconds(pids), _computations(base)
+    alone = _probe(base, seconds)
+    cpu1, done1 = _cpu_seconds(pids), _computations(base)
+    with _storm(base, threads, seconds) as answered:
+        stormed = _probe(base, seconds)
+    scrapes = answered[0]
+    cpu2, done2 = _cpu_seconds(pids), _computations(base)
+    _line("alone", alone)
+    _line("storm", stormed)
+    per_minute = 60 / seconds
+    print(
+        f"  /metrics answered in the storm: {scrapes} ({scrapes / seconds:.0f}/s); monitoring "
+        f"summaries computed: {done1 - done0:.0f} alone, {done2 - done1:.0f} in the storm; "
+        f"server CPU {(cpu1 - cpu0) * per_minute:.1f} s a minute alone, "
+        f"{(cpu2 - cpu1) * per_minute:.1f} s a minute in the storm",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--traffic-lists", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--impressions", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores; database {args.database}", flush=True)
     database = scratch_postgres() if args.database == "postgres" else nullcontext(None)
-    with tempfile.TemporaryDirectory() as tmp, database as url:
-        env = movielens_store(Path(tmp), url)
+    with tempfile.TemporaryDirectory() as tmp, database as pg_url:
+        env = movielens_store(Path(tmp), pg_url)
+        url = env["RECSYS_DATABASE_URL"]
         with serving(env) as base:
             rng = np.random.default_rng(1)
-            users = rng.integers(1, 672, args.traffic_lists)
+            users = rng.integers(1, 672, SERVED_LISTS)
 
             def recommend(i: int) -> Call:
                 return Call.get(f"/v1/users/{users[i]}/recommendations", k=10)
 
-            traffic = open_loop(base, 200, args.traffic_lists / 200, recommend)
-            print(f"traffic first: {traffic.summary()}", flush=True)
-            cpu0 = _cpu_seconds(base)
-            alone = _probe(base, args.seconds)
-            cpu1 = _cpu_seconds(base)
-            with _storm(base, args.threads) as answered:
-                stormed = _probe(base, args.seconds)
-                scrapes = answered[0]
-            cpu2 = _cpu_seconds(base)
-    print(f"probe every {PROBE_EVERY_S} s; {args.threads} threads on /metrics in the storm:")
-    _line("alone", alone)
-    _line("storm", stormed)
-    per_minute = 60 / args.seconds
-    print(
-        f"  /metrics answered in the storm: {scrapes} ({scrapes / args.seconds:.0f}/s); server "
-        f"CPU {(cpu1 - cpu0) * per_minute:.1f} s a minute alone, "
-        f"{(cpu2 - cpu1) * per_minute:.1f} s a minute in the storm"
-    )
+            traffic = open_loop(base, 200, SERVED_LISTS / 200, recommend)
+            print(f"lists served first: {traffic.summary()}", flush=True)
+            for target in args.impressions:
+                count = _grow_impressions(url, target)
+                print(
+                    f"{count:,} impressions stored; probe every {PROBE_EVERY_S} s, "
+                    f"{args.threads} threads on /metrics in the storm:",
+                    flush=True,
+                )
+                _phase(base, args.threads, args.seconds)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         "its alert gauges are at most this old (plus one computation), however often it is "
         "scraped.",
     )
+    metrics_scrapes_per_s: float = Field(
+        10.0,
+        gt=0,
+        le=10_000,
+        description="/metrics answers at most this many scrapes a second per worker; more "
+        "wait their turn asleep, and one that would wait over `metrics_scrape_wait_s` gets "
+        "503 after that long, so that clients scraping in a loop cannot fill the worker "
+        "(service.scrape_gate).",
+    )
+    metrics_scrape_wait_s: float = Field(10.0, gt=0, le=300)
     impression_queue_size: int = Field(10_000, ge=1)
     impression_batch_size: int = Field(500, ge=1)
     impression_flush_s: float = Field(0.5, gt=0)

@@ -17,6 +17,7 @@ from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
+from service.scrape_gate import ScrapeGate
 
 
 @dataclass
@@ -39,6 +40,7 @@ class AppState:
     metrics_refresh: threading.Lock = field(default_factory=threading.Lock)
     metrics_refreshed_at: float = float("-inf")
     """Monotonic time at which /metrics last started a refresh."""
+    scrapes: ScrapeGate = field(init=False)
 
     @property
     def explore(self) -> ExplorePolicy:
@@ -53,6 +55,9 @@ class AppState:
         # Built once: the hot path reads them for every list.
         self._explore = self.settings.explore_policy
         self._explore_json = self._explore.as_json()
+        self.scrapes = ScrapeGate(
+            self.settings.metrics_scrapes_per_s, self.settings.metrics_scrape_wait_s
+        )
 
     def note_ratings(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Remember (user, item) ratings just committed, for this replica's next lists at

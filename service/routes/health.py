@@ -65,7 +65,14 @@ async def readyz(state: StateDep, response: Response) -> ReadinessPublic:
 async def metrics(state: StateDep) -> Response:
     """Prometheus exposition. Unauthenticated and scraped often, so it does no database work
     of its own: the alert gauges come from the last monitoring summary (refreshed in the
-    background, one computation at a time)."""
+    background, one computation at a time); and scrapes take turns (service.scrape_gate)."""
+    if not await state.scrapes.admit():
+        return Response(
+            "scraped too often: more than RECSYS_METRICS_SCRAPES_PER_S scrapes a second\n",
+            status_code=503,
+            headers={"Retry-After": "15"},
+            media_type="text/plain",
+        )
     state.metrics.impression_queue.set(state.impressions.queue_size)
     last = monitoring_data.last_summary(state)
     if last is not None:

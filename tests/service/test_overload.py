@@ -22,7 +22,9 @@ def test_concurrent_scrapes_compute_the_summary_once(served: Served) -> None:
     """40 scrapes at once (unauthenticated, as Prometheus and anyone else can) with a pool of
     two connections: every scrape answers at once, the summary is computed in the background
     by one of them, and the API keeps answering."""
-    settings = served.settings(db_pool_size=2, db_max_overflow=0, db_pool_timeout_s=2)
+    settings = served.settings(
+        db_pool_size=2, db_max_overflow=0, db_pool_timeout_s=2, metrics_scrapes_per_s=1000
+    )
     with TestClient(create_app(settings)) as c, ThreadPoolExecutor(40) as pool:
         answers = list(pool.map(lambda _: c.get("/metrics"), range(40)))
         assert [r.status_code for r in answers] == [200] * 40
@@ -41,7 +43,7 @@ def test_scrapes_in_a_loop_compute_once_per_refresh_interval(served: Served) -> 
     """Scrapers looping on /metrics for longer than the summary's cache (5 s) start no second
     computation within `metrics_refresh_s`: the scrape rate does not set the monitoring's
     cost."""
-    settings = served.settings(metrics_refresh_s=60)
+    settings = served.settings(metrics_refresh_s=60, metrics_scrapes_per_s=1000)
     with TestClient(create_app(settings)) as c:
         state = c.app.state.recsys  # type: ignore[attr-defined]
         stop = time.monotonic() + 7

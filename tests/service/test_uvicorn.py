@@ -168,3 +168,57 @@ def test_first_visits_in_hand_are_ranked_together(served: Served, tmp_path: Path
     ranked = _metric(metrics, "recsys_ranking_batch_size_sum")
     assert ranked == len(users)
     assert batches < ranked, "no two concurrent first visits were ranked together"
+
+
+async def _storm_and_probe(
+    base: str, scrapers: int, seconds: float
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """`scrapers` connections scraping /metrics in a loop for `seconds`; meanwhile, from the
+    second second on, recommendations each on a new connection. Returns each scrape's
+    status and seconds, and the recommendations' statuses."""
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + seconds
+    scrapes: list[tuple[int, float]] = []
+
+    async def scrape() -> None:
+        connection = Connection(base)
+        try:
+            while loop.time() < stop:
+                t0 = loop.time()
+                status, _ = await connection.send(Call.get("/metrics"))
+                scrapes.append((status, loop.time() - t0))
+        finally:
+            await connection.close()
+
+    async def probe() -> list[int]:
+        await asyncio.sleep(1.5)
+        statuses = []
+        while loop.time() < stop - 1:
+            connection = Connection(base)
+            status, _ = await connection.send(Call.get("/v1/users/user0/recommendations", k=3))
+            statuses.append(status)
+            await connection.close()
+            await asyncio.sleep(0.2)
+        return statuses
+
+    probes, *_ = await asyncio.gather(probe(), *(scrape() for _ in range(scrapers)))
+    assert probes is not None
+    return scrapes, probes
+
+
+def test_scrapers_in_a_loop_take_turns(served: Served, tmp_path: Path) -> None:
+    """Connections scraping /metrics in a loop without credentials kept the worker's event
+    loop full (each always had a request ready), so that a request on a new connection
+    waited for the whole storm (benchmarks/metrics_storm.py measures it). Scrapes now take
+    turns asleep: at most the configured rate is answered, the rest get 503 only after
+    their wait, so a refused client cannot loop any faster, and other requests answer."""
+    settings = {"metrics_scrapes_per_s": "5", "metrics_scrape_wait_s": "1"}
+    with running(served, tmp_path, **settings) as (base, _):
+        scrapes, probes = asyncio.run(_storm_and_probe(base, 120, 6.0))
+    assert probes and set(probes) == {200}
+    statuses = [status for status, _ in scrapes]
+    assert set(statuses) == {200, 503}
+    # 5 a second for the 6 s of the storm and the last second of waiting, the first at once.
+    assert statuses.count(200) <= 5 * (6 + 1) + 1, statuses.count(200)
+    refused = [seconds for status, seconds in scrapes if status == 503]
+    assert min(refused) >= 0.9, min(refused)
