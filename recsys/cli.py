@@ -548,6 +548,12 @@ def main() -> None:
         )
         err.print(_tagged("database error:", "red", f"{msg.strip()}{hint}"))
         sys.exit(1)
+    except OSError as exc:
+        # A full disk, a folder it may not write: what and where, not a stack of frames
+        # (a training run that fails so is recorded as failed before this).
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(_tagged("error:", "red", f"{exc.strerror or exc}{where}"))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

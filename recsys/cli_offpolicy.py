@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
 
 from recsys.config import Settings
+from recsys.data import timestamps
 from recsys.errors import ConfigError
 from recsys.exploration import ExplorePolicy
 from recsys.offpolicy.estimators import Interval, NoSupportError
@@ -25,7 +26,7 @@ def parse_since(text: str | None) -> datetime | None:
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = float(relative[1]), relative[2]
-        return datetime.now(UTC) - timedelta(hours=amount * (24 if unit == "d" else 1))
+        return timestamps.hours_ago(amount * (24 if unit == "d" else 1))
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

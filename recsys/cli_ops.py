@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,6 +123,14 @@ def simulate_traffic(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated users' choices.")] = 0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_API_KEY",
+            help="Client key to send (X-API-Key): a service in production mode wants one "
+            "for feedback.",
+        ),
+    ] = None,
 ) -> None:
     """Drive a running service like users would (recommendations, ratings from the held-out
     pairs, clicks, skips, new users), so the dashboard has a feedback loop to show. With
@@ -129,13 +138,15 @@ def simulate_traffic(
     from recsys.simulate import simulate
 
     if truth is not None:
-        _simulate_truth(url, truth, rounds, users, seed)
+        _simulate_truth(url, truth, rounds, users, seed, api_key)
         return
     if not held_out.is_file():
         raise ConfigError(
             f"{held_out} does not exist: run `recsys load-sample movielens --hold-out {held_out}`"
         )
-    report = simulate(url, held_out, rounds=rounds, users_per_round=users, pause_s=pause)
+    report = simulate(
+        url, held_out, rounds=rounds, users_per_round=users, pause_s=pause, api_key=api_key
+    )
     out.print(
         f"simulated {report.lists} lists, {report.ratings} ratings and {report.events} other "
         f"events ({report.errors} errors)",
@@ -143,15 +154,16 @@ def simulate_traffic(
     )
 
 
-def _simulate_truth(url: str, version: str, rounds: int, users: int, seed: int) -> None:
-    import httpx
-
+def _simulate_truth(
+    url: str, version: str, rounds: int, users: int, seed: int, api_key: str | None
+) -> None:
     from recsys.model import artifact
+    from recsys.simulate import client_for
     from recsys.simulate_truth import Truth, simulate_truth
 
     row = registry.resolve(_engine(), version)
     model = artifact.load(Path(row["artifact_path"]), row["checksum"])
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with client_for(url, api_key) as client:
         report = simulate_truth(
             client,
             Truth(model, get_settings().liked_threshold),
@@ -239,7 +251,7 @@ def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> Non
     from recsys.store.events import load_served
 
     with session_scope(_engine()) as s:
-        served, feedback = load_served(session=s, since=datetime.now(UTC) - timedelta(hours=hours))
+        served, feedback = load_served(session=s, since=timestamps.hours_ago(hours))
     figures = monitoring.online_by_version(served, feedback, get_settings().liked_threshold)
     table = Table()
     for col in ("version", "lists", "feedback", "positive rate", "rated shown", "prediction bias"):
@@ -262,8 +274,20 @@ ReasonOption = Annotated[
 
 
 def _actor(reason: str | None) -> registry.Actor:
-    # The command line has no credential to name; the login name says who ran it.
-    return registry.Actor(f"cli ({getpass.getuser()})", reason)
+    # The command line has no credential to name: a deployment names itself
+    # (RECSYS_CLI_ACTOR), else the account that runs it does.
+    return registry.Actor(f"cli ({get_settings().cli_actor or _account()})", reason)
+
+
+def _account() -> str:
+    """The account of this process from the system's user database: the environment
+    (LOGNAME, USER), which getpass reads first, was recorded verbatim, whatever it said."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no such database (Windows), or an unnamed uid
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else getpass.getuser()
 
 
 @models_app.command("promote")

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from recsys.exploration import ExplorePolicy
 
 
+MAX_SUPPORT = 1_000_000_000
+"""The largest "least training ratings of an item" accepted anywhere: more than any item has,
+and small enough to be stored and logged as the 64-bit integer it becomes (a larger one
+overflowed the impression row's JSON)."""
+
+
 class RatingScale(BaseModel):
     """The range users rate on. MovieLens uses 0.5 to 5 stars in steps of 0.5."""
 
@@ -70,18 +76,24 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="How often the service checks for a new production model."
     )
     recommend_min_support: int = Field(
-        10, ge=1, description="Default least training ratings of a recommended item."
+        10,
+        ge=1,
+        le=MAX_SUPPORT,
+        description="Default least training ratings of a recommended item.",
     )
     recommend_cache_users: int = Field(
         10_000,
         ge=0,
         description="Users whose ranked candidates the service keeps (about 1.3 KB each; 0: off).",
     )
-    cold_start_min_support: int = Field(20, ge=1)
+    cold_start_min_support: int = Field(20, ge=1, le=MAX_SUPPORT)
     similar_min_support: int = Field(
-        20, ge=1, description="Default least training ratings of a similar item (API and CLI)."
+        20,
+        ge=1,
+        le=MAX_SUPPORT,
+        description="Default least training ratings of a similar item (API and CLI).",
     )
-    fold_in_min_support: int = Field(10, ge=1)
+    fold_in_min_support: int = Field(10, ge=1, le=MAX_SUPPORT)
     exact_search_limit: int = Field(
         100_000, ge=0, description="Catalog size up to which nearest items use exact search."
     )
@@ -179,6 +191,15 @@ class Settings(BaseSettings):
         None, description="Comma-separated client keys (X-API-Key) for writes."
     )
     reads_require_key: bool = Field(False, description="Reads need a client key too.")
+    cli_actor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[\w .@-]+$",
+        description="Who the audit trail names for registry actions taken with the command "
+        "line ('cli (NAME)'); unset: the account running it, from the system's user "
+        "database (not from LOGNAME or USER, which anyone can set).",
+    )
     dev_mode: bool = Field(
         False,
         description="Development: the service starts without an operator token and takes "

@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from recsys.errors import ConfigError
+
 
 @dataclass
 class SimulationReport:
@@ -25,6 +27,22 @@ class SimulationReport:
     ratings: int = 0
     events: int = 0
     errors: int = 0
+
+
+def client_for(base_url: str, api_key: str | None) -> httpx.Client:
+    """An HTTP client of the service that sends the client key, when there is one."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    return httpx.Client(base_url=base_url, timeout=30, headers=headers)
+
+
+def refused(status: int) -> None:
+    """Stop at the first answer that says the key is missing or wrong: every later request
+    would be refused the same way."""
+    if status in (401, 403):
+        raise ConfigError(
+            f"the service refused the simulated users' requests ({status}): it wants a client "
+            "key; pass --api-key KEY (or set RECSYS_API_KEY)"
+        )
 
 
 def held_out_ratings(path: Path) -> dict[str, dict[str, float]]:
@@ -44,12 +62,15 @@ def simulate(
     users_per_round: int = 150,
     pause_s: float = 10.0,
     seed: int = 0,
+    api_key: str | None = None,
 ) -> SimulationReport:
+    """Drive the service at `base_url`; `api_key` is sent as the client key (X-API-Key),
+    which a service in production mode wants for feedback."""
     rng = np.random.default_rng(seed)
     truth = held_out_ratings(held_out)
     people = sorted(truth)
     report = SimulationReport()
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with client_for(base_url, api_key) as client:
         for n in range(rounds):
             for user in rng.choice(people, size=min(users_per_round, len(people)), replace=False):
                 _one_user(client, str(user), truth[str(user)], rng, report)
@@ -69,6 +90,7 @@ def _one_user(
     report: SimulationReport,
 ) -> None:
     r = client.get(f"/v1/users/{user}/recommendations", params={"k": 10})
+    refused(r.status_code)
     if r.status_code != 200:
         report.errors += 1
         return
@@ -126,6 +148,7 @@ def _send(client: httpx.Client, events: list[dict[str, object]], report: Simulat
     if not events:
         return
     r = client.post("/v1/feedback", json={"events": events})
+    refused(r.status_code)
     if r.status_code == 201:
         report.ratings += sum(e["kind"] == "rating" for e in events)
         report.events += sum(e["kind"] != "rating" for e in events)

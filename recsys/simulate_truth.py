@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 
 from recsys.model.recommender import Recommender
+from recsys.simulate import refused
 
 
 @dataclass
@@ -89,6 +90,7 @@ def _one(
     report: TruthReport,
 ) -> None:
     r = client.get(f"/v1/users/{user}/recommendations", params={"k": k})
+    refused(r.status_code)
     if r.status_code != 200:
         report.errors += 1
         return
@@ -113,4 +115,5 @@ def _one(
             events.append({**common, "kind": "skip"})
     if events:
         sent = client.post("/v1/feedback", json={"events": events})
+        refused(sent.status_code)
         report.errors += sent.status_code != 201

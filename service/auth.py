@@ -109,7 +109,7 @@ def acting_operator(request: Request) -> str:
     return str(getattr(request.state, "operator", "operator"))
 
 
-def _same_origin(request: Request) -> bool:
+def same_origin(request: Request) -> bool:
     """Whether the request names this host as its origin (Origin, else Referer). The scheme
     is not compared: behind a proxy that ends TLS the app sees http for an https page."""
     source = request.headers.get("origin") or request.headers.get("referer")
@@ -148,7 +148,7 @@ async def require_operator(
     # A session is looked up in the database: off the event loop.
     ok = await run_in_threadpool(operator_ok, state, authorization, recsys_operator)
     by_cookie = ok and not (authorization or "").lower().startswith("bearer ")
-    if by_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
+    if by_cookie and request.method not in SAFE_METHODS and not same_origin(request):
         raise HTTPException(
             403,
             "cross-site request refused: a dashboard session acts only from the dashboard's "

@@ -6,6 +6,7 @@ bounded in length so one request cannot make us hash megabytes.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from recsys.config import MAX_SUPPORT
 from recsys.data import timestamps
 from recsys.store.events import EVENT_KINDS
 from recsys.store.tables import EXTERNAL_ID_LENGTH, ID_SLASH
@@ -60,9 +62,43 @@ def example(value: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [value]})
 
 
+MAX_BODY_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have (free-form `metadata`
+included): deeper ones could be stored but not written back as JSON."""
+
+
+def _plain_json(value: Any) -> Any:
+    """`value` when every string in it is Unicode text and it nests at most MAX_BODY_DEPTH
+    levels; else ValueError. JSON may escape lone surrogates ("\\ud800"), which Python's
+    parser accepts but no UTF-8 column or JSON writer does: refused here, not a 500 later.
+    Walked with a stack, not recursion: the depth is what is being checked."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "text holds a lone surrogate escape (such as \\ud800), which is not "
+                    "Unicode: send UTF-8 text"
+                ) from None
+        elif isinstance(item, dict | list):
+            if depth > MAX_BODY_DEPTH:
+                raise ValueError(f"nested more than {MAX_BODY_DEPTH} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
 class Body(BaseModel):
     # Unknown fields are refused: a typo such as "ratng" must not silently do nothing.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, data: Any) -> Any:
+        return _plain_json(data)
 
 
 class ErrorPublic(BaseModel):
@@ -100,7 +136,10 @@ class RecommendationsQuery(BaseModel):
     )
     include_rated: bool = Field(False, description="Allow items the user rated.")
     min_support: int | None = Field(
-        None, ge=1, description="Least training ratings of an item (RECSYS_RECOMMEND_MIN_SUPPORT)."
+        None,
+        ge=1,
+        le=MAX_SUPPORT,
+        description="Least training ratings of an item (RECSYS_RECOMMEND_MIN_SUPPORT).",
     )
     genre: list[GenreName] = Field(
         [], max_length=100, description="Only items of any of these genres (repeat the key)."
@@ -279,12 +318,24 @@ class SimilarItemsPublic(BaseModel):
     items: list[SimilarItem]
 
 
+MAX_METADATA_BYTES = 65_536
+
+
 class ItemFields(Body):
     model_config = example({"title": "A new film (2026)", "genres": ["Horror", "Drama"]})
 
     title: str | None = Field(None, max_length=1000, pattern=NO_NUL)
     genres: list[GenreName] | None = Field(None, max_length=100)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(
+        None, description="Free-form JSON kept with the item (at most 64 KB written as JSON)."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        if metadata is not None and len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+            raise ValueError(f"more than {MAX_METADATA_BYTES:,} bytes as JSON")
+        return metadata
 
     @field_validator("genres")
     @classmethod

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
 
@@ -60,9 +61,17 @@ def test_full_cli_flow(env: dict[str, str], tmp_path: Path) -> None:
     listed = run(env, "models", "list").stdout
     assert "production" in listed or "rejected" in listed
     # Registry actions from the command line land in the audit trail with their reason.
-    run(env, "models", "promote", "latest", "--reason", "second run checked by hand")
+    # Named by the system's account, never by what LOGNAME or USER claim.
+    spoofed = {**env, "LOGNAME": "operator token", "USER": "operator token"}
+    run(spoofed, "models", "promote", "latest", "--reason", "second run checked by hand")
     trail = run(env, "models", "history").stdout
     assert "promote" in trail and "second run checked by hand" in trail and "cli (" in trail
+    assert "operator token" not in trail
+    # Or by the deployment.
+    run(env, "train", "--epochs", "1", "--factors", "4", "--no-promote")
+    named = {**env, "RECSYS_CLI_ACTOR": "deploy-bot"}
+    run(named, "models", "reject", "latest", "--reason", "not this one")
+    assert "cli (deploy-bot)" in run(env, "models", "history").stdout
 
     evaluated = run(env, "evaluate", "--recompute").stdout
     assert "global_mean" in evaluated and "ndcg@10" in evaluated
@@ -102,6 +111,46 @@ def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: P
     no_model = run(env, "recommend", "u", ok=False)
     assert no_model.returncode == 1 and "recsys train" in no_model.stderr
     assert run(env, "train", "--help").returncode == 0
+
+
+def test_out_of_range_input_and_unwritable_folders_are_messages(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Each of these printed a traceback: dates beyond pandas' calendar in a CSV, a window
+    of 99999999999 days (a timedelta overflow), and a training run whose artifact folder
+    cannot be written (a full disk does the same), which is recorded as failed."""
+    run(env, "db", "upgrade")
+    dates = tmp_path / "dates.csv"
+    dates.write_text(
+        "user_id,item_id,rating,timestamp\nu,i,3,2020-01-01\nu,j,3,9999-12-31T00:00:00Z\n"
+        "u,k,3,1600-01-01\n"
+    )
+    proc = run(env, "ingest", str(dates), ok=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "line 3: timestamp '9999-12-31T00:00:00Z' lies in the future" in proc.stderr
+    assert "line 4: timestamp '1600-01-01' lies before 1970" in proc.stderr
+
+    csv = tmp_path / "ratings.csv"
+    run(env, "generate-synthetic", str(csv), "--users", "60", "--items", "40", "--ratings", "900")
+    run(env, "ingest", str(csv))
+    online = run(env, "models", "online", "--hours", "1e300")
+    assert "Traceback" not in online.stderr
+    since = run(env, "evaluate", "--off-policy", "production", "--since", "99999999999d", ok=False)
+    assert "Traceback" not in since.stderr and "OverflowError" not in since.stderr
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    unwritable = {**env, "RECSYS_ARTIFACT_DIR": str(blocked / "artifacts")}
+    proc = run(unwritable, "train", "--epochs", "1", "--factors", "4", ok=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Not a directory" in proc.stderr, proc.stderr
+    engine = create_engine(env["RECSYS_DATABASE_URL"])
+    with engine.connect() as conn:
+        status, error = conn.execute(
+            text("SELECT status, error FROM training_runs ORDER BY id DESC LIMIT 1")
+        ).one()
+    engine.dispose()
+    assert status == "failed" and "Not a directory" in error
 
 
 def test_the_command_line_starts_without_torch_or_pandas() -> None:

@@ -62,6 +62,10 @@ class Chunk:
         return cls(pa.Table.from_pandas(text, preserve_index=False), first)
 
 
+MAX_COLUMNS = 256
+"""Most columns a ratings or items file may have (it needs three to five)."""
+
+
 def _fail(path: Path, line: int, message: str) -> ValidationFailedError:
     return ValidationFailedError(str(path), [RowError(line, message)], 1)
 
@@ -98,6 +102,13 @@ def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk
     exist. A row with the wrong number of fields ends the reading: it is raised with its
     line, together with any others in the same block of the file (4 MB)."""
     names = _header(path)
+    if len(names) > MAX_COLUMNS:
+        # Parsing cost grows with the columns, while the ingestion holds its lock: 40,000
+        # columns in one row took a minute.
+        raise _fail(
+            path, 1, f"the header has {len(names):,} columns, more than {MAX_COLUMNS:,}: is "
+            "this the ratings or items file?"
+        )  # fmt: skip
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise _fail(path, 1, f"column(s) {', '.join(twice)} appear more than once in the header")

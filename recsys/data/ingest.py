@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -129,13 +130,37 @@ def parse_timestamps(text: pa.StringArray) -> np.ndarray:
     out[is_num] = np.clip(numeric[is_num], -(2.0**62), 2.0**62).astype(np.int64)
     rest = ~is_num & ~_mask(pc.equal(text, _EMPTY))
     if rest.any():
-        dates = pd.Series(_texts_at(text, rest), dtype=object)
-        parsed = pd.to_datetime(dates, errors="coerce", utc=True, format="ISO8601")
-        ok = parsed.notna().to_numpy()
-        seconds = (parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        idx = np.flatnonzero(rest)
-        out[idx[ok]] = seconds.to_numpy(dtype=np.int64)
+        out[rest] = _iso_seconds(_texts_at(text, rest))
     return out
+
+
+def _iso_seconds(texts: list[str]) -> np.ndarray:
+    """Unix seconds of ISO 8601 dates (UNPARSED where unreadable). pandas reads them fast;
+    where it cannot hold a date (releases that keep nanoseconds only: 1677-2262) it raises
+    rather than coerces, and then each is read by Python's datetime (years 1-9999), so a
+    date such as 1600-01-01 or 9999-12-31 is reported as out of range, not a crash."""
+    try:
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), errors="coerce", utc=True,
+                                format="ISO8601")  # fmt: skip
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return np.array([_one_iso_seconds(t) for t in texts], dtype=np.int64)
+    ok = parsed.notna().to_numpy()
+    seconds = np.full(len(texts), UNPARSED, dtype=np.int64)
+    # numpy's datetime64 in seconds, whatever unit pandas chose for the dates it read (a
+    # subtraction in nanoseconds overflowed on 9999-12-31).
+    utc = parsed[ok].dt.tz_convert(None).to_numpy()
+    seconds[ok] = utc.astype("datetime64[s]").astype(np.int64)
+    return seconds
+
+
+def _one_iso_seconds(text: str) -> int:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return int(UNPARSED)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # as pandas reads a date without an offset
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
 
 
 @dataclass(frozen=True)

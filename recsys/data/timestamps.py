@@ -9,7 +9,7 @@ rating dated in the far future could never be replaced by later feedback.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 EARLIEST_S = 0
 """1970-01-01T00:00:00Z."""
@@ -56,3 +56,13 @@ def iso_seconds(seconds: int) -> str | None:
         return iso(datetime.fromtimestamp(seconds, UTC))
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def hours_ago(hours: float) -> datetime:
+    """Now less `hours`, no earlier than the epoch (nothing stored is older): a window as
+    long as 99999999999 days means "everything", not an overflow."""
+    epoch = datetime.fromtimestamp(EARLIEST_S, UTC)
+    now = datetime.now(UTC)
+    if hours >= (now - epoch) / timedelta(hours=1):
+        return epoch
+    return now - timedelta(hours=hours)

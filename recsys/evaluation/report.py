@@ -7,6 +7,7 @@ top k of each scorer are compared with the relevant items.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -284,9 +285,10 @@ class BaselineCache:
             kept = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
             for old in kept[self.KEEP :]:
                 old.unlink(missing_ok=True)
-        except OSError:
-            log.warning("baselines not cached in %s", self.folder, exc_info=True)
-            tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("baselines not cached in %s: %s", self.folder, exc)
+            with contextlib.suppress(OSError):  # a folder that is not one: no file either
+                tmp.unlink(missing_ok=True)
 
 
 def format_report(report: Report) -> str:

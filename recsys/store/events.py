@@ -22,7 +22,7 @@ from recsys.store.many_rows import BulkInsert
 from recsys.store.queries import (
     dialect_insert,
     ensure_ids,
-    insert_rows,
+    insert_rows_returning,
     lookup_ids,
     upsert_ratings,
     where_in,
@@ -95,9 +95,14 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
         for e in fresh
     ]
     if rows:
-        # DO NOTHING on a concurrent duplicate: another request stored the same event first.
+        # DO NOTHING on a concurrent duplicate: another transaction stored the same event
+        # between our look and our insert. Only what was inserted counts as stored and
+        # writes its rating: 30 concurrent copies of one event had claimed up to 8 stores.
         stmt = dialect_insert(session, feedback).on_conflict_do_nothing(index_elements=["event_id"])
-        insert_rows(session, stmt, feedback, rows)
+        inserted = set(insert_rows_returning(session, stmt, feedback, rows, feedback.c.event_id))
+        rows = [r for r in rows if r["event_id"] is None or r["event_id"] in inserted]
+        seen.update(e.event_id for e in fresh if e.event_id is not None)
+        seen.difference_update(inserted)
     # One rating per (user, item) per statement, the latest: PostgreSQL will not update a row
     # twice in one statement.
     latest: dict[tuple[int, int], dict[str, Any]] = {}

@@ -81,6 +81,19 @@ def insert_rows(
         session.execute(stmt, list(rows))
 
 
+def insert_rows_returning(
+    session: Session, stmt: Any, table: Table, rows: Sequence[Mapping[str, Any]], column: Any
+) -> list[Any]:
+    """`insert_rows`, returning `column` of the rows that were inserted: with ON CONFLICT DO
+    NOTHING, those that no other transaction had inserted first."""
+    if not rows:
+        return []
+    if is_postgres(session):
+        query = stmt.from_select(list(rows[0]), unnest_rows(table, rows)).returning(column)
+        return list(session.execute(query).scalars())
+    return list(session.execute(stmt.returning(column), list(rows)).scalars())
+
+
 def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]

@@ -8,13 +8,13 @@ from typing import Annotated
 from urllib.parse import parse_qs
 
 import plotly
-from fastapi import APIRouter, Cookie, Request, Response
+from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from recsys import sessions
-from service.auth import SESSION_COOKIE, operator_ok, sign_in
+from service.auth import SESSION_COOKIE, operator_ok, same_origin, sign_in
 from service.deps import StateDep
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -74,9 +74,16 @@ async def login(request: Request, state: StateDep) -> Response:
 
 @router.post("/logout")
 async def logout(
-    state: StateDep, recsys_operator: Annotated[str | None, Cookie()] = None
+    request: Request, state: StateDep, recsys_operator: Annotated[str | None, Cookie()] = None
 ) -> Response:
-    """End the session: its id stops working everywhere, not only in this browser."""
+    """End the session: its id stops working everywhere, not only in this browser. Only from
+    the dashboard's own pages: any other page could otherwise sign the operator out."""
+    if not same_origin(request):
+        raise HTTPException(
+            403,
+            "cross-site request refused: sign out from the dashboard's own page (Origin or "
+            "Referer must name this host)",
+        )
     if recsys_operator:
         await run_in_threadpool(sessions.end, state.engine, recsys_operator)
     response = RedirectResponse("/dashboard/login", status_code=303)

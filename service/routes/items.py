@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from recsys.config import MAX_SUPPORT
 from recsys.store import queries
 from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH
@@ -103,6 +104,7 @@ async def similar_items(
         int | None,
         Query(
             ge=1,
+            le=MAX_SUPPORT,
             description="Only items with at least this many training ratings "
             "(RECSYS_SIMILAR_MIN_SUPPORT, as `recsys inspect`).",
         ),

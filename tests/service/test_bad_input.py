@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -78,14 +79,48 @@ BAD_REQUESTS: list[tuple[str, str, object, str]] = [
     # NUL cannot be stored by PostgreSQL: refused at the boundary (the fuzzer found it).
     ("POST", "/v1/feedback", {"user_id": "a\u0000b", "item_id": "film0", "value": 3}, "user_id"),
     ("PUT", "/v1/items/a%00b", {"title": "x"}, "item_id"),
+    # An integer beyond 64 bits passed validation and overflowed the impression row's JSON.
+    (
+        "GET",
+        "/v1/users/user0/recommendations?min_support=18446744073709551616",
+        None,
+        "less than or equal to 1000000000",
+    ),
+    ("GET", "/v1/items/film0/similar?min_support=18446744073709551616", None, "min_support"),
+    # Free-form metadata that could be parsed but not stored or written back.
+    ("PUT", "/v1/items/x", {"metadata": {"x": "\ud800"}}, "lone surrogate"),
+    ("PUT", "/v1/items/x", {"metadata": {"x": "a" * 70_000}}, "65,536 bytes"),
+    ("POST", "/v1/feedback", {"user_id": "\udfff", "item_id": "film0", "value": 3}, "surrogate"),
 ]
+
+
+def _nested(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def test_deeply_nested_bodies_are_refused(client: TestClient) -> None:
+    """900 levels of metadata were accepted, then could not be written as JSON: a 500."""
+    r = client.put("/v1/items/deep", json={"title": "x", "metadata": _nested(900)})
+    assert r.status_code == 422 and "nested more than 32 levels" in r.json()["detail"]
+    # Beyond what Python's parser reads at all: still a 4xx.
+    body = b'{"metadata": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001
+    r = client.put("/v1/items/deep", content=body, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500
+    ok = client.put("/v1/items/deep", json={"title": "x", "metadata": _nested(20)})
+    assert ok.status_code == 200, ok.text
 
 
 @pytest.mark.parametrize(("method", "url", "body", "message"), BAD_REQUESTS)
 def test_bad_input_is_a_422_with_a_message(
     client: TestClient, method: str, url: str, body: object, message: str
 ) -> None:
-    r = client.request(method, url, json=body)
+    # JSON as json.dumps writes it (ASCII, escapes such as \ud800 kept as escapes).
+    content = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    r = client.request(method, url, content=content, headers=headers)
     assert r.status_code == 422, r.text
     assert message in r.json()["detail"], r.json()
     assert "function-after" not in r.json()["detail"]  # no validator names from pydantic

@@ -62,6 +62,31 @@ def test_bad_file_writes_nothing_and_names_the_lines(operator: TestClient, serve
     assert named.status_code == 200 and named.json()["rows"] == 1
 
 
+def test_dates_beyond_any_calendar_are_bad_lines(operator: TestClient, served: Served) -> None:
+    """Dates outside pandas' nanosecond range (1677-2262) crashed the upload with a 500."""
+    before = count(served)
+    body = (
+        "user_id,item_id,rating,timestamp\nok,film0,4,2020-01-01\n"
+        "a,film0,4,9999-12-31T00:00:00Z\nb,film1,4,1600-01-01\nc,film2,4,2263-01-01\n"
+    )
+    r = operator.post("/v1/ingest/ratings", content=body, headers=AUTH)
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert [e["line"] for e in errors] == [3, 4, 5]
+    assert "in the future" in errors[0]["message"] and "before 1970" in errors[1]["message"]
+    assert count(served) == before
+
+
+def test_a_file_of_thousands_of_columns_is_refused_at_its_header(operator: TestClient) -> None:
+    """One row of 40,000 columns took up to a minute to parse while holding the ingest lock."""
+    header = "user_id,item_id,rating," + ",".join(f"c{n}" for n in range(40_000))
+    body = header + "\n" + "u,film0,4," + ",".join("x" * 40_000) + "\n"
+    r = operator.post("/v1/ingest/ratings", content=body, headers=AUTH)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["line"] == 1
+    assert "40,003 columns, more than 256" in r.json()["errors"][0]["message"]
+
+
 def test_what_the_upload_refuses(operator: TestClient, served: Served) -> None:
     before = count(served)
     slash = operator.post(

@@ -117,7 +117,15 @@ def test_sign_out_ends_the_session_everywhere(live: str) -> None:
     first, second = sign_in(live, TOKEN), sign_in(live, TOKEN)
     assert first != second  # a new random id per sign-in, not a function of the token
     assert httpx.get(f"{live}/v1/models", cookies={COOKIE: first}).status_code == 200
-    httpx.post(f"{live}/dashboard/logout", cookies={COOKIE: first})
+    # Signing out is refused to other pages (any page could post the form), and ends nothing.
+    elsewhere = {"Origin": "http://elsewhere.example"}
+    refused = httpx.post(f"{live}/dashboard/logout", cookies={COOKIE: first}, headers=elsewhere)
+    assert refused.status_code == 403 and "cross-site" in refused.json()["detail"]
+    bare = httpx.post(f"{live}/dashboard/logout", cookies={COOKIE: first})
+    assert bare.status_code == 403
+    assert httpx.get(f"{live}/v1/models", cookies={COOKIE: first}).status_code == 200
+    own = {"Origin": live}
+    httpx.post(f"{live}/dashboard/logout", cookies={COOKIE: first}, headers=own)
     # A copy of the cookie kept elsewhere is dead too; the other session lives on.
     assert httpx.get(f"{live}/v1/models", cookies={COOKIE: first}).status_code == 403
     assert httpx.get(f"{live}/v1/models", cookies={COOKIE: second}).status_code == 200

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ from benchmarks.rawhttp import Call, Connection
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback, impressions
 from tests.service.conftest import N_USERS, Served
-from tests.service.live import running
+from tests.service.live import RECSYS, running
 
 
 async def load_generator_answers(base: str) -> list[object]:
@@ -222,3 +224,66 @@ def test_scrapers_in_a_loop_take_turns(served: Served, tmp_path: Path) -> None:
     assert statuses.count(200) <= 5 * (6 + 1) + 1, statuses.count(200)
     refused = [seconds for status, seconds in scrapes if status == 503]
     assert min(refused) >= 0.9, min(refused)
+
+
+def test_simulated_traffic_sends_the_client_key(served: Served, tmp_path: Path) -> None:
+    """Against a service in production mode, every simulated feedback got 401: the command
+    could not send a key. With --api-key it does; without, it stops at once and says so."""
+    held_out = tmp_path / "held-out.csv"
+    rows = [f"user{u},film{(u * 7 + i) % 60},4.5" for u in range(20) for i in range(3)]
+    held_out.write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n")
+    production = {
+        "dev_mode": "false",
+        "operator_token": "simulate-operator-token-1234",
+        "client_api_keys": "simulate-key",
+        "reads_require_key": "true",
+    }
+    with running(served, tmp_path, **production) as (base, _):
+        args = [RECSYS, "simulate-traffic", "--url", base, "--rounds", "1", "--users", "10"]
+        args += ["--pause", "0", "--held-out", str(held_out)]
+        env = {**os.environ, "RECSYS_DATABASE_URL": served.url}
+        env.pop("RECSYS_API_KEY", None)
+        keyless = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert keyless.returncode == 1 and "--api-key" in keyless.stderr, keyless.stderr
+        assert "Traceback" not in keyless.stderr
+        keyed = subprocess.run(
+            [*args, "--api-key", "simulate-key"], env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert keyed.returncode == 0, keyed.stderr
+        assert "(0 errors)" in keyed.stdout and "simulated 1" in keyed.stdout, keyed.stdout
+
+
+async def _same_event_at_once(
+    base: str, event: dict[str, object], copies: int
+) -> list[dict[str, int]]:
+    """`copies` connections sending the same event at the same moment; their answers."""
+    connections = [Connection(base) for _ in range(copies)]
+    try:
+        # Connected first, so that the requests themselves arrive together.
+        await asyncio.gather(*(c.send(Call.get("/healthz")) for c in connections))
+        call = Call.post("/v1/feedback", event)
+        sent = await asyncio.gather(*(c.send(call) for c in connections))
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+    assert all(status == 201 for status, _ in sent), sent
+    return [json.loads(body) for _, body in sent]
+
+
+def test_concurrent_copies_of_one_event_store_it_once(served: Served, tmp_path: Path) -> None:
+    """30 concurrent requests with one event_id, five rounds: the answers together claimed
+    2-8 stores and the rating was written for several. Exactly one is stored, 29 are
+    duplicates, and one rating is written, each round."""
+    with running(served, tmp_path) as (base, _):
+        for round_ in range(5):
+            event_id = f"race-{uuid.uuid4().hex[:8]}"
+            event = {"user_id": f"racer{round_}", "item_id": "film3", "value": 4.0}
+            event["event_id"] = event_id
+            answers = asyncio.run(_same_event_at_once(base, event, 30))
+            assert sum(a["stored"] for a in answers) == 1, answers
+            assert sum(a["duplicates"] for a in answers) == 29
+            assert sum(a["ratings"] for a in answers) == 1
+            with session_scope(served.engine) as s:
+                same = feedback.c.event_id == event_id
+                rows = s.scalar(select(func.count()).select_from(feedback).where(same))
+            assert rows == 1
