@@ -140,6 +140,15 @@ def _train(
     config = config.sized_for(sum(shard_sizes), len(agreed[0][0]))
     parts = split(local, config)
     main = world.is_main
+    if on_stage is not None and main:
+        on_stage(
+            f"snapshot: {world.size} shards of whole users, {shard_sizes} ratings, in "
+            f"{snapshot_s:.1f}s"
+        )
+        on_stage(
+            f"rating head: on {world.size} ranks, batches of {config.batch_size:,} over the "
+            f"ranks, at most {config.epochs} epochs"
+        )
     trainer = Trainer(
         config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
     )

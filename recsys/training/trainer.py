@@ -286,8 +286,9 @@ class Trainer:
         batch = cfg.batch_size
         if world is not None:
             # The row weights are counted over all ranks and so already equal everywhere:
-            # broadcasting them before every step would only cost time.
-            objective = DistributedDataParallel(objective, broadcast_buffers=False)
+            # synchronising them before every step would only cost time (they are synced
+            # once, at the start, which changes nothing).
+            objective = DistributedDataParallel(objective, forward_sync_buffers=False)
             batch = max(1, cfg.batch_size // world.size)
         tr, va = _tensors(train, device), _tensors(valid, device)
         # Every rank must take the same number of steps (each is an all-reduce): the longest
