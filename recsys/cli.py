@@ -29,7 +29,7 @@ from recsys.cli_ops import (
 )
 from recsys.config import Settings, TrainConfig, get_settings, train_config
 from recsys.errors import ConfigError, RecsysError
-from recsys.store.db import make_engine, session_scope
+from recsys.store.db import existing_engine, make_engine, session_scope, shown_url
 
 if TYPE_CHECKING:
     from recsys.model.recommender import Recommender, Scored
@@ -68,7 +68,7 @@ def _settings() -> Settings:
 
 
 def _engine() -> Engine:
-    return make_engine(_settings().database_url)
+    return existing_engine(_settings().database_url)
 
 
 def _load(version: str | None) -> Recommender:
@@ -542,7 +542,8 @@ def main() -> None:
     except (OperationalError, ProgrammingError) as exc:
         msg = str(exc.orig) if exc.orig is not None else str(exc)
         hint = (
-            " (is the schema missing? run: recsys db upgrade)"
+            f" in {shown_url(get_settings().database_url)} (is the schema missing? run: "
+            "recsys db upgrade)"
             if "no such table" in msg or ("does not exist" in msg)
             else ""
         )

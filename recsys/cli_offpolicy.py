@@ -14,7 +14,7 @@ from recsys.errors import ConfigError
 from recsys.exploration import ExplorePolicy
 from recsys.offpolicy.estimators import Interval, NoSupportError
 from recsys.offpolicy.judge import OffPolicyReport
-from recsys.store.db import make_engine
+from recsys.store.db import existing_engine
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([hd])$")
 
@@ -78,5 +78,5 @@ def off_policy(
     target = None
     if explore is not None:
         target = ExplorePolicy(explore, settings.explore_temperature)
-    engine = make_engine(settings.database_url)
+    engine = existing_engine(settings.database_url)
     print_report(off_policy_report(engine, settings, version, parse_since(since), target), out)

@@ -22,7 +22,7 @@ from recsys import registry
 from recsys.config import get_settings, train_config
 from recsys.data import timestamps
 from recsys.errors import ConfigError
-from recsys.store.db import make_engine, session_scope
+from recsys.store.db import existing_engine, session_scope
 
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
@@ -36,7 +36,7 @@ VersionArg = Annotated[
 
 
 def _engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    return existing_engine(get_settings().database_url)
 
 
 def _fmt(v: float | None) -> str:

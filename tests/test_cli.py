@@ -98,6 +98,13 @@ def test_cli_errors_are_messages_not_tracebacks(env: dict[str, str], tmp_path: P
     bad.write_text("user_id,item_id,rating\nu,i,3\nu,i,eleven\n")
     no_schema = run(env, "ingest", str(bad), ok=False)
     assert no_schema.returncode == 1 and "recsys db upgrade" in no_schema.stderr
+    # A command run where there is no database says which one and leaves no empty file.
+    database = Path(env["RECSYS_DATABASE_URL"].removeprefix("sqlite:///"))
+    for command in (["jobs", "list"], ["models", "list"], ["train"]):
+        missing = run(env, *command, ok=False)
+        assert missing.returncode == 1 and "Traceback" not in missing.stderr
+        assert f"there is no database at {database}" in " ".join(missing.stderr.split())
+    assert not database.exists()
     run(env, "db", "upgrade")
     proc = run(env, "ingest", str(bad), ok=False)
     assert proc.returncode == 1

@@ -12,6 +12,8 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from recsys.errors import ConfigError
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys are off by default in SQLite; WAL lets the service read while a job writes;
@@ -48,6 +50,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def shown_url(url: str) -> str:
+    """The database URL as it may be printed: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def existing_engine(url: str, **kwargs: Any) -> Engine:
+    """`make_engine` for a database that must exist already: connecting to a SQLite path
+    that names no file would create an empty database, and a command run without the
+    demo's variables then failed on "no such table" and left the empty file behind."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        if not path.exists():
+            raise ConfigError(
+                f"there is no database at {path} (RECSYS_DATABASE_URL={shown_url(url)}): "
+                "create it with `recsys db upgrade` (then load ratings: `recsys ingest` or "
+                "`recsys load-sample movielens`), or set RECSYS_DATABASE_URL to yours"
+            )
+    return make_engine(url, **kwargs)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
