@@ -1,7 +1,8 @@
-"""Gathers what the dashboard and `/v1/monitoring` show: rows from the database, figures from
-`recsys.monitoring`, health checks from `recsys.health`.
+"""Gathers what the dashboard and `/v1/monitoring` show: the monitoring summary
+(`recsys.monitoring_summary`, computed in a process of its own), learning curves and
+off-policy reports.
 
-Computing it reads every impression and feedback row of the window (seconds at millions of
+The summary reads every impression and feedback row of the window (seconds at millions of
 ratings), so it is cached for a few seconds and computed by one request at a time (single
 flight): concurrent requests wait for that one result instead of each opening connections
 and recomputing; 40 concurrent scrapes had emptied the connection pool.
@@ -22,53 +23,28 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from recsys import health, monitoring, registry
+from recsys import registry
 from recsys.data import timestamps
-from recsys.store import queries
+from recsys.monitoring_summary import ServingFacts
 from recsys.store.db import session_scope
-from recsys.store.events import load_served, rating_counts
-from recsys.store.tables import feedback, impressions, training_runs
+from recsys.store.tables import training_runs
 from service.state import AppState
 
 _CACHE_S = 5.0
 log = logging.getLogger(__name__)
 
 
-def _popularity(state: AppState) -> dict[str, float]:
-    """Training ratings per item of the serving model."""
+def _facts(state: AppState) -> ServingFacts:
+    """What the summary needs from the model this replica serves."""
     model = state.models.current
     if model is None:
-        return {}
+        return ServingFacts({}, None, state.models.canary_version)
     rec = model.recommender
-    return dict(zip(rec.item_vocab.ids, rec.item_counts.astype(float).tolist(), strict=True))
-
-
-def alerts(
-    state: AppState,
-    figures: dict[str, Any],
-    drift: dict[str, Any],
-    production: Any,
-    newest_feedback_at: datetime | None,
-) -> list[dict[str, Any]]:
-    """Every health check (`recsys.health`), with its state, sample and reasons."""
-    offline = (production["metrics"] or {}).get("report") if production is not None else None
-    promoted = production["promoted_at"] if production is not None else None
-    inputs = health.Inputs(
-        figures=figures,
-        drift=drift,
-        offline=offline,
-        promoted_at=_aware(promoted),
-        newest_feedback_at=_aware(newest_feedback_at),
-        now=datetime.now(UTC),
-    )
-    return [c.as_dict() for c in health.checks(inputs, state.settings)]
-
-
-def _aware(when: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes, stored as UTC.
-    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+    popularity = dict(zip(rec.item_vocab.ids, rec.item_counts.astype(float).tolist(), strict=True))
+    cutoff = (rec.info.get("data") or {}).get("max_timestamp")
+    return ServingFacts(popularity, cutoff, state.models.canary_version)
 
 
 def _fresh(state: AppState, key: tuple[float, str]) -> dict[str, Any] | None:
@@ -92,7 +68,7 @@ def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[st
 
 
 def _compute_and_count(state: AppState, hours: float, freq: str) -> dict[str, Any]:
-    result = _compute(state, hours, freq)
+    result = state.summaries.run(state.settings, _facts(state), hours, freq)
     state.metrics.monitoring_computations.inc()
     state.monitoring_cache[(hours, freq)] = (time.monotonic(), result)
     return result
@@ -124,92 +100,6 @@ def _refresh(state: AppState) -> None:
         log.warning("monitoring summary not computed", exc_info=True)
     finally:
         state.metrics_refresh.release()
-
-
-def _compute(state: AppState, hours: float, freq: str) -> dict[str, Any]:
-    engine = state.engine
-    since = datetime.now(UTC) - timedelta(hours=hours)
-    production = registry.production(engine)
-    with session_scope(engine) as s:
-        counts = queries.counts(session=s)
-        served, fb = load_served(session=s, since=since)
-        counts["impressions_window"] = len(served)
-        counts["feedback_window"] = len(fb)
-        counts["impressions_total"] = int(
-            s.scalar(select(func.count()).select_from(impressions)) or 0
-        )
-        counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
-        newest_feedback_at = s.scalar(select(func.max(feedback.c.received_at)))
-        drift: dict[str, Any] = {"since": None, "rating_psi": None, "popularity_psi": None}
-        model = state.models.current
-        cutoff = (model.recommender.info.get("data") or {}).get("max_timestamp") if model else None
-        if cutoff is not None:
-            # None for a far-future timestamp stored before ingestion bounded them (year
-            # 5138 and beyond does not fit a datetime): the figures stand without the date.
-            cutoff_at = timestamps.iso_seconds(int(cutoff))
-            v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
-            v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
-            drift = {
-                "since": cutoff_at,
-                "new_ratings": sum(v_after.values()),
-                "rating_psi": monitoring.rating_drift(v_before, v_after),
-                "popularity_psi": monitoring.popularity_drift(i_before, i_after),
-                "rating_histogram": {
-                    "before": {str(k): v for k, v in sorted(v_before.items())},
-                    "after": {str(k): v for k, v in sorted(v_after.items())},
-                },
-            }
-    popularity = _popularity(state)
-    n_catalog = counts.get("items", 0)
-    figures = monitoring.loop_figures(
-        served, fb, n_catalog=n_catalog, popularity=popularity,
-        liked_threshold=state.settings.liked_threshold,
-    )  # fmt: skip
-    if freq == "auto":
-        freq = monitoring.auto_freq([x.served_at for x in served])
-    series = monitoring.by_period(
-        served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
-        liked_threshold=state.settings.liked_threshold,
-    )  # fmt: skip
-    exposure_by_share = monitoring.by_explore_share(
-        served, fb, n_catalog=n_catalog, popularity=popularity,
-        liked_threshold=state.settings.liked_threshold,
-    )  # fmt: skip
-    last_job = next(iter(registry.list_jobs(engine, 1)), None)
-    return {
-        "window_hours": hours,
-        "min_sample": state.settings.alert_min_sample,
-        "bucket": freq,
-        "counts": counts,
-        "production": _model(production),
-        "canary": state.models.canary_version,
-        "last_job": _job(last_job),
-        "figures": figures,
-        "by_version": monitoring.online_by_version(served, fb, state.settings.liked_threshold),
-        "by_explore_share": exposure_by_share,
-        "timeseries": series,
-        "drift": drift,
-        "alerts": alerts(state, figures, drift, production, newest_feedback_at),
-    }
-
-
-def _job(row: Any) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    keep = ("id", "status", "decision", "reasons", "started_at", "finished_at",
-            "candidate_version", "error")  # fmt: skip
-    return {k: timestamps.iso(row[k]) if isinstance(row[k], datetime) else row[k] for k in keep}
-
-
-def _model(row: Any) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    metrics = row["metrics"] or {}
-    return {
-        "version": row["version"],
-        "promoted_at": timestamps.iso(row["promoted_at"]),
-        "metrics": (metrics.get("report") or {}).get("model"),
-    }
 
 
 def curves(state: AppState, versions: list[str]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def test_a_full_pool_is_a_503_with_retry_after(served: Served) -> None:
             for method, url, body in (
                 ("GET", "/v1/monitoring/items?q=film", None),
                 ("POST", "/v1/feedback", {"user_id": "u-full", "item_id": "film0", "value": 4}),
-                ("GET", "/v1/monitoring/summary", None),
+                ("GET", "/v1/monitoring/curves?versions=production", None),
             ):
                 r = c.request(method, url, json=body)
                 assert r.status_code == 503, (url, r.status_code, r.text)

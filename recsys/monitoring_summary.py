@@ -1,0 +1,183 @@
+"""The monitoring summary: what the dashboard, `/v1/monitoring/summary` and the alert gauges
+of `/metrics` show, computed from the database and a few facts about the serving model.
+
+Computing it reads every impression and feedback row of the window: about 30 CPU-seconds at a
+million impressions. The service runs it in a process of its own (`SummaryProcess`), so that
+its Python loops never hold the serving worker's interpreter: run in a thread of the worker,
+one computation at a million impressions held recommendation requests for up to 1.8 s
+(benchmarks/metrics_storm.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from recsys import health, monitoring, registry
+from recsys.config import Settings
+from recsys.data import timestamps
+from recsys.store import queries
+from recsys.store.db import make_engine, session_scope
+from recsys.store.events import load_served, rating_counts
+from recsys.store.tables import feedback, impressions
+
+
+@dataclass(frozen=True)
+class ServingFacts:
+    """What the summary needs from the model a replica serves."""
+
+    popularity: dict[str, float]
+    """Training ratings per item external id."""
+    cutoff: int | None
+    """The newest rating the model learned (Unix seconds): drift is measured after it."""
+    canary: str | None
+
+
+def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) -> dict[str, Any]:
+    """The summary of the last `hours` (`freq`: the time series' bucket, or "auto") of the
+    database of `settings`."""
+    engine = _engine(settings.database_url)
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    production = registry.production(engine)
+    with session_scope(engine) as s:
+        counts = queries.counts(session=s)
+        served, fb = load_served(session=s, since=since)
+        counts["impressions_window"] = len(served)
+        counts["feedback_window"] = len(fb)
+        counts["impressions_total"] = int(
+            s.scalar(select(func.count()).select_from(impressions)) or 0
+        )
+        counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
+        newest_feedback_at = s.scalar(select(func.max(feedback.c.received_at)))
+        drift: dict[str, Any] = {"since": None, "rating_psi": None, "popularity_psi": None}
+        cutoff = facts.cutoff
+        if cutoff is not None:
+            # None for a far-future timestamp stored before ingestion bounded them (year
+            # 5138 and beyond does not fit a datetime): the figures stand without the date.
+            cutoff_at = timestamps.iso_seconds(int(cutoff))
+            v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
+            v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
+            drift = {
+                "since": cutoff_at,
+                "new_ratings": sum(v_after.values()),
+                "rating_psi": monitoring.rating_drift(v_before, v_after),
+                "popularity_psi": monitoring.popularity_drift(i_before, i_after),
+                "rating_histogram": {
+                    "before": {str(k): v for k, v in sorted(v_before.items())},
+                    "after": {str(k): v for k, v in sorted(v_after.items())},
+                },
+            }
+    popularity = facts.popularity
+    n_catalog = counts.get("items", 0)
+    figures = monitoring.loop_figures(
+        served, fb, n_catalog=n_catalog, popularity=popularity,
+        liked_threshold=settings.liked_threshold,
+    )  # fmt: skip
+    if freq == "auto":
+        freq = monitoring.auto_freq([x.served_at for x in served])
+    series = monitoring.by_period(
+        served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
+        liked_threshold=settings.liked_threshold,
+    )  # fmt: skip
+    exposure_by_share = monitoring.by_explore_share(
+        served, fb, n_catalog=n_catalog, popularity=popularity,
+        liked_threshold=settings.liked_threshold,
+    )  # fmt: skip
+    last_job = next(iter(registry.list_jobs(engine, 1)), None)
+    return {
+        "window_hours": hours,
+        "min_sample": settings.alert_min_sample,
+        "bucket": freq,
+        "counts": counts,
+        "production": _model(production),
+        "canary": facts.canary,
+        "last_job": _job(last_job),
+        "figures": figures,
+        "by_version": monitoring.online_by_version(served, fb, settings.liked_threshold),
+        "by_explore_share": exposure_by_share,
+        "timeseries": series,
+        "drift": drift,
+        "alerts": alerts(settings, figures, drift, production, newest_feedback_at),
+    }
+
+
+def alerts(
+    settings: Settings,
+    figures: dict[str, Any],
+    drift: dict[str, Any],
+    production: Any,
+    newest_feedback_at: datetime | None,
+) -> list[dict[str, Any]]:
+    """Every health check (`recsys.health`), with its state, sample and reasons."""
+    offline = (production["metrics"] or {}).get("report") if production is not None else None
+    promoted = production["promoted_at"] if production is not None else None
+    inputs = health.Inputs(
+        figures=figures,
+        drift=drift,
+        offline=offline,
+        promoted_at=_aware(promoted),
+        newest_feedback_at=_aware(newest_feedback_at),
+        now=datetime.now(UTC),
+    )
+    return [c.as_dict() for c in health.checks(inputs, settings)]
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes, stored as UTC.
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _job(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    keep = ("id", "status", "decision", "reasons", "started_at", "finished_at",
+            "candidate_version", "error")  # fmt: skip
+    return {k: timestamps.iso(row[k]) if isinstance(row[k], datetime) else row[k] for k in keep}
+
+
+def _model(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    metrics = row["metrics"] or {}
+    return {
+        "version": row["version"],
+        "promoted_at": timestamps.iso(row["promoted_at"]),
+        "metrics": (metrics.get("report") or {}).get("model"),
+    }
+
+
+_ENGINES: dict[str, Engine] = {}
+"""The summary process's engines, one per database URL, kept between computations."""
+
+
+def _engine(url: str) -> Engine:
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url, pool_size=1, max_overflow=1)
+    return _ENGINES[url]
+
+
+class SummaryProcess:
+    """One process that computes summaries (`compute`) for a serving worker, started on the
+    first computation (spawned, not forked: the worker has threads) and kept for the next;
+    `run` waits for the result."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(
+        self, settings: Settings, facts: ServingFacts, hours: float, freq: str
+    ) -> dict[str, Any]:
+        if self._pool is None:
+            spawn = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+        return self._pool.submit(compute, settings, facts, hours, freq).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
