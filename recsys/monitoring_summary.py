@@ -11,9 +11,9 @@ one computation at a million impressions held recommendation requests for up to 
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.pool import Pool
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -164,20 +164,22 @@ def _engine(url: str) -> Engine:
 class SummaryProcess:
     """One process that computes summaries (`compute`) for a serving worker, started on the
     first computation (spawned, not forked: the worker has threads) and kept for the next;
-    `run` waits for the result."""
+    `run` waits for the result. `close` stops it, mid-computation if need be: a worker that
+    is shutting down does not wait half a minute for a summary nobody will read."""
 
     def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Pool | None = None
 
     def run(
         self, settings: Settings, facts: ServingFacts, hours: float, freq: str
     ) -> dict[str, Any]:
         if self._pool is None:
-            spawn = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
-        return self._pool.submit(compute, settings, facts, hours, freq).result()
+            self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
+        result: dict[str, Any] = self._pool.apply(compute, (settings, facts, hours, freq))
+        return result
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.terminate()
+            self._pool.join()
             self._pool = None

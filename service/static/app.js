@@ -376,10 +376,15 @@ function compareTable(names, data) {
   }
 }
 
+// Plotly draws a trace's text as its own small HTML, links included: a title such as
+// <a href="https://evil.example">sign in again</a> became a live link in the hover. Text
+// from the data goes to Plotly with its markup escaped, so it is drawn as the characters.
+const plotlyText = (s) => String(s ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 async function items() {
   const map = await api("/v1/monitoring/item-map?n=2000");
   await chart("chart-map", [{
-    type: "scattergl", mode: "markers", x: map.x, y: map.y, text: map.title,
+    type: "scattergl", mode: "markers", x: map.x, y: map.y, text: map.title.map(plotlyText),
     marker: { color: map.popularity.map((p) => Math.log10(1 + p)), colorscale: "Viridis", showscale: true, size: 5,
               colorbar: { title: { text: "log10 ratings" } } },
   }], { x: "embedding map, axis 1", y: "embedding map, axis 2" });

@@ -40,7 +40,22 @@ def live(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     }
     with running(served, log_dir, **settings) as (base, _):
         traffic(base)
+        link_title(base)
         yield base
+
+
+LINK = '<a href="https://evil.example/login">Session expired: sign in again</a>'
+
+
+def link_title(base: str) -> None:
+    """A client sets a film's title to a link; wait until the service's catalog has it."""
+    with httpx.Client(base_url=base, timeout=10) as c:
+        assert c.put("/v1/items/film2", json={"title": LINK}).status_code == 200
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        deadline = time.monotonic() + 30
+        while LINK not in c.get("/v1/monitoring/item-map", headers=auth).json()["title"]:
+            assert time.monotonic() < deadline, "the catalog did not take the new title"
+            time.sleep(0.2)
 
 
 def traffic(base: str) -> None:
@@ -138,6 +153,13 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 shares = page.inner_text("#explore-shares")
                 assert "20.0 %" in shares and "positive per slot" in shares, shares
             if name == "items":
+                # A title written by a client key is text in the map's hover, not a link.
+                drawn = page.evaluate(
+                    "document.getElementById('chart-map').data[0].text"
+                    ".find((t) => t.includes('evil.example'))"
+                )
+                assert drawn and "&lt;a href" in drawn and "<a" not in drawn, drawn
+                assert page.query_selector("#chart-map a[href*='evil.example']") is None
                 page.fill("#search", "Film number 1")
                 page.click("#search-go")
                 page.click("#results a[data-item='film1']")
