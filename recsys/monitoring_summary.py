@@ -2,15 +2,17 @@
 of `/metrics` show, computed from the database and a few facts about the serving model.
 
 Computing it reads every impression and feedback row of the window: about 30 CPU-seconds at a
-million impressions. The service runs it in a process of its own (`SummaryProcess`), so that
+million impressions. The service runs it in a process of its own (`MonitoringProcess`), so that
 its Python loops never hold the serving worker's interpreter: run in a thread of the worker,
 one computation at a million impressions held recommendation requests for up to 1.8 s
-(benchmarks/metrics_storm.py).
+(benchmarks/metrics_storm.py). The off-policy report, which loads models, a week of lists and
+pandas, runs there too (`MonitoringProcess`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.pool import Pool
@@ -161,22 +163,46 @@ def _engine(url: str) -> Engine:
     return _ENGINES[url]
 
 
-class SummaryProcess:
-    """One process that computes summaries (`compute`) for a serving worker, started on the
-    first computation (spawned, not forked: the worker has threads) and kept for the next;
-    `run` waits for the result. `close` stops it, mid-computation if need be: a worker that
-    is shutting down does not wait half a minute for a summary nobody will read."""
+def off_policy(
+    settings: Settings, version: str, since: datetime, explore: float | None
+) -> dict[str, Any]:
+    """`recsys.offpolicy.run.off_policy_report` of `version` on the lists logged since
+    `since` (`explore`: the exploration share it would serve with; None: ours), as JSON. It
+    loads the models and every logged list of the window (gigabytes at a week of traffic)
+    and pandas with them: in the monitoring process, not in a serving worker."""
+    from recsys.exploration import ExplorePolicy
+    from recsys.offpolicy.run import off_policy_report
+
+    target = None if explore is None else ExplorePolicy(explore, settings.explore_temperature)
+    report = off_policy_report(_engine(settings.database_url), settings, version, since, target)
+    return {"since": timestamps.iso(since), **report.as_json()}
+
+
+class MonitoringProcess:
+    """One process that computes a serving worker's monitoring figures (`compute`,
+    `off_policy`), started on the first request (spawned, not forked: the worker has threads)
+    and kept for the next; `summary` and `off_policy` wait for the result, and requests take
+    turns in it. `close` stops it, mid-computation if need be: a worker that is shutting
+    down does not wait half a minute for figures nobody will read."""
 
     def __init__(self) -> None:
         self._pool: Pool | None = None
 
-    def run(
-        self, settings: Settings, facts: ServingFacts, hours: float, freq: str
-    ) -> dict[str, Any]:
+    def _run(self, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         if self._pool is None:
             self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
-        result: dict[str, Any] = self._pool.apply(compute, (settings, facts, hours, freq))
+        result: dict[str, Any] = self._pool.apply(fn, args)
         return result
+
+    def summary(
+        self, settings: Settings, facts: ServingFacts, hours: float, freq: str
+    ) -> dict[str, Any]:
+        return self._run(compute, settings, facts, hours, freq)
+
+    def off_policy(
+        self, settings: Settings, version: str, since: datetime, explore: float | None
+    ) -> dict[str, Any]:
+        return self._run(off_policy, settings, version, since, explore)
 
     def close(self) -> None:
         if self._pool is not None:

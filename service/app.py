@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # uvicorn has finished the requests in flight: no feedback is waiting.
             await committer.stop()
-            app.state.recsys.summaries.close()
+            app.state.recsys.monitoring_process.close()
             models.stop()
             writer.stop()
             engine.dispose()

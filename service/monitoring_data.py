@@ -1,6 +1,6 @@
-"""Gathers what the dashboard and `/v1/monitoring` show: the monitoring summary
-(`recsys.monitoring_summary`, computed in a process of its own), learning curves and
-off-policy reports.
+"""Gathers what the dashboard and `/v1/monitoring` show: the monitoring summary and off-policy
+reports (`recsys.monitoring_summary`, both computed in a process of the worker's own) and
+learning curves.
 
 The summary reads every impression and feedback row of the window (seconds at millions of
 ratings), so it is cached for a few seconds and computed by one request at a time (single
@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import select
 
 from recsys import registry
-from recsys.data import timestamps
 from recsys.monitoring_summary import ServingFacts
 from recsys.store.db import session_scope
 from recsys.store.tables import training_runs
@@ -68,7 +67,7 @@ def summary(state: AppState, hours: float = 24.0, freq: str = "auto") -> dict[st
 
 
 def _compute_and_count(state: AppState, hours: float, freq: str) -> dict[str, Any]:
-    result = state.summaries.run(state.settings, _facts(state), hours, freq)
+    result = state.monitoring_process.summary(state.settings, _facts(state), hours, freq)
     state.metrics.monitoring_computations.inc()
     state.monitoring_cache[(hours, freq)] = (time.monotonic(), result)
     return result
@@ -136,12 +135,7 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
 def off_policy(
     state: AppState, version: str, hours: float, explore: float | None
 ) -> dict[str, Any]:
-    """`recsys.offpolicy.run.off_policy_report` over the last `hours`, as JSON."""
-    from recsys.exploration import ExplorePolicy
-    from recsys.offpolicy.run import off_policy_report
-
-    settings = state.settings
-    target = None if explore is None else ExplorePolicy(explore, settings.explore_temperature)
+    """`recsys.monitoring_summary.off_policy` over the last `hours`, in the monitoring
+    process."""
     since = datetime.now(UTC) - timedelta(hours=hours)
-    report = off_policy_report(state.engine, settings, version, since, target)
-    return {"since": timestamps.iso(since), **report.as_json()}
+    return state.monitoring_process.off_policy(state.settings, version, since, explore)

@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 
 from recsys.config import Settings
 from recsys.exploration import ExplorePolicy
-from recsys.monitoring_summary import SummaryProcess
+from recsys.monitoring_summary import MonitoringProcess
 from service.batching import RankingBatcher
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
@@ -42,8 +42,8 @@ class AppState:
     metrics_refreshed_at: float = float("-inf")
     """Monotonic time at which /metrics last started a refresh."""
     scrapes: ScrapeGate = field(init=False)
-    summaries: SummaryProcess = field(default_factory=SummaryProcess)
-    """Where monitoring summaries are computed: a process of its own, not this worker."""
+    monitoring_process: MonitoringProcess = field(default_factory=MonitoringProcess)
+    """Where monitoring summaries and off-policy reports are computed: not in this worker."""
 
     @property
     def explore(self) -> ExplorePolicy:
