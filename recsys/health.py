@@ -195,18 +195,30 @@ def _popularity(
     )  # fmt: skip
 
 
+_DISTRIBUTIONS = {
+    "rating_psi": "the stars given (how many of each value)",
+    "popularity_psi": "the items rated (the snapshot's 50 most rated, and all others)",
+}
+
+
 def _drift(drift: Mapping[str, Any], s: Settings) -> Check:
     n = int(drift.get("new_ratings") or 0)
-    values = [v for v in (drift.get("rating_psi"), drift.get("popularity_psi")) if v is not None]
-    value = max(values) if values else None
-    meaning = "population stability index of ratings and of rated items since the snapshot"
+    found = {k: float(drift[k]) for k in _DISTRIBUTIONS if drift.get(k) is not None}
+    worst = max(found, key=found.__getitem__, default=None)
+    value = found[worst] if worst is not None else None
+    meaning = (
+        "population stability index (PSI, no unit) of the stars given and of the items "
+        "rated, since the serving model's snapshot, over ratings that answer none of our "
+        "lists (those that do follow what we showed)"
+    )
     min_n = 5 * s.alert_min_sample
-    if value is None or n < min_n:
+    if value is None or worst is None or n < min_n:
         return _grey("drift_psi", "drift since training", value, n, min_n, meaning)
     state = _graded(value, 0.1, s.alert_max_psi)
     return Check(
         "drift_psi", "drift since training", state, value, n, min_n, None, meaning,
-        f"largest PSI {value:.3f}: below 0.1 is stable, above {s.alert_max_psi} a shift",
+        f"PSI {value:.3f} of {_DISTRIBUTIONS[worst]} over {n:,} new ratings not answering "
+        f"our lists: below 0.1 is stable, above {s.alert_max_psi} a shift",
         "retrain on the new data" if state != "green" else "nothing",
     )  # fmt: skip
 

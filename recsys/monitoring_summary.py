@@ -63,10 +63,18 @@ def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) ->
             # 5138 and beyond does not fit a datetime): the figures stand without the date.
             cutoff_at = timestamps.iso_seconds(int(cutoff))
             v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
-            v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True)
+            # Ratings that answer our lists follow what we showed: their items and their
+            # (higher) stars shift by design of the loop, and judged as drift they turned the
+            # alert red minutes after a retrain. Drift is judged on the others.
+            v_after, i_after = rating_counts(
+                session=s, cutoff=int(cutoff), after=True, organic=True
+            )
+            v_all, _ = rating_counts(session=s, cutoff=int(cutoff), after=True)
             drift = {
                 "since": cutoff_at,
+                "basis": "ratings since training that answer none of our lists",
                 "new_ratings": sum(v_after.values()),
+                "new_ratings_all": sum(v_all.values()),
                 "rating_psi": monitoring.rating_drift(v_before, v_after),
                 "popularity_psi": monitoring.popularity_drift(i_before, i_after),
                 "rating_histogram": {

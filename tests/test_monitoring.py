@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine
 
 from recsys import monitoring
+from recsys.config import Settings
+from recsys.data.ingest import ingest_csv
+from recsys.health import Inputs, checks
 from recsys.monitoring import Answer, Shown, online_by_version
+from recsys.store.db import session_scope
+from recsys.store.events import FeedbackEvent, rating_counts, record_feedback
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
@@ -131,3 +138,41 @@ def test_drift_by_hand() -> None:
     assert monitoring.popularity_drift(items_before, items_after, top=2) == pytest.approx(0.0)
     assert monitoring.psi(np.array([0, 0]), np.array([1, 1])) is None
     assert monitoring.popularity_drift({}, {"a": 1}) is None
+
+
+def test_drift_is_judged_on_ratings_that_answer_none_of_our_lists(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Ratings answering our lists follow what we showed: counted as drift, they turned the
+    alert red minutes after a demo's retrain. Only the others are compared."""
+    rows = [f"u{n},i{n % 4},4,{1_000 + n}" for n in range(12)]
+    csv = tmp_path / "r.csv"
+    csv.write_text("user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n")
+    ingest_csv(engine, csv)
+    events = [
+        FeedbackEvent("u1", "i3", "rating", 5.0, recommendation_id="list-1"),  # an answer
+        FeedbackEvent("u2", "i3", "rating", 5.0, recommendation_id="list-2"),
+        FeedbackEvent("u3", "i0", "rating", 2.0),  # of their own accord
+    ]
+    with session_scope(engine) as s:
+        record_feedback(session=s, events=events)
+        every = rating_counts(session=s, cutoff=2_000, after=True)
+        organic = rating_counts(session=s, cutoff=2_000, after=True, organic=True)
+    assert every == ({5.0: 2, 2.0: 1}, {"i3": 2, "i0": 1})
+    assert organic == ({2.0: 1}, {"i0": 1})
+
+
+def test_the_drift_alert_says_which_distribution_moved() -> None:
+    drift = {"new_ratings": 5000, "rating_psi": 0.05, "popularity_psi": 0.4}
+    [check] = [c for c in checks(_inputs(drift), Settings()) if c.name == "drift_psi"]
+    assert check.state == "red" and "items rated" in check.why and "5,000" in check.why
+    assert "PSI, no unit" in check.meaning and "answer none of our lists" in check.meaning
+    drift = {"new_ratings": 5000, "rating_psi": 0.3, "popularity_psi": 0.01}
+    [check] = [c for c in checks(_inputs(drift), Settings()) if c.name == "drift_psi"]
+    assert "stars given" in check.why
+
+
+def _inputs(drift: dict[str, float]) -> Inputs:
+    now = datetime.now(UTC)
+    return Inputs(figures={}, drift=drift, offline=None, promoted_at=now,
+                  newest_feedback_at=now, now=now)  # fmt: skip

@@ -253,11 +253,25 @@ def load_served(
 
 
 def rating_counts(
-    *, session: Session, cutoff: int, after: bool
+    *, session: Session, cutoff: int, after: bool, organic: bool = False
 ) -> tuple[dict[float, int], dict[str, int]]:
     """(counts by rating value, counts by item external id) of the ratings rated up to
-    `cutoff` (Unix seconds), or after it: aggregated in the database, not read row by row."""
+    `cutoff` (Unix seconds), or after it: aggregated in the database, not read row by row.
+    With `organic`, only ratings that answer none of our lists (no rating feedback for the
+    same user and item carries a recommendation id): what users rate of their own accord."""
     when = ratings.c.rated_at > cutoff if after else ratings.c.rated_at <= cutoff
+    if organic:
+        answered = (
+            select(feedback.c.id)
+            .where(
+                feedback.c.user_id == ratings.c.user_id,
+                feedback.c.item_id == ratings.c.item_id,
+                feedback.c.kind == RATING,
+                feedback.c.recommendation_id.is_not(None),
+            )
+            .exists()
+        )
+        when = when & ~answered
     by_value = session.execute(
         select(ratings.c.value, func.count()).where(when).group_by(ratings.c.value)
     ).all()
