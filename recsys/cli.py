@@ -278,6 +278,7 @@ def train(
             config,
             s.rating_scale,
             promote=promote,
+            settings=s,
             on_epoch=progress.on_epoch,
             on_step=progress.on_step,
             on_rank_epoch=progress.on_rank_epoch,

@@ -30,7 +30,6 @@ from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import gates
-from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache
 from recsys.locks import job_lock
 from recsys.model import artifact
@@ -39,7 +38,7 @@ from recsys.model.recommender import Recommender
 from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
-from recsys.training.pipeline import BASELINES_FOLDER, fit, record_fitted
+from recsys.training.pipeline import BASELINES_FOLDER, fit, production_twin, record_fitted
 from recsys.training.trainer import EpochStats, Trainer
 
 RETRAIN = "retrain"
@@ -204,15 +203,8 @@ def _run(
     data = training_snapshot(engine, config.split)
     timings = {"snapshot_s": time.perf_counter() - t0}
     stage(f"snapshot: {data!r} in {timings['snapshot_s']:.1f}s")
-    production = registry.production(engine)
-    previous: Recommender | None = None
-    extra: list[Scorer] = []
-    if production is not None:
-        folder = Path(production["artifact_path"])
-        previous = artifact.load(folder, production["checksum"])
-        # Like with like: production's evaluated twin, which (like the candidate) never
-        # learned the hash holdout; the served model refit on all ratings did.
-        extra = [remap(artifact.load_twin(folder, previous), data, name="production")]
+    production, previous, twin = production_twin(engine, data)
+    extra: list[Scorer] = [twin] if twin is not None else []
     network: DotProductBias | None = None
     warm: dict[str, Any] | None = None
     if settings.warm_start and previous is not None and previous.n_factors == config.n_factors:

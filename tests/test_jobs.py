@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from recsys import jobs, registry
-from recsys.config import Settings, TrainConfig
+from recsys.config import RatingScale, Settings, TrainConfig
 from recsys.data.ingest import ingest_frames
 from recsys.evaluation.gates import gates
 from recsys.evaluation.report import Report
@@ -24,7 +24,7 @@ from recsys.rollout import bucket, in_canary
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs as jobs_table
 from recsys.store.tables import model_versions, training_runs
-from recsys.training.pipeline import BASELINES_FOLDER
+from recsys.training.pipeline import BASELINES_FOLDER, train_from_database
 from tests.service.conftest import GENRE_CONFIG, genre_frames
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
@@ -255,3 +255,26 @@ def test_retrain_judges_relevance_at_the_configured_liked_threshold(
     with session_scope(engine) as s:
         config = s.execute(select(training_runs.c.config)).scalar_one()
     assert config["liked_threshold"] == 3.0
+
+
+def test_a_manual_run_does_not_replace_a_better_production(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """`recsys train` promoted any model that beat the baselines, replacing a better
+    production model. It now compares with production's twin on the same holdout, as the
+    job does."""
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path, gate_rmse_tolerance=0.0)
+    folder = settings.artifact_dir
+    good = train_from_database(engine, folder, CONFIG, RatingScale(), settings=settings)
+    assert good.promoted
+    # Three epochs: far better than the baselines, worse than production.
+    short = CONFIG.model_copy(update={"epochs": 3})
+    worse = train_from_database(engine, folder, short, RatingScale(), settings=settings)
+    report = worse.fitted.report
+    assert report is not None
+    assert (report["model"]["rmse"] or 9.0) < (report["biases"]["rmse"] or 0.0)
+    assert not worse.promoted
+    reasons = registry.get_version(engine, worse.version)["metrics"]["gate"]["reasons"]
+    assert reasons and all("production" in r for r in reasons), reasons
+    assert registry.production(engine)["version"] == good.version  # type: ignore[index]

@@ -1,8 +1,9 @@
 """Every rule a model must pass before it serves, in one place.
 
-`beats_baselines` is what any trained model must show (`recsys train` refuses to promote one
-that fails); `gates` adds, for the nightly job, the comparison with production on the same
-holdout (tolerances from `Settings`). Both read a report of `recsys.evaluation.report`.
+`beats_baselines` is what any trained model must show; `beats_production` compares it with
+production on the same holdout (tolerances from `Settings`), which both the nightly job
+(`gates`: all of them) and `recsys train` apply before promoting. All read a report of
+`recsys.evaluation.report`.
 """
 
 from __future__ import annotations
@@ -62,9 +63,16 @@ def gates(report: Report, settings: Settings, k: int) -> list[str]:
             report, k, settings.gate_min_ndcg_vs_popular, settings.gate_min_ndcg_vs_ease
         )["reasons"]
     )
+    return reasons + beats_production(report, settings, k)
+
+
+def beats_production(report: Report, settings: Settings, k: int) -> list[str]:
+    """Why the candidate does not match production on the same holdout (tolerances from
+    `settings`); empty when it does, or when the report has no production row."""
     prod = report.get("production")
     if prod is None:
-        return reasons
+        return []
+    reasons: list[str] = []
     cand = report["model"]
     ndcg = f"ndcg@{k}"
     if (cand["rmse"] or math.inf) > (prod["rmse"] or math.inf) + settings.gate_rmse_tolerance:

@@ -16,12 +16,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from recsys import registry
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale, Settings, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, training_snapshot
 from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import beats_baselines
+from recsys.evaluation.gates import beats_baselines, beats_production
+from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
@@ -59,6 +60,11 @@ class Fitted:
     @property
     def deployed(self) -> Recommender:
         return self.served or self.recommender
+
+    @property
+    def config_top_k(self) -> int:
+        """The k of the report's ranking metrics."""
+        return int(self.recommender.info["config"]["top_k"])
 
     @property
     def gate(self) -> dict[str, Any]:
@@ -162,7 +168,7 @@ def after_rating_head(
     *,
     rating_s: float,
     world: World | None = None,
-    whole: Callable[[], Splits] | None = None,
+    whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None,
     extra: Sequence[Scorer] = (),
     baseline_cache: BaselineCache | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
@@ -174,8 +180,9 @@ def after_rating_head(
     `rating_s`: the seconds the rating head took.
 
     With a `world`, `parts` is this rank's shard (whole users) and both heads train across
-    the ranks; rank 0 then reads `whole` (every rating) to build the heads' user vectors,
-    evaluate and assemble the models, and the other ranks return None."""
+    the ranks; rank 0 then reads `whole` (every rating, and the `extra` scorers of it) to
+    build the heads' user vectors, evaluate and assemble the models, and the other ranks
+    return None."""
     main = world is None or world.is_main
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
@@ -207,7 +214,7 @@ def after_rating_head(
         return None
     if world is not None:
         assert whole is not None, "rank 0 reads every rating to evaluate"
-        parts = whole()
+        parts, extra = whole()
     ranking = None
     if trained is not None:
         network, blend, record = trained
@@ -293,6 +300,20 @@ def assess(
     return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings)
 
 
+def production_twin(
+    engine: Engine, data: Interactions
+) -> tuple[Any, Recommender | None, Scorer | None]:
+    """Production's registry row, its served model, and its evaluated twin as a scorer of
+    `data`'s rows (None, None, None without production). Like with like: the twin, like a
+    candidate, never learned the hash holdout; the served model refit on all ratings did."""
+    production = registry.production(engine)
+    if production is None:
+        return None, None, None
+    folder = Path(production["artifact_path"])
+    served = artifact.load(folder, production["checksum"])
+    return production, served, remap(artifact.load_twin(folder, served), data, name="production")
+
+
 @dataclass(frozen=True)
 class Registered:
     version: str
@@ -309,6 +330,7 @@ def train_from_database(
     scale: RatingScale,
     *,
     promote: bool = True,
+    settings: Settings | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
@@ -316,15 +338,19 @@ def train_from_database(
 ) -> Registered:
     """Snapshot, fit, save the artifact, record the run and the version.
 
-    With `promote`, a model that beats the baselines becomes production; one that does not is
-    registered as rejected, with the reasons, and production stays as it was.
+    With `promote`, a model that beats the baselines, and production's evaluated twin on the
+    same holdout (within `settings`' tolerances), becomes production; one that does not is
+    registered as rejected, with the reasons, and production stays as it was. A manual run
+    that beat only the baselines had replaced a better production model.
     """
+    settings = settings or Settings()
     with registry.training_run(engine, config.model_dump()) as run_id:
         t0 = time.perf_counter()
         data = training_snapshot(engine, config.split)
         snapshot_s = time.perf_counter() - t0
         if on_stage is not None:
             on_stage(f"snapshot: {data!r} in {snapshot_s:.1f}s")
+        _, _, twin = production_twin(engine, data) if promote else (None, None, None)
         fitted = fit(
             data,
             config,
@@ -333,9 +359,12 @@ def train_from_database(
             on_step=on_step,
             on_rank_epoch=on_rank_epoch,
             on_stage=on_stage,
+            extra=[twin] if twin is not None else (),
             baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
         )
-        return register(engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s})
+        return register(
+            engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s}, settings
+        )
 
 
 def register(
@@ -345,9 +374,15 @@ def register(
     run_id: int,
     promote: bool,
     timings: dict[str, float],
+    settings: Settings | None = None,
 ) -> Registered:
-    """Save and record a fitted model; promote it when asked and it beats the baselines."""
+    """Save and record a fitted model; promote it when asked and it beats the baselines and,
+    where the report has production's row, production (by `settings`' tolerances)."""
     gate = fitted.gate
+    if fitted.report is not None and settings is not None:
+        against = beats_production(fitted.report, settings, fitted.config_top_k)
+        gate = {**gate, "passed": gate["passed"] and not against,
+                "reasons": [*gate["reasons"], *against]}  # fmt: skip
     status = registry.CANDIDATE
     if promote:
         status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
@@ -362,7 +397,7 @@ def register(
     )
     if promote and gate["passed"]:
         # Just saved and verified: no second artifact check.
-        actor = registry.Actor("recsys train", "beat the baselines")
+        actor = registry.Actor("recsys train", "beat the baselines and production")
         registry.promote(engine, version, check=False, actor=actor)
     return Registered(version, run_id, path, fitted, promote and gate["passed"])
 

@@ -25,10 +25,11 @@ import numpy as np
 from sqlalchemy import Engine
 
 from recsys import registry
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale, Settings, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import dense_rows, from_database_ids
 from recsys.errors import ConfigError
+from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import BaselineCache
 from recsys.store import bulk
 from recsys.store.db import session_scope
@@ -38,6 +39,7 @@ from recsys.training.pipeline import (
     Registered,
     Splits,
     after_rating_head,
+    production_twin,
     register,
     split,
 )
@@ -74,12 +76,14 @@ def train_distributed(
     scale: RatingScale,
     *,
     promote: bool = True,
+    settings: Settings | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> Registered | None:
     """Train across the torchrun processes; rank 0 returns the registered model, others None.
+    Promotion follows the rules of `recsys train` (`train_from_database`).
 
     `on_epoch` and `on_step` are called on rank 0 only.
     """
@@ -103,6 +107,7 @@ def train_distributed(
                 world,
                 run_id,
                 promote=promote,
+                settings=settings or Settings(),
                 on_epoch=on_epoch,
                 on_step=on_step,
                 on_rank_epoch=on_rank_epoch,
@@ -121,6 +126,7 @@ def _train(
     run_id: int,
     *,
     promote: bool,
+    settings: Settings,
     on_epoch: Callable[[EpochStats], None] | None,
     on_step: Callable[[int, int], None] | None,
     on_rank_epoch: Callable[[EpochStats], None] | None,
@@ -155,9 +161,12 @@ def _train(
     result = trainer.fit(parts.inner, parts.valid, world=world)
     rating_s = time.perf_counter() - t0 - snapshot_s
 
-    def whole() -> Splits:
-        # Rank 0's full read, under the vocabulary the ranks trained with.
-        return split(_read(engine, None, lambda _: agreed[0]), config)
+    def whole() -> tuple[Splits, list[Scorer]]:
+        # Rank 0's full read, under the vocabulary the ranks trained with, and production's
+        # evaluated twin to compare with on the same holdout.
+        data = _read(engine, None, lambda _: agreed[0])
+        _, _, twin = production_twin(engine, data) if promote else (None, None, None)
+        return split(data, config), [twin] if twin is not None else []
 
     fitted = after_rating_head(
         parts,
@@ -181,6 +190,6 @@ def _train(
         if model is not None:
             model.info["data"]["shards"] = shard_sizes
     timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
-    registered = register(engine, artifact_dir, fitted, run_id, promote, timings)
+    registered = register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
     world.barrier()
     return registered
