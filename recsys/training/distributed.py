@@ -4,11 +4,12 @@
     torchrun --nnodes 2 --node-rank 0 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         --nproc-per-node 4 -m recsys.cli train --distributed
 
-Every rank reads its own shard of the ratings from the database (a hash of (user, item), see
-`bulk.Shard`), the ranks agree on one vocabulary, and DistributedDataParallel averages the
-gradients: gloo on CPUs, NCCL on GPUs. Training is the single-process `Trainer` with its sums
-all-reduced, so early stopping sees the same global losses on every rank. Rank 0 evaluates
-and registers the model.
+Every rank reads its own shard of the ratings from the database (whole users, see
+`bulk.Shard`), the ranks agree on one vocabulary, and the ranks' gradients are combined:
+DistributedDataParallel averages the rating head's, `World.sum_grads` sums the ranking head's
+item side (`recsys.training.choice`); gloo on CPUs, NCCL on GPUs. Training is the
+single-process trainers with their sums all-reduced, so early stopping sees the same global
+losses on every rank. Rank 0 evaluates and registers the model (`recsys.training.sharded`).
 """
 
 from __future__ import annotations
