@@ -409,8 +409,18 @@ async function items() {
 }
 
 async function item(id) {
-  const it = await api("/v1/monitoring/items/" + encodeURIComponent(id));
   const box = document.getElementById("item");
+  let it;
+  try {
+    it = await api("/v1/monitoring/items/" + encodeURIComponent(id));
+  } catch (err) {
+    // An item of the catalog that the serving model has not learned yet: say so, where the
+    // item's figures would be (the promise used to be rejected and nothing shown).
+    const p = document.createElement("p");
+    p.textContent = `${id}: ${err.message}; it is learned at the next training run.`;
+    box.replaceChildren(p);
+    return;
+  }
   const h = document.createElement("h4");
   h.textContent = `${it.title || it.item_id}: bias ${fmt(it.bias, 3)}, ${it.training_ratings} training ratings`;
   const ul = document.createElement("ol");

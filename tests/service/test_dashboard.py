@@ -51,6 +51,7 @@ def link_title(base: str) -> None:
     """A client sets a film's title to a link; wait until the service's catalog has it."""
     with httpx.Client(base_url=base, timeout=10) as c:
         assert c.put("/v1/items/film2", json={"title": LINK}).status_code == 200
+        assert c.put("/v1/items/brand-new", json={"title": "Brand new film"}).status_code == 200
         auth = {"Authorization": f"Bearer {TOKEN}"}
         deadline = time.monotonic() + 30
         while LINK not in c.get("/v1/monitoring/item-map", headers=auth).json()["title"]:
@@ -160,6 +161,21 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 )
                 assert drawn and "&lt;a href" in drawn and "<a" not in drawn, drawn
                 assert page.query_selector("#chart-map a[href*='evil.example']") is None
+                page.fill("#search", "Film number 1")
+                page.click("#search-go")
+                page.click("#results a[data-item='film1']")
+                page.wait_for_function(
+                    "document.querySelector('#item h4')?.textContent.includes('Film number 1')"
+                )
+                # A film of the catalog that the model has not learned: said, not a blank.
+                page.fill("#search", "Brand new film")
+                page.click("#search-go")
+                page.click("#results a[data-item='brand-new']")
+                page.wait_for_function(
+                    "document.querySelector('#item p')?.textContent.includes('brand-new')"
+                )
+                assert "not in the serving model" in page.inner_text("#item")
+                errors[:] = [e for e in errors if "status of 404" not in e]
                 page.fill("#search", "Film number 1")
                 page.click("#search-go")
                 page.click("#results a[data-item='film1']")
