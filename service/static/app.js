@@ -432,7 +432,10 @@ async function item(id) {
   const p = document.createElement("p"); p.textContent = "Nearest items:";
   box.replaceChildren(h, p, ul);
   const periods = it.exposure.map((e) => e.period);
-  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: periods, y: it.exposure.map((e) => e.shown) }],
+  // A bar an hour wide, whatever the data: with a single hour Plotly has no spacing to
+  // size bars by, and drew them zero pixels wide (an empty chart).
+  const hourly = periods.map(() => 0.8 * BUCKET_MS.h);
+  await chart("chart-exposure", [{ type: "bar", name: "times shown", x: periods, y: it.exposure.map((e) => e.shown), width: hourly }],
     { x: TIME, y: "times shown (per hour)" }, timeAxis(periods, "h"));
 }
 

@@ -167,6 +167,10 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 page.wait_for_function(
                     "document.querySelector('#item h4')?.textContent.includes('Film number 1')"
                 )
+                # All of the fixture's traffic lies in one hour: its bar is still drawn wide.
+                bar = page.query_selector("#chart-exposure .bars path")
+                box = bar.bounding_box() if bar else None
+                assert box and box["width"] > 5, box
                 # A film of the catalog that the model has not learned: said, not a blank.
                 page.fill("#search", "Brand new film")
                 page.click("#search-go")
