@@ -191,7 +191,7 @@ def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
             if row["finished_at"]
             else "-"
         )
-        why = "; ".join(row["reasons"] or []) or (row["error"] or "")
+        why = "; ".join(row["reasons"] or []) or (row["error"] or "") or _passed(row)
         table.add_row(
             str(row["id"]),
             row["kind"],
@@ -203,6 +203,13 @@ def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
             why,
         )
     out.print(table)
+
+
+def _passed(job: Any) -> str:
+    """What a job that refused nothing went through: each check, passed or not applied."""
+    checks = (job["comparison"] or {}).get("checks") or []
+    marks = {True: "ok", None: "not applied"}
+    return "; ".join(f"{marks.get(c['passed'], 'failed')}: {c['detail']}" for c in checks)
 
 
 @models_app.command("list")

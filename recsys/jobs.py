@@ -29,7 +29,7 @@ from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import gates
+from recsys.evaluation.gates import GateCheck, failures, gate_checks
 from recsys.evaluation.report import BaselineCache
 from recsys.locks import job_lock
 from recsys.model import artifact
@@ -195,6 +195,22 @@ def _off_policy(
     return reasons, {**info, "report": report.as_json()}
 
 
+def _off_policy_check(reasons: list[str], info: dict[str, Any]) -> GateCheck:
+    """The off-policy gate as a check: passed, failed, or not applied and why."""
+    if not info.get("applied"):
+        return GateCheck("off_policy", None, f"off-policy gate not applied: {info.get('why_not')}")
+    if reasons:
+        return GateCheck("off_policy", False, "; ".join(reasons))
+    return GateCheck(
+        "off_policy",
+        True,
+        f"off-policy ({info.get('estimator')}): the candidate's positive rate "
+        f"{info.get('candidate_rate') or 0:.4f} (95 % lower bound "
+        f"{info.get('candidate_low') or 0:.4f}) against production's observed "
+        f"{info.get('production_rate') or 0:.4f}",
+    )
+
+
 def _run(
     engine: Engine, settings: Settings, config: TrainConfig, job_id: int, progress: Progress
 ) -> JobOutcome:
@@ -223,12 +239,13 @@ def _run(
             baseline_cache=BaselineCache(settings.artifact_dir / BASELINES_FOLDER),
         )
         report = fitted.report
-        reasons = gates(report, settings, config.top_k) if report else []
+        checks = gate_checks(report, settings, config.top_k) if report else []
         off_policy = None
         if production is not None:
             stage(f"off-policy judgement on the lists {production['version']} served")
             more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
-            reasons += more
+            checks.append(_off_policy_check(more, off_policy))
+        reasons = failures(checks)
         if reasons:
             decision, status = REJECTED, registry.REJECTED
         elif settings.require_approval:
@@ -251,7 +268,11 @@ def _run(
             status=status,
             metrics={
                 "report": report.to_json() if report else None,
-                "gate": {"passed": not reasons, "reasons": reasons},
+                "gate": {
+                    "passed": not reasons,
+                    "reasons": reasons,
+                    "checks": [c.as_dict() for c in checks],
+                },
                 "off_policy": off_policy,
             },
             timings=timings,
@@ -273,7 +294,12 @@ def _run(
         reasons=reasons,
         candidate_version=version,
         production_version=production["version"] if production is not None else None,
-        comparison={**comparison, "warm_start": warm, "off_policy": off_policy},
+        comparison={
+            **comparison,
+            "warm_start": warm,
+            "off_policy": off_policy,
+            "checks": [c.as_dict() for c in checks],
+        },
         data_counts=fitted.recommender.info["data"],
         timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},
     )

@@ -558,6 +558,12 @@ class ModelActionPublic(BaseModel):
     canary: str | None = None
 
 
+class GateCheckPublic(BaseModel):
+    gate: str
+    passed: bool | None = Field(None, description="null: not applied (the detail says why).")
+    detail: str
+
+
 class JobPublic(BaseModel):
     model_config = example(
         {
@@ -571,6 +577,19 @@ class JobPublic(BaseModel):
             "candidate_version": "v20261128-031502-a1b2c3",
             "production_version": "v20261127-031501-9f8e7d",
             "error": None,
+            "checks": [
+                {
+                    "gate": "ndcg_vs_production",
+                    "passed": True,
+                    "detail": "NDCG@10 0.2510 is within production's 0.2490 - 0.01",
+                },
+                {
+                    "gate": "off_policy",
+                    "passed": None,
+                    "detail": "off-policy gate not applied: effective sample size 203 below "
+                    "1000 (RECSYS_GATE_OPE_MIN_ESS)",
+                },
+            ],
         }
     )
 
@@ -584,6 +603,10 @@ class JobPublic(BaseModel):
     candidate_version: str | None
     production_version: str | None
     error: str | None = None
+    checks: list[GateCheckPublic] = Field(
+        default_factory=list,
+        description="Every gate the candidate went through, passed ones included.",
+    )
 
 
 class IngestPublic(BaseModel):

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from recsys import jobs, registry
@@ -25,6 +27,7 @@ from recsys.store.db import session_scope
 from recsys.store.tables import jobs as jobs_table
 from recsys.store.tables import model_versions, training_runs
 from recsys.training.pipeline import BASELINES_FOLDER, train_from_database
+from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, genre_frames
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
@@ -60,6 +63,24 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
     # Starting from production's factors, the first epoch already beats a cold first epoch.
     assert warm["first_epoch_val_loss"] < warm["previous_first_epoch_val_loss"]
     assert row["timings"]["total_s"] > 0 and row["data_counts"]["ratings"] > 0
+    # Why it passed is recorded too: every gate, in words, passed or not applied.
+    checks = {c["gate"]: c for c in row["comparison"]["checks"]}
+    assert checks["rmse_vs_biases"]["passed"] is True
+    assert checks["ndcg_vs_production"]["passed"] is True
+    assert "production's" in checks["ndcg_vs_production"]["detail"]
+    assert checks["off_policy"]["passed"] is None
+    assert "not applied" in checks["off_policy"]["detail"]
+    # ... and shown where an operator looks: `recsys jobs list` and GET /v1/jobs.
+    env = {**os.environ, "RECSYS_DATABASE_URL": db_url, "COLUMNS": "400"}
+    listed = subprocess.run(
+        [RECSYS, "jobs", "list"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "ok: NDCG@10" in " ".join(listed.split()) and "not applied" in listed
+    token = "jobs-operator-token-0123456789"
+    app = create_app(settings.model_copy(update={"operator_token": SecretStr(token)}))
+    with TestClient(app) as client:
+        shown = client.get("/v1/jobs", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {c["gate"] for c in shown[0]["checks"]} == set(checks)
 
 
 def test_worse_candidate_is_rejected_with_the_reason(

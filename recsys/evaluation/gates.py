@@ -1,6 +1,8 @@
 """Every rule a model must pass before it serves, in one place.
 
-`beats_baselines` is what any trained model must show; `beats_production` compares it with
+Each rule is a `GateCheck`: passed, failed, or not applied, with what it compared in words,
+so that an operator sees why a candidate passed as well as why one failed.
+`baseline_checks` is what any trained model must show; `production_checks` compares it with
 production on the same holdout (tolerances from `Settings`), which both the nightly job
 (`gates`: all of them) and `recsys train` apply before promoting. All read a report of
 `recsys.evaluation.report`.
@@ -9,90 +11,141 @@ production on the same holdout (tolerances from `Settings`), which both the nigh
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
-
-import numpy as np
 
 from recsys.config import Settings
 from recsys.evaluation.report import Report
 
 
-def beats_baselines(
+@dataclass(frozen=True)
+class GateCheck:
+    gate: str
+    """Stable name, such as "ndcg_vs_most_popular"."""
+    passed: bool | None
+    """None: not applied (what it needs is missing; `detail` says what)."""
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def failures(checks: list[GateCheck]) -> list[str]:
+    """The details of the checks that failed: the reasons a candidate is refused."""
+    return [c.detail for c in checks if c.passed is False]
+
+
+def baseline_checks(
     report: Report, k: int, min_ndcg_vs_popular: float = 1.0, min_ndcg_vs_ease: float = 0.0
-) -> dict[str, Any]:
-    """Whether the model may ship: its RMSE must be below the global mean's and the biases',
-    its NDCG@k at least `min_ndcg_vs_popular` x the most-popular list's (a ranking that
-    loses to a chart is no recommender) and at least `min_ndcg_vs_ease` x EASE's, the strong
-    baseline. Falling below the biases' or EASE's NDCG warns, and so does a report without
-    EASE (the gate then had no strong baseline; the report's notes say why).
-    """
+) -> list[GateCheck]:
+    """The model's RMSE must be below the global mean's and the biases', its NDCG@k at least
+    `min_ndcg_vs_popular` x the most-popular list's (a ranking that loses to a chart is no
+    recommender) and at least `min_ndcg_vs_ease` x EASE's, the strong baseline."""
     m = report["model"]
-    reasons = []
+    out = []
     for name in ("global_mean", "biases"):
-        if (m["rmse"] or np.inf) >= (report[name]["rmse"] or np.inf):
-            reasons.append(f"RMSE {m['rmse']:.4f} is not below {name}'s {report[name]['rmse']:.4f}")
-    warnings = []
+        ours, theirs = m["rmse"] or math.inf, report[name]["rmse"] or math.inf
+        passed = ours < theirs
+        relation = "below" if passed else "not below"
+        out.append(GateCheck(f"rmse_vs_{name}", passed,
+                             f"RMSE {ours:.4f} is {relation} {name}'s {theirs:.4f}"))  # fmt: skip
     key = f"ndcg@{k}"
-    ours = m[key] or 0.0
+    score = m[key] or 0.0
     for name, ratio, setting in (
         ("most_popular", min_ndcg_vs_popular, "RECSYS_GATE_MIN_NDCG_VS_POPULAR"),
         ("ease", min_ndcg_vs_ease, "RECSYS_GATE_MIN_NDCG_VS_EASE"),
     ):
-        theirs = (report[name][key] or 0.0) if name in report else 0.0
-        if ours < ratio * theirs:
-            reasons.append(
-                f"NDCG@{k} {ours:.4f} is below {ratio} x {name}'s {theirs:.4f} ({setting})"
-            )
-    for name in ("biases", "ease"):
         if name not in report:
+            why = report.notes.get(name, "not in the report")
+            out.append(GateCheck(f"ndcg_vs_{name}", None, f"{name}: {why}"))
             continue
         theirs = report[name][key] or 0.0
-        if ours < theirs:
-            warnings.append(f"NDCG@{k} {ours:.4f} is below {name}'s {theirs:.4f}")
+        passed = score >= ratio * theirs
+        relation = "at least" if passed else "below"
+        out.append(GateCheck(
+            f"ndcg_vs_{name}", passed,
+            f"NDCG@{k} {score:.4f} is {relation} {ratio} x {name}'s {theirs:.4f} ({setting})",
+        ))  # fmt: skip
+    return out
+
+
+def beats_baselines(
+    report: Report, k: int, min_ndcg_vs_popular: float = 1.0, min_ndcg_vs_ease: float = 0.0
+) -> dict[str, Any]:
+    """Whether the model may ship (`baseline_checks`), with every check. Falling below the
+    biases' or EASE's NDCG warns, and so does a report without EASE (the gate then had no
+    strong baseline; the report's notes say why)."""
+    checks = baseline_checks(report, k, min_ndcg_vs_popular, min_ndcg_vs_ease)
+    key = f"ndcg@{k}"
+    ours = report["model"][key] or 0.0
+    warnings = []
+    for name in ("biases", "ease"):
+        if name in report and ours < (report[name][key] or 0.0):
+            warnings.append(f"NDCG@{k} {ours:.4f} is below {name}'s {report[name][key]:.4f}")
     if "ease" not in report:
         why = report.notes.get("ease", "not in the report")
         warnings.append(f"no strong baseline: EASE {why}")
-    return {"passed": not reasons, "reasons": reasons, "warnings": warnings}
+    reasons = failures(checks)
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "warnings": warnings,
+        "checks": [c.as_dict() for c in checks],
+    }
+
+
+def production_checks(report: Report, settings: Settings, k: int) -> list[GateCheck]:
+    """The candidate against production on the same holdout (tolerances from `settings`);
+    none when the report has no production row."""
+    prod = report.get("production")
+    if prod is None:
+        return []
+    cand = report["model"]
+    ndcg = f"ndcg@{k}"
+    c_rmse, p_rmse = cand["rmse"] or math.inf, prod["rmse"] or math.inf
+    c_ndcg, p_ndcg = cand[ndcg] or 0.0, prod[ndcg] or 0.0
+    c_cov, p_cov = cand["coverage"] or 0.0, prod["coverage"] or 0.0
+    c_gini, p_gini = cand["gini"] or 0.0, prod["gini"] or 0.0
+    rmse_ok = c_rmse <= p_rmse + settings.gate_rmse_tolerance
+    ndcg_ok = c_ndcg >= p_ndcg - settings.gate_ndcg_tolerance
+    cov_ok = c_cov >= settings.gate_min_coverage_ratio * p_cov
+    gini_ok = c_gini <= p_gini + settings.gate_max_gini_increase
+    return [
+        GateCheck("rmse_vs_production", rmse_ok,
+                  f"RMSE {c_rmse:.4f} is {'within' if rmse_ok else 'worse than'} production's "
+                  f"{p_rmse:.4f} {'+' if rmse_ok else 'by more than'} "
+                  f"{settings.gate_rmse_tolerance}"),
+        GateCheck("ndcg_vs_production", ndcg_ok,
+                  f"NDCG@{k} {c_ndcg:.4f} is {'within' if ndcg_ok else 'below'} production's "
+                  f"{p_ndcg:.4f} {'-' if ndcg_ok else 'by more than'} "
+                  f"{settings.gate_ndcg_tolerance}"),
+        GateCheck("coverage_vs_production", cov_ok,
+                  f"catalog coverage {c_cov:.4f} {'holds' if cov_ok else 'collapsed below'} "
+                  f"{settings.gate_min_coverage_ratio} x production's {p_cov:.4f}"),
+        GateCheck("gini_vs_production", gini_ok,
+                  f"Gini of exposure {c_gini:.4f} {'is within' if gini_ok else 'exceeds'} "
+                  f"production's {p_gini:.4f} {'+' if gini_ok else 'by more than'} "
+                  f"{settings.gate_max_gini_increase}"),
+    ]  # fmt: skip
+
+
+def beats_production(report: Report, settings: Settings, k: int) -> list[str]:
+    """Why the candidate does not match production on the same holdout; empty when it does,
+    or when the report has no production row."""
+    return failures(production_checks(report, settings, k))
+
+
+def gate_checks(report: Report, settings: Settings, k: int) -> list[GateCheck]:
+    """Every check of the nightly job's offline gates, passes included."""
+    return [
+        *baseline_checks(
+            report, k, settings.gate_min_ndcg_vs_popular, settings.gate_min_ndcg_vs_ease
+        ),
+        *production_checks(report, settings, k),
+    ]
 
 
 def gates(report: Report, settings: Settings, k: int) -> list[str]:
     """Why the candidate (`report["model"]`) may not replace production
     (`report["production"]`, when there is one); empty when it may."""
-    reasons = list(
-        beats_baselines(
-            report, k, settings.gate_min_ndcg_vs_popular, settings.gate_min_ndcg_vs_ease
-        )["reasons"]
-    )
-    return reasons + beats_production(report, settings, k)
-
-
-def beats_production(report: Report, settings: Settings, k: int) -> list[str]:
-    """Why the candidate does not match production on the same holdout (tolerances from
-    `settings`); empty when it does, or when the report has no production row."""
-    prod = report.get("production")
-    if prod is None:
-        return []
-    reasons: list[str] = []
-    cand = report["model"]
-    ndcg = f"ndcg@{k}"
-    if (cand["rmse"] or math.inf) > (prod["rmse"] or math.inf) + settings.gate_rmse_tolerance:
-        reasons.append(
-            f"RMSE {cand['rmse']:.4f} is worse than production's {prod['rmse']:.4f} by more "
-            f"than {settings.gate_rmse_tolerance}"
-        )
-    if (cand[ndcg] or 0.0) < (prod[ndcg] or 0.0) - settings.gate_ndcg_tolerance:
-        reasons.append(
-            f"NDCG@{k} {cand[ndcg]:.4f} is below production's {prod[ndcg]:.4f} by more than "
-            f"{settings.gate_ndcg_tolerance}"
-        )
-    if (cand["coverage"] or 0.0) < settings.gate_min_coverage_ratio * (prod["coverage"] or 0.0):
-        reasons.append(
-            f"catalog coverage {cand['coverage']:.4f} collapsed below "
-            f"{settings.gate_min_coverage_ratio} x production's {prod['coverage']:.4f}"
-        )
-    if (cand["gini"] or 0.0) > (prod["gini"] or 0.0) + settings.gate_max_gini_increase:
-        reasons.append(
-            f"Gini of exposure {cand['gini']:.4f} exceeds production's {prod['gini']:.4f} by "
-            f"more than {settings.gate_max_gini_increase}"
-        )
-    return reasons
+    return failures(gate_checks(report, settings, k))

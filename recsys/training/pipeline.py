@@ -21,7 +21,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, training_snapshot
 from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import beats_baselines, beats_production
+from recsys.evaluation.gates import beats_baselines, failures, production_checks
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model import artifact
@@ -380,9 +380,10 @@ def register(
     where the report has production's row, production (by `settings`' tolerances)."""
     gate = fitted.gate
     if fitted.report is not None and settings is not None:
-        against = beats_production(fitted.report, settings, fitted.config_top_k)
-        gate = {**gate, "passed": gate["passed"] and not against,
-                "reasons": [*gate["reasons"], *against]}  # fmt: skip
+        against = production_checks(fitted.report, settings, fitted.config_top_k)
+        reasons = [*gate["reasons"], *failures(against)]
+        checks = [*gate.get("checks", []), *(c.as_dict() for c in against)]
+        gate = {**gate, "passed": not reasons, "reasons": reasons, "checks": checks}
     status = registry.CANDIDATE
     if promote:
         status = registry.CANDIDATE if gate["passed"] else registry.REJECTED

@@ -151,4 +151,7 @@ async def rollback(state: StateDep, request: Request, body: ReasonBody = None) -
 @router.get("/jobs")
 def list_jobs(state: StateDep, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[JobPublic]:
     """Recent runs of the retraining job, with their decisions and reasons."""
-    return [JobPublic.model_validate(dict(r)) for r in registry.list_jobs(state.engine, limit)]
+    return [
+        JobPublic.model_validate({**r, "checks": (r["comparison"] or {}).get("checks") or []})
+        for r in registry.list_jobs(state.engine, limit)
+    ]

@@ -184,6 +184,13 @@ function timeAxis(periods, bucket) {
   return { xaxis: { range: [new Date(Math.min(...times) - pad).toISOString(), new Date(Math.max(...times) + pad).toISOString()] } };
 }
 
+// Why a model passed, not only why one failed: every gate it went through, in words.
+function checksText(checks) {
+  if (!checks || !checks.length) return "";
+  const mark = (c) => (c.passed === true ? "✓ " : c.passed === false ? "✗ " : "– ");
+  return " [" + checks.map((c) => mark(c) + c.detail).join("; ") + "]";
+}
+
 async function overview() {
   document.getElementById("upload-go").onclick = upload;
   const s = await summaryFor();
@@ -195,7 +202,7 @@ async function overview() {
     : "no model in production";
   const j = s.last_job;
   document.getElementById("last-job").textContent = j
-    ? `#${j.id} ${j.status}${j.decision ? ", " + j.decision : ""} (${j.started_at})${(j.reasons || []).length ? ": " + j.reasons.join("; ") : ""}`
+    ? `#${j.id} ${j.status}${j.decision ? ", " + j.decision : ""} (${j.started_at})${(j.reasons || []).length ? ": " + j.reasons.join("; ") : ""}${checksText(j.checks)}`
     : "no job has run yet";
   healthRows("health", s.alerts);
   const bars = (field) => byVersion(s.timeseries, field, field).map((t) => ({
@@ -245,7 +252,7 @@ async function models() {
       actions.appendChild(b);
     }
     const m = v.metrics || {};
-    const gate = v.gate ? (v.gate.passed ? "passed" : "failed: " + (v.gate.reasons || []).join("; ")) : "–";
+    const gate = v.gate ? (v.gate.passed ? "passed" : "failed: " + (v.gate.reasons || []).join("; ")) + checksText(v.gate.checks) : "–";
     const tr = row([box, v.version, v.status, m.rmse, m["ndcg@10"], m.coverage, gate, v.created_at, actions]);
     tr.dataset.version = v.version; tr.dataset.status = v.status;
     table.appendChild(tr);
