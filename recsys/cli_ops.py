@@ -73,6 +73,11 @@ def retrain(
         + (f" ({reasons})" if reasons else ""),
         highlight=False,
     )
+    # Every gate it went through, in words: why it passed as well as why it failed.
+    job = next((j for j in registry.list_jobs(_engine(), 5) if j["id"] == outcome.job_id), None)
+    for check in ((job["comparison"] or {}).get("checks") or []) if job is not None else []:
+        mark = {True: "ok", False: "FAILED"}.get(check["passed"], "not applied")
+        out.print(f"  {mark}: {check['detail']}", highlight=False, soft_wrap=True)
     if outcome.status == "failed":
         raise typer.Exit(1)
 

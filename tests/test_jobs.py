@@ -76,6 +76,11 @@ def test_first_run_promotes_and_later_runs_compare_with_production(
         [RECSYS, "jobs", "list"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "ok: NDCG@10" in " ".join(listed.split()) and "not applied" in listed
+    ran = subprocess.run(
+        [RECSYS, "retrain"], env={**env, "RECSYS_ARTIFACT_DIR": str(settings.artifact_dir)},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "ok: RMSE" in ran and "production's" in ran and "off-policy gate" in ran, ran
     token = "jobs-operator-token-0123456789"
     app = create_app(settings.model_copy(update={"operator_token": SecretStr(token)}))
     with TestClient(app) as client:
