@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from recsys.config import RatingScale, Settings, train_config
@@ -87,3 +88,18 @@ def test_a_stranger_gets_the_films_most_people_chose_and_liked(trained: Register
     assert sum(i in most_rated for i in listed) >= 7, listed
     # Well liked, not only much watched (the zero-vector list held Powder, rated 3.0 on average).
     assert all(mean[i] >= 3.6 for i in listed), {i: round(mean[i], 2) for i in listed}
+
+
+def test_a_visitors_predicted_ratings_are_not_all_five_stars(trained: Registered) -> None:
+    """Three 5-star ratings made a visitor's bias so large that every film of the list was
+    predicted 4.74-5.00: the fold-in now pulls the bias towards the typical user's."""
+    rec = trained.fitted.deployed
+    out = rec.recommend_for_ratings(
+        [SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5], k=10,
+        min_support=Settings().fold_in_min_support,
+    )  # fmt: skip
+    predicted = [s.predicted_rating for s in out if s.predicted_rating is not None]
+    assert len(predicted) == 10
+    # The horror classics of the list are still predicted high (4.5-4.9), but apart.
+    assert np.mean(predicted) < 4.8, predicted
+    assert max(predicted) - min(predicted) > 0.25, predicted

@@ -637,8 +637,20 @@ class Recommender:
         rows = self.item_vocab.indices(item_ids)
         return rows, (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
 
+    FOLD_IN_BIAS_PRIOR = 10.0
+    """L2 on a folded-in visitor's bias, in ratings' worth of pull towards the typical user's
+    (zero): a visitor known by three 5-star ratings is not predicted 5 stars for everything.
+    Chosen on held-out MovieLens visitors (`benchmarks/visitor_ratings.py`): against 0.1,
+    RMSE of their other ratings 1.24 -> 1.01 given 3 liked films, 0.98 -> 0.96 given 10
+    random ratings; their lists' mean predicted rating 4.44 -> 4.11."""
+
     def fold_in(
-        self, item_ids: Sequence[str], ratings: Sequence[float], *, l2: float = 0.1
+        self,
+        item_ids: Sequence[str],
+        ratings: Sequence[float],
+        *,
+        l2: float = 0.1,
+        bias_prior: float | None = None,
     ) -> tuple[np.ndarray, float]:
         """A rating-head user vector and bias for someone known only by a few ratings, without
         retraining.
@@ -659,7 +671,7 @@ class Recommender:
         x = np.ones((len(rows), self.n_factors + 1))
         x[:, :-1] = self.item_factors[rows]
         reg = np.eye(x.shape[1]) * l2 * len(rows)
-        reg[-1, -1] = l2  # a light hand on the bias: one rating already says a lot about it
+        reg[-1, -1] = self.FOLD_IN_BIAS_PRIOR if bias_prior is None else bias_prior
         solution = np.linalg.solve(x.T @ x + reg, x.T @ target)
         return solution[:-1].astype(np.float32), float(solution[-1])
 
