@@ -179,11 +179,14 @@ def off_policy(
     loads the models and every logged list of the window (gigabytes at a week of traffic)
     and pandas with them: in the monitoring process, not in a serving worker."""
     from recsys.exploration import ExplorePolicy
-    from recsys.offpolicy.run import off_policy_report
+    from recsys.offpolicy.run import off_policy_report, verdict
 
+    engine = _engine(settings.database_url)
     target = None if explore is None else ExplorePolicy(explore, settings.explore_temperature)
-    report = off_policy_report(_engine(settings.database_url), settings, version, since, target)
-    return {"since": timestamps.iso(since), **report.as_json()}
+    report = off_policy_report(engine, settings, version, since, target)
+    production = registry.production(engine)
+    called = verdict(report, production["version"] if production else None, settings)
+    return {"since": timestamps.iso(since), **report.as_json(), "verdict": called}
 
 
 class MonitoringProcess:

@@ -140,3 +140,33 @@ def off_policy_gate(
             f"{settings.gate_ope_tolerance} (RECSYS_GATE_OPE_TOLERANCE)"
         ], info
     return [], info
+
+
+def verdict(report: OffPolicyReport, production: str | None, settings: Settings) -> dict[str, str]:
+    """What the figures support, in words: `call` is "better", "worse", "no clear
+    difference" (the interval holds production's observed rate) or "not enough evidence",
+    against the positive rate production observed on its own lists; `why` says on what."""
+    if production is None:
+        return {"call": "not enough evidence", "why": "there is no production model to compare"}
+    if report.version == production:
+        return {
+            "call": "reference",
+            "why": "this is production: its observed rate is what others are compared with",
+        }
+    _, info = off_policy_gate(report, production, settings)
+    if not info["applied"]:
+        why = f"no comparison with production {production}: {info['why_not']}"
+        return {"call": "not enough evidence", "why": why}
+    judged = report.gate_interval
+    assert judged is not None  # applied: there is an estimate
+    name, interval = judged
+    rate = float(info["production_rate"])
+    where = (
+        f"{name} {interval.value:.4f}, 95 % interval [{interval.low:.4f}, {interval.high:.4f}], "
+        f"against production's observed {rate:.4f} positive answers per slot"
+    )
+    if interval.low > rate:
+        return {"call": "better", "why": f"{where}: the whole interval lies above it"}
+    if interval.high < rate:
+        return {"call": "worse", "why": f"{where}: the whole interval lies below it"}
+    return {"call": "no clear difference", "why": f"{where}: the interval holds it"}

@@ -304,7 +304,7 @@ function interval(found) {
 
 // One request per version: each ranks every logged list again, so the table fills row by row.
 async function offPolicy(ticked) {
-  const table = fill("off-policy", ["version", "SNIPS", "DR", "IPS", "effective sample", "largest weight", "observed by the logging versions"], []);
+  const table = fill("off-policy", ["version", "verdict", "SNIPS", "DR", "IPS", "effective sample", "largest weight (before clipping)", "observed by the logging versions"], []);
   for (const version of ticked) {
     const tr = row([version, "…"]);
     table.appendChild(tr);
@@ -312,9 +312,12 @@ async function offPolicy(ticked) {
       const r = await api(`/v1/monitoring/off-policy?hours=168&version=${encodeURIComponent(version)}`);
       const observed = Object.entries(r.logging || {}).map(([v, o]) => `${v}: ${interval(o.positive_rate)} (${o.lists} lists)`).join("; ");
       const e = r.estimate;
+      // In words first: what the numbers support against production, and on what.
+      const called = r.verdict ? `${r.verdict.call}: ${r.verdict.why}` : null;
+      const weight = (w) => `${fmt(w.max_weight, 1)} (clipped at ${w.clip}: ${w.clipped} slots)`;
       tr.replaceWith(row(e
-        ? [version, interval(e.snips), interval(e.dr), interval(e.ips), e.effective_sample_size, e.max_weight, observed]
-        : [version, "no estimate: " + r.refused, null, null, null, null, observed]));
+        ? [version, called, interval(e.snips), interval(e.dr), interval(e.ips), e.effective_sample_size, weight(e), observed]
+        : [version, called, "no estimate: " + r.refused, null, null, null, null, observed]));
     } catch (err) {
       tr.replaceWith(row([version, "no estimate: " + err.message]));
     }

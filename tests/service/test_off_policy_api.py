@@ -99,6 +99,8 @@ def test_without_exploration_the_estimators_refuse(
         ).json()
     assert answer["estimate"] is None
     assert "exploration on" in answer["refused"]
+    assert answer["verdict"]["call"] == "not enough evidence"
+    assert "exploration on" in answer["verdict"]["why"]
     cli = _cli(served, tmp_path, "evaluate", "--off-policy", candidate, "--since", "1h")
     assert cli.returncode != 0 and "exploration on" in cli.stderr
 
@@ -150,6 +152,11 @@ def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
         assert 0 <= low <= value <= high, (name, found[name])
     assert found["lists"] == 150 and found["effective_sample_size"] > 1
     assert found["unsupported_share"] == 0.0
+    # What the numbers support, in words, against production's observed rate.
+    called = answer["verdict"]
+    assert called["call"] in ("better", "worse", "no clear difference", "not enough evidence")
+    assert "production" in called["why"]
+    assert itself["verdict"]["call"] == "reference"
     # Trained before the traffic: it learned none of the answers, and every slot counts.
     assert answer["judged_on"].startswith("every logged slot"), answer["judged_on"]
     production = answer["logging"][served.registered.version]
