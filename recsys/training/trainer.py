@@ -229,7 +229,9 @@ class Trainer:
             return selected
         both = train.concat(valid)
         nothing = both.subset(np.arange(0))
-        final = self._train(both, nothing, start, world, selected.best_epoch, None)
+        # Its epochs are reported too (validation "-": nothing is held out), so a long refit
+        # is not minutes of silence.
+        final = self._train(both, nothing, start, world, selected.best_epoch, self.on_epoch)
         seconds = selected.seconds + final.seconds
         samples = sum(r.samples_per_second * r.seconds for r in (selected, final))
         return TrainResult(
