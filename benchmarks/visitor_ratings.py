@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from benchmarks.train_movielens import movielens
+from benchmarks.visitors import as_visitor
 from recsys.config import Settings, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.model.recommender import Recommender
@@ -33,18 +34,11 @@ def visitors(data: Interactions, users: np.ndarray, rng: np.random.Generator) ->
     """(protocol, given items, given ratings, other items, other ratings) per visitor."""
     out = []
     for user in users:
-        rows = np.flatnonzero(data.users == user)
-        items, ratings = data.items[rows], data.ratings[rows]
-        liked = np.flatnonzero(ratings >= 4)
         for protocol in ("3 liked", "10 random"):
-            if protocol == "3 liked":
-                if len(liked) < 6:
-                    continue
-                given = rng.choice(liked, 3, replace=False)
-            else:
-                given = rng.choice(len(rows), 10, replace=False)
-            rest = np.setdiff1d(np.arange(len(rows)), given)
-            out.append((protocol, items[given], ratings[given], items[rest], ratings[rest]))
+            drawn = as_visitor(data, int(user), protocol, rng)
+            if drawn is not None:
+                items, ratings, given, rest = drawn
+                out.append((protocol, items[given], ratings[given], items[rest], ratings[rest]))
     return out
 
 

@@ -98,21 +98,33 @@ def main() -> None:
         visit(data, held, lists, np.random.default_rng(args.seed))
 
 
+def as_visitor(
+    data: Interactions, user: int, protocol: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """A held-out user as a visitor: (their items, their ratings, positions given, positions
+    left to judge by), given 3 of their liked films ("3 liked"; None with fewer than 6) or
+    10 random ratings ("10 random")."""
+    rows = np.flatnonzero(data.users == user)
+    items, ratings = data.items[rows], data.ratings[rows]
+    liked = np.flatnonzero(ratings >= 4)
+    if protocol == "3 liked":
+        if len(liked) < 6:
+            return None
+        given = rng.choice(liked, 3, replace=False)
+    else:
+        given = rng.choice(len(rows), 10, replace=False)
+    return items, ratings, given, np.setdiff1d(np.arange(len(rows)), given)
+
+
 def visit(data: Interactions, held: np.ndarray, lists: Lists, rng: np.random.Generator) -> None:
     """NDCG@10 of held-out users as visitors, and the genre visitors' lists."""
     for protocol in ("3 liked", "10 random"):
         scores: dict[str, list[float]] = {}
         for user in held:
-            rows = np.flatnonzero(data.users == user)
-            items, ratings = data.items[rows], data.ratings[rows]
-            liked = np.flatnonzero(ratings >= 4)
-            if protocol == "3 liked":
-                if len(liked) < 6:
-                    continue
-                given = rng.choice(liked, 3, replace=False)
-            else:
-                given = rng.choice(len(rows), 10, replace=False)
-            rest = np.setdiff1d(np.arange(len(rows)), given)
+            drawn = as_visitor(data, user, protocol, rng)
+            if drawn is None:
+                continue
+            items, ratings, given, rest = drawn
             relevant = items[rest][ratings[rest] >= 4]
             if len(relevant) == 0:
                 continue
