@@ -88,6 +88,16 @@ COLOURS_JS = """() => [...document.querySelectorAll('.chart')].flatMap((el) =>
     [t.name.split(' ')[0], (t.line && t.line.color) || (t.marker && t.marker.color)]))"""
 
 
+def open_item(page: Page, search: str, item: str, shown: str) -> None:
+    """Search the Items page, click `item` among the results, wait until `shown` (a selector
+    under #item) names it."""
+    page.fill("#search", search)
+    page.click("#search-go")
+    page.click(f"#results a[data-item='{item}']")
+    target = search if shown.endswith("h4") else item
+    page.wait_for_function(f"document.querySelector('{shown}')?.textContent.includes('{target}')")
+
+
 def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
     OUTPUT.mkdir(exist_ok=True)
     candidate = train_from_database(
@@ -161,31 +171,16 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 )
                 assert drawn and "&lt;a href" in drawn and "<a" not in drawn, drawn
                 assert page.query_selector("#chart-map a[href*='evil.example']") is None
-                page.fill("#search", "Film number 1")
-                page.click("#search-go")
-                page.click("#results a[data-item='film1']")
-                page.wait_for_function(
-                    "document.querySelector('#item h4')?.textContent.includes('Film number 1')"
-                )
+                open_item(page, "Film number 1", "film1", "#item h4", "Film number 1")
                 # All of the fixture's traffic lies in one hour: its bar is still drawn wide.
                 bar = page.query_selector("#chart-exposure .bars path")
                 box = bar.bounding_box() if bar else None
                 assert box and box["width"] > 5, box
                 # A film of the catalog that the model has not learned: said, not a blank.
-                page.fill("#search", "Brand new film")
-                page.click("#search-go")
-                page.click("#results a[data-item='brand-new']")
-                page.wait_for_function(
-                    "document.querySelector('#item p')?.textContent.includes('brand-new')"
-                )
+                open_item(page, "Brand new film", "brand-new", "#item p", "brand-new")
                 assert "not in the serving model" in page.inner_text("#item")
                 errors[:] = [e for e in errors if "status of 404" not in e]
-                page.fill("#search", "Film number 1")
-                page.click("#search-go")
-                page.click("#results a[data-item='film1']")
-                page.wait_for_function(
-                    "document.querySelector('#item h4')?.textContent.includes('Film number 1')"
-                )
+                open_item(page, "Film number 1", "film1", "#item h4", "Film number 1")
             charts = page.query_selector_all(".chart")
             for chart in charts:
                 chart_id = chart.get_attribute("id")
