@@ -88,14 +88,13 @@ COLOURS_JS = """() => [...document.querySelectorAll('.chart')].flatMap((el) =>
     [t.name.split(' ')[0], (t.line && t.line.color) || (t.marker && t.marker.color)]))"""
 
 
-def open_item(page: Page, search: str, item: str, shown: str) -> None:
-    """Search the Items page, click `item` among the results, wait until `shown` (a selector
-    under #item) names it."""
+def open_item(page: Page, search: str, item: str, where: str, text: str) -> None:
+    """Search the Items page, click `item` among the results, wait until the element at
+    `where` shows `text`."""
     page.fill("#search", search)
     page.click("#search-go")
     page.click(f"#results a[data-item='{item}']")
-    target = search if shown.endswith("h4") else item
-    page.wait_for_function(f"document.querySelector('{shown}')?.textContent.includes('{target}')")
+    page.wait_for_function(f"document.querySelector('{where}')?.textContent.includes('{text}')")
 
 
 def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
