@@ -75,9 +75,14 @@ class World:
         dist.all_gather_object(gathered, np.unique(ids))
         return np.unique(np.concatenate([g for g in gathered if g is not None]))
 
-    def barrier(self) -> None:
-        """Wait until every rank reaches this point."""
+    def part(self) -> None:
+        """The ranks' last collective: every rank waits for the others here, then all leave
+        the process group together, and rank 0 goes on alone. A rank that tears the group
+        down while another still waits in it, or that waits minutes in a collective while
+        rank 0 works alone, can abort under gloo ("terminate called without an active
+        exception")."""
         dist.barrier()
+        stop()
 
     def gather(self, value: int) -> list[int]:
         """`value` of every rank, in rank order."""
@@ -107,5 +112,6 @@ def start(device_choice: str = "auto") -> World:
 
 
 def stop() -> None:
+    """Leave the process group, if this process is still in one."""
     if dist.is_initialized():
         dist.destroy_process_group()

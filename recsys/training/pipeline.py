@@ -210,6 +210,8 @@ def after_rating_head(
         networks = refit_networks(
             parts.data, result.best_epoch, ranking_epochs, config, scale, world
         )
+    if world is not None:
+        world.part()  # the last collective: what follows is rank 0's alone
     if not main:
         return None
     if world is not None:

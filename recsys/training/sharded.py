@@ -181,15 +181,9 @@ def _train(
         on_stage=on_stage,
     )
     if fitted is None:
-        # Wait for rank 0's registration: a rank that tears the process group down while
-        # another still holds it can abort the other ("terminate called without an active
-        # exception" under gloo).
-        world.barrier()
         return None
     for model in (fitted.recommender, fitted.served):
         if model is not None:
             model.info["data"]["shards"] = shard_sizes
     timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
-    registered = register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
-    world.barrier()
-    return registered
+    return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
