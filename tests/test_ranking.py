@@ -304,7 +304,7 @@ def test_an_ensemble_scores_the_mean_of_its_heads() -> None:
     offsets, weights = torch.tensor([0, 2]), torch.tensor([1.0, 0.5, 0.7])
 
     def scores(net: ChoiceNet) -> torch.Tensor:
-        out: torch.Tensor = net(net.user_vectors(users, history, offsets, weights))
+        out: torch.Tensor = net(net.user_vectors(net.user_offset[users], history, offsets, weights))
         return out
 
     with torch.no_grad():

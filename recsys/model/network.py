@@ -134,17 +134,18 @@ class ChoiceNet(nn.Module):
 
     def user_vectors(
         self,
-        users: torch.Tensor,
+        own: torch.Tensor,
         history: torch.Tensor,
         offsets: torch.Tensor,
         weights: torch.Tensor,
     ) -> torch.Tensor:
-        """p_u for a batch: `history[offsets[b]:offsets[b+1]]` are the items of `users[b]`,
-        `weights` their input weights already scaled by |N(u)| ** -exponent."""
+        """p_u for a batch: `own` the users' free offsets (their rows of `user_offset`),
+        `history[offsets[b]:offsets[b+1]]` the items of user b, `weights` their input weights
+        already scaled by |N(u)| ** -exponent."""
         summed = nn.functional.embedding_bag(
             history, self.item_in, offsets, mode="sum", per_sample_weights=weights
         )
-        return self.user_offset[users] + summed
+        return own + summed
 
     def outputs(self) -> torch.Tensor:
         """q_i of every item: its own output embedding plus its genres'."""

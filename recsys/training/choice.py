@@ -16,7 +16,10 @@ with the training ratings as each user's input.
 On a catalog of more than 4 x `rank_negatives` items the softmax's normaliser is estimated, not
 summed: each batch draws that many items by popularity ** 0.75 and weighs them by the inverse
 of their chance (`SampledNormaliser`), so an epoch costs ratings x factors plus users x
-negatives x factors, not users x items x factors.
+negatives x factors, not users x items x factors. Either way the normaliser and its gradient
+are computed a cache-sized block of users at a time (`blocked_softmax`), and the users' offsets
+are updated where a batch reads them (`RowAdam`), the whole table only when it is read whole
+(a few times an epoch), so a step costs its batch, not the users table.
 
 Under torchrun (a `World`), each rank holds whole users (their histories and validation
 ratings) and trains on them; the item side (input and output embeddings, biases, genres) is
@@ -44,7 +47,9 @@ from recsys.data.interactions import Interactions, is_sorted_by_pair
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
 from recsys.training.adam import Adam
+from recsys.training.blocked_softmax import weighted_log_normaliser
 from recsys.training.distributed import World
+from recsys.training.row_adam import RowAdam
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
@@ -106,12 +111,16 @@ def _user_vectors(
     layout: _Layout,
     device: torch.device,
     weights: np.ndarray | None = None,
+    own: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """p_u of a batch of users, from their histories in `inputs` (`layout` of the batch);
-    `weights` replaces the inputs' weights of the batch's entries (input dropout)."""
+    `weights` replaces the inputs' weights of the batch's entries (input dropout), `own` the
+    users' offsets (the trainer's copy of their rows, whose gradient `RowAdam` takes)."""
     pos, offsets, _, items = layout
+    if own is None:
+        own = net.user_offset[torch.from_numpy(users).to(device)]
     return net.user_vectors(
-        torch.from_numpy(users).to(device),
+        own,
         torch.from_numpy(items).to(device),
         torch.from_numpy(offsets).to(device),
         torch.from_numpy(inputs.inputs[pos] if weights is None else weights).to(device),
@@ -164,16 +173,13 @@ class SampledNormaliser:
         )
         return drawn.to(self.device)
 
-    def log_z(
-        self, vectors: torch.Tensor, net: ChoiceNet, drawn: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The estimated log normaliser of each row of `vectors` (batch x factors)."""
+    def candidates(
+        self, net: ChoiceNet, drawn: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output vectors of the items `drawn` (a fresh draw if None) and their biases
+        less log(n Q(i)): log sum_j exp(p_u . q_j + c_j) over them estimates log Z_u."""
         drawn = self.draw() if drawn is None else drawn
-        outputs = net.outputs_of(drawn)
-        # The corrected biases enter the product itself (addmm): one pass fewer over the
-        # batch x draws logits than adding them after.
-        logits = torch.addmm(net.item_bias[drawn] - self.log_nq[drawn], vectors, outputs.T)
-        return torch.logsumexp(logits, dim=1)
+        return net.outputs_of(drawn), net.item_bias[drawn] - self.log_nq[drawn]
 
 
 SAMPLED_ABOVE = 4
@@ -241,14 +247,16 @@ class ChoiceScorer:
         return scores.cpu()
 
 
-def _optimizer(net: ChoiceNet, cfg: TrainConfig) -> Adam:
-    """Adam for the head. The L2 on item and genre embeddings is its (coupled) weight decay,
-    in the first parameter group, set before each step: the gradient of the penalty in the
-    loss, without squaring whole tables every step (a fifth of an epoch's time when it was
-    part of the loss)."""
+def _optimizer(net: ChoiceNet, cfg: TrainConfig) -> tuple[Adam, RowAdam]:
+    """Adam for the item side, `RowAdam` for the users' offsets (a batch's rows at a time).
+    The L2 on item and genre embeddings is Adam's (coupled) weight decay, in the first
+    parameter group, set before each step: the gradient of the penalty in the loss, without
+    squaring whole tables every step (a fifth of an epoch's time when it was part of the
+    loss)."""
     decayed = net.penalised_tables()
-    ids = {id(t) for t in decayed}
-    return Adam([decayed, [p for p in net.parameters() if id(p) not in ids]], lr=cfg.rank_lr)
+    ids = {id(t) for t in decayed} | {id(net.user_offset)}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return Adam([decayed, rest], lr=cfg.rank_lr), RowAdam(net.user_offset, cfg.rank_lr)
 
 
 class WeightAverage:
@@ -273,11 +281,14 @@ class WeightAverage:
         self._weight = 1 - decay_per_epoch ** (self._every / steps)
         self._steps = 0
 
-    def update(self) -> None:
-        """After an optimiser step: move the average towards the trained weights, when due."""
+    def update(self, prepare: Callable[[], None] | None = None) -> None:
+        """After an optimiser step: move the average towards the trained weights, when due,
+        calling `prepare` first (it brings lazily updated rows up to date)."""
         self._steps += 1
-        if self._steps % self._every:
+        if self._steps % self._every or not self._averaged:
             return
+        if prepare is not None:
+            prepare()
         for mean, weights in zip(self._averaged, self._trained, strict=True):
             mean.lerp_(weights, self._weight)
 
@@ -408,7 +419,7 @@ class ChoiceTrainer:
         # of the batch's users.
         steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
         shared = net.item_side()
-        opt = _optimizer(net, cfg)
+        opt, offset_opt = _optimizer(net, cfg)
         history: list[EpochStats] = []
         average = WeightAverage(net, cfg.rank_average, steps_per_epoch=steps)
         kept = average.network
@@ -431,12 +442,14 @@ class ChoiceTrainer:
                 opt.zero_grad()
                 # Drawn on every rank, users or not, so that the ranks' draws stay the same.
                 drawn = normaliser.draw() if normaliser is not None else None
+                index = torch.from_numpy(chunk).to(device)
+                own = None
                 if len(chunk):
+                    own = offset_opt.rows(index)
                     nll, weight = self._batch_loss(
-                        net, hist, hist, chunk, device, dropout, normaliser, drawn
+                        net, hist, hist, chunk, device, dropout, normaliser, drawn, own
                     )
-                    offsets = net.user_offset[torch.from_numpy(chunk).to(device)]
-                    loss = nll / w_step + cfg.rank_user_l2 * offsets.square().sum() / n_step
+                    loss = nll / w_step + cfg.rank_user_l2 * own.square().sum() / n_step
                     loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
                     loss_sum += float(nll.detach())
                     weight_sum += weight
@@ -447,7 +460,9 @@ class ChoiceTrainer:
                 # whatever the batch size. Weight decay is the penalty's gradient.
                 opt.param_groups[0].weight_decay = 2 * cfg.rank_l2 * n_step / total_weight
                 opt.step()
-                average.update()
+                offset_opt.step(index, own)
+                average.update(prepare=offset_opt.flush)
+            offset_opt.flush()  # validation and early stopping read every user's offset
             loss_sum, weight_sum = _summed(world, loss_sum, weight_sum)
             train_loss = loss_sum / weight_sum
             if not math.isfinite(train_loss):
@@ -492,24 +507,21 @@ class ChoiceTrainer:
         dropout: InputDropout | None = None,
         normaliser: SampledNormaliser | None = None,
         drawn: torch.Tensor | None = None,
+        own: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, float]:
         """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories (with
         `dropout` applied to them, in training), and the summed target weight. With a
         `normaliser`, the softmax's normaliser is its estimate (from the items `drawn`, when
-        given; else a fresh draw)."""
+        given; else a fresh draw). `own`: the users' offsets, when the trainer holds them."""
         layout = inputs.batch(users)
         dropped = None if dropout is None else dropout(inputs.inputs[layout[0]])
-        vectors = _user_vectors(net, inputs, users, layout, device, dropped)
+        vectors = _user_vectors(net, inputs, users, layout, device, dropped, own)
         # Training asks for the inputs' own items as targets: the batch is already laid out.
         t_pos, t_offsets, t_rows, t_items = layout if targets is inputs else targets.batch(users)
         target_weights = targets.targets[t_pos]
         weights = torch.from_numpy(target_weights).to(device)
         items = torch.from_numpy(t_items).to(device)
         total = float(target_weights.sum(dtype=np.float64))
-        if normaliser is None:
-            rows = torch.from_numpy(t_rows).to(device)
-            picked = torch.log_softmax(net(vectors), dim=1)[rows, items]
-            return -(picked * weights).sum(), total
         # The NLL is linear in the targets' scores, so it needs no score per target: with
         # W_u a user's summed target weight, sum_t w_t (log Z_u - p_u.q_t - c_t) is
         # sum_u W_u log Z_u - p_u.(sum_t w_t q_t) - sum_i c_i (sum_{t=i} w_t), and the
@@ -522,15 +534,23 @@ class ChoiceTrainer:
                 np.float32
             )
         ).to(device)
+        every = net.outputs()
         chosen = torch.nn.functional.embedding_bag(
             items,
-            net.outputs(),
+            every,
             torch.from_numpy(t_offsets).to(device),
             mode="sum",
             per_sample_weights=weights,
         )
-        log_z = normaliser.log_z(vectors, net, drawn)
-        nll = (per_user * log_z).sum() - (vectors * chosen).sum() - (per_item * net.item_bias).sum()
+        # log Z over the whole catalog, or its estimate from the draws.
+        outputs, bias = (
+            (every, net.item_bias) if normaliser is None else normaliser.candidates(net, drawn)
+        )
+        nll = (
+            weighted_log_normaliser(vectors, outputs, bias, per_user)
+            - (vectors * chosen).sum()
+            - (per_item * net.item_bias).sum()
+        )
         return nll, total
 
     def _validation_loss(

@@ -1,0 +1,72 @@
+"""The ranking head's hand-written training pieces against torch's own: the blocked
+log-normaliser against autograd through `logsumexp`, and `RowAdam` against dense Adam on a
+table whose rows take turns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recsys.training import blocked_softmax
+from recsys.training.blocked_softmax import weighted_log_normaliser
+from recsys.training.row_adam import RowAdam
+
+
+@pytest.mark.parametrize("block_floats", [7, 1 << 18])  # many blocks, one block
+def test_the_blocked_log_normaliser_and_its_gradients_match_autograd(
+    block_floats: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blocked_softmax, "BLOCK_FLOATS", block_floats)
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(*shape, generator=gen) for shape in ((13, 4), (9, 4), (9,))]
+    weights = torch.rand(13, generator=gen)
+    ours = [t.clone().requires_grad_() for t in start]
+    theirs = [t.clone().requires_grad_() for t in start]
+    value = weighted_log_normaliser(ours[0], ours[1], ours[2], weights) * 3.0
+    vectors, outputs, bias = theirs
+    reference = (weights * torch.logsumexp(vectors @ outputs.T + bias, dim=1)).sum() * 3.0
+    value.backward()  # type: ignore[no-untyped-call]
+    reference.backward()  # type: ignore[no-untyped-call]
+    assert value.item() == pytest.approx(reference.item(), rel=1e-5)
+    for mine, torchs in zip(ours, theirs, strict=True):
+        assert mine.grad is not None and torchs.grad is not None
+        torch.testing.assert_close(mine.grad, torchs.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_blocked_log_normaliser_without_gradients_gives_the_value() -> None:
+    vectors, outputs, bias = torch.randn(5, 3), torch.randn(8, 3), torch.randn(8)
+    with torch.no_grad():
+        value = weighted_log_normaliser(vectors, outputs, bias, torch.ones(5))
+    expected = torch.logsumexp(vectors @ outputs.T + bias, dim=1).sum()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_row_adam_takes_dense_adams_steps_on_rows_that_take_turns() -> None:
+    """Rows take turns, one gradient per row every 8 steps, as users do in an epoch's
+    batches; brought up to date, the table is dense Adam's at every step."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(16, 3, generator=gen)
+    # Gradients of 1e-6 or less, where eps (1e-8) weighs on Adam's steps, as it does on the
+    # head's user offsets (a mean over a batch's target weight).
+    grads = torch.randn(40, 16, 3, generator=gen) * 1e-6
+    lazy = start.clone()
+    dense = start.clone().requires_grad_()
+    rows_opt = RowAdam(lazy, lr=0.01)
+    adam = torch.optim.Adam([dense], lr=0.01)
+    for step in range(40 * 8):
+        turn = torch.arange(2 * (step % 8), 2 * (step % 8) + 2)  # 2 of the 16 rows a step
+        rows = rows_opt.rows(turn)
+        # The rows a batch reads are dense Adam's rows as they stand.
+        torch.testing.assert_close(rows.detach(), dense.detach()[turn], rtol=1e-4, atol=1e-5)
+        (rows * grads[step // 8, turn]).sum().backward()  # type: ignore[no-untyped-call]
+        rows_opt.step(turn, rows)
+        grad = torch.zeros_like(dense)
+        grad[turn] = grads[step // 8, turn]
+        dense.grad = grad
+        adam.step()
+        if step % 5 == 0:  # the weight average and validation read the whole table
+            rows_opt.flush()
+            torch.testing.assert_close(lazy, dense.detach(), rtol=1e-4, atol=1e-5)
+    rows_opt.flush()
+    torch.testing.assert_close(lazy, dense.detach(), rtol=1e-4, atol=1e-5)
+    assert (lazy - start).norm() > 0.5  # they moved: 40 gradients of ~lr each per entry
