@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,32 +19,8 @@ import numpy as np
 from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
 from recsys.health import wilson
-
-POSITIVE_EVENTS = ("click", "like", "purchase")
-
-
-@dataclass(frozen=True)
-class Shown:
-    """One served list."""
-
-    recommendation_id: str
-    model_version: str | None
-    items: list[str]
-    served_at: datetime
-    predicted: list[float | None] | None = None
-    """Predicted ratings in list order (None for lists logged before they were kept)."""
-    policy: dict[str, Any] | None = field(default=None)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One piece of feedback."""
-
-    recommendation_id: str | None
-    item_id: str
-    kind: str
-    value: float | None
-    received_at: datetime
+from recsys.store.events import POSITIVE_EVENTS
+from recsys.store.records import Answer, Shown
 
 
 @dataclass(frozen=True)

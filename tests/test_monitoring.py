@@ -13,9 +13,10 @@ from recsys import monitoring
 from recsys.config import Settings
 from recsys.data.ingest import ingest_csv
 from recsys.health import Inputs, checks
-from recsys.monitoring import Answer, Shown, online_by_version
+from recsys.monitoring import online_by_version
 from recsys.store.db import session_scope
 from recsys.store.events import FeedbackEvent, rating_counts, record_feedback
+from recsys.store.records import Answer, Shown
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 

@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recsys.errors import InvalidInputError
-from recsys.monitoring import Answer, Shown
 from recsys.store.many_rows import BulkInsert
 from recsys.store.queries import (
     dialect_insert,
@@ -27,10 +26,13 @@ from recsys.store.queries import (
     upsert_ratings,
     where_in,
 )
+from recsys.store.records import Answer, Shown
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
 RATING = "rating"
 EVENT_KINDS = (RATING, "click", "view", "skip", "like", "dislike", "purchase")
+POSITIVE_EVENTS = ("click", "like", "purchase")
+"""The kinds that say a user wanted what they were shown (a rating counts by its value)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from recsys.monitoring import POSITIVE_EVENTS
+from recsys.store.events import POSITIVE_EVENTS
 from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
