@@ -264,7 +264,9 @@ def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> Non
 
     with session_scope(_engine()) as s:
         served, feedback = load_served(session=s, since=timestamps.hours_ago(hours))
-    figures = monitoring.online_by_version(served, feedback, get_settings().liked_threshold)
+    figures = monitoring.online_by_version(
+        served, feedback, liked_threshold=get_settings().liked_threshold
+    )
     table = Table()
     for col in ("version", "lists", "feedback", "positive rate", "rated shown", "prediction bias"):
         table.add_column(col)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.errors import ConfigError
+
 if TYPE_CHECKING:
     from recsys.exploration import ExplorePolicy
 
@@ -37,6 +39,14 @@ class RatingScale(BaseModel):
         if not self.min < self.max:
             raise ValueError(f"rating scale min ({self.min}) must be below max ({self.max})")
         return self
+
+    def check_liked(self, threshold: float) -> None:
+        """Raise ConfigError unless a "liked" threshold lies inside the scale: outside it,
+        every rating or none would count as liked, and ranking would learn nothing."""
+        if not self.min <= threshold <= self.max:
+            raise ConfigError(
+                f"liked_threshold {threshold} lies outside the rating scale {self.min}..{self.max}"
+            )
 
     def output_range(self) -> tuple[float, float]:
         """The sigmoid's range: the scale widened by a tenth of its span on each side.
@@ -356,7 +366,11 @@ class TrainConfig(BaseModel):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = Field(10, ge=1, le=1000, description="k of the ranking metrics.")
-    liked_threshold: float = Field(4.0, description="A rating at least this is 'liked'.")
+    liked_threshold: float = Field(
+        4.0,
+        allow_inf_nan=False,
+        description="A rating at least this is 'liked' (within the scale).",
+    )
     ease_max_items: int = Field(
         4_000, ge=0, description="EASE baseline on at most this many most-rated items."
     )

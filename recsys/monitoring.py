@@ -71,7 +71,7 @@ def _rating_gaps(answered: Iterable[_Answered]) -> list[float]:
 
 
 def online_by_version(
-    impressions: Sequence[Shown], feedback: Sequence[Answer], liked_threshold: float = 4.0
+    impressions: Sequence[Shown], feedback: Sequence[Answer], *, liked_threshold: float
 ) -> dict[str, dict[str, Any]]:
     """Per model version: lists served, feedback answering them, the positive share of that
     feedback, and the prediction bias on it (shown score minus the rating given, over rated
@@ -132,7 +132,7 @@ def by_explore_share(
     *,
     n_catalog: int,
     popularity: Mapping[str, float],
-    liked_threshold: float = 4.0,
+    liked_threshold: float,
 ) -> list[dict[str, Any]]:
     """Exposure and response per exploration share the lists were served with (lists logged
     without a policy count as 0): what exploring costs in positive answers per slot, and what
@@ -190,7 +190,7 @@ def loop_figures(
     *,
     n_catalog: int,
     popularity: Mapping[str, float],
-    liked_threshold: float = 4.0,
+    liked_threshold: float,
 ) -> dict[str, float | None]:
     """Every feedback-loop figure for one slice of impressions and feedback."""
     gaps = _rating_gaps(_answers(impressions, feedback))
@@ -252,7 +252,7 @@ def by_period(
     n_catalog: int,
     popularity: Mapping[str, float],
     freq: str = "D",
-    liked_threshold: float = 4.0,
+    liked_threshold: float,
 ) -> list[dict[str, Any]]:
     """`loop_figures` per period ("10s", "min", "h" or "D" buckets) and model version."""
     lists: dict[tuple[datetime, str], list[Shown]] = defaultdict(list)

@@ -108,7 +108,9 @@ def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) ->
         "canary": facts.canary,
         "last_job": _job(last_job),
         "figures": figures,
-        "by_version": monitoring.online_by_version(served, fb, settings.liked_threshold),
+        "by_version": monitoring.online_by_version(
+            served, fb, liked_threshold=settings.liked_threshold
+        ),
         "by_explore_share": exposure_by_share,
         "timeseries": series,
         "drift": drift,

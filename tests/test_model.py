@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from recsys.config import RatingScale
+from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.errors import ConfigError
 from recsys.model.network import DotProductBias
+from recsys.training.pipeline import fit
 from recsys.training.trainer import Trainer
 from tests.conftest import CHECKERBOARD_CONFIG, checkerboard
 
@@ -33,6 +36,14 @@ def test_global_bias_starts_at_mean() -> None:
 def test_output_range_covers_the_scale() -> None:
     lo, hi = RatingScale(min=0.5, max=5.0).output_range()
     assert lo < 0.5 and hi > 5.0
+
+
+def test_training_refuses_a_liked_threshold_outside_the_scale() -> None:
+    config = CHECKERBOARD_CONFIG.model_copy(update={"liked_threshold": 8.0})
+    with pytest.raises(ConfigError, match=r"liked_threshold 8\.0 lies outside the rating scale"):
+        fit(checkerboard()[0], config, RatingScale(min=1.0, max=5.0))
+    with pytest.raises(ValidationError):
+        TrainConfig(liked_threshold=float("nan"))
 
 
 def test_vocabulary() -> None:

@@ -95,7 +95,7 @@ def test_response_figures_by_hand() -> None:
 def test_by_period_splits_days_and_versions() -> None:
     impressions, feedback = rows()
     series = monitoring.by_period(
-        impressions, feedback, n_catalog=10, popularity={"a": 1.0}, freq="D"
+        impressions, feedback, n_catalog=10, popularity={"a": 1.0}, freq="D", liked_threshold=4.0
     )
     keys = [(r["period"][:10], r["model_version"]) for r in series]
     assert keys == [("2026-11-20", "A"), ("2026-11-21", "A"), ("2026-11-21", "B")]
@@ -118,7 +118,9 @@ def test_exposure_and_response_per_exploration_share() -> None:
               {"explore_share": 0.1} if s.recommendation_id in ("r1", "r2") else None)
         for s in impressions
     ]  # fmt: skip
-    shares = monitoring.by_explore_share(explored, feedback, n_catalog=10, popularity={})
+    shares = monitoring.by_explore_share(
+        explored, feedback, n_catalog=10, popularity={}, liked_threshold=4.0
+    )
     assert [r["explore_share"] for r in shares] == [0.0, 0.1]
     plain, exploring = shares
     assert exploring["lists"] == 2 and exploring["coverage"] == 3 / 10

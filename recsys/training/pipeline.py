@@ -135,6 +135,7 @@ def fit(
     """
     config = (config or TrainConfig()).sized_for(len(data), data.n_users)
     scale = scale or RatingScale()
+    scale.check_liked(config.liked_threshold)
     stage = on_stage or (lambda _: None)
     t0 = time.perf_counter()
     parts = split(data, config)

@@ -87,6 +87,7 @@ def train_distributed(
 
     `on_epoch` and `on_step` are called on rank 0 only.
     """
+    scale.check_liked(config.liked_threshold)
     if config.split != "hash":
         raise ConfigError(
             "distributed training needs the hash split (each rank splits its own shard the "

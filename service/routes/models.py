@@ -70,7 +70,9 @@ def online_metrics(
     since = datetime.now(UTC) - timedelta(hours=hours)
     with session_scope(state.engine) as s:
         served, feedback = load_served(session=s, since=since)
-    return monitoring.online_by_version(served, feedback, state.settings.liked_threshold)
+    return monitoring.online_by_version(
+        served, feedback, liked_threshold=state.settings.liked_threshold
+    )
 
 
 @router.get("/models/history")
