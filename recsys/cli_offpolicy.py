@@ -43,10 +43,10 @@ def _interval(found: Interval | None) -> tuple[str, str]:
 
 
 def print_report(report: OffPolicyReport, out: Console) -> None:
-    policy = report.target_policy
+    policy = ExplorePolicy.from_json(report.target_policy)
     out.print(
         f"off-policy estimate of {report.version}, served with exploration "
-        f"{policy['explore_share']:g} (temperature {policy['temperature']:g})"
+        f"{policy.share:g} (temperature {policy.temperature:g})"
     )
     out.print(f"judged on {report.judged_on}: {report.lists} lists")
     for reason, n in report.skipped.items():
@@ -75,8 +75,6 @@ def off_policy(
 ) -> None:
     from recsys.offpolicy.run import off_policy_report
 
-    target = None
-    if explore is not None:
-        target = ExplorePolicy(explore, settings.explore_temperature)
+    target = None if explore is None else settings.explore_policy_at(explore)
     engine = existing_engine(settings.database_url)
     print_report(off_policy_report(engine, settings, version, parse_since(since), target), out)

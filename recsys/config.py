@@ -265,10 +265,15 @@ class Settings(BaseSettings):
 
     @property
     def explore_policy(self) -> ExplorePolicy:
+        """The exploration lists are served with."""
+        return self.explore_policy_at(self.explore_share)
+
+    def explore_policy_at(self, share: float) -> ExplorePolicy:
+        """The served policy's temperature with another share (what-if evaluations)."""
         # numpy, which the policy needs, is no import of `recsys --help`.
         from recsys.exploration import ExplorePolicy
 
-        return ExplorePolicy(self.explore_share, self.explore_temperature)
+        return ExplorePolicy(share, self.explore_temperature)
 
     def client_keys(self) -> list[str]:
         raw = self.client_api_keys.get_secret_value() if self.client_api_keys else ""

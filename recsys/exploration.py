@@ -24,8 +24,10 @@ The draw is seeded per (user, day): a user who comes back the same day sees the 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +63,14 @@ class ExplorePolicy:
         return (np.arange(1, m + 1) * k) // m - 1 if m else np.empty(0, dtype=np.int64)
 
     def as_json(self) -> dict[str, float]:
+        """As impressions log it (`policy`) and reports show it."""
         return {"explore_share": self.share, "temperature": self.temperature}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ExplorePolicy:
+        """The policy `as_json` recorded; a list logged without one did not explore."""
+        data = data or {}
+        return cls(float(data.get("explore_share", 0.0)), float(data.get("temperature", 1.0)))
 
     # --- the policy over one user's candidates ------------------------------------------------
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
+from recsys.exploration import ExplorePolicy
 from recsys.health import wilson
 from recsys.store.events import POSITIVE_EVENTS
 from recsys.store.records import Answer, Shown
@@ -140,7 +141,7 @@ def by_explore_share(
     shares over similar counts."""
     groups: dict[float, list[Shown]] = defaultdict(list)
     for s in impressions:
-        groups[float((s.policy or {}).get("explore_share", 0.0))].append(s)
+        groups[ExplorePolicy.from_json(s.policy).share].append(s)
     positive = [a for a in feedback if is_positive(a.kind, a.value, liked_threshold)]
     out = []
     for share in sorted(groups):

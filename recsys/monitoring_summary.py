@@ -180,11 +180,10 @@ def off_policy(
     `since` (`explore`: the exploration share it would serve with; None: ours), as JSON. It
     loads the models and every logged list of the window (gigabytes at a week of traffic)
     and pandas with them: in the monitoring process, not in a serving worker."""
-    from recsys.exploration import ExplorePolicy
     from recsys.offpolicy.run import off_policy_report, verdict
 
     engine = _engine(settings.database_url)
-    target = None if explore is None else ExplorePolicy(explore, settings.explore_temperature)
+    target = None if explore is None else settings.explore_policy_at(explore)
     report = off_policy_report(engine, settings, version, since, target)
     production = registry.production(engine)
     called = verdict(report, production["version"] if production else None, settings)
