@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from recsys.config import MAX_SUPPORT
-from recsys.store import queries
-from recsys.store.db import session_scope
 from recsys.store.tables import EXTERNAL_ID_LENGTH
+from service import activity
 from service.auth import ReaderDep, WriterDep
 from service.catalog import GenreFilter
 from service.deps import GenreQuery, ReadingDep, StateDep, check_batch, check_k
@@ -49,12 +48,6 @@ def _public(state: AppState, item_id: str) -> ItemPublic:
     )
 
 
-def _write(state: AppState, rows: list[dict[str, object]]) -> None:
-    with session_scope(state.engine) as s:
-        queries.upsert_items(session=s, rows=rows)
-    state.models.catalog.refresh(state.engine)
-
-
 def _row(item_id: str, fields: ItemFields) -> dict[str, object]:
     # Only the fields the client sent are written; the others keep their stored value.
     row: dict[str, object] = {"external_id": item_id}
@@ -78,7 +71,7 @@ async def get_item(item_id: ItemPath, state: StateDep) -> ItemPublic:
 def put_item(item_id: ItemPath, body: ItemFields, state: StateDep) -> ItemPublic:
     """Add an item or update the fields given. A new item is recommended once a training run
     has learned it from ratings."""
-    _write(state, [_row(item_id, body)])
+    activity.write_items(state, [_row(item_id, body)])
     return _public(state, item_id)
 
 
@@ -91,7 +84,7 @@ def post_items(body: ItemsCreate, state: StateDep) -> ItemsWritten:
     ids = [i.item_id for i in body.items]
     if len(set(ids)) != len(ids):
         raise HTTPException(422, "each item_id may appear once in a batch")
-    _write(state, [_row(i.item_id, i) for i in body.items])
+    activity.write_items(state, [_row(i.item_id, i) for i in body.items])
     return ItemsWritten(written=len(ids))
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from recsys import monitoring, registry
-from recsys.store.db import session_scope
-from recsys.store.events import load_served
+from service import activity
 from service.auth import OperatorDep, acting_operator
 from service.deps import StateDep
 from service.errors import BODY, OPERATOR_RESPONSES, responses
@@ -67,9 +65,7 @@ def online_metrics(
 ) -> dict[str, dict[str, Any]]:
     """Per version, over the last `hours`: lists served, feedback answering them, positive
     share and prediction bias on it. How a canary compares with production, online."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
-    with session_scope(state.engine) as s:
-        served, feedback = load_served(session=s, since=since)
+    served, feedback = activity.served_since(state, hours)
     return monitoring.online_by_version(
         served, feedback, liked_threshold=state.settings.liked_threshold
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -12,10 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from recsys.data import timestamps
 from recsys.monitoring import floor_to
-from recsys.store import queries, user_activity
-from recsys.store.db import session_scope
-from recsys.store.events import load_served
-from service import monitoring_data, serving
+from service import activity, monitoring_data, serving
 from service.auth import OperatorDep
 from service.deps import ModelDep, StateDep
 from service.errors import OPERATOR_RESPONSES, responses
@@ -76,8 +72,7 @@ def search(
     state: StateDep, q: Annotated[str, Query(min_length=1, max_length=200)]
 ) -> list[dict[str, str | None]]:
     """Items whose title contains `q`."""
-    with session_scope(state.engine) as s:
-        return [{"item_id": i, "title": t} for i, t in queries.search_items(session=s, text=q)]
+    return activity.search_items(state, q)
 
 
 @router.get("/items/{item_id}", responses=responses(404))
@@ -92,8 +87,7 @@ def item(
     if not rec.is_known_item(item_id):
         raise HTTPException(404, f"item {item_id!r} is not in the serving model")
     row = rec.item_vocab.index(item_id)
-    with session_scope(state.engine) as s:
-        served, _ = load_served(session=s, since=datetime.now(UTC) - timedelta(hours=hours))
+    served, _ = activity.served_since(state, hours)
     per_hour = Counter(floor_to(x.served_at, "h") for x in served if item_id in x.items)
     catalog = state.models.catalog
     return {
@@ -146,10 +140,8 @@ def user(
     feedback they gave on those lists."""
     model_now = state.models.for_user(user_id, model)
     rec = model_now.recommender
-    with session_scope(state.engine) as s:
-        history = user_activity.rated(session=s, user_id=user_id)
-        lists = user_activity.served(session=s, user_id=user_id)
-        answers = user_activity.answers(session=s, user_id=user_id)
+    seen = activity.of_user(state, user_id)
+    history, lists, answers = seen.rated, seen.lists, seen.answers
     if not rec.is_known_user(user_id) and not history and not lists:
         raise HTTPException(404, f"user {user_id!r} has no ratings, lists or learned vector")
     # The list they would get now, as serving builds it but not logged as an impression: an
