@@ -318,6 +318,73 @@ class Ensemble:
         return [m.best_epoch for m in self.members]
 
 
+@dataclass
+class _Steps:
+    """One training run's moving parts, and an epoch of its steps."""
+
+    config: TrainConfig
+    net: ChoiceNet
+    hist: Histories
+    device: torch.device
+    world: World | None
+    gen: torch.Generator
+    dropout: InputDropout
+    normaliser: SampledNormaliser | None
+    opt: Adam
+    offset_opt: RowAdam
+    average: WeightAverage
+    here: np.ndarray
+    """The users with ratings on this rank."""
+    anywhere: np.ndarray
+    """The users with ratings on any rank."""
+    user_weights: np.ndarray
+    """Each user's summed target weight."""
+    n_steps: int
+    total_weight: float
+
+    def epoch(self) -> tuple[float, float]:
+        """One pass over the users; the summed NLL and target weight, over all ranks."""
+        self.net.train()
+        # The batches of one process, each rank taking its own users of each: with the
+        # draws shared too, the ranks together take exactly one process's steps.
+        order = torch.randperm(len(self.here), generator=self.gen).numpy()
+        order = order[self.anywhere[order]]
+        chunks = [chunk[self.here[chunk]] for chunk in np.array_split(order, self.n_steps)]
+        # Each step's users and target weight over all ranks: what its loss is a mean over.
+        step_users, step_weights = _step_totals(self.world, chunks, self.user_weights)
+        loss_sum, weight_sum = 0.0, 0.0
+        for chunk, n_step, w_step in zip(chunks, step_users, step_weights, strict=True):
+            self.opt.zero_grad()
+            # Drawn on every rank, users or not, so that the ranks' draws stay the same.
+            drawn = self.normaliser.draw() if self.normaliser is not None else None
+            index = torch.from_numpy(chunk).to(self.device)
+            own = None
+            if len(chunk):
+                own = self.offset_opt.rows(index)
+                nll, weight = ChoiceTrainer._batch_loss(
+                    self.net, self.hist, self.hist, chunk, self.device, self.dropout,
+                    self.normaliser, drawn, own,
+                )  # fmt: skip
+                loss = nll / w_step + self.config.rank_user_l2 * own.square().sum() / n_step
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+                loss_sum += float(nll.detach())
+                weight_sum += weight
+            if self.world is not None:
+                self.world.sum_grads(self.net.item_side())
+            # Items are penalised (rank_l2 x squared norm) per unit of target weight, in
+            # proportion to the users in the batch: an epoch applies the penalty once,
+            # whatever the batch size. Weight decay is the penalty's gradient.
+            self.opt.param_groups[0].weight_decay = (
+                2 * self.config.rank_l2 * n_step / self.total_weight
+            )
+            self.opt.step()
+            self.offset_opt.step(index, own)
+            self.average.update(prepare=self.offset_opt.flush)
+        self.offset_opt.flush()  # validation and early stopping read every user's offset
+        summed = _summed(self.world, loss_sum, weight_sum)
+        return summed[0], summed[1]
+
+
 class ChoiceTrainer:
     """Fits a `ChoiceNet`; `fit` returns the network of the best validation epoch, and
     `fit_ensemble` `config.rank_members` of them. With a `world` (torchrun), the data given
@@ -413,15 +480,17 @@ class ChoiceTrainer:
         anywhere = here
         if world is not None:
             anywhere = world.sum_tensor(torch.from_numpy(here.astype(np.int32))).cpu().numpy() > 0
-        user_weights = hist.user_weights()
         n_users, total_weight = _summed(world, int(here.sum()), float(hist.targets.sum()))
         # Every rank takes the same steps (each ends in an all-reduce), each with its share
         # of the batch's users.
-        steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
-        shared = net.item_side()
+        n_steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
         opt, offset_opt = _optimizer(net, cfg)
+        average = WeightAverage(net, cfg.rank_average, steps_per_epoch=n_steps)
+        steps = _Steps(
+            cfg, net, hist, device, world, gen, dropout, normaliser, opt, offset_opt, average,
+            here, anywhere, hist.user_weights(), n_steps, total_weight,
+        )  # fmt: skip
         history: list[EpochStats] = []
-        average = WeightAverage(net, cfg.rank_average, steps_per_epoch=steps)
         kept = average.network
         stopping = EarlyStopping(
             kept, patience=cfg.rank_patience, min_delta=cfg.min_delta, window=cfg.rank_stop_window
@@ -429,41 +498,7 @@ class ChoiceTrainer:
         started = time.perf_counter()
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            net.train()
-            # The batches of one process, each rank taking its own users of each: with the
-            # draws shared too, the ranks together take exactly one process's steps.
-            order = torch.randperm(len(here), generator=gen).numpy()
-            order = order[anywhere[order]]
-            chunks = [chunk[here[chunk]] for chunk in np.array_split(order, steps)]
-            # Each step's users and target weight over all ranks: what its loss is a mean over.
-            step_users, step_weights = _step_totals(world, chunks, user_weights)
-            loss_sum, weight_sum = 0.0, 0.0
-            for chunk, n_step, w_step in zip(chunks, step_users, step_weights, strict=True):
-                opt.zero_grad()
-                # Drawn on every rank, users or not, so that the ranks' draws stay the same.
-                drawn = normaliser.draw() if normaliser is not None else None
-                index = torch.from_numpy(chunk).to(device)
-                own = None
-                if len(chunk):
-                    own = offset_opt.rows(index)
-                    nll, weight = self._batch_loss(
-                        net, hist, hist, chunk, device, dropout, normaliser, drawn, own
-                    )
-                    loss = nll / w_step + cfg.rank_user_l2 * own.square().sum() / n_step
-                    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
-                    loss_sum += float(nll.detach())
-                    weight_sum += weight
-                if world is not None:
-                    world.sum_grads(shared)
-                # Items are penalised (rank_l2 x squared norm) per unit of target weight, in
-                # proportion to the users in the batch: an epoch applies the penalty once,
-                # whatever the batch size. Weight decay is the penalty's gradient.
-                opt.param_groups[0].weight_decay = 2 * cfg.rank_l2 * n_step / total_weight
-                opt.step()
-                offset_opt.step(index, own)
-                average.update(prepare=offset_opt.flush)
-            offset_opt.flush()  # validation and early stopping read every user's offset
-            loss_sum, weight_sum = _summed(world, loss_sum, weight_sum)
+            loss_sum, weight_sum = steps.epoch()
             train_loss = loss_sum / weight_sum
             if not math.isfinite(train_loss):
                 raise TrainingDivergedError(
