@@ -20,6 +20,7 @@ from recsys.errors import ConfigError
 from recsys.store.db import make_engine
 from service import errors
 from service.batching import RankingBatcher
+from service.docs_policy import DocsPolicyMiddleware
 from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.limits import BodyLimitMiddleware
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_timeout_s=settings.body_read_timeout_s,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(DocsPolicyMiddleware)
     for module in (
         recommendations,
         predictions,
