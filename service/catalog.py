@@ -66,6 +66,9 @@ class Catalog:
     def get(self, item_id: str) -> Entry:
         return self.entries.get(item_id, (None, []))
 
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.entries
+
     def describe(self, item_ids: Sequence[str]) -> list[Entry]:
         """`get` of each item, in order (ten on every list served)."""
         get = self.entries.get

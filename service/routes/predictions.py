@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from recsys.store.tables import EXTERNAL_ID_LENGTH
 from service.deps import ReadingDep, check_batch
@@ -32,7 +32,15 @@ def _basis(model: LoadedModel, user_id: str, item_id: str) -> Basis:
 def _predict(
     state: AppState, production: LoadedModel, pairs: list[tuple[str, str]]
 ) -> list[PredictionPublic]:
-    """Each pair by the model that serves its user (the canary for users in its share)."""
+    """Each pair by the model that serves its user (the canary for users in its share). An
+    item neither the model nor the catalog knows is a 404, as for its similar items: a
+    prediction for an id that names nothing is a client's mistake, not a fallback."""
+    catalog = state.models.catalog
+    known = production.recommender.is_known_item
+    unknown = sorted({i for _, i in pairs if not known(i) and i not in catalog})
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise HTTPException(404, f"item {unknown[0]!r} is not in the catalog{more}")
     models = [state.models.for_user(u, production) for u, _ in pairs]
     out: list[PredictionPublic | None] = [None] * len(pairs)
     for model in {id(m): m for m in models}.values():
@@ -50,14 +58,15 @@ def _predict(
     return [p for p in out if p is not None]
 
 
-@router.get("/predictions")
+@router.get("/predictions", responses=responses(404))
 async def predict_one(user_id: IdQuery, item_id: IdQuery, reading: ReadingDep) -> PredictionPublic:
-    """The rating the model expects `user_id` to give `item_id`. Unknown ids fall back to the
-    biases that are known, then to the global mean; `basis` says which."""
+    """The rating the model expects `user_id` to give `item_id`. A user or a catalog item
+    the model has not learned falls back to the biases that are known, then to the global
+    mean; `basis` says which. An item the catalog does not hold is a 404."""
     return _predict(reading.state, reading.model, [(user_id, item_id)])[0]
 
 
-@router.post("/predictions", responses=responses(*BODY))
+@router.post("/predictions", responses=responses(404, *BODY))
 async def predict_many(body: PredictionsCreate, reading: ReadingDep) -> PredictionsPublic:
     """Predicted ratings for a batch of pairs, in the order given."""
     state, model = reading.state, reading.model

@@ -172,21 +172,26 @@ def test_predictions_and_their_basis(client: TestClient) -> None:
     assert loved.status_code == hated.status_code == 200
     assert loved.json()["basis"] == "model"
     assert loved.json()["predicted_rating"] > 4 > 2.5 > hated.json()["predicted_rating"]
-    batch = client.post(
-        "/v1/predictions",
-        json={
-            "pairs": [
-                {"user_id": "user0", "item_id": "film0"},
-                {"user_id": "nobody", "item_id": "film0"},
-                {"user_id": "user0", "item_id": "no-such-film"},
-                {"user_id": "nobody", "item_id": "no-such-film"},
-            ]
-        },
-    )
+    # An item added to the catalog after training: the user's bias predicts it.
+    assert client.put("/v1/items/new-film", json={"title": "New film"}).status_code < 300
+    pairs = [
+        {"user_id": "user0", "item_id": "film0"},
+        {"user_id": "nobody", "item_id": "film0"},
+        {"user_id": "user0", "item_id": "new-film"},
+        {"user_id": "nobody", "item_id": "new-film"},
+    ]
+    batch = client.post("/v1/predictions", json={"pairs": pairs})
     assert batch.status_code == 200
     preds = batch.json()["predictions"]
     assert [p["basis"] for p in preds] == ["model", "item_bias", "user_bias", "global_mean"]
     assert preds[0]["predicted_rating"] == loved.json()["predicted_rating"]
+    # An id the catalog does not hold names nothing: 404, as for its similar items.
+    ghost = {"user_id": "user0", "item_id": "no-such-film"}
+    one = client.get("/v1/predictions", params=ghost)
+    assert one.status_code == 404 and "'no-such-film' is not in the catalog" in one.text
+    assert client.get("/v1/items/no-such-film/similar").status_code == 404
+    many = client.post("/v1/predictions", json={"pairs": [*pairs, ghost]})
+    assert many.status_code == 404 and "no-such-film" in many.text
 
 
 def test_similar_items_share_the_genre(client: TestClient) -> None:
