@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,6 +71,8 @@ class Inputs:
     promoted_at: datetime | None
     newest_feedback_at: datetime | None
     now: datetime
+    trend: Mapping[str, float | None] = field(default_factory=dict)
+    """Production's positive answers per slot, earlier and later (`monitoring.positive_trend`)."""
 
 
 def _grey(name: str, concern: str, value: float | None, n: int, min_n: int, meaning: str) -> Check:
@@ -105,6 +107,7 @@ def checks(x: Inputs, s: Settings) -> list[Check]:
         _popularity(f, model, popular, catalog, lists, lists_needed, s),
         _drift(x.drift, s),
         _attribution(f, s),
+        _trend(x.trend, s),
         _model_age(x, s),
         _data_age(x, s),
     ]
@@ -237,6 +240,34 @@ def _attribution(f: Mapping[str, float | None], s: Settings) -> Check:
         f"{s.alert_max_attribution_share:.0%}: the next model learns mostly from its own choices",
         "explore more, or weigh organic ratings up in training" if state != "green" else "nothing",
     )  # fmt: skip
+
+
+def _trend(t: Mapping[str, float | None], s: Settings) -> Check:
+    name, concern = "positive_trend", "production's positive answers"
+    meaning = (
+        "positive answers per slot on production's lists: the later half of the window "
+        "against the earlier half"
+    )
+    n = int(min(t.get("earlier_slots") or 0, t.get("later_slots") or 0))
+    earlier, later = t.get("earlier_rate"), t.get("later_rate")
+    low, high = t.get("earlier_low"), t.get("later_high")
+    if earlier is None or later is None or low is None or high is None or n < s.alert_min_sample:
+        return _grey(name, concern, later, n, s.alert_min_sample, meaning)
+    fell = f"fell from {earlier:.3f} to {later:.3f} per slot"
+    if high < low:
+        state: State = "red"
+        why = f"{fell}: the later 95 % interval ends ({high:.3f}) below the earlier's start"
+    elif later < low:
+        state, why = "amber", f"{fell}: below the earlier 95 % interval ({low:.3f} and up)"
+    else:
+        state, why = "green", f"{later:.3f} against {earlier:.3f} earlier: no fall beyond chance"
+    action = (
+        "look for what changed: drift, a new version or canary, the catalog; compare versions "
+        "on the Models page, and roll back if a new version did it"
+        if state != "green"
+        else "nothing"
+    )
+    return Check(name, concern, state, later, n, s.alert_min_sample, earlier, meaning, why, action)
 
 
 def _model_age(x: Inputs, s: Settings) -> Check:

@@ -217,6 +217,34 @@ def loop_figures(
     }
 
 
+def positive_trend(
+    impressions: Sequence[Shown],
+    feedback: Sequence[Answer],
+    *,
+    version: str,
+    liked_threshold: float,
+) -> dict[str, float | None]:
+    """`version`'s positive answers per slot shown, on the earlier and the later half of its
+    lists in the window (split at their median time), each with a 95 % Wilson interval:
+    whether production's own observed rate is falling, which off-policy comparisons are made
+    against. A slot counts one positive answer at most."""
+    mine = sorted(
+        (s for s in impressions if s.model_version == version), key=lambda s: _seconds(s.served_at)
+    )
+    half = len(mine) // 2
+    out: dict[str, float | None] = {}
+    for name, lists in (("earlier", mine[:half]), ("later", mine[half:])):
+        ids = {s.recommendation_id for s in lists}
+        slots = sum(len(s.items) for s in lists)
+        answering = (a for a in feedback if a.recommendation_id in ids)
+        positives = min(slots, _positive_count(answering, liked_threshold))
+        interval = wilson(float(positives), slots)
+        out[f"{name}_slots"] = float(slots)
+        out[f"{name}_rate"] = positives / slots if slots else None
+        out[f"{name}_low"], out[f"{name}_high"] = interval if interval else (None, None)
+    return out
+
+
 # --- time buckets --------------------------------------------------------------------------
 
 BUCKET_SECONDS = {"10s": 10, "min": 60, "h": 3600, "D": 86400}

@@ -114,8 +114,14 @@ def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) ->
         "by_explore_share": exposure_by_share,
         "timeseries": series,
         "drift": drift,
-        "alerts": alerts(settings, figures, drift, production, newest_feedback_at),
-    }
+        "alerts": alerts(
+            settings, figures, drift, production, newest_feedback_at,
+            trend=monitoring.positive_trend(
+                served, fb, version=production["version"] if production else "",
+                liked_threshold=settings.liked_threshold,
+            ),
+        ),
+    }  # fmt: skip
 
 
 def alerts(
@@ -124,6 +130,7 @@ def alerts(
     drift: dict[str, Any],
     production: Any,
     newest_feedback_at: datetime | None,
+    trend: dict[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every health check (`recsys.health`), with its state, sample and reasons."""
     offline = (production["metrics"] or {}).get("report") if production is not None else None
@@ -135,6 +142,7 @@ def alerts(
         promoted_at=_aware(promoted),
         newest_feedback_at=_aware(newest_feedback_at),
         now=datetime.now(UTC),
+        trend=trend or {},
     )
     return [c.as_dict() for c in health.checks(inputs, settings)]
 

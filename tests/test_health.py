@@ -46,9 +46,20 @@ def inputs(figures: dict[str, float | None], **changes: Any) -> Inputs:
         "promoted_at": NOW - timedelta(hours=20),
         "newest_feedback_at": NOW - timedelta(minutes=3),
         "now": NOW,
+        "trend": trend(0.18, 0.17),
     }
     values.update(changes)
     return Inputs(**values)
+
+
+def trend(earlier: float, later: float, slots: float = 5000.0) -> dict[str, float | None]:
+    """Production's positive answers per slot on the two halves of the window."""
+    out: dict[str, float | None] = {}
+    for name, rate in (("earlier", earlier), ("later", later)):
+        low, high = wilson(rate * slots, slots)  # type: ignore[misc]
+        out |= {f"{name}_slots": slots, f"{name}_rate": rate}
+        out |= {f"{name}_low": low, f"{name}_high": high}
+    return out
 
 
 def by_name(x: Inputs) -> dict[str, str]:
@@ -57,7 +68,7 @@ def by_name(x: Inputs) -> dict[str, str]:
 
 def test_a_healthy_loop_is_green_everywhere() -> None:
     states = by_name(inputs(healthy()))
-    assert len(states) == 8
+    assert len(states) == 9
     assert set(states.values()) == {"green"}, states
 
 
@@ -107,6 +118,24 @@ def test_stale_models_and_data_and_an_empty_registry() -> None:
     assert states["model_age_days"] == "red"
     # Without offline figures there is nothing to judge exposure against.
     assert states["gini"] == states["coverage"] == "grey"
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "state"),
+    [(0.18, 0.17, "green"), (0.18, 0.166, "amber"), (0.18, 0.12, "red")],
+)
+def test_a_fall_in_productions_own_positive_rate_is_flagged(
+    earlier: float, later: float, state: str
+) -> None:
+    """0.18 -> 0.12 per slot over 5,000 slots each is a fall no chance explains."""
+    [check] = [c for c in checks(inputs(healthy(), trend=trend(earlier, later)), Settings())
+               if c.name == "positive_trend"]  # fmt: skip
+    assert check.state == state, check
+    assert check.value == later and check.reference == earlier
+    if state != "green":
+        assert f"fell from {earlier:.3f} to {later:.3f}" in check.why
+    few = checks(inputs(healthy(), trend=trend(0.18, 0.0, slots=20)), Settings())
+    assert {c.name: c.state for c in few}["positive_trend"] == "grey"
 
 
 def test_wilson_interval() -> None:

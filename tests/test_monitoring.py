@@ -92,6 +92,24 @@ def test_response_figures_by_hand() -> None:
     assert figures["catalog_popularity"] == 1.0 and figures["lists_served"] == 4
 
 
+def test_positive_trend_halves_productions_lists_by_time() -> None:
+    lists = [Shown(f"r{n}", "A", ["x", "y"], T0 + timedelta(hours=n)) for n in range(4)]
+    lists.append(Shown("other", "B", ["x"], T0))
+    feedback = [
+        Answer("r0", "x", "click", None, T0),
+        Answer("r0", "y", "rating", 4.5, T0),
+        Answer("r1", "x", "like", None, T0),
+        Answer("r3", "y", "rating", 2.0, T0 + timedelta(hours=3)),  # not positive
+        Answer("other", "x", "click", None, T0),  # another version's list
+    ]
+    got = monitoring.positive_trend(lists, feedback, version="A", liked_threshold=4.0)
+    # Earlier: r0 and r1, 4 slots, 3 positive answers; later: r2 and r3, 4 slots, none.
+    assert got["earlier_slots"] == got["later_slots"] == 4.0
+    assert got["earlier_rate"] == 3 / 4 and got["later_rate"] == 0.0
+    assert got["later_low"] == 0.0 and got["earlier_low"] is not None and got["earlier_low"] > 0
+    assert monitoring.positive_trend([], [], version="A", liked_threshold=4.0)["later_rate"] is None
+
+
 def test_by_period_splits_days_and_versions() -> None:
     impressions, feedback = rows()
     series = monitoring.by_period(

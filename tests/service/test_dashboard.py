@@ -196,7 +196,7 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
             if name in ("alerts", ""):  # every check is listed, with a state and a reason
                 table = "#alerts" if name else "#health"
                 rows = page.query_selector_all(f"{table} tr[data-state]")
-                assert len(rows) == 8, name
+                assert len(rows) == 9, name
                 states = {r.get_attribute("data-state") for r in rows}
                 assert states <= {"green", "amber", "red", "grey"}, states
 
