@@ -212,7 +212,8 @@ def _drift(drift: Mapping[str, Any], s: Settings) -> Check:
     meaning = (
         "population stability index (PSI, no unit) of the stars given and of the items "
         "rated, since the serving model's snapshot, over ratings that answer none of our "
-        "lists (those that do follow what we showed)"
+        "lists (those that do follow what we showed), less what a sample of that size "
+        "shows by chance"
     )
     min_n = 5 * s.alert_min_sample
     if value is None or worst is None or n < min_n:
@@ -220,8 +221,8 @@ def _drift(drift: Mapping[str, Any], s: Settings) -> Check:
     state = _graded(value, 0.1, s.alert_max_psi)
     return Check(
         "drift_psi", "drift since training", state, value, n, min_n, None, meaning,
-        f"PSI {value:.3f} of {_DISTRIBUTIONS[worst]} over {n:,} new ratings not answering "
-        f"our lists: below 0.1 is stable, above {s.alert_max_psi} a shift",
+        f"PSI {value:.3f} beyond chance of {_DISTRIBUTIONS[worst]} over {n:,} new ratings "
+        f"not answering our lists: below 0.1 is stable, above {s.alert_max_psi} a shift",
         "retrain on the new data" if state != "green" else "nothing",
     )  # fmt: skip
 
