@@ -47,6 +47,8 @@ class Fitted:
     """The test holdout among `data`."""
     test: Interactions
     timings: dict[str, float]
+    config: TrainConfig
+    """What it was trained and is judged with (the gates' k and ratios)."""
     served: Recommender | None = None
     """The model that serves, refit on every rating (`TrainConfig.serve_refit`); None: the
     evaluated `recommender` serves itself."""
@@ -62,21 +64,11 @@ class Fitted:
         return self.served or self.recommender
 
     @property
-    def config_top_k(self) -> int:
-        """The k of the report's ranking metrics."""
-        return int(self.recommender.info["config"]["top_k"])
-
-    @property
     def gate(self) -> dict[str, Any]:
         if self.report is None:
             return {"passed": True, "reasons": ["no test split: nothing to compare"]}
-        config = self.recommender.info["config"]
-        return beats_baselines(
-            self.report,
-            int(config["top_k"]),
-            float(config.get("min_ndcg_vs_popular", 1.0)),
-            float(config.get("min_ndcg_vs_ease", 0.0)),
-        )
+        c = self.config
+        return beats_baselines(self.report, c.top_k, c.min_ndcg_vs_popular, c.min_ndcg_vs_ease)
 
 
 @dataclass(frozen=True)
@@ -300,7 +292,7 @@ def assess(
         )
     rec.info["metrics"] = report.to_json() if report else None
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
-    return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings)
+    return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings, config)
 
 
 def production_twin(
@@ -383,7 +375,7 @@ def register(
     where the report has production's row, production (by `settings`' tolerances)."""
     gate = fitted.gate
     if fitted.report is not None and settings is not None:
-        against = production_checks(fitted.report, settings, fitted.config_top_k)
+        against = production_checks(fitted.report, settings, fitted.config.top_k)
         reasons = [*gate["reasons"], *failures(against)]
         checks = [*gate.get("checks", []), *(c.as_dict() for c in against)]
         gate = {**gate, "passed": not reasons, "reasons": reasons, "checks": checks}
