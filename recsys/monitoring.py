@@ -1,9 +1,8 @@
-"""Feedback-loop figures: pure functions over logged impressions and feedback.
-
-Inputs are the rows `recsys.store.events.load_served` returns (`Shown` lists and `Answer`
-events), so the same maths runs on a database, a test's hand-made rows or a notebook's
-export. Plain Python and numpy, no pandas: every serving worker computes these for its
-health checks, and pandas would be a third of a worker's memory.
+"""Feedback-loop figures: pure functions over a window of the tally of served lists and
+their feedback (`recsys.loop_tally`), and over plain rows (`Shown` lists and `Answer` events,
+as `recsys.store.events.load_served` returns them, a test makes them by hand or a notebook
+exports them), which are tallied first: one piece of maths for both. Plain Python and numpy,
+no pandas: pandas would be a third of a serving worker's memory.
 """
 
 from __future__ import annotations
@@ -20,169 +19,229 @@ from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
 from recsys.exploration import ExplorePolicy
 from recsys.health import wilson
-from recsys.store.events import POSITIVE_EVENTS
+from recsys.loop_tally import ListCell, Reply, ReplyCell, Served, Tally, Window, shown_score
 from recsys.store.records import Answer, Shown
 
-
-@dataclass(frozen=True)
-class _Answered:
-    answer: Answer
-    model_version: str | None
-    shown_score: float | None
-    """The rating we predicted when we showed the item (None: not in the list, or a list
-    logged without predictions, whose scores are ranking scores, not ratings)."""
+# --- rows into cells -----------------------------------------------------------------------
 
 
-def _answers(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> list[_Answered]:
-    """Feedback that answers a served list, with the version that served it."""
+def served_row(s: Shown) -> Served:
+    """A logged list as the tally counts it."""
+    share = ExplorePolicy.from_json(s.policy).share
+    return Served(_seconds(s.served_at), str(s.model_version), share, s.items)
+
+
+def reply_rows(impressions: Sequence[Shown], feedback: Iterable[Answer]) -> list[Reply]:
+    """Feedback as the tally counts it: answers to one of `impressions` carry that list."""
     by_id = {s.recommendation_id: s for s in impressions}
     out = []
     for a in feedback:
         shown = by_id.get(a.recommendation_id) if a.recommendation_id is not None else None
+        at = _seconds(a.received_at)
         if shown is None:
+            out.append(Reply(at, a.kind, a.value))
             continue
-        score = None
-        if a.item_id in shown.items and shown.predicted is not None:
-            score = shown.predicted[shown.items.index(a.item_id)]
-        out.append(_Answered(a, shown.model_version, score))
+        score = shown_score(shown.items, shown.predicted, a.item_id)
+        share = ExplorePolicy.from_json(shown.policy).share
+        out.append(Reply(at, a.kind, a.value, _seconds(shown.served_at),
+                         str(shown.model_version), share, score))  # fmt: skip
     return out
 
 
-def is_positive(kind: str, value: float | None, liked_threshold: float) -> bool:
-    if kind == "rating":
-        return value is not None and value >= liked_threshold
-    return kind in POSITIVE_EVENTS
+def window_of(
+    impressions: Sequence[Shown], feedback: Iterable[Answer], *, liked_threshold: float
+) -> Window:
+    """All of `impressions` and `feedback` as one window, in 10-second buckets."""
+    rows = [served_row(s) for s in impressions]
+    tally = Tally.of(rows, reply_rows(impressions, feedback), liked_threshold)
+    return tally.window(float("-inf"))
 
 
-def _positive_count(feedback: Iterable[Answer], liked_threshold: float) -> int:
-    return sum(is_positive(a.kind, a.value, liked_threshold) for a in feedback)
+# --- figures of a window -------------------------------------------------------------------
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+@dataclass(frozen=True)
+class Catalog:
+    """What the figures compare exposure with: the catalog's size and each item's
+    popularity (training ratings by external id) under the serving model."""
+
+    n_items: int
+    popularity: Mapping[str, float]
+
+    def of_index(self, item_ids: Sequence[str]) -> np.ndarray:
+        return np.array([self.popularity.get(i, 0.0) for i in item_ids], dtype=np.float64)
 
 
-def _rating_gaps(answered: Iterable[_Answered]) -> list[float]:
-    """Shown score minus the rating given, for rated items that were in the list."""
-    return [
-        x.shown_score - x.answer.value
-        for x in answered
-        if x.answer.kind == "rating" and x.shown_score is not None and x.answer.value is not None
-    ]
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
 
 
-def online_by_version(
-    impressions: Sequence[Shown], feedback: Sequence[Answer], *, liked_threshold: float
-) -> dict[str, dict[str, Any]]:
+def _figures(
+    w: Window,
+    catalog: Catalog,
+    lists: Sequence[ListCell],
+    replies: Sequence[ReplyCell],
+    answering: Sequence[ReplyCell],
+) -> dict[str, float | None]:
+    """The loop figures of some lists, the feedback of their time (`replies`) and the part
+    of it that answers those lists (`answering`)."""
+    n_lists = sum(c.lists for c in lists)
+    slots = sum(c.slots for c in lists)
+    feedback = sum(r.n for r in replies)
+    ratings = sum(r.ratings for r in replies)
+    positives = sum(r.positives for r in replies)
+    gap_n = sum(a.gap_n for a in answering)
+    shown = w.exposure(lists)
+    nonzero = shown[shown > 0].astype(np.float64)
+    exposed = n_lists > 0 and catalog.n_items > 0
+    padded = np.concatenate([nonzero, np.zeros(max(0, catalog.n_items - len(nonzero)))])
+    # Every rate carries its sample size and a Wilson interval: one visitor's five events
+    # must not read like an incident.
+    interval = wilson(float(positives), feedback)
+    pop = catalog.popularity
+    return {
+        "lists_served": float(n_lists),
+        "feedback": float(feedback),
+        "feedback_ratings": float(ratings),
+        "rated_shown": float(gap_n),
+        "positive_rate_low": interval[0] if interval else None,
+        "positive_rate_high": interval[1] if interval else None,
+        "coverage": len(nonzero) / catalog.n_items if exposed else None,
+        "gini": gini(padded) if exposed else None,
+        "shown_popularity": _ratio(float(shown @ catalog.of_index(w.item_ids)), slots),
+        "catalog_popularity": float(np.mean(list(pop.values()))) if pop else None,
+        "attribution_share": _ratio(sum(a.ratings for a in answering), ratings),
+        "positive_rate": _ratio(positives, feedback),
+        "click_through": _ratio(sum(a.clicks for a in answering), slots),
+        "prediction_bias": _ratio(sum(a.gap_sum for a in answering), gap_n),
+    }
+
+
+def figures(w: Window, catalog: Catalog) -> dict[str, float | None]:
+    """Every feedback-loop figure of the window: lists, feedback, positive rate, exposure
+    (coverage and Gini over the catalog, mean popularity of what was shown), attribution
+    (share of ratings answering our lists), click-through and prediction bias."""
+    answering = [c for _, c in w.answering()]
+    return _figures(w, catalog, [c for _, c in w.lists], [c for _, c in w.replies], answering)
+
+
+def versions(w: Window) -> dict[str, dict[str, Any]]:
     """Per model version: lists served, feedback answering them, the positive share of that
     feedback, and the prediction bias on it (shown score minus the rating given, over rated
     items that were in the list). Compare a canary with production on these."""
-    served = Counter(str(s.model_version) for s in impressions)
-    answers: dict[str, list[_Answered]] = defaultdict(list)
-    for x in _answers(impressions, feedback):
-        answers[str(x.model_version)].append(x)
+    served: Counter[str] = Counter()
+    for key, cell in w.lists:
+        served[key[2]] += cell.lists
+    answers: dict[str, ReplyCell] = defaultdict(ReplyCell)
+    for rkey, reply in w.answering():
+        answers[str(rkey[3])].merge(reply)
     out: dict[str, dict[str, Any]] = {}
     for version in sorted(served):
         mine = answers[version]
-        gaps = _rating_gaps(mine)
-        positives = _positive_count((x.answer for x in mine), liked_threshold)
         out[version] = {
             "lists_served": served[version],
-            "feedback": len(mine),
-            "positive_rate": positives / len(mine) if mine else None,
-            "rated_shown_items": len(gaps),
-            "prediction_bias": _mean(gaps),
+            "feedback": mine.n,
+            "positive_rate": _ratio(mine.positives, mine.n),
+            "rated_shown_items": mine.gap_n,
+            "prediction_bias": _ratio(mine.gap_sum, mine.gap_n),
         }
     return out
 
 
-# --- exposure: what we show --------------------------------------------------------------
-
-
-def exposure(impressions: Iterable[Shown]) -> Counter[str]:
-    """How many times each item was shown (one count per slot of a served list)."""
-    return Counter(item for s in impressions for item in s.items)
-
-
-def shown_coverage(impressions: Sequence[Shown], n_catalog: int) -> float | None:
-    """Share of the catalog shown at least once."""
-    if n_catalog <= 0 or not impressions:
-        return None
-    return len(exposure(impressions)) / n_catalog
-
-
-def exposure_gini(impressions: Sequence[Shown], n_catalog: int) -> float | None:
-    """Gini of exposure over the whole catalog, never-shown items counted as zeros."""
-    if not impressions or n_catalog <= 0:
-        return None
-    counts = np.fromiter(exposure(impressions).values(), dtype=np.float64)
-    padded = np.concatenate([counts, np.zeros(max(0, n_catalog - len(counts)))])
-    return gini(padded)
-
-
-def shown_popularity(impressions: Sequence[Shown], popularity: Mapping[str, float]) -> float | None:
-    """Mean popularity (training ratings) of the items shown, slot-weighted; compare it
-    with the catalog's mean. A rising ratio is the loop narrowing."""
-    values = [popularity.get(item, 0.0) for s in impressions for item in s.items]
-    return _mean(values)
-
-
-def by_explore_share(
-    impressions: Sequence[Shown],
-    feedback: Sequence[Answer],
-    *,
-    n_catalog: int,
-    popularity: Mapping[str, float],
-    liked_threshold: float,
-) -> list[dict[str, Any]]:
+def shares(w: Window, catalog: Catalog) -> list[dict[str, Any]]:
     """Exposure and response per exploration share the lists were served with (lists logged
     without a policy count as 0): what exploring costs in positive answers per slot, and what
     it buys in coverage of the long tail. Coverage grows with the number of lists, so compare
     shares over similar counts."""
-    groups: dict[float, list[Shown]] = defaultdict(list)
-    for s in impressions:
-        groups[ExplorePolicy.from_json(s.policy).share].append(s)
-    positive = [a for a in feedback if is_positive(a.kind, a.value, liked_threshold)]
     out = []
-    for share in sorted(groups):
-        lists = groups[share]
-        ids = {s.recommendation_id for s in lists}
-        slots = sum(len(s.items) for s in lists)
-        hits = sum(a.recommendation_id in ids for a in positive)
+    for share in sorted({key[3] for key, _ in w.lists}):
+        lists = [c for key, c in w.lists if key[3] == share]
+        answering = [c for key, c in w.answering() if key[4] == share]
+        f = _figures(w, catalog, lists, [], answering)
+        slots = sum(c.slots for c in lists)
         out.append(
             {
                 "explore_share": share,
-                "lists": len(lists),
+                "lists": sum(c.lists for c in lists),
                 "slots": slots,
-                "coverage": shown_coverage(lists, n_catalog),
-                "gini": exposure_gini(lists, n_catalog),
-                "shown_popularity": shown_popularity(lists, popularity),
-                "positive_per_slot": hits / slots if slots else None,
+                "coverage": f["coverage"],
+                "gini": f["gini"],
+                "shown_popularity": f["shown_popularity"],
+                "positive_per_slot": _ratio(sum(c.positives for c in answering), slots),
             }
         )
     return out
 
 
-# --- response: what users did with it ----------------------------------------------------
+def trend(w: Window, *, version: str) -> dict[str, float | None]:
+    """`version`'s positive answers per slot shown, on the earlier and the later half of its
+    lists in the window (split at the bucket where their median time falls), each with a 95 %
+    Wilson interval: whether production's own observed rate is falling, which off-policy
+    comparisons are made against. A slot counts one positive answer at most."""
+    mine = sorted(((k[0], c) for k, c in w.lists if k[2] == version), key=lambda x: x[0])
+    half = sum(c.lists for _, c in mine) / 2
+    before = 0
+    split = float("inf")  # the first bucket of the later half
+    for start, cell in mine:
+        if before + cell.lists / 2 > half:
+            split = start
+            break
+        before += cell.lists
+    halves = {"earlier": (float("-inf"), split), "later": (split, float("inf"))}
+    out: dict[str, float | None] = {}
+    for name, (lo, hi) in halves.items():
+        slots = sum(c.slots for start, c in mine if lo <= start < hi)
+        answered = sum(
+            c.positives
+            for k, c in w.answering()
+            if k[3] == version and k[2] is not None and lo <= k[2] < hi
+        )
+        positives = min(slots, answered)
+        interval = wilson(float(positives), slots)
+        out[f"{name}_slots"] = float(slots)
+        out[f"{name}_rate"] = _ratio(positives, slots)
+        out[f"{name}_low"], out[f"{name}_high"] = interval if interval else (None, None)
+    return out
 
 
-def attribution_share(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> float | None:
-    """Share of new ratings that answer a list we served: the strength of the loop."""
-    ratings = [a for a in feedback if a.kind == "rating"]
-    if not ratings:
-        return None
-    served = {s.recommendation_id for s in impressions}
-    return sum(a.recommendation_id in served for a in ratings) / len(ratings)
+def periods(w: Window, catalog: Catalog, *, freq: str) -> list[dict[str, Any]]:
+    """`figures` per period ("10s", "min", "h" or "D" buckets) and model version: the lists
+    served in the period and the feedback that arrived in it answering them. Needs buckets
+    no wider than `freq` (`Window.widest`)."""
+    width = BUCKET_SECONDS[freq]
+    lists: dict[tuple[int, str], list[ListCell]] = defaultdict(list)
+    for key, cell in w.lists:
+        lists[(key[0] // width * width, key[2])].append(cell)
+    ratings: Counter[int] = Counter()
+    answers: dict[tuple[int, str], list[ReplyCell]] = defaultdict(list)
+    for rkey, reply in w.replies:
+        period = rkey[0] // width * width
+        ratings[period] += reply.ratings
+        if rkey[2] is not None and rkey[2] // width * width == period:
+            answers[(period, str(rkey[3]))].append(reply)
+    rows = []
+    for (period, version), cells in sorted(lists.items()):
+        mine = answers[(period, version)]
+        f = _figures(w, catalog, cells, mine, mine)
+        # Of all ratings that arrived in the period, the share answering this version's lists.
+        f["attribution_share"] = _ratio(sum(a.ratings for a in mine), ratings[period])
+        at = datetime.fromtimestamp(period, UTC)
+        rows.append({"period": timestamps.iso(at), "model_version": version, **f})
+    return rows
 
 
-def click_through(impressions: Sequence[Shown], feedback: Sequence[Answer]) -> float | None:
-    """Clicks answering served lists per item shown."""
-    shown = sum(len(s.items) for s in impressions)
-    if shown == 0:
-        return None
-    served = {s.recommendation_id for s in impressions}
-    clicks = sum(a.kind == "click" and a.recommendation_id in served for a in feedback)
-    return clicks / shown
+def freq_for(w: Window) -> str:
+    """A bucket size giving a readable number of points for the span of the window's lists."""
+    span = w.span()
+    if span is None:
+        return "h"
+    for limit, freq in ((600, "10s"), (3 * 3600, "min"), (3 * 86400, "h")):
+        if span <= limit:
+            return freq
+    return "D"
+
+
+# --- the same over plain rows --------------------------------------------------------------
 
 
 def loop_figures(
@@ -193,56 +252,16 @@ def loop_figures(
     popularity: Mapping[str, float],
     liked_threshold: float,
 ) -> dict[str, float | None]:
-    """Every feedback-loop figure for one slice of impressions and feedback."""
-    gaps = _rating_gaps(_answers(impressions, feedback))
-    positives = _positive_count(feedback, liked_threshold)
-    # Every rate carries its sample size and a Wilson interval: one visitor's five events
-    # must not read like an incident.
-    interval = wilson(float(positives), len(feedback))
-    return {
-        "lists_served": float(len(impressions)),
-        "feedback": float(len(feedback)),
-        "feedback_ratings": float(sum(a.kind == "rating" for a in feedback)),
-        "rated_shown": float(len(gaps)),
-        "positive_rate_low": interval[0] if interval else None,
-        "positive_rate_high": interval[1] if interval else None,
-        "coverage": shown_coverage(impressions, n_catalog),
-        "gini": exposure_gini(impressions, n_catalog),
-        "shown_popularity": shown_popularity(impressions, popularity),
-        "catalog_popularity": _mean(list(popularity.values())),
-        "attribution_share": attribution_share(impressions, feedback),
-        "positive_rate": positives / len(feedback) if feedback else None,
-        "click_through": click_through(impressions, feedback),
-        "prediction_bias": _mean(gaps),
-    }
+    """`figures` of these rows."""
+    w = window_of(impressions, feedback, liked_threshold=liked_threshold)
+    return figures(w, Catalog(n_catalog, popularity))
 
 
-def positive_trend(
-    impressions: Sequence[Shown],
-    feedback: Sequence[Answer],
-    *,
-    version: str,
-    liked_threshold: float,
-) -> dict[str, float | None]:
-    """`version`'s positive answers per slot shown, on the earlier and the later half of its
-    lists in the window (split at their median time), each with a 95 % Wilson interval:
-    whether production's own observed rate is falling, which off-policy comparisons are made
-    against. A slot counts one positive answer at most."""
-    mine = sorted(
-        (s for s in impressions if s.model_version == version), key=lambda s: _seconds(s.served_at)
-    )
-    half = len(mine) // 2
-    out: dict[str, float | None] = {}
-    for name, lists in (("earlier", mine[:half]), ("later", mine[half:])):
-        ids = {s.recommendation_id for s in lists}
-        slots = sum(len(s.items) for s in lists)
-        answering = (a for a in feedback if a.recommendation_id in ids)
-        positives = min(slots, _positive_count(answering, liked_threshold))
-        interval = wilson(float(positives), slots)
-        out[f"{name}_slots"] = float(slots)
-        out[f"{name}_rate"] = positives / slots if slots else None
-        out[f"{name}_low"], out[f"{name}_high"] = interval if interval else (None, None)
-    return out
+def online_by_version(
+    impressions: Sequence[Shown], feedback: Sequence[Answer], *, liked_threshold: float
+) -> dict[str, dict[str, Any]]:
+    """`versions` of these rows."""
+    return versions(window_of(impressions, feedback, liked_threshold=liked_threshold))
 
 
 # --- time buckets --------------------------------------------------------------------------
@@ -260,54 +279,6 @@ def floor_to(when: datetime, freq: str) -> datetime:
     """The start of the bucket `when` falls in."""
     width = BUCKET_SECONDS[freq]
     return datetime.fromtimestamp(_seconds(when) // width * width, UTC)
-
-
-def auto_freq(times: Sequence[datetime]) -> str:
-    """A bucket size giving a readable number of points for the span of the data."""
-    if not times:
-        return "h"
-    seconds = [_seconds(t) for t in times]
-    span = max(seconds) - min(seconds)
-    for limit, freq in ((600, "10s"), (3 * 3600, "min"), (3 * 86400, "h")):
-        if span <= limit:
-            return freq
-    return "D"
-
-
-def by_period(
-    impressions: Sequence[Shown],
-    feedback: Sequence[Answer],
-    *,
-    n_catalog: int,
-    popularity: Mapping[str, float],
-    freq: str = "D",
-    liked_threshold: float,
-) -> list[dict[str, Any]]:
-    """`loop_figures` per period ("10s", "min", "h" or "D" buckets) and model version."""
-    lists: dict[tuple[datetime, str], list[Shown]] = defaultdict(list)
-    for s in impressions:
-        lists[(floor_to(s.served_at, freq), str(s.model_version))].append(s)
-    arrived: dict[datetime, list[Answer]] = defaultdict(list)
-    for a in feedback:
-        arrived[floor_to(a.received_at, freq)].append(a)
-    rows = []
-    for (period, version), served in sorted(lists.items()):
-        in_period = arrived[period]
-        ids = {s.recommendation_id for s in served}
-        answering = [a for a in in_period if a.recommendation_id in ids]
-        figures = loop_figures(
-            served,
-            answering,
-            n_catalog=n_catalog,
-            popularity=popularity,
-            liked_threshold=liked_threshold,
-        )
-        # Of all ratings that arrived in the period, the share answering this version's lists.
-        period_ratings = sum(a.kind == "rating" for a in in_period)
-        answered = sum(a.kind == "rating" for a in answering)
-        figures["attribution_share"] = answered / period_ratings if period_ratings else None
-        rows.append({"period": timestamps.iso(period), "model_version": version, **figures})
-    return rows
 
 
 # --- drift --------------------------------------------------------------------------------

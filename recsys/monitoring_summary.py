@@ -1,32 +1,41 @@
 """The monitoring summary: what the dashboard, `/v1/monitoring/summary` and the alert gauges
 of `/metrics` show, computed from the database and a few facts about the serving model.
 
-Computing it reads every impression and feedback row of the window: about 30 CPU-seconds at a
-million impressions. The service runs it in a process of its own (`MonitoringProcess`), so that
-its Python loops never hold the serving worker's interpreter: run in a thread of the worker,
-one computation at a million impressions held recommendation requests for up to 1.8 s
+The loop figures come from a live tally of the lists and feedback (`recsys.loop_live`), which
+each computation brings up to date by reading what was stored since the last one. The
+service runs it in a process of its own (`MonitoringProcess`), so that the tally's memory
+and its first read (a whole day of impressions) never hold the serving worker's
+interpreter: a computation in a thread of the worker, reading every impression of the day,
+had held recommendations for up to 1.8 s at a million impressions
 (benchmarks/metrics_storm.py). The off-policy report, which loads models, a week of lists and
-pandas, runs there too (`MonitoringProcess`).
+pandas, runs there too.
 """
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from multiprocessing.pool import Pool
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from recsys import health, monitoring, registry
 from recsys.config import Settings
 from recsys.data import timestamps
+from recsys.loop_live import LiveTally
+from recsys.loop_tally import Window
 from recsys.store import queries
 from recsys.store.db import make_engine, session_scope
 from recsys.store.events import load_served, rating_counts
 from recsys.store.tables import feedback, impressions
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,62 +51,28 @@ class ServingFacts:
 
 def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) -> dict[str, Any]:
     """The summary of the last `hours` (`freq`: the time series' bucket, or "auto") of the
-    database of `settings`."""
+    database of `settings`: from the process's live tally when it reaches back that far at
+    that bucket width, else from the window's rows."""
     engine = _engine(settings.database_url)
-    since = datetime.now(UTC) - timedelta(hours=hours)
+    now = time.time()
+    since = datetime.fromtimestamp(now - hours * 3600, UTC)
     production = registry.production(engine)
+    live = _live(engine, settings.liked_threshold)
+    live.refresh(now)
+    window = live.window(since.timestamp())
+    freq = monitoring.freq_for(window) if freq == "auto" and window is not None else freq
+    if window is None or window.widest > monitoring.BUCKET_SECONDS.get(freq, 0):
+        window = _from_rows(engine, since, settings.liked_threshold)
+        freq = monitoring.freq_for(window) if freq == "auto" else freq
     with session_scope(engine) as s:
-        counts = queries.counts(session=s)
-        served, fb = load_served(session=s, since=since)
-        counts["impressions_window"] = len(served)
-        counts["feedback_window"] = len(fb)
-        counts["impressions_total"] = int(
-            s.scalar(select(func.count()).select_from(impressions)) or 0
-        )
-        counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
+        counts = _slowly(("counts", settings.database_url), lambda: _counts(s))
+        counts["impressions_window"] = sum(c.lists for _, c in window.lists)
+        counts["feedback_window"] = sum(c.n for _, c in window.replies)
         newest_feedback_at = s.scalar(select(func.max(feedback.c.received_at)))
-        drift: dict[str, Any] = {"since": None, "rating_psi": None, "popularity_psi": None}
-        cutoff = facts.cutoff
-        if cutoff is not None:
-            # None for a far-future timestamp stored before ingestion bounded them (year
-            # 5138 and beyond does not fit a datetime): the figures stand without the date.
-            cutoff_at = timestamps.iso_seconds(int(cutoff))
-            v_before, i_before = rating_counts(session=s, cutoff=int(cutoff), after=False)
-            # Ratings that answer our lists follow what we showed: their items and their
-            # (higher) stars shift by design of the loop, and judged as drift they turned the
-            # alert red minutes after a retrain. Drift is judged on the others.
-            v_after, i_after = rating_counts(
-                session=s, cutoff=int(cutoff), after=True, organic=True
-            )
-            v_all, _ = rating_counts(session=s, cutoff=int(cutoff), after=True)
-            drift = {
-                "since": cutoff_at,
-                "basis": "ratings since training that answer none of our lists",
-                "new_ratings": sum(v_after.values()),
-                "new_ratings_all": sum(v_all.values()),
-                "rating_psi": monitoring.rating_drift(v_before, v_after),
-                "popularity_psi": monitoring.popularity_drift(i_before, i_after),
-                "rating_histogram": {
-                    "before": {str(k): v for k, v in sorted(v_before.items())},
-                    "after": {str(k): v for k, v in sorted(v_after.items())},
-                },
-            }
-    popularity = facts.popularity
-    n_catalog = counts.get("items", 0)
-    figures = monitoring.loop_figures(
-        served, fb, n_catalog=n_catalog, popularity=popularity,
-        liked_threshold=settings.liked_threshold,
-    )  # fmt: skip
-    if freq == "auto":
-        freq = monitoring.auto_freq([x.served_at for x in served])
-    series = monitoring.by_period(
-        served, fb, n_catalog=n_catalog, popularity=popularity, freq=freq,
-        liked_threshold=settings.liked_threshold,
-    )  # fmt: skip
-    exposure_by_share = monitoring.by_explore_share(
-        served, fb, n_catalog=n_catalog, popularity=popularity,
-        liked_threshold=settings.liked_threshold,
-    )  # fmt: skip
+        drift = _drift(s, settings.database_url, facts.cutoff)
+    catalog = monitoring.Catalog(counts.get("items", 0), facts.popularity)
+    figures = monitoring.figures(window, catalog)
+    version = production["version"] if production else ""
     last_job = next(iter(registry.list_jobs(engine, 1)), None)
     return {
         "window_hours": hours,
@@ -108,20 +83,89 @@ def compute(settings: Settings, facts: ServingFacts, hours: float, freq: str) ->
         "canary": facts.canary,
         "last_job": _job(last_job),
         "figures": figures,
-        "by_version": monitoring.online_by_version(
-            served, fb, liked_threshold=settings.liked_threshold
-        ),
-        "by_explore_share": exposure_by_share,
-        "timeseries": series,
+        "by_version": monitoring.versions(window),
+        "by_explore_share": monitoring.shares(window, catalog),
+        "timeseries": monitoring.periods(window, catalog, freq=freq),
         "drift": drift,
         "alerts": alerts(
             settings, figures, drift, production, newest_feedback_at,
-            trend=monitoring.positive_trend(
-                served, fb, version=production["version"] if production else "",
-                liked_threshold=settings.liked_threshold,
-            ),
+            trend=monitoring.trend(window, version=version),
         ),
     }  # fmt: skip
+
+
+def _from_rows(engine: Engine, since: datetime, liked_threshold: float) -> Window:
+    """The window read row by row: for windows longer than the live tally keeps, or charted
+    at buckets finer than it keeps for their age."""
+    with session_scope(engine) as s:
+        served, fb = load_served(session=s, since=since)
+    return monitoring.window_of(served, fb, liked_threshold=liked_threshold)
+
+
+def _counts(s: Session) -> dict[str, int]:
+    counts = queries.counts(session=s)
+    counts["impressions_total"] = int(s.scalar(select(func.count()).select_from(impressions)) or 0)
+    counts["feedback_total"] = int(s.scalar(select(func.count()).select_from(feedback)) or 0)
+    return counts
+
+
+def _drift(s: Session, url: str, cutoff: int | None) -> dict[str, Any]:
+    """The rating and popularity distributions of the ratings since `cutoff` (the newest
+    rating the serving model learned) against those up to it."""
+    if cutoff is None:
+        return {"since": None, "rating_psi": None, "popularity_psi": None}
+    # The snapshot's side changes only with the model: a group-by over every rating (seconds
+    # at 25M), read again only when it is `SLOW_S` old.
+    v_before, i_before = _slowly(
+        ("before", url, cutoff),
+        lambda: rating_counts(session=s, cutoff=int(cutoff), after=False),
+    )
+    # Ratings that answer our lists follow what we showed: their items and their (higher)
+    # stars shift by design of the loop, and judged as drift they turned the alert red
+    # minutes after a retrain. Drift is judged on the others.
+    v_after, i_after = rating_counts(session=s, cutoff=int(cutoff), after=True, organic=True)
+    v_all, _ = rating_counts(session=s, cutoff=int(cutoff), after=True)
+    return {
+        # None for a far-future timestamp stored before ingestion bounded them (year 5138
+        # and beyond does not fit a datetime): the figures stand without the date.
+        "since": timestamps.iso_seconds(int(cutoff)),
+        "basis": "ratings since training that answer none of our lists",
+        "new_ratings": sum(v_after.values()),
+        "new_ratings_all": sum(v_all.values()),
+        "rating_psi": monitoring.rating_drift(v_before, v_after),
+        "popularity_psi": monitoring.popularity_drift(i_before, i_after),
+        "rating_histogram": {
+            "before": {str(k): v for k, v in sorted(v_before.items())},
+            "after": {str(k): v for k, v in sorted(v_after.items())},
+        },
+    }
+
+
+SLOW_S = 600.0
+"""How long the figures that count whole tables (rows of every table, the ratings before the
+model's cutoff) are reused: they grow with what is stored, not with the window, and move
+little in ten minutes."""
+
+_SLOW: dict[tuple[Any, ...], tuple[float, Any]] = {}
+
+
+def _slowly(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    hit = _SLOW.get(key)
+    now = time.monotonic()
+    if hit is None or now - hit[0] > SLOW_S:
+        hit = _SLOW[key] = (now, compute())
+    return copy.deepcopy(hit[1])
+
+
+_LIVE: dict[tuple[str, float], LiveTally] = {}
+"""The summary process's live tallies, one per database and liked threshold."""
+
+
+def _live(engine: Engine, liked_threshold: float) -> LiveTally:
+    key = (str(engine.url), liked_threshold)
+    if key not in _LIVE:
+        _LIVE[key] = LiveTally(engine, liked_threshold)
+    return _LIVE[key]
 
 
 def alerts(

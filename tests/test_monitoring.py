@@ -66,26 +66,32 @@ def rows() -> tuple[list[Shown], list[Answer]]:
 
 def test_exposure_figures_by_hand() -> None:
     impressions, _ = rows()
+    popularity = {"a": 100.0, "b": 10.0, "c": 1.0, "d": 0.0, "e": 5.0}
+    got = monitoring.loop_figures(
+        impressions, [], n_catalog=10, popularity=popularity, liked_threshold=4.0
+    )
     # Shown: a x4, b x2, c x1, d x1 over a catalog of 10 items.
-    assert monitoring.shown_coverage(impressions, 10) == 4 / 10
+    assert got["coverage"] == 4 / 10
     counts = np.array([4, 2, 1, 1, 0, 0, 0, 0, 0, 0], dtype=float)
     x = np.sort(counts)
     expected = ((2 * np.arange(1, 11) - 11) * x).sum() / (10 * x.sum())
-    assert monitoring.exposure_gini(impressions, 10) == pytest.approx(expected)
-    popularity = {"a": 100.0, "b": 10.0, "c": 1.0, "d": 0.0, "e": 5.0}
-    assert monitoring.shown_popularity(impressions, popularity) == (400 + 20 + 1 + 0) / 8
-    assert monitoring.shown_coverage([], 10) is None and monitoring.exposure_gini([], 10) is None
+    assert got["gini"] == pytest.approx(expected)
+    assert got["shown_popularity"] == (400 + 20 + 1 + 0) / 8
+    assert got["catalog_popularity"] == (100 + 10 + 1 + 0 + 5) / 5
+    empty = monitoring.loop_figures([], [], n_catalog=10, popularity={}, liked_threshold=4.0)
+    assert empty["coverage"] is None and empty["gini"] is None
+    assert empty["shown_popularity"] is None and empty["positive_rate"] is None
 
 
 def test_response_figures_by_hand() -> None:
     impressions, feedback = rows()
-    # Ratings: r1 (answers), r4 (answers), the unattributed one: 2 of 3.
-    assert monitoring.attribution_share(impressions, feedback) == 2 / 3
-    # One click answering a list, eight items shown.
-    assert monitoring.click_through(impressions, feedback) == 1 / 8
     figures = monitoring.loop_figures(
         impressions, feedback, n_catalog=10, popularity={"a": 1.0}, liked_threshold=4
     )
+    # Ratings: r1 (answers), r4 (answers), the unattributed one: 2 of 3.
+    assert figures["attribution_share"] == 2 / 3
+    # One click answering a list, eight items shown.
+    assert figures["click_through"] == 1 / 8
     assert figures["positive_rate"] == 3 / 4  # rating 4, click, rating 5 (not the 2)
     # Shown scores minus the ratings given: a 5.0 - 4.0, d 3.0 - 2.0.
     assert figures["prediction_bias"] == 1.0
@@ -102,19 +108,24 @@ def test_positive_trend_halves_productions_lists_by_time() -> None:
         Answer("r3", "y", "rating", 2.0, T0 + timedelta(hours=3)),  # not positive
         Answer("other", "x", "click", None, T0),  # another version's list
     ]
-    got = monitoring.positive_trend(lists, feedback, version="A", liked_threshold=4.0)
+    got = trend(lists, feedback, "A")
     # Earlier: r0 and r1, 4 slots, 3 positive answers; later: r2 and r3, 4 slots, none.
     assert got["earlier_slots"] == got["later_slots"] == 4.0
     assert got["earlier_rate"] == 3 / 4 and got["later_rate"] == 0.0
     assert got["later_low"] == 0.0 and got["earlier_low"] is not None and got["earlier_low"] > 0
-    assert monitoring.positive_trend([], [], version="A", liked_threshold=4.0)["later_rate"] is None
+    assert trend([], [], "A")["later_rate"] is None
+
+
+def trend(lists: list[Shown], feedback: list[Answer], version: str) -> dict[str, float | None]:
+    return monitoring.trend(
+        monitoring.window_of(lists, feedback, liked_threshold=4.0), version=version
+    )
 
 
 def test_by_period_splits_days_and_versions() -> None:
     impressions, feedback = rows()
-    series = monitoring.by_period(
-        impressions, feedback, n_catalog=10, popularity={"a": 1.0}, freq="D", liked_threshold=4.0
-    )
+    window = monitoring.window_of(impressions, feedback, liked_threshold=4.0)
+    series = monitoring.periods(window, monitoring.Catalog(10, {"a": 1.0}), freq="D")
     keys = [(r["period"][:10], r["model_version"]) for r in series]
     assert keys == [("2026-11-20", "A"), ("2026-11-21", "A"), ("2026-11-21", "B")]
     day1, day2a, day2b = series
@@ -122,8 +133,9 @@ def test_by_period_splits_days_and_versions() -> None:
     assert day1["lists_served"] == 2 and day1["attribution_share"] == 1.0
     # Day 2: two ratings arrived, one answers B's list, none answers A's.
     assert day2a["attribution_share"] == 0.0 and day2b["attribution_share"] == 0.5
-    assert monitoring.auto_freq([s.served_at for s in impressions]) == "h"
-    assert monitoring.auto_freq([T0, T0 + timedelta(minutes=5)]) == "10s"
+    assert monitoring.freq_for(window) == "h"
+    close = [Shown("p", "A", ["a"], T0), Shown("q", "A", ["a"], T0 + timedelta(minutes=5))]
+    assert monitoring.freq_for(monitoring.window_of(close, [], liked_threshold=4.0)) == "10s"
     # A naive time (as SQLite hands back) is UTC.
     naive = datetime(2026, 11, 20, 10, 59, 59)
     assert monitoring.floor_to(naive, "h") == T0
@@ -136,9 +148,8 @@ def test_exposure_and_response_per_exploration_share() -> None:
               {"explore_share": 0.1} if s.recommendation_id in ("r1", "r2") else None)
         for s in impressions
     ]  # fmt: skip
-    shares = monitoring.by_explore_share(
-        explored, feedback, n_catalog=10, popularity={}, liked_threshold=4.0
-    )
+    window = monitoring.window_of(explored, feedback, liked_threshold=4.0)
+    shares = monitoring.shares(window, monitoring.Catalog(10, {}))
     assert [r["explore_share"] for r in shares] == [0.0, 0.1]
     plain, exploring = shares
     assert exploring["lists"] == 2 and exploring["coverage"] == 3 / 10

@@ -1,0 +1,273 @@
+"""Running totals of the feedback loop: served lists and the answers to them, summed per time
+bucket, model version and exploration share.
+
+The monitoring figures of a window (`recsys.monitoring`) are sums over these cells, so they
+cost what the window's buckets hold, not what its impressions hold: a day at hourly buckets
+is a few hundred cells whether it served a thousand lists or ten million. Buckets are fine
+while they are young and merged into coarser ones as they age (`WIDTHS`): a fresh service's
+charts get 10-second points, a day-old window hourly ones, and the tally's size stops
+growing with traffic.
+
+A window starts at the start of the bucket its first moment falls in; that bucket is
+counted whole (at most an hour more than asked for, in the hourly part of a long window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys.store.events import POSITIVE_EVENTS
+
+WIDTHS: tuple[tuple[int, float], ...] = ((10, 15 * 60.0), (60, 4 * 3600.0), (3600, float("inf")))
+"""(bucket width in seconds, the age in seconds up to which a bucket keeps that width). The
+10-second buckets outlive the 10-minute span that charts them (`auto_freq`) and the minute
+buckets the 3 hours, so that a window charted at those widths finds its buckets still fine."""
+
+FINEST = WIDTHS[0][0]
+
+
+def is_positive(kind: str, value: float | None, liked_threshold: float) -> bool:
+    """A rating at or above the liked threshold, or a positive event (a click, a like)."""
+    if kind == "rating":
+        return value is not None and value >= liked_threshold
+    return kind in POSITIVE_EVENTS
+
+
+@dataclass(frozen=True)
+class Served:
+    """A served list, reduced to what the figures read."""
+
+    at: float
+    """When it was served (Unix seconds)."""
+    version: str
+    share: float
+    """The exploration share it was served with (0: none)."""
+    items: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One piece of feedback, with what it answers."""
+
+    at: float
+    """When it arrived (Unix seconds)."""
+    kind: str
+    value: float | None
+    list_at: float | None = None
+    """When the list it answers was served; None when it answers no list we logged."""
+    version: str | None = None
+    share: float | None = None
+    shown_score: float | None = None
+    """The rating we predicted when we showed the item (None: not in the list, or a list
+    logged without predictions)."""
+
+
+ListKey = tuple[int, int, str, float]
+"""(bucket start, bucket width, model version, exploration share)."""
+ReplyKey = tuple[int, int, int | None, str | None, float | None]
+"""(bucket start, width, the bucket start of the list answered or None, its version, its
+share): the answered list's bucket has the reply's width."""
+
+
+@dataclass
+class ListCell:
+    lists: int = 0
+    slots: int = 0
+    first: float = float("inf")
+    last: float = float("-inf")
+    idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    cnt: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """Exposure: times each item (by the tally's item index) was shown, compacted."""
+    pending: list[int] = field(default_factory=list)
+
+    def compact(self) -> None:
+        if not self.pending:
+            return
+        idx = np.concatenate([self.idx, np.asarray(self.pending, dtype=np.int32)])
+        cnt = np.concatenate([self.cnt, np.ones(len(self.pending), dtype=np.int64)])
+        self.idx, inverse = np.unique(idx, return_inverse=True)
+        self.cnt = np.bincount(inverse, weights=cnt).astype(np.int64)
+        self.pending = []
+
+    def merge(self, other: ListCell) -> None:
+        other.compact()
+        self.lists += other.lists
+        self.slots += other.slots
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        self.compact()
+        idx = np.concatenate([self.idx, other.idx])
+        cnt = np.concatenate([self.cnt, other.cnt])
+        self.idx, inverse = np.unique(idx, return_inverse=True)
+        self.cnt = np.bincount(inverse, weights=cnt).astype(np.int64)
+
+
+@dataclass
+class ReplyCell:
+    n: int = 0
+    ratings: int = 0
+    positives: int = 0
+    clicks: int = 0
+    gap_sum: float = 0.0
+    """Shown score minus the rating given, summed over rated items that were in the list."""
+    gap_n: int = 0
+
+    def merge(self, other: ReplyCell) -> None:
+        self.n += other.n
+        self.ratings += other.ratings
+        self.positives += other.positives
+        self.clicks += other.clicks
+        self.gap_sum += other.gap_sum
+        self.gap_n += other.gap_n
+
+
+def shown_score(
+    items: Sequence[str], predicted: Sequence[float | None] | None, item: str
+) -> float | None:
+    """The rating predicted for `item` when its list was shown (None when it was not in the
+    list, or the list was logged without predictions)."""
+    if predicted is None or item not in items:
+        return None
+    return predicted[list(items).index(item)]
+
+
+def _floor(at: float, width: int) -> int:
+    return int(at // width * width)
+
+
+class Tally:
+    """Lists and replies summed per bucket; `window` selects the cells of a time window."""
+
+    def __init__(self, liked_threshold: float) -> None:
+        self.liked_threshold = liked_threshold
+        self.item_ids: list[str] = []
+        self._index: dict[str, int] = {}
+        self.lists: dict[ListKey, ListCell] = {}
+        self.replies: dict[ReplyKey, ReplyCell] = {}
+
+    def add_list(self, s: Served) -> None:
+        key = (_floor(s.at, FINEST), FINEST, s.version, s.share)
+        cell = self.lists.get(key)
+        if cell is None:
+            cell = self.lists[key] = ListCell()
+        cell.lists += 1
+        cell.slots += len(s.items)
+        cell.first = min(cell.first, s.at)
+        cell.last = max(cell.last, s.at)
+        index = self._index
+        for item in s.items:
+            i = index.get(item)
+            if i is None:
+                i = index[item] = len(self.item_ids)
+                self.item_ids.append(item)
+            cell.pending.append(i)
+
+    def add_reply(self, r: Reply) -> None:
+        answered = None if r.list_at is None else _floor(r.list_at, FINEST)
+        key = (_floor(r.at, FINEST), FINEST, answered, r.version, r.share)
+        cell = self.replies.get(key)
+        if cell is None:
+            cell = self.replies[key] = ReplyCell()
+        cell.n += 1
+        cell.ratings += r.kind == "rating"
+        cell.positives += is_positive(r.kind, r.value, self.liked_threshold)
+        cell.clicks += r.kind == "click"
+        if r.kind == "rating" and r.shown_score is not None and r.value is not None:
+            cell.gap_sum += r.shown_score - r.value
+            cell.gap_n += 1
+
+    def compact(self) -> None:
+        """Fold the lists added since into the cells' exposure arrays."""
+        for cell in self.lists.values():
+            cell.compact()
+
+    def roll(self, now: float, keep_s: float) -> None:
+        """Merge buckets that have aged past their width into coarser ones and drop those
+        that ended more than `keep_s` ago."""
+        self.compact()
+        lists: dict[ListKey, ListCell] = {}
+        for (start, width, version, share), cell in self.lists.items():
+            if start + width < now - keep_s:
+                continue
+            w = max(_width_at(now - start), width)
+            key = (_floor(start, w), w, version, share)
+            if key in lists:
+                lists[key].merge(cell)
+            else:
+                lists[key] = cell
+        replies: dict[ReplyKey, ReplyCell] = {}
+        for (start, width, answered, who, share_of), reply in self.replies.items():
+            if start + width < now - keep_s:
+                continue
+            w = max(_width_at(now - start), width)
+            answered_at = None if answered is None else _floor(answered, w)
+            rkey = (_floor(start, w), w, answered_at, who, share_of)
+            if rkey in replies:
+                replies[rkey].merge(reply)
+            else:
+                replies[rkey] = reply
+        self.lists, self.replies = lists, replies
+
+    def window(self, since: float) -> Window:
+        """The cells of the buckets that end after `since`."""
+        self.compact()
+        lists = [(k, c) for k, c in self.lists.items() if k[0] + k[1] > since]
+        replies = [(k, c) for k, c in self.replies.items() if k[0] + k[1] > since]
+        return Window(since, lists, replies, len(self.item_ids), self.item_ids)
+
+    @classmethod
+    def of(cls, lists: Iterable[Served], replies: Iterable[Reply], liked: float) -> Tally:
+        tally = cls(liked)
+        for s in lists:
+            tally.add_list(s)
+        for r in replies:
+            tally.add_reply(r)
+        tally.compact()
+        return tally
+
+
+def _width_at(age: float) -> int:
+    for width, until in WIDTHS:
+        if age <= until:
+            return width
+    return WIDTHS[-1][0]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The cells of one time window."""
+
+    since: float
+    lists: list[tuple[ListKey, ListCell]]
+    replies: list[tuple[ReplyKey, ReplyCell]]
+    n_index: int
+    item_ids: Sequence[str]
+
+    def answering(self) -> Iterator[tuple[ReplyKey, ReplyCell]]:
+        """Replies to a list served in the window."""
+        for key, cell in self.replies:
+            answered = key[2]
+            if answered is not None and answered + key[1] > self.since:
+                yield key, cell
+
+    @property
+    def widest(self) -> int:
+        """The widest bucket among the window's cells (0 when it has none)."""
+        return max([k[1] for k, _ in self.lists] + [k[1] for k, _ in self.replies], default=0)
+
+    def span(self) -> float | None:
+        """Seconds between the first and the last list served in the window."""
+        if not self.lists:
+            return None
+        return max(c.last for _, c in self.lists) - min(c.first for _, c in self.lists)
+
+    def exposure(self, cells: Sequence[ListCell]) -> np.ndarray:
+        """Times each item (by the tally's index) was shown over `cells`."""
+        if not cells:
+            return np.zeros(self.n_index, dtype=np.int64)
+        idx = np.concatenate([c.idx for c in cells])
+        cnt = np.concatenate([c.cnt for c in cells])
+        return np.bincount(idx, weights=cnt, minlength=self.n_index).astype(np.int64)

@@ -1,0 +1,181 @@
+"""The feedback-loop tally: figures of merged (aged) buckets equal those of the rows, and a
+day of traffic ends in a bounded number of cells; the live tally, refreshed between writes
+on a real database, counts each row once and agrees with the figures read row by row."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from recsys import monitoring
+from recsys.data.ingest import ingest_csv
+from recsys.loop_live import OVERLAP_S, LiveTally
+from recsys.loop_tally import Reply, Served, Tally
+from recsys.store.db import session_scope
+from recsys.store.events import FeedbackEvent, insert_impressions, load_served, record_feedback
+from recsys.store.tables import feedback
+
+DAY = 86_400.0
+NOW = 1_790_000_000.0  # a whole hour, so that hourly buckets line up with the day
+
+
+def traffic(seed: int, n: int, span: float) -> tuple[list[Served], list[Reply]]:
+    """`n` lists over the last `span` seconds before NOW from two versions, a fifth of them
+    explored, and replies to a third of them (ratings, clicks, skips) a few seconds later."""
+    rng = np.random.default_rng(seed)
+    lists, replies = [], []
+    for at in np.sort(NOW - span + rng.random(n) * (span - 60)):
+        version = "A" if rng.random() < 0.7 else "B"
+        share = 0.1 if rng.random() < 0.2 else 0.0
+        shown = [f"i{x}" for x in rng.choice(300, 5, replace=False)]
+        lists.append(Served(float(at), version, share, shown))
+        if rng.random() < 1 / 3:
+            kind = str(rng.choice(["rating", "click", "skip"]))
+            value = float(rng.integers(1, 6)) if kind == "rating" else None
+            reply = Reply(float(at) + 5, kind, value, float(at), version, share, 3.5)
+            replies.append(reply)
+    replies.append(Reply(NOW - 30, "rating", 5.0))  # answers no list
+    return lists, replies
+
+
+def same(a: Any, b: Any) -> None:
+    """Equal, floats to 1e-9."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            same(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            same(x, y)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    else:
+        assert a == b
+
+
+def test_aged_buckets_merge_without_changing_the_figures() -> None:
+    lists, replies = traffic(0, 6_000, DAY)
+    fine = Tally.of(lists, replies, liked=4.0)
+    rolled = Tally.of(lists, replies, liked=4.0)
+    rolled.roll(NOW, keep_s=DAY + 3600)
+    catalog = monitoring.Catalog(300, {f"i{x}": float(x) for x in range(300)})
+    a, b = fine.window(NOW - DAY), rolled.window(NOW - DAY)
+    same(monitoring.figures(a, catalog), monitoring.figures(b, catalog))
+    same(monitoring.versions(a), monitoring.versions(b))
+    same(monitoring.shares(a, catalog), monitoring.shares(b, catalog))
+    same(monitoring.periods(a, catalog, freq="h"), monitoring.periods(b, catalog, freq="h"))
+    # The trend splits production's lists at a bucket: an hour's lists may change sides.
+    t_fine, t_rolled = monitoring.trend(a, version="A"), monitoring.trend(b, version="A")
+    total = t_fine["earlier_slots"] + t_fine["later_slots"]  # type: ignore[operator]
+    assert t_rolled["earlier_slots"] + t_rolled["later_slots"] == total  # type: ignore[operator]
+    hourly = 6_000 * 0.7 * 5 / 24
+    assert abs(t_rolled["earlier_slots"] - t_fine["earlier_slots"]) < hourly  # type: ignore[operator]
+    # A day at 10-second buckets is thousands of cells; merged, it is bounded by the widths
+    # (15 minutes of 10 s, 4 hours of minutes, hours) times versions and shares.
+    assert len(fine.lists) > 3_000
+    assert len(rolled.lists) <= (90 + 1 + 240 + 1 + 25) * 2 * 2
+    assert b.widest == 3600 and monitoring.freq_for(b) == "h"
+
+
+def test_buckets_that_ended_before_the_kept_span_are_dropped() -> None:
+    lists, replies = traffic(1, 500, 2 * DAY)
+    tally = Tally.of(lists, replies, liked=4.0)
+    tally.roll(NOW, keep_s=DAY)
+    kept = sum(c.lists for c in tally.lists.values())
+    # Kept: the lists of every 10-second bucket that ends at or after NOW - DAY.
+    assert kept == sum(s.at // 10 * 10 + 10 >= NOW - DAY for s in lists)
+    assert 0 < kept < len(lists)
+
+
+@pytest.fixture
+def catalog_db(engine: Engine, tmp_path: Path) -> Engine:
+    rows = [f"u{n},i{n % 6},4,{1_000 + n}" for n in range(30)]
+    csv = tmp_path / "r.csv"
+    csv.write_text("user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n")
+    ingest_csv(engine, csv)
+    return engine
+
+
+def _lists(engine: Engine, names: list[str], at: float, version: str = "v1") -> None:
+    rows = [
+        {
+            "recommendation_id": name,
+            "user_external_id": "u1",
+            "model_version": version,
+            "strategy": "model",
+            "items": [f"i{(n + j) % 6}" for j in range(3)],
+            "scores": [3.0, 2.0, 1.0],
+            "predicted": [4.5, 4.0, 3.5],
+            "served_at": datetime.fromtimestamp(at, UTC),
+            "policy": {"explore_share": 0.1} if n % 2 else None,
+        }
+        for n, name in enumerate(names)
+    ]
+    with session_scope(engine) as s:
+        insert_impressions(session=s, rows=rows)
+
+
+def _answers(engine: Engine, events: list[FeedbackEvent]) -> None:
+    with session_scope(engine) as s:
+        record_feedback(session=s, events=events)
+
+
+def test_the_live_tally_counts_each_row_once_and_agrees_with_the_rows(
+    catalog_db: Engine,
+) -> None:
+    engine = catalog_db
+    now = time.time()
+    live = LiveTally(engine, liked_threshold=4.0)
+    _lists(engine, ["a1", "a2", "a3"], now - 600)
+    _answers(engine, [FeedbackEvent("u1", "i0", "rating", 5.0, recommendation_id="a1"),
+                      FeedbackEvent("u2", "i2", "click", recommendation_id="a2")])  # fmt: skip
+    live.refresh(now)
+    # Stored after that refresh: a list stamped before it (committed late, within the
+    # overlap), one after it, feedback on old and new lists and on none.
+    _lists(engine, ["late"], now - 30, version="v2")
+    _lists(engine, ["b1", "b2"], now + 20)
+    _answers(engine, [FeedbackEvent("u3", "i1", "rating", 2.0, recommendation_id="late"),
+                      FeedbackEvent("u4", "i3", "rating", 4.0, recommendation_id="b2"),
+                      FeedbackEvent("u5", "i4", "rating", 3.0)])  # fmt: skip
+    live.refresh(now + 60)
+    live.refresh(now + 90)  # reads the overlap again: nothing is counted twice
+    since = now - 3600
+    window = live.window(since)
+    assert window is not None
+    with session_scope(engine) as s:
+        served, fb = load_served(session=s, since=datetime.fromtimestamp(since, UTC))
+    rows = monitoring.window_of(served, fb, liked_threshold=4.0)
+    catalog = monitoring.Catalog(6, {f"i{n}": float(n) for n in range(6)})
+    got = monitoring.figures(window, catalog)
+    assert got["lists_served"] == 6 and got["feedback"] == 5
+    same(got, monitoring.figures(rows, catalog))
+    same(monitoring.versions(window), monitoring.versions(rows))
+    same(monitoring.shares(window, catalog), monitoring.shares(rows, catalog))
+    freq = monitoring.freq_for(window)
+    same(
+        monitoring.periods(window, catalog, freq=freq), monitoring.periods(rows, catalog, freq=freq)
+    )
+    # A window older than the tally's first read is not answered from it.
+    assert live.window(now - 2 * 86_400) is None
+
+
+def test_rows_stamped_before_the_overlap_are_not_read_again(catalog_db: Engine) -> None:
+    """The cost of a refresh follows what was stored since: it reads back OVERLAP_S only."""
+    engine = catalog_db
+    now = time.time()
+    _lists(engine, [f"old{n}" for n in range(50)], now - 2 * OVERLAP_S)
+    live = LiveTally(engine, liked_threshold=4.0)
+    live.refresh(now)
+    assert sum(c.lists for c in live.tally.lists.values()) == 50
+    with session_scope(engine) as s:
+        s.execute(feedback.delete())  # nothing to read but lists
+    live.refresh(now + 10)
+    assert not live._lists_seen  # every list read was stamped before the overlap
+    assert sum(c.lists for c in live.tally.lists.values()) == 50
