@@ -6,14 +6,16 @@
 A server backed by a fresh PostgreSQL database (or SQLite) with the real MovieLens sample and
 a trained model serves 2,000 recommendation lists through the API; their logged impressions
 (one row a list) are then copied within the database, spread over the last 24 hours, until
-the table holds each of `--impressions` in turn. At each size, a probe sends, one after
-another, a recommendation request, a feedback event and `/healthz` on a new connection, 5
-times a second: alone for `--seconds` (the baseline), then while `--threads` threads each loop
-on `GET /metrics` without credentials (`--threads` connections of wrk, Debian package
-`wrk`). Prints the probe's latencies in both phases, how many
-scrapes were answered, how many monitoring summaries the server computed, and its CPU
+the table holds each of `--impressions` in turn. At each size a fresh server starts (a fresh
+monitoring process, whose live tally first reads the whole day once): the seconds of that
+first summary and of one a minute later (which reads only what was stored since) are
+printed. Then a probe sends, one after another, a recommendation request, a feedback event
+and `/healthz` on a new connection, 5 times a second: alone for `--seconds` (the baseline),
+then while `--threads` threads each loop on `GET /metrics` without credentials (`--threads`
+connections of wrk, Debian package `wrk`). Prints the probe's latencies in both phases, how
+many scrapes were answered, how many monitoring summaries the server computed, its CPU
 seconds per minute in each phase (from /proc): what the scrapes cost, at each number of
-impressions.
+impressions; and the resident memory of the server's processes at the end.
 """
 
 from __future__ import annotations
@@ -172,6 +174,23 @@ def _storm(base: str, connections: int, seconds: float) -> Iterator[list[int]]:
                 answered[0] = int(line.split()[0])
 
 
+def _summary_s(base: str) -> float:
+    """Seconds one GET /v1/monitoring/summary takes (dev mode: no operator token)."""
+    t0 = time.perf_counter()
+    answer = httpx.get(f"{base}/v1/monitoring/summary", timeout=1800)
+    answer.raise_for_status()
+    return time.perf_counter() - t0
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
 def _line(phase: str, latencies: dict[str, list[float]]) -> None:
     for name, values in latencies.items():
         ms = np.array(values) * 1000
@@ -224,14 +243,21 @@ def main() -> None:
 
             traffic = open_loop(base, 200, SERVED_LISTS / 200, recommend)
             print(f"lists served first: {traffic.summary()}", flush=True)
-            for target in args.impressions:
-                count = _grow_impressions(url, target)
+        for target in args.impressions:
+            count = _grow_impressions(url, target)
+            with serving(env) as base:
+                first = _summary_s(base)
+                time.sleep(60)  # the summary is cached for 5 s; its tally refreshes after
+                again = _summary_s(base)
                 print(
-                    f"{count:,} impressions stored; probe every {PROBE_EVERY_S} s, "
-                    f"{args.threads} threads on /metrics in the storm:",
+                    f"{count:,} impressions stored; a fresh server's first summary {first:.2f} s "
+                    f"(its tally reads the day), one a minute later {again:.2f} s; "
+                    f"probe every {PROBE_EVERY_S} s, {args.threads} threads on /metrics in "
+                    "the storm:",
                     flush=True,
                 )
                 _phase(base, args.threads, args.seconds)
+                print(f"  server RSS at the end: {_rss_mb(_server_pids(base)):.0f} MB", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 reports (`recsys.monitoring_summary`, both computed in a process of the worker's own) and
 learning curves.
 
-The summary reads every impression and feedback row of the window (seconds at millions of
-ratings), so it is cached for a few seconds and computed by one request at a time (single
-flight): concurrent requests wait for that one result instead of each opening connections
-and recomputing; 40 concurrent scrapes had emptied the connection pool.
+A summary refreshes the monitoring process's live tally (what was stored since the last one)
+and, for windows the tally does not keep, reads the window's rows; so it is cached for a few
+seconds and computed by one request at a time (single flight): concurrent requests wait for
+that one result instead of each opening connections and recomputing; 40 concurrent scrapes
+had emptied the connection pool.
 
 /metrics is unauthenticated and may be scraped by anyone, as often as they like, so its
 scrapes must not decide how often the summary is computed: it exports the last result and
