@@ -174,10 +174,14 @@ def _storm(base: str, connections: int, seconds: float) -> Iterator[list[int]]:
                 answered[0] = int(line.split()[0])
 
 
+OPERATOR = "storm-benchmark-operator-token"
+
+
 def _summary_s(base: str) -> float:
-    """Seconds one GET /v1/monitoring/summary takes (dev mode: no operator token)."""
+    """Seconds one GET /v1/monitoring/summary takes."""
     t0 = time.perf_counter()
-    answer = httpx.get(f"{base}/v1/monitoring/summary", timeout=1800)
+    auth = {"Authorization": f"Bearer {OPERATOR}"}
+    answer = httpx.get(f"{base}/v1/monitoring/summary", headers=auth, timeout=1800)
     answer.raise_for_status()
     return time.perf_counter() - t0
 
@@ -232,7 +236,7 @@ def main() -> None:
     print(f"{platform.machine()}, {os.cpu_count()} cores; database {args.database}", flush=True)
     database = scratch_postgres() if args.database == "postgres" else nullcontext(None)
     with tempfile.TemporaryDirectory() as tmp, database as pg_url:
-        env = movielens_store(Path(tmp), pg_url)
+        env = {**movielens_store(Path(tmp), pg_url), "RECSYS_OPERATOR_TOKEN": OPERATOR}
         url = env["RECSYS_DATABASE_URL"]
         with serving(env) as base:
             rng = np.random.default_rng(1)

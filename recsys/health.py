@@ -61,7 +61,7 @@ def wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float] |
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the checks read: the window's figures (`recsys.monitoring.loop_figures`), drift,
+    """What the checks read: the window's figures (`recsys.monitoring.figures`), drift,
     the production model's stored report, and how old the model and the newest data are."""
 
     figures: Mapping[str, float | None]
@@ -72,7 +72,7 @@ class Inputs:
     newest_feedback_at: datetime | None
     now: datetime
     trend: Mapping[str, float | None] = field(default_factory=dict)
-    """Production's positive answers per slot, earlier and later (`monitoring.positive_trend`)."""
+    """Production's positive answers per slot, earlier and later (`monitoring.trend`)."""
 
 
 def _grey(name: str, concern: str, value: float | None, n: int, min_n: int, meaning: str) -> Check:

@@ -23,7 +23,7 @@ from recsys.store.events import POSITIVE_EVENTS
 
 WIDTHS: tuple[tuple[int, float], ...] = ((10, 15 * 60.0), (60, 4 * 3600.0), (3600, float("inf")))
 """(bucket width in seconds, the age in seconds up to which a bucket keeps that width). The
-10-second buckets outlive the 10-minute span that charts them (`auto_freq`) and the minute
+10-second buckets outlive the 10-minute span that charts them (`monitoring.freq_for`) and the minute
 buckets the 3 hours, so that a window charted at those widths finds its buckets still fine."""
 
 FINEST = WIDTHS[0][0]
