@@ -103,7 +103,11 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _computations(base: str) -> float:
-    for line in httpx.get(f"{base}/metrics", timeout=120).text.splitlines():
+    answer = httpx.get(f"{base}/metrics", timeout=120)
+    while answer.status_code == 503:  # scrapes still queued from the storm: wait our turn
+        time.sleep(1)
+        answer = httpx.get(f"{base}/metrics", timeout=120)
+    for line in answer.text.splitlines():
         if line.startswith("recsys_monitoring_computations_total"):
             return float(line.split()[-1])
     return 0.0
