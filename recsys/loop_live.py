@@ -13,8 +13,10 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+import orjson
+from sqlalchemy import ColumnElement, Engine, Text, cast, select
 from sqlalchemy.orm import Session
 
 from recsys.exploration import ExplorePolicy
@@ -67,19 +69,25 @@ class LiveTally:
         first = self._began is None
         since = now - self.keep_s if self._began is None else self._began - OVERLAP_S
         t0 = time.perf_counter()
+        # The next refresh reads again from `now - OVERLAP_S`: only ids stamped since then
+        # can come back, so only those are remembered (not the day of a first read).
+        horizon = now - OVERLAP_S
+        lists_seen, replies_seen = self._lists_seen, self._replies_seen
         with session_scope(self.engine) as s:
             n_lists = n_replies = 0
             for rid, served in _lists(s, since):
-                if rid not in self._lists_seen:
-                    self._lists_seen[rid] = served.at
-                    self.tally.add_list(served)
+                if rid not in lists_seen:
+                    if served.at >= horizon:
+                        lists_seen[rid] = served.at
+                    self.tally.add_list(served, now)
                     n_lists += 1
                     if n_lists % _BATCH == 0:
                         self.tally.compact()  # keeps the pending item lists small
             for rid, reply in _replies(s, since):
-                if rid not in self._replies_seen:
-                    self._replies_seen[rid] = reply.at
-                    self.tally.add_reply(reply)
+                if rid not in replies_seen:
+                    if reply.at >= horizon:
+                        replies_seen[rid] = reply.at
+                    self.tally.add_reply(reply, now)
                     n_replies += 1
         if first:
             self.complete_since = since
@@ -88,11 +96,8 @@ class LiveTally:
                 n_lists, n_replies, time.perf_counter() - t0,
             )  # fmt: skip
         self._began = now
-        # The next refresh reads again from `now - OVERLAP_S`: only ids stamped since then
-        # can come back.
-        horizon = now - OVERLAP_S
-        self._lists_seen = {k: v for k, v in self._lists_seen.items() if v >= horizon}
-        self._replies_seen = {k: v for k, v in self._replies_seen.items() if v >= horizon}
+        self._lists_seen = {k: v for k, v in lists_seen.items() if v >= horizon}
+        self._replies_seen = {k: v for k, v in replies_seen.items() if v >= horizon}
         self.tally.roll(now, self.keep_s)
 
     def window(self, since: float) -> Window | None:
@@ -102,21 +107,31 @@ class LiveTally:
         return self.tally.window(since)
 
 
+def _json(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A JSON column as its text, which orjson parses several times faster than the
+    drivers' `json.loads` (a third of a first read's time)."""
+    return cast(column, Text)
+
+
+def _parsed(raw: str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
+
+
 def _lists(s: Session, since: float) -> Iterator[tuple[int, Served]]:
     stmt = (
         select(
             impressions.c.id,
             impressions.c.model_version,
-            impressions.c["items"],
-            impressions.c.policy,
+            _json(impressions.c["items"]),
+            _json(impressions.c.policy),
             impressions.c.served_at,
         )
         .where(impressions.c.served_at >= _at(since))
         .execution_options(yield_per=_BATCH)
     )
     for rid, version, listed, policy, served_at in s.execute(stmt):
-        share = ExplorePolicy.from_json(policy).share
-        yield rid, Served(_seconds(served_at), str(version), share, listed)
+        share = ExplorePolicy.from_json(_parsed(policy)).share
+        yield rid, Served(_seconds(served_at), str(version), share, orjson.loads(listed))
 
 
 def _replies(s: Session, since: float) -> Iterator[tuple[int, Reply]]:
@@ -129,9 +144,9 @@ def _replies(s: Session, since: float) -> Iterator[tuple[int, Reply]]:
             items.c.external_id,
             impressions.c.served_at,
             impressions.c.model_version,
-            impressions.c.policy,
-            impressions.c["items"],
-            impressions.c.predicted,
+            _json(impressions.c.policy),
+            _json(impressions.c["items"]),
+            _json(impressions.c.predicted),
         )
         .join(items, items.c.id == feedback.c.item_id)
         .outerjoin(impressions, impressions.c.recommendation_id == feedback.c.recommendation_id)
@@ -154,6 +169,6 @@ def _replies(s: Session, since: float) -> Iterator[tuple[int, Reply]]:
         if served_at is None:
             yield rid, Reply(at, kind, value)
             continue
-        share = ExplorePolicy.from_json(policy).share
-        score = shown_score(listed, predicted, item)
+        share = ExplorePolicy.from_json(_parsed(policy)).share
+        score = shown_score(_parsed(listed) or [], _parsed(predicted), item)
         yield rid, Reply(at, kind, value, _seconds(served_at), str(version), share, score)

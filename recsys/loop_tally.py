@@ -86,23 +86,30 @@ class ListCell:
     def compact(self) -> None:
         if not self.pending:
             return
-        idx = np.concatenate([self.idx, np.asarray(self.pending, dtype=np.int32)])
-        cnt = np.concatenate([self.cnt, np.ones(len(self.pending), dtype=np.int64)])
-        self.idx, inverse = np.unique(idx, return_inverse=True)
-        self.cnt = np.bincount(inverse, weights=cnt).astype(np.int64)
+        pending = np.asarray(self.pending, dtype=np.int32)
+        self._sum(np.concatenate([self.idx, pending]),
+                  np.concatenate([self.cnt, np.ones(len(pending), dtype=np.int64)]))  # fmt: skip
         self.pending = []
 
     def merge(self, other: ListCell) -> None:
         other.compact()
+        self.compact()
         self.lists += other.lists
         self.slots += other.slots
         self.first = min(self.first, other.first)
         self.last = max(self.last, other.last)
-        self.compact()
-        idx = np.concatenate([self.idx, other.idx])
-        cnt = np.concatenate([self.cnt, other.cnt])
-        self.idx, inverse = np.unique(idx, return_inverse=True)
-        self.cnt = np.bincount(inverse, weights=cnt).astype(np.int64)
+        self._sum(np.concatenate([self.idx, other.idx]), np.concatenate([self.cnt, other.cnt]))
+
+    def _sum(self, idx: np.ndarray, cnt: np.ndarray) -> None:
+        """Counts of the same item added up: sorting the few entries of a young bucket, or
+        counting densely up to the largest index for an old one's thousands."""
+        if len(idx) > 64:
+            dense = np.bincount(idx, weights=cnt)
+            self.idx = np.flatnonzero(dense).astype(np.int32)
+            self.cnt = dense[self.idx].astype(np.int64)
+        else:
+            self.idx, inverse = np.unique(idx, return_inverse=True)
+            self.cnt = np.bincount(inverse, weights=cnt).astype(np.int64)
 
 
 @dataclass
@@ -148,8 +155,10 @@ class Tally:
         self.lists: dict[ListKey, ListCell] = {}
         self.replies: dict[ReplyKey, ReplyCell] = {}
 
-    def add_list(self, s: Served) -> None:
-        key = (_floor(s.at, FINEST), FINEST, s.version, s.share)
+    def add_list(self, s: Served, now: float | None = None) -> None:
+        """Count a list, in the bucket width of its age at `now` (None: the finest)."""
+        width = FINEST if now is None else _width_at(now - s.at)
+        key = (_floor(s.at, width), width, s.version, s.share)
         cell = self.lists.get(key)
         if cell is None:
             cell = self.lists[key] = ListCell()
@@ -165,9 +174,11 @@ class Tally:
                 self.item_ids.append(item)
             cell.pending.append(i)
 
-    def add_reply(self, r: Reply) -> None:
-        answered = None if r.list_at is None else _floor(r.list_at, FINEST)
-        key = (_floor(r.at, FINEST), FINEST, answered, r.version, r.share)
+    def add_reply(self, r: Reply, now: float | None = None) -> None:
+        """Count a reply, in the bucket width of its age at `now` (None: the finest)."""
+        width = FINEST if now is None else _width_at(now - r.at)
+        answered = None if r.list_at is None else _floor(r.list_at, width)
+        key = (_floor(r.at, width), width, answered, r.version, r.share)
         cell = self.replies.get(key)
         if cell is None:
             cell = self.replies[key] = ReplyCell()

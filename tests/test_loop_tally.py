@@ -66,6 +66,15 @@ def test_aged_buckets_merge_without_changing_the_figures() -> None:
     rolled = Tally.of(lists, replies, liked=4.0)
     rolled.roll(NOW, keep_s=DAY + 3600)
     catalog = monitoring.Catalog(300, {f"i{x}": float(x) for x in range(300)})
+    # Counted straight into the width of their age, as a live tally's first read does.
+    aged = Tally(4.0)
+    for served in lists:
+        aged.add_list(served, NOW)
+    for reply in replies:
+        aged.add_reply(reply, NOW)
+    assert aged.window(NOW - DAY).widest == 3600
+    same(monitoring.figures(aged.window(NOW - DAY), catalog),
+         monitoring.figures(fine.window(NOW - DAY), catalog))  # fmt: skip
     a, b = fine.window(NOW - DAY), rolled.window(NOW - DAY)
     same(monitoring.figures(a, catalog), monitoring.figures(b, catalog))
     same(monitoring.versions(a), monitoring.versions(b))
