@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     )
     metrics_scrape_wait_s: float = Field(10.0, gt=0, le=300)
     impression_queue_size: int = Field(10_000, ge=1)
+    impression_queue_mb: float = Field(
+        32.0,
+        gt=0,
+        le=4096,
+        description="Most memory of logged lists waiting to be written (MB); beyond it, or "
+        "beyond impression_queue_size lists, lists are dropped and counted.",
+    )
     impression_batch_size: int = Field(500, ge=1)
     impression_flush_s: float = Field(0.5, gt=0)
 

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine,
             metrics,
             queue_size=settings.impression_queue_size,
+            queue_bytes=int(settings.impression_queue_mb * (1 << 20)),
             batch_size=settings.impression_batch_size,
             flush_s=settings.impression_flush_s,
         )

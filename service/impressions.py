@@ -66,6 +66,7 @@ class ImpressionWriter:
         metrics: ServiceMetrics,
         *,
         queue_size: int = 10_000,
+        queue_bytes: int = 32 << 20,
         batch_size: int = 500,
         flush_s: float = 0.5,
     ) -> None:
@@ -73,6 +74,12 @@ class ImpressionWriter:
         self.database_url = engine.url.render_as_string(hide_password=False)
         self.metrics = metrics
         self.queue_limit = queue_size
+        # Rows differ a hundredfold in size (k = 10 to 1,000 items, each with scores,
+        # predictions and propensities): a queue bounded by rows alone held 10,000 lists of
+        # 40 KB, and a worker grew past a gigabyte while the database fell behind.
+        self.queue_bytes = queue_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self.batch_size = batch_size
         self.flush_s = flush_s
         self._rows: deque[bytes] = deque()  # encoded (encode_row)
@@ -84,9 +91,17 @@ class ImpressionWriter:
         self._writer: _Process | None = None
 
     def log(self, row: dict[str, Any]) -> None:
-        # A deque, not a queue.Queue: its append needs no lock, on every list served.
-        if len(self._rows) < self.queue_limit:
-            self._rows.append(encode_row(row))
+        encoded = encode_row(row)
+        with self._bytes_lock:  # a counter shared with the sender: += is not atomic
+            fits = (
+                len(self._rows) < self.queue_limit
+                and self._queued_bytes + len(encoded) <= self.queue_bytes
+            )
+            if fits:
+                self._queued_bytes += len(encoded)
+        if fits:
+            # A deque, not a queue.Queue: its append needs no lock of its own.
+            self._rows.append(encoded)
         else:
             self.metrics.impressions_dropped.inc()
 
@@ -195,6 +210,8 @@ class ImpressionWriter:
             size = min(self.batch_size, len(self._rows))
             self._sending = size
             batch = [self._rows.popleft() for _ in range(size)]
+            with self._bytes_lock:
+                self._queued_bytes -= sum(len(b) for b in batch)
             message = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
             alive = self._alive()
             # In flight before no longer sending: wait_idle always sees the batch in one of them.

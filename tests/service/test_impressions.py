@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from recsys.store.db import make_engine, session_scope
 from recsys.store.tables import impressions
+from service.impression_store import encode_row
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
 
@@ -32,6 +33,28 @@ def row(n: int) -> dict[str, object]:
         "scores": [4.5, 4.0],
         "served_at": datetime.now(UTC),
     }
+
+
+def test_the_queue_is_bounded_in_bytes_as_well_as_rows(engine: Engine) -> None:
+    """A list of k = 1,000 encodes to tens of kilobytes: 10,000 of them queued held a
+    worker's memory past a gigabyte. Lists beyond the byte limit are dropped and counted."""
+    metrics = ServiceMetrics()
+    big = {**row(0), "items": [f"item{n}" for n in range(1000)], "scores": [0.5] * 1000}
+    size = len(encode_row(big))
+    writer = ImpressionWriter(engine, metrics, queue_bytes=3 * size + size // 2, flush_s=0.01)
+    for n in range(6):  # not started yet: the queue fills up
+        writer.log({**big, "recommendation_id": f"big{n}"})
+    writer.log(row(99))  # a small list still fits in what is left
+    assert metrics.impressions_dropped._value.get() == 3
+    writer.start()
+    assert writer.wait_idle(10)
+    for n in range(3):  # written, the room is free again
+        writer.log({**big, "recommendation_id": f"again{n}"})
+    assert writer.wait_idle(10)
+    writer.stop()
+    assert metrics.impressions_dropped._value.get() == 3
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(impressions)) == 7
 
 
 def test_full_queue_drops_and_counts_then_writes_the_rest(engine: Engine) -> None:
@@ -146,6 +169,7 @@ SERVING_PROCESS = """
 import os, sys
 from datetime import UTC, datetime
 from recsys.store.db import make_engine
+from service.impression_store import encode_row
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
 writer = ImpressionWriter(make_engine(sys.argv[1]), ServiceMetrics(), flush_s=0.01)
