@@ -10,6 +10,12 @@ worker). Prints the resident memory of each worker process, of its impression wr
 process of its own), and of the supervisor when there are several workers, and whether torch's
 or pandas' libraries were ever loaded into a worker (they should not be: serving scores with
 numpy, monitoring counts in plain Python). Target (issue 18): RSS per worker <= 200 MB.
+
+Then, with `--heavy-minutes` (default 10), the largest requests the defaults allow at
+`--heavy-rate` a second: lists of k = 1,000 for known users, visitors' lists of k = 1,000
+from 1,000 ratings, and batches of 1,000 predictions; the worker's RSS is printed every
+minute (it must level off, at <= 400 MB), and a k = 10 list's latency is measured for a
+minute before and after (it must not stay slowed).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--heavy-minutes", type=int, default=10)
+    parser.add_argument("--heavy-rate", type=float, default=20)
     args = parser.parse_args()
     sample = samples.movielens()
     users = sample.ratings["user_id"].unique()
@@ -95,6 +103,8 @@ def main() -> None:
             torch_in = [pid for pid in workers if "libtorch" in maps[pid]]
             pandas_in = [pid for pid in workers if "pandas/_libs" in maps[pid]]
             supervisor_mb = rss_mb(supervisor) if args.workers > 1 else None
+            if args.heavy_minutes:
+                heavy(base, workers[0], users, items, args.heavy_minutes, args.heavy_rate)
     print(f"{n:,} requests at {args.rate:g}/s: {result.summary()}")
     for kind in KINDS:
         ms = result.latencies_s[kinds == kind] * 1000
@@ -108,6 +118,40 @@ def main() -> None:
         print(f"supervisor: RSS {supervisor_mb:.0f} MB")
     print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")
     print(f"pandas loaded in a worker: {'yes' if pandas_in else 'no'}")
+
+
+def heavy(
+    base: str, worker: int, users: np.ndarray, items: np.ndarray, minutes: int, rate: float
+) -> None:
+    """The largest requests the defaults allow, a minute at a time, with the worker's RSS
+    after each, between two minutes of k = 10 lists."""
+    rng = np.random.default_rng(1)
+
+    def small(i: int) -> Call:
+        return Call.get(f"/v1/users/{users[i % len(users)]}/recommendations", k=10)
+
+    def large(i: int) -> Call:
+        kind = i % 3
+        if kind == 0:
+            return Call.get(f"/v1/users/{rng.choice(users)}/recommendations", k=1000)
+        films = rng.choice(items, size=1000, replace=False)
+        if kind == 1:
+            ratings = [{"item_id": str(f), "rating": 4.0} for f in films]
+            return Call.post("/v1/recommendations", {"ratings": ratings, "k": 1000})
+        pairs = [{"user_id": str(rng.choice(users)), "item_id": str(f)} for f in films]
+        return Call.post("/v1/predictions", {"pairs": pairs})
+
+    before = open_loop(base, 50, 60, small)
+    print(f"k = 10 lists for a minute before: {before.summary()}", flush=True)
+    print(f"largest requests at {rate:g}/s (k = 1,000 lists, visitors with 1,000 ratings, "
+          f"1,000 predictions a request):", flush=True)  # fmt: skip
+    for minute in range(1, minutes + 1):
+        result = open_loop(base, rate, 60, large)
+        print(f"  minute {minute:2d}: worker RSS {rss_mb(worker):.0f} MB; {result.summary()}",
+              flush=True)  # fmt: skip
+    after = open_loop(base, 50, 60, small)
+    print(f"k = 10 lists for a minute after: {after.summary()}", flush=True)
+    print(f"worker RSS at the end: {rss_mb(worker):.0f} MB", flush=True)
 
 
 if __name__ == "__main__":

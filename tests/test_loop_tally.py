@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from recsys import monitoring
+from recsys import monitoring, monitoring_summary
+from recsys.config import Settings
 from recsys.data.ingest import ingest_csv
 from recsys.loop_live import OVERLAP_S, LiveTally
 from recsys.loop_tally import Reply, Served, Tally
+from recsys.monitoring_summary import ServingFacts
 from recsys.store.db import session_scope
 from recsys.store.events import FeedbackEvent, insert_impressions, load_served, record_feedback
 from recsys.store.tables import feedback
@@ -188,3 +190,27 @@ def test_rows_stamped_before_the_overlap_are_not_read_again(catalog_db: Engine) 
     live.refresh(now + 10)
     assert not live._lists_seen  # every list read was stamped before the overlap
     assert sum(c.lists for c in live.tally.lists.values()) == 50
+
+
+def test_the_summary_reads_rows_for_what_the_tally_does_not_keep(
+    catalog_db: Engine, db_url: str
+) -> None:
+    """A window longer than the live tally's day, or charted finer than its buckets are
+    at that age, comes from the rows; both answers count the same lists."""
+    engine = catalog_db
+    now = time.time()
+    _lists(engine, ["d1", "d2"], now - 5 * 3600)  # kept in hourly buckets by the tally
+    _lists(engine, ["n1"], now - 60)
+    settings = Settings(database_url=db_url)
+    facts = ServingFacts({}, None, None)
+    monitoring_summary._LIVE.clear()
+    day = monitoring_summary.compute(settings, facts, 24.0, "auto")
+    assert day["counts"]["impressions_window"] == 3 and day["bucket"] == "h"
+    assert day["figures"]["lists_served"] == 3.0
+    # Charted by the minute: the hourly buckets cannot, the rows can.
+    by_minute = monitoring_summary.compute(settings, facts, 24.0, "min")
+    assert by_minute["bucket"] == "min" and by_minute["counts"]["impressions_window"] == 3
+    assert len(by_minute["timeseries"]) == 2  # two minutes with lists
+    two_days = monitoring_summary.compute(settings, facts, 48.0, "auto")
+    assert two_days["counts"]["impressions_window"] == 3
+    monitoring_summary._LIVE.clear()
