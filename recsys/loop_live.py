@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, Text, cast, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, Text, cast, select
 from sqlalchemy.orm import Session
 
 from recsys.exploration import ExplorePolicy
 from recsys.loop_tally import Reply, Served, Tally, Window, shown_score
 from recsys.store.db import session_scope
+from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items
 
 KEEP_S = 25 * 3600.0
@@ -75,20 +76,23 @@ class LiveTally:
         lists_seen, replies_seen = self._lists_seen, self._replies_seen
         with session_scope(self.engine) as s:
             n_lists = n_replies = 0
-            for rid, served in _lists(s, since):
-                if rid not in lists_seen:
-                    if served.at >= horizon:
-                        lists_seen[rid] = served.at
-                    self.tally.add_list(served, now)
-                    n_lists += 1
-                    if n_lists % _BATCH == 0:
-                        self.tally.compact()  # keeps the pending item lists small
-            for rid, reply in _replies(s, since):
-                if rid not in replies_seen:
-                    if reply.at >= horizon:
-                        replies_seen[rid] = reply.at
-                    self.tally.add_reply(reply, now)
-                    n_replies += 1
+            # After the first read, the ids stamped since `since` come first (an index
+            # read) and only the rows not yet counted are read whole: the overlap's rows
+            # would otherwise be parsed again at every refresh.
+            wanted = None if first else _unseen(s, impressions, since, lists_seen)
+            for rid, served in _lists(s, since, wanted):
+                if served.at >= horizon:
+                    lists_seen[rid] = served.at
+                self.tally.add_list(served, now)
+                n_lists += 1
+                if n_lists % _BATCH == 0:
+                    self.tally.compact()  # keeps the pending item lists small
+            wanted = None if first else _unseen(s, feedback, since, replies_seen)
+            for rid, reply in _replies(s, since, wanted):
+                if reply.at >= horizon:
+                    replies_seen[rid] = reply.at
+                self.tally.add_reply(reply, now)
+                n_replies += 1
         if first:
             self.complete_since = since
             log.info(
@@ -117,7 +121,25 @@ def _parsed(raw: str | None) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-def _lists(s: Session, since: float) -> Iterator[tuple[int, Served]]:
+def _unseen(s: Session, table: Table, since: float, seen: dict[int, float]) -> list[int]:
+    """Ids of `table` stamped at or after `since` and not in `seen`."""
+    stamp = table.c.served_at if table is impressions else table.c.received_at
+    stmt = select(table.c.id).where(stamp >= _at(since))
+    return [rid for (rid,) in s.execute(stmt) if rid not in seen]
+
+
+def _only(
+    s: Session, stmt: Select[Any], column: ColumnElement[Any], wanted: list[int] | None
+) -> Iterator[Select[Any]]:
+    """`stmt` as it is (`wanted` None), or restricted to the ids `wanted`, in batches."""
+    if wanted is None:
+        yield stmt
+        return
+    for batch in in_batches(s, wanted):
+        yield where_in(s, stmt, column, batch)
+
+
+def _lists(s: Session, since: float, wanted: list[int] | None) -> Iterator[tuple[int, Served]]:
     stmt = (
         select(
             impressions.c.id,
@@ -129,12 +151,13 @@ def _lists(s: Session, since: float) -> Iterator[tuple[int, Served]]:
         .where(impressions.c.served_at >= _at(since))
         .execution_options(yield_per=_BATCH)
     )
-    for rid, version, listed, policy, served_at in s.execute(stmt):
-        share = ExplorePolicy.from_json(_parsed(policy)).share
-        yield rid, Served(_seconds(served_at), str(version), share, orjson.loads(listed))
+    for part in _only(s, stmt, impressions.c.id, wanted):
+        for rid, version, listed, policy, served_at in s.execute(part):
+            share = ExplorePolicy.from_json(_parsed(policy)).share
+            yield rid, Served(_seconds(served_at), str(version), share, orjson.loads(listed))
 
 
-def _replies(s: Session, since: float) -> Iterator[tuple[int, Reply]]:
+def _replies(s: Session, since: float, wanted: list[int] | None) -> Iterator[tuple[int, Reply]]:
     stmt = (
         select(
             feedback.c.id,
@@ -153,22 +176,25 @@ def _replies(s: Session, since: float) -> Iterator[tuple[int, Reply]]:
         .where(feedback.c.received_at >= _at(since))
         .execution_options(yield_per=_BATCH)
     )
-    for (
-        rid,
-        kind,
-        value,
-        received_at,
-        item,
-        served_at,
-        version,
-        policy,
-        listed,
-        predicted,
-    ) in s.execute(stmt):
-        at = _seconds(received_at)
-        if served_at is None:
-            yield rid, Reply(at, kind, value)
-            continue
-        share = ExplorePolicy.from_json(_parsed(policy)).share
-        score = shown_score(_parsed(listed) or [], _parsed(predicted), item)
-        yield rid, Reply(at, kind, value, _seconds(served_at), str(version), share, score)
+    for part in _only(s, stmt, feedback.c.id, wanted):
+        for row in s.execute(part):
+            yield row[0], _reply(*row[1:])
+
+
+def _reply(
+    kind: str,
+    value: float | None,
+    received_at: datetime,
+    item: str,
+    served_at: datetime | None,
+    version: str | None,
+    policy: str | None,
+    listed: str | None,
+    predicted: str | None,
+) -> Reply:
+    at = _seconds(received_at)
+    if served_at is None:
+        return Reply(at, kind, value)
+    share = ExplorePolicy.from_json(_parsed(policy)).share
+    score = shown_score(_parsed(listed) or [], _parsed(predicted), item)
+    return Reply(at, kind, value, _seconds(served_at), str(version), share, score)

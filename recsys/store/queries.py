@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import BindParameter, ColumnElement, Select, Table, bindparam, func, select
@@ -20,6 +20,8 @@ from recsys.store.tables import items, ratings, users
 
 # Both dialects cap bound parameters per statement (SQLite at 32766); stay well below.
 _IN_BATCH = 5_000
+
+V = TypeVar("V")
 
 
 def insert_for(dialect: str, table: Table) -> Any:
@@ -94,12 +96,12 @@ def insert_rows_returning(
     return list(session.execute(stmt.returning(column), list(rows)).scalars())
 
 
-def _batches(values: Sequence[str], size: int = _IN_BATCH) -> Iterable[Sequence[str]]:
+def _batches(values: Sequence[V], size: int = _IN_BATCH) -> Iterable[Sequence[V]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
 
-def in_batches(session: Session, values: Sequence[str]) -> Iterable[Sequence[str]]:
+def in_batches(session: Session, values: Sequence[V]) -> Iterable[Sequence[V]]:
     """`values` in pieces that `where_in` can take: all at once on PostgreSQL, within
     SQLite's limit on parameters otherwise."""
     return [values] if is_postgres(session) else _batches(values)
