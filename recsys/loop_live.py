@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, Select, Table, Text, cast, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from recsys.exploration import ExplorePolicy
-from recsys.loop_tally import Reply, Served, Tally, Window, shown_score
+from recsys.loop_tally import Reply, Served, Tally, Window, shown_score, width_for
 from recsys.store.db import session_scope
 from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items
@@ -79,11 +79,18 @@ class LiveTally:
             # After the first read, the ids stamped since `since` come first (an index
             # read) and only the rows not yet counted are read whole: the overlap's rows
             # would otherwise be parsed again at every refresh.
+            if first:  # counted straight into the width that charts the day's span
+                oldest = s.scalar(
+                    select(func.min(impressions.c.served_at)).where(
+                        impressions.c.served_at >= _at(since)
+                    )
+                )
+                self.tally.width = width_for(now - _seconds(oldest) if oldest else 0.0)
             wanted = None if first else _unseen(s, impressions, since, lists_seen)
             for rid, served in _lists(s, since, wanted):
                 if served.at >= horizon:
                     lists_seen[rid] = served.at
-                self.tally.add_list(served, now)
+                self.tally.add_list(served)
                 n_lists += 1
                 if n_lists % _BATCH == 0:
                     self.tally.compact()  # keeps the pending item lists small
@@ -91,7 +98,7 @@ class LiveTally:
             for rid, reply in _replies(s, since, wanted):
                 if reply.at >= horizon:
                     replies_seen[rid] = reply.at
-                self.tally.add_reply(reply, now)
+                self.tally.add_reply(reply)
                 n_replies += 1
         if first:
             self.complete_since = since

@@ -3,10 +3,11 @@ bucket, model version and exploration share.
 
 The monitoring figures of a window (`recsys.monitoring`) are sums over these cells, so they
 cost what the window's buckets hold, not what its impressions hold: a day at hourly buckets
-is a few hundred cells whether it served a thousand lists or ten million. Buckets are fine
-while they are young and merged into coarser ones as they age (`WIDTHS`): a fresh service's
-charts get 10-second points, a day-old window hourly ones, and the tally's size stops
-growing with traffic.
+is about a hundred cells whether it served a thousand lists or ten million. The buckets are
+as wide as the time series of the lists' span is charted (`width_for`): a fresh service's
+lists fall in 10-second buckets, and as the span grows they are merged into minutes, then
+hours, so the tally's size stops growing with traffic. (Finer buckets kept for the last
+hours of a day held a catalog's worth of item counts each at ten million lists a day.)
 
 A window starts at the start of the bucket its first moment falls in; that bucket is
 counted whole (at most an hour more than asked for, in the hourly part of a long window).
@@ -21,12 +22,19 @@ import numpy as np
 
 from recsys.store.events import POSITIVE_EVENTS
 
-WIDTHS: tuple[tuple[int, float], ...] = ((10, 15 * 60.0), (60, 4 * 3600.0), (3600, float("inf")))
-"""(bucket width in seconds, the age in seconds up to which a bucket keeps that width). The
-10-second buckets outlive the 10-minute span that charts them (`monitoring.freq_for`) and the minute
-buckets the 3 hours, so that a window charted at those widths finds its buckets still fine."""
+SPANS: tuple[tuple[float, int], ...] = ((600.0, 10), (3 * 3600.0, 60), (float("inf"), 3600))
+"""(the longest span of lists, in seconds, the bucket width in seconds it is charted at)."""
 
-FINEST = WIDTHS[0][0]
+FINEST = SPANS[0][1]
+
+
+def width_for(span: float) -> int:
+    """The bucket width that charts lists spread over `span` seconds in a readable number of
+    points: 10 s up to 10 minutes, a minute up to 3 hours, an hour beyond."""
+    for longest, width in SPANS:
+        if span <= longest:
+            return width
+    return SPANS[-1][1]
 
 
 def is_positive(kind: str, value: float | None, liked_threshold: float) -> bool:
@@ -148,16 +156,17 @@ def _floor(at: float, width: int) -> int:
 class Tally:
     """Lists and replies summed per bucket; `window` selects the cells of a time window."""
 
-    def __init__(self, liked_threshold: float) -> None:
+    def __init__(self, liked_threshold: float, width: int = FINEST) -> None:
         self.liked_threshold = liked_threshold
+        self.width = width
+        """The width of the buckets new rows are counted in (`roll` sets it)."""
         self.item_ids: list[str] = []
         self._index: dict[str, int] = {}
         self.lists: dict[ListKey, ListCell] = {}
         self.replies: dict[ReplyKey, ReplyCell] = {}
 
-    def add_list(self, s: Served, now: float | None = None) -> None:
-        """Count a list, in the bucket width of its age at `now` (None: the finest)."""
-        width = FINEST if now is None else _width_at(now - s.at)
+    def add_list(self, s: Served) -> None:
+        width = self.width
         key = (_floor(s.at, width), width, s.version, s.share)
         cell = self.lists.get(key)
         if cell is None:
@@ -174,9 +183,8 @@ class Tally:
                 self.item_ids.append(item)
             cell.pending.append(i)
 
-    def add_reply(self, r: Reply, now: float | None = None) -> None:
-        """Count a reply, in the bucket width of its age at `now` (None: the finest)."""
-        width = FINEST if now is None else _width_at(now - r.at)
+    def add_reply(self, r: Reply) -> None:
+        width = self.width
         answered = None if r.list_at is None else _floor(r.list_at, width)
         key = (_floor(r.at, width), width, answered, r.version, r.share)
         cell = self.replies.get(key)
@@ -196,26 +204,32 @@ class Tally:
             cell.compact()
 
     def roll(self, now: float, keep_s: float) -> None:
-        """Merge buckets that have aged past their width into coarser ones and drop those
-        that ended more than `keep_s` ago."""
+        """Drop the buckets that ended more than `keep_s` before `now`, and merge the rest
+        into the width that charts the span of the lists left (`width_for`)."""
         self.compact()
+        horizon = now - keep_s
+        kept = {k: c for k, c in self.lists.items() if k[0] + k[1] >= horizon}
+        oldest = min((c.first for c in kept.values()), default=now)
+        self.width = w = width_for(now - oldest)
         lists: dict[ListKey, ListCell] = {}
-        for (start, width, version, share), cell in self.lists.items():
-            if start + width < now - keep_s:
-                continue
-            w = max(_width_at(now - start), width)
-            key = (_floor(start, w), w, version, share)
+        for (start, width, version, share), cell in kept.items():
+            key = (
+                (_floor(start, w), w, version, share)
+                if width < w
+                else (start, width, version, share)
+            )
             if key in lists:
                 lists[key].merge(cell)
             else:
                 lists[key] = cell
         replies: dict[ReplyKey, ReplyCell] = {}
         for (start, width, answered, who, share_of), reply in self.replies.items():
-            if start + width < now - keep_s:
+            if start + width < horizon:
                 continue
-            w = max(_width_at(now - start), width)
-            answered_at = None if answered is None else _floor(answered, w)
-            rkey = (_floor(start, w), w, answered_at, who, share_of)
+            if width < w:
+                answered = None if answered is None else _floor(answered, w)
+                start, width = _floor(start, w), w
+            rkey = (start, width, answered, who, share_of)
             if rkey in replies:
                 replies[rkey].merge(reply)
             else:
@@ -238,13 +252,6 @@ class Tally:
             tally.add_reply(r)
         tally.compact()
         return tally
-
-
-def _width_at(age: float) -> int:
-    for width, until in WIDTHS:
-        if age <= until:
-            return width
-    return WIDTHS[-1][0]
 
 
 @dataclass(frozen=True)

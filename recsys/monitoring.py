@@ -19,7 +19,16 @@ from recsys.data import timestamps
 from recsys.evaluation.metrics import gini
 from recsys.exploration import ExplorePolicy
 from recsys.health import wilson
-from recsys.loop_tally import ListCell, Reply, ReplyCell, Served, Tally, Window, shown_score
+from recsys.loop_tally import (
+    ListCell,
+    Reply,
+    ReplyCell,
+    Served,
+    Tally,
+    Window,
+    shown_score,
+    width_for,
+)
 from recsys.store.records import Answer, Shown
 
 # --- rows into cells -----------------------------------------------------------------------
@@ -231,14 +240,17 @@ def periods(w: Window, catalog: Catalog, *, freq: str) -> list[dict[str, Any]]:
 
 
 def freq_for(w: Window) -> str:
-    """A bucket size giving a readable number of points for the span of the window's lists."""
+    """The bucket that charts the span of the window's lists in a readable number of points
+    (`recsys.loop_tally.width_for`), by day beyond three days."""
     span = w.span()
     if span is None:
         return "h"
-    for limit, freq in ((600, "10s"), (3 * 3600, "min"), (3 * 86400, "h")):
-        if span <= limit:
-            return freq
-    return "D"
+    if span > 3 * 86_400:
+        return "D"
+    return _FREQ_OF[width_for(span)]
+
+
+_FREQ_OF = {10: "10s", 60: "min", 3600: "h"}
 
 
 # --- the same over plain rows --------------------------------------------------------------

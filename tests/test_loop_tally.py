@@ -62,37 +62,48 @@ def same(a: Any, b: Any) -> None:
         assert a == b
 
 
-def test_aged_buckets_merge_without_changing_the_figures() -> None:
+def test_buckets_merged_as_the_span_grows_keep_the_figures() -> None:
     lists, replies = traffic(0, 6_000, DAY)
     fine = Tally.of(lists, replies, liked=4.0)
     rolled = Tally.of(lists, replies, liked=4.0)
     rolled.roll(NOW, keep_s=DAY + 3600)
     catalog = monitoring.Catalog(300, {f"i{x}": float(x) for x in range(300)})
-    # Counted straight into the width of their age, as a live tally's first read does.
-    aged = Tally(4.0)
+    # Counted straight into hourly buckets, as a live tally's first read of a day does.
+    hourly = Tally(4.0, width=3600)
     for served in lists:
-        aged.add_list(served, NOW)
+        hourly.add_list(served)
     for reply in replies:
-        aged.add_reply(reply, NOW)
-    assert aged.window(NOW - DAY).widest == 3600
-    same(monitoring.figures(aged.window(NOW - DAY), catalog),
-         monitoring.figures(fine.window(NOW - DAY), catalog))  # fmt: skip
-    a, b = fine.window(NOW - DAY), rolled.window(NOW - DAY)
-    same(monitoring.figures(a, catalog), monitoring.figures(b, catalog))
-    same(monitoring.versions(a), monitoring.versions(b))
-    same(monitoring.shares(a, catalog), monitoring.shares(b, catalog))
-    same(monitoring.periods(a, catalog, freq="h"), monitoring.periods(b, catalog, freq="h"))
+        hourly.add_reply(reply)
+    a, b, c = fine.window(NOW - DAY), rolled.window(NOW - DAY), hourly.window(NOW - DAY)
+    assert rolled.width == 3600 and b.widest == c.widest == 3600
+    for other in (b, c):
+        same(monitoring.figures(a, catalog), monitoring.figures(other, catalog))
+        same(monitoring.versions(a), monitoring.versions(other))
+        same(monitoring.shares(a, catalog), monitoring.shares(other, catalog))
+        same(monitoring.periods(a, catalog, freq="h"), monitoring.periods(other, catalog, freq="h"))
     # The trend splits production's lists at a bucket: an hour's lists may change sides.
     t_fine, t_rolled = monitoring.trend(a, version="A"), monitoring.trend(b, version="A")
     total = t_fine["earlier_slots"] + t_fine["later_slots"]  # type: ignore[operator]
     assert t_rolled["earlier_slots"] + t_rolled["later_slots"] == total  # type: ignore[operator]
-    hourly = 6_000 * 0.7 * 5 / 24
-    assert abs(t_rolled["earlier_slots"] - t_fine["earlier_slots"]) < hourly  # type: ignore[operator]
-    # A day at 10-second buckets is thousands of cells; merged, it is bounded by the widths
-    # (15 minutes of 10 s, 4 hours of minutes, hours) times versions and shares.
+    an_hour = 6_000 * 0.7 * 5 / 24
+    assert abs(t_rolled["earlier_slots"] - t_fine["earlier_slots"]) < an_hour  # type: ignore[operator]
+    # A day at 10-second buckets is thousands of cells; merged, hours times versions and
+    # shares, however many lists the day served.
     assert len(fine.lists) > 3_000
-    assert len(rolled.lists) <= (90 + 1 + 240 + 1 + 25) * 2 * 2
-    assert b.widest == 3600 and monitoring.freq_for(b) == "h"
+    assert len(rolled.lists) <= 25 * 2 * 2
+    assert monitoring.freq_for(b) == "h"
+
+
+def test_the_bucket_width_follows_the_span_of_the_lists() -> None:
+    """10 s while the lists span ten minutes, minutes up to three hours, then hours: what
+    the dashboard charts them at (`monitoring.freq_for`)."""
+    for span, width in ((300, 10), (2 * 3600, 60), (5 * 3600, 3600)):
+        lists, replies = traffic(2, 400, span)
+        tally = Tally.of(lists, replies, liked=4.0)
+        tally.roll(NOW, keep_s=DAY)
+        window = tally.window(NOW - DAY)
+        assert tally.width == window.widest == width
+        assert monitoring.BUCKET_SECONDS[monitoring.freq_for(window)] == width
 
 
 def test_buckets_that_ended_before_the_kept_span_are_dropped() -> None:
