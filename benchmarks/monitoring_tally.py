@@ -4,7 +4,8 @@
 
 A fresh PostgreSQL database (migrated with `recsys db upgrade`) gets a catalog of 9,000 items
 and 1,000 users, then synthetic impressions written by SQL (10 items a list, spread over the
-last 24 hours, a tenth from a second version, a fifth explored) and feedback on a tenth of
+last 24 hours in the order they are written, as a service writes them; a tenth from a second
+version, a fifth explored) and feedback on a tenth of
 them, until it holds each of `--impressions` in turn. At each size, in this process as the
 monitoring process runs it (`recsys.monitoring_summary.compute`): the first summary (a new
 live tally reads the day), then 1,000 new lists and 100 answers stored and the summary again
@@ -39,7 +40,8 @@ INSERT INTO impressions (recommendation_id, user_external_id, model_version, str
 SELECT 'r' || g, 'u' || (g % 1000 + 1), CASE WHEN g % 10 = 0 THEN 'v2' ELSE 'v1' END, 'model',
        json_build_array({_ITEMS}), json_build_array({_SCORES}), json_build_array({_PREDICTED}),
        CASE WHEN g % 5 = 0 THEN '{{"explore_share": 0.1}}'::json END,
-       :now - random() * (CAST(:span AS double precision) * interval '1 second')
+       :now - (CAST(:span AS double precision) * interval '1 second')
+             * (1 - (g - :lo + random()) / (:hi - :lo + 1))
 FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g"""
 _ANSWERS = """
 INSERT INTO feedback (user_id, item_id, kind, value, recommendation_id, occurred_at,
@@ -48,7 +50,8 @@ SELECT g % 1000 + 1, ((g * 7) % 9000) + 1,
        CASE WHEN g % 3 = 0 THEN 'click' ELSE 'rating' END,
        CASE WHEN g % 3 = 0 THEN NULL ELSE (g % 5) + 1 END,
        'r' || g, i.served_at + interval '5 seconds', i.served_at + interval '5 seconds'
-FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g JOIN impressions i ON i.recommendation_id = 'r' || g
+FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g
+JOIN impressions i ON i.recommendation_id = 'r' || g
 WHERE g % 10 = 0"""
 
 

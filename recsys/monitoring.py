@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,9 +76,17 @@ class Catalog:
 
     n_items: int
     popularity: Mapping[str, float]
+    _by_index: dict[int, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def of_index(self, item_ids: Sequence[str]) -> np.ndarray:
-        return np.array([self.popularity.get(i, 0.0) for i in item_ids], dtype=np.float64)
+        """Popularity by the tally's item index; kept, as a window's figures ask it of
+        every period and share."""
+        n = len(item_ids)  # the index only grows: its length says which one it is
+        if n not in self._by_index:
+            self._by_index[n] = np.array(
+                [self.popularity.get(i, 0.0) for i in item_ids], dtype=np.float64
+            )
+        return self._by_index[n]
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -234,6 +234,25 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         judged = page.inner_text("#off-policy")
         assert candidate in judged and f"{production}: " in judged, judged
         assert "no estimate" not in judged and "[" in judged, judged
+        # Each judged version has a verdict in words with what it rests on: production is
+        # the reference, the candidate better, worse, no clear difference or not enough
+        # evidence, with the reason.
+        calls = page.evaluate(
+            "[...document.querySelectorAll('#off-policy tr')].slice(1).map((tr) =>"
+            " [tr.cells[0].textContent, tr.cells[1].textContent])"
+        )
+        verdicts = dict(calls)
+        assert verdicts[production].startswith("reference: this is production"), verdicts
+        assert verdicts[candidate].split(":")[0] in (
+            "better", "worse", "no clear difference", "not enough evidence",
+        ), verdicts  # fmt: skip
+        assert len(verdicts[candidate].split(": ", 1)[1]) > 20, verdicts  # the reason
+        # Why each version passed or failed its gates, every gate in words.
+        gates = page.evaluate(
+            "[...document.querySelectorAll('#versions tr')].slice(1).map((tr) =>"
+            " tr.cells[6].textContent)"
+        )
+        assert any(g.startswith(("passed [", "failed: ")) and "✓" in g for g in gates), gates
         assert page.query_selector_all(f"button[data-version='{production}']") == []
         page.once("dialog", lambda dialog: dialog.dismiss())
         page.click(f"button[data-action='approve'][data-version='{candidate}']")
