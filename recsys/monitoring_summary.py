@@ -149,10 +149,14 @@ little in ten minutes."""
 _SLOW: dict[tuple[Any, ...], tuple[float, Any]] = {}
 
 
-def _slowly(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+def _slowly(key: tuple[Any, ...], compute: Callable[[], T], reuse_s: float = SLOW_S) -> T:
+    """`compute()`, or its result of less than `reuse_s` ago for the same `key`."""
     hit = _SLOW.get(key)
     now = time.monotonic()
-    if hit is None or now - hit[0] > SLOW_S:
+    if hit is None or now - hit[0] > reuse_s:
+        # Keys change with the window and the model: forget what no caller can reuse.
+        for stale in [k for k, (at, _) in _SLOW.items() if now - at > max(SLOW_S, reuse_s)]:
+            del _SLOW[stale]
         hit = _SLOW[key] = (now, compute())
     return copy.deepcopy(hit[1])
 
@@ -232,6 +236,19 @@ def off_policy(
     `since` (`explore`: the exploration share it would serve with; None: ours), as JSON. It
     loads the models and every logged list of the window (gigabytes at a week of traffic)
     and pandas with them: in the monitoring process, not in a serving worker."""
+    key = (settings.database_url, version, since.timestamp() // OFF_POLICY_REUSE_S, explore)
+    return _slowly(key, lambda: _off_policy(settings, version, since, explore), OFF_POLICY_REUSE_S)
+
+
+OFF_POLICY_REUSE_S = 300.0
+"""How long an off-policy report is answered again for the same version, exploration share
+and window (whose start is then up to this much earlier): a report reads up to 200,000
+lists, about a minute, and the Models page asks for one per version it shows."""
+
+
+def _off_policy(
+    settings: Settings, version: str, since: datetime, explore: float | None
+) -> dict[str, Any]:
     from recsys.offpolicy.run import off_policy_report, verdict
 
     engine = _engine(settings.database_url)
@@ -243,33 +260,36 @@ def off_policy(
 
 
 class MonitoringProcess:
-    """One process that computes a serving worker's monitoring figures (`compute`,
-    `off_policy`), started on the first request (spawned, not forked: the worker has threads)
-    and kept for the next; `summary` and `off_policy` wait for the result, and requests take
-    turns in it. `close` stops it, mid-computation if need be: a worker that is shutting
-    down does not wait half a minute for figures nobody will read."""
+    """The processes that compute a serving worker's monitoring figures: one for the summary
+    (`compute`, which keeps the live tally between calls) and one for off-policy reports,
+    each started on its first request (spawned, not forked: the worker has threads) and kept
+    for the next; callers wait for the result, and requests of one kind take turns. A
+    report of a week's lists takes a minute; in one shared process it held the summary, and
+    with it the alerts of /metrics, for as long. `close` stops them, mid-computation if need
+    be: a worker that is shutting down does not wait for figures nobody will read."""
 
     def __init__(self) -> None:
-        self._pool: Pool | None = None
+        self._pools: dict[str, Pool] = {}
 
-    def _run(self, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
-        result: dict[str, Any] = self._pool.apply(fn, args)
+    def _run(self, kind: str, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        pool = self._pools.get(kind)
+        if pool is None:
+            pool = self._pools[kind] = multiprocessing.get_context("spawn").Pool(processes=1)
+        result: dict[str, Any] = pool.apply(fn, args)
         return result
 
     def summary(
         self, settings: Settings, facts: ServingFacts, hours: float, freq: str
     ) -> dict[str, Any]:
-        return self._run(compute, settings, facts, hours, freq)
+        return self._run("summary", compute, settings, facts, hours, freq)
 
     def off_policy(
         self, settings: Settings, version: str, since: datetime, explore: float | None
     ) -> dict[str, Any]:
-        return self._run(off_policy, settings, version, since, explore)
+        return self._run("off-policy", off_policy, settings, version, since, explore)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        for pool in self._pools.values():
+            pool.terminate()
+            pool.join()
+        self._pools = {}

@@ -4,6 +4,7 @@ on a real database, counts each row once and agrees with the figures read row by
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from recsys.config import Settings
 from recsys.data.ingest import ingest_csv
 from recsys.loop_live import OVERLAP_S, LiveTally
 from recsys.loop_tally import Reply, Served, Tally
-from recsys.monitoring_summary import ServingFacts
+from recsys.monitoring_summary import MonitoringProcess, ServingFacts
 from recsys.store.db import session_scope
 from recsys.store.events import FeedbackEvent, insert_impressions, load_served, record_feedback
 from recsys.store.tables import feedback
@@ -225,3 +226,21 @@ def test_the_summary_reads_rows_for_what_the_tally_does_not_keep(
     two_days = monitoring_summary.compute(settings, facts, 48.0, "auto")
     assert two_days["counts"]["impressions_window"] == 3
     monitoring_summary._LIVE.clear()
+
+
+def _pid() -> dict[str, int]:
+    return {"pid": os.getpid()}
+
+
+def test_summaries_and_off_policy_reports_run_in_processes_of_their_own() -> None:
+    """A report of a week's lists takes a minute: sharing the summary's process, it held the
+    summary (and the alerts of /metrics) for as long. The summary's process is kept between
+    calls: its live tally lives there."""
+    process = MonitoringProcess()
+    try:
+        summary = process._run("summary", _pid)["pid"]
+        report = process._run("off-policy", _pid)["pid"]
+        assert summary != report and os.getpid() not in (summary, report)
+        assert process._run("summary", _pid)["pid"] == summary
+    finally:
+        process.close()
