@@ -68,6 +68,11 @@ def _store(url: str, lo: int, hi: int, now: datetime, span_s: float) -> None:
         args = {"lo": lo, "hi": hi, "now": now, "span": span_s}
         conn.execute(text(_LISTS), args)
         conn.execute(text(_ANSWERS), {"lo": lo, "hi": hi})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # What autovacuum does after bulk writes: without statistics, PostgreSQL scanned
+        # all 10M rows for the last five minutes' ids (2.4 s) instead of the index (7 ms).
+        conn.execute(text("ANALYZE impressions"))
+        conn.execute(text("ANALYZE feedback"))
     engine.dispose()
 
 
