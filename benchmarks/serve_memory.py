@@ -50,6 +50,13 @@ def children(pid: int) -> list[int]:
     ]
 
 
+def what_runs(pid: int) -> str:
+    """The tail of a process's command line: which of a worker's helpers it is."""
+    words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    text = " ".join(w.decode(errors="replace") for w in words if w)
+    return text[-60:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000)
@@ -97,8 +104,9 @@ def main() -> None:
             before = {pid: rss_mb(pid) for pid in workers}
             result = open_loop(base, args.rate, n / args.rate, request)
             after = {pid: rss_mb(pid) for pid in workers}
-            # Each worker's impression writer runs in a process of its own (a child).
-            writers = {pid: [rss_mb(child) for child in children(pid)] for pid in workers}
+            # Each worker's impression writer runs in a process of its own (a child), as do
+            # its monitoring processes (and multiprocessing's resource tracker).
+            writers = {pid: [(child, rss_mb(child)) for child in children(pid)] for pid in workers}
             maps = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in workers}
             torch_in = [pid for pid in workers if "libtorch" in maps[pid]]
             pandas_in = [pid for pid in workers if "pandas/_libs" in maps[pid]]
@@ -112,8 +120,8 @@ def main() -> None:
               f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
     for pid in workers:
         print(f"worker {pid}: RSS {before[pid]:.0f} MB once ready, {after[pid]:.0f} MB after")
-        for mb in writers[pid]:
-            print(f"  its impression writer (service.impression_store): RSS {mb:.0f} MB")
+        for child, mb in writers[pid]:
+            print(f"  child {child} ({what_runs(child)}): RSS {mb:.0f} MB")
     if supervisor_mb is not None:
         print(f"supervisor: RSS {supervisor_mb:.0f} MB")
     print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")
