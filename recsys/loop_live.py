@@ -63,6 +63,9 @@ class LiveTally:
         self._began: float | None = None
         self._lists_seen: dict[int, float] = {}
         self._replies_seen: dict[int, float] = {}
+        self.lists_read = 0
+        self.replies_read = 0
+        """Rows counted so far: what a whole-table count taken earlier has missed since."""
 
     def refresh(self, now: float | None = None) -> None:
         """Count what was stored since the last refresh; merge and drop aged buckets."""
@@ -92,6 +95,7 @@ class LiveTally:
                     lists_seen[rid] = served.at
                 self.tally.add_list(served)
                 n_lists += 1
+                self.lists_read += 1
                 if n_lists % _BATCH == 0:
                     self.tally.compact()  # keeps the pending item lists small
             wanted = None if first else _unseen(s, feedback, since, replies_seen)
@@ -100,6 +104,7 @@ class LiveTally:
                     replies_seen[rid] = reply.at
                 self.tally.add_reply(reply)
                 n_replies += 1
+                self.replies_read += 1
         if first:
             self.complete_since = since
             log.info(

@@ -225,6 +225,12 @@ def test_the_summary_reads_rows_for_what_the_tally_does_not_keep(
     assert len(by_minute["timeseries"]) == 2  # two minutes with lists
     two_days = monitoring_summary.compute(settings, facts, 48.0, "auto")
     assert two_days["counts"]["impressions_window"] == 3
+    # Stored since the whole-table counts were taken: the totals still add up.
+    _lists(engine, ["n2", "n3"], time.time())
+    _answers(engine, [FeedbackEvent("u1", "i1", "click", recommendation_id="n2")])
+    later = monitoring_summary.compute(settings, facts, 24.0, "auto")["counts"]
+    assert later["impressions_window"] == later["impressions_total"] == 5
+    assert later["feedback_window"] == later["feedback_total"] == 1
     monitoring_summary._LIVE.clear()
 
 
