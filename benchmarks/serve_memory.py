@@ -1,21 +1,24 @@
 """Memory of a serving worker on MovieLens after 10,000 requests of every kind it answers.
 
     .venv/bin/python -m benchmarks.serve_memory [--requests 10000] [--rate 200] [--workers 1]
+        [--heavy-minutes 10] [--heavy-rate 20] [--database sqlite|postgres]
 
-Loads the sample into a fresh SQLite store, trains with the defaults (as `make demo`), serves
-it with `recsys serve`, then sends `--requests` requests at `--rate` a second: lists for known
-users and for strangers, visitors' lists (fold-in), predictions, similar items, feedback and,
-as Prometheus would, /metrics (whose alerts come from the monitoring summary, computed in the
-worker). Prints the resident memory of each worker process, of its impression writer (a
-process of its own), and of the supervisor when there are several workers, and whether torch's
-or pandas' libraries were ever loaded into a worker (they should not be: serving scores with
-numpy, monitoring counts in plain Python). Target (issue 18): RSS per worker <= 200 MB.
+Loads the sample into a fresh SQLite store (or PostgreSQL database), trains with the defaults
+(as `make demo`), serves it with `recsys serve`, then sends `--requests` requests at `--rate` a
+second: lists for known users and for strangers, visitors' lists (fold-in), predictions,
+similar items, feedback and, as Prometheus would, /metrics (whose alerts come from the
+monitoring summary, computed in a process of the worker's own). Prints the resident memory of
+each worker process and of its children (impression writer, monitoring process), and of the
+supervisor when there are several workers, and whether torch's or pandas' libraries were ever
+loaded into a worker (they should not be: serving scores with numpy, monitoring counts in
+plain Python). Target (issue 18): RSS per worker <= 200 MB.
 
 Then, with `--heavy-minutes` (default 10), the largest requests the defaults allow at
 `--heavy-rate` a second: lists of k = 1,000 for known users, visitors' lists of k = 1,000
 from 1,000 ratings, and batches of 1,000 predictions; the worker's RSS is printed every
 minute (it must level off, at <= 400 MB), and a k = 10 list's latency is measured for a
-minute before and after (it must not stay slowed).
+minute before and after (it must not stay slowed); then the impressions the worker logged
+and dropped (its queue is bounded in lists and in bytes).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
+import httpx
 import numpy as np
 
-from benchmarks.harness import movielens_store, open_loop, serving
+from benchmarks.harness import movielens_store, open_loop, scratch_postgres, serving
 from benchmarks.rawhttp import Call
 from benchmarks.soak import server_pid
 from recsys import samples
@@ -64,6 +69,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--heavy-minutes", type=int, default=10)
     parser.add_argument("--heavy-rate", type=float, default=20)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     sample = samples.movielens()
     users = sample.ratings["user_id"].unique()
@@ -96,8 +102,9 @@ def main() -> None:
                  "event_id": uuid.uuid4().hex}  # fmt: skip
         return Call.post("/v1/feedback", event)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = movielens_store(Path(tmp))
+    database = scratch_postgres() if args.database == "postgres" else nullcontext(None)
+    with tempfile.TemporaryDirectory() as tmp, database as pg_url:
+        env = movielens_store(Path(tmp), pg_url)
         with serving(env, workers=args.workers) as base:
             supervisor = server_pid(int(base.rsplit(":", 1)[1]))
             workers = children(supervisor) if args.workers > 1 else [supervisor]
@@ -106,7 +113,10 @@ def main() -> None:
             after = {pid: rss_mb(pid) for pid in workers}
             # Each worker's impression writer runs in a process of its own (a child), as do
             # its monitoring processes (and multiprocessing's resource tracker).
-            writers = {pid: [(child, rss_mb(child)) for child in children(pid)] for pid in workers}
+            writers = {
+                pid: [(child, rss_mb(child), what_runs(child)) for child in children(pid)]
+                for pid in workers
+            }
             maps = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in workers}
             torch_in = [pid for pid in workers if "libtorch" in maps[pid]]
             pandas_in = [pid for pid in workers if "pandas/_libs" in maps[pid]]
@@ -120,8 +130,8 @@ def main() -> None:
               f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
     for pid in workers:
         print(f"worker {pid}: RSS {before[pid]:.0f} MB once ready, {after[pid]:.0f} MB after")
-        for child, mb in writers[pid]:
-            print(f"  child {child} ({what_runs(child)}): RSS {mb:.0f} MB")
+        for child, mb, runs in writers[pid]:
+            print(f"  child {child} ({runs}): RSS {mb:.0f} MB")
     if supervisor_mb is not None:
         print(f"supervisor: RSS {supervisor_mb:.0f} MB")
     print(f"torch loaded in a worker: {'yes' if torch_in else 'no'}")
@@ -160,6 +170,10 @@ def heavy(
     after = open_loop(base, 50, 60, small)
     print(f"k = 10 lists for a minute after: {after.summary()}", flush=True)
     print(f"worker RSS at the end: {rss_mb(worker):.0f} MB", flush=True)
+    exported = httpx.get(f"{base}/metrics", timeout=60).text.splitlines()
+    for name in ("recsys_impressions_dropped_total", "recsys_impressions_logged_total"):
+        value = next((line.split()[-1] for line in exported if line.startswith(name)), "?")
+        print(f"{name}: {value}", flush=True)
 
 
 if __name__ == "__main__":
