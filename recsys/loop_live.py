@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import ColumnElement, Engine, Select, Table, Text, cast, func, select
 from sqlalchemy.orm import Session
 
+from recsys.data import timestamps
 from recsys.exploration import ExplorePolicy
 from recsys.loop_tally import Reply, Served, Tally, Window, shown_score, width_for
 from recsys.store.db import session_scope
@@ -39,11 +40,6 @@ tally's figures only."""
 
 _BATCH = 20_000
 log = logging.getLogger(__name__)
-
-
-def _seconds(when: datetime) -> float:
-    # SQLite hands back naive datetimes, stored as UTC.
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _at(seconds: float) -> datetime:
@@ -77,8 +73,8 @@ class LiveTally:
         # can come back, so only those are remembered (not the day of a first read).
         horizon = now - OVERLAP_S
         lists_seen, replies_seen = self._lists_seen, self._replies_seen
+        lists_before, replies_before = self.lists_read, self.replies_read
         with session_scope(self.engine) as s:
-            n_lists = n_replies = 0
             # After the first read, the ids stamped since `since` come first (an index
             # read) and only the rows not yet counted are read whole: the overlap's rows
             # would otherwise be parsed again at every refresh.
@@ -88,28 +84,27 @@ class LiveTally:
                         impressions.c.served_at >= _at(since)
                     )
                 )
-                self.tally.width = width_for(now - _seconds(oldest) if oldest else 0.0)
+                self.tally.width = width_for(now - timestamps.unix(oldest) if oldest else 0.0)
             wanted = None if first else _unseen(s, impressions, since, lists_seen)
             for rid, served in _lists(s, since, wanted):
                 if served.at >= horizon:
                     lists_seen[rid] = served.at
                 self.tally.add_list(served)
-                n_lists += 1
                 self.lists_read += 1
-                if n_lists % _BATCH == 0:
+                if self.lists_read % _BATCH == 0:
                     self.tally.compact()  # keeps the pending item lists small
             wanted = None if first else _unseen(s, feedback, since, replies_seen)
             for rid, reply in _replies(s, since, wanted):
                 if reply.at >= horizon:
                     replies_seen[rid] = reply.at
                 self.tally.add_reply(reply)
-                n_replies += 1
                 self.replies_read += 1
         if first:
             self.complete_since = since
             log.info(
                 "monitoring tally: %d lists and %d replies read in %.1f s",
-                n_lists, n_replies, time.perf_counter() - t0,
+                self.lists_read - lists_before, self.replies_read - replies_before,
+                time.perf_counter() - t0,
             )  # fmt: skip
         self._began = now
         self._lists_seen = {k: v for k, v in lists_seen.items() if v >= horizon}
@@ -166,7 +161,7 @@ def _lists(s: Session, since: float, wanted: list[int] | None) -> Iterator[tuple
     for part in _only(s, stmt, impressions.c.id, wanted):
         for rid, version, listed, policy, served_at in s.execute(part):
             share = ExplorePolicy.from_json(_parsed(policy)).share
-            yield rid, Served(_seconds(served_at), str(version), share, orjson.loads(listed))
+            yield rid, Served(timestamps.unix(served_at), str(version), share, orjson.loads(listed))
 
 
 def _replies(s: Session, since: float, wanted: list[int] | None) -> Iterator[tuple[int, Reply]]:
@@ -204,9 +199,9 @@ def _reply(
     listed: str | None,
     predicted: str | None,
 ) -> Reply:
-    at = _seconds(received_at)
+    at = timestamps.unix(received_at)
     if served_at is None:
         return Reply(at, kind, value)
     share = ExplorePolicy.from_json(_parsed(policy)).share
     score = shown_score(_parsed(listed) or [], _parsed(predicted), item)
-    return Reply(at, kind, value, _seconds(served_at), str(version), share, score)
+    return Reply(at, kind, value, timestamps.unix(served_at), str(version), share, score)

@@ -37,7 +37,7 @@ from recsys.store.records import Answer, Shown
 def served_row(s: Shown) -> Served:
     """A logged list as the tally counts it."""
     share = ExplorePolicy.from_json(s.policy).share
-    return Served(_seconds(s.served_at), str(s.model_version), share, s.items)
+    return Served(timestamps.unix(s.served_at), str(s.model_version), share, s.items)
 
 
 def reply_rows(impressions: Sequence[Shown], feedback: Iterable[Answer]) -> list[Reply]:
@@ -46,13 +46,13 @@ def reply_rows(impressions: Sequence[Shown], feedback: Iterable[Answer]) -> list
     out = []
     for a in feedback:
         shown = by_id.get(a.recommendation_id) if a.recommendation_id is not None else None
-        at = _seconds(a.received_at)
+        at = timestamps.unix(a.received_at)
         if shown is None:
             out.append(Reply(at, a.kind, a.value))
             continue
         score = shown_score(shown.items, shown.predicted, a.item_id)
         share = ExplorePolicy.from_json(shown.policy).share
-        out.append(Reply(at, a.kind, a.value, _seconds(shown.served_at),
+        out.append(Reply(at, a.kind, a.value, timestamps.unix(shown.served_at),
                          str(shown.model_version), share, score))  # fmt: skip
     return out
 
@@ -290,15 +290,10 @@ BUCKET_SECONDS = {"10s": 10, "min": 60, "h": 3600, "D": 86400}
 """The buckets a time series may use, in seconds (UTC, so days start at midnight UTC)."""
 
 
-def _seconds(when: datetime) -> float:
-    # SQLite hands back naive datetimes, stored as UTC.
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
 def floor_to(when: datetime, freq: str) -> datetime:
     """The start of the bucket `when` falls in."""
     width = BUCKET_SECONDS[freq]
-    return datetime.fromtimestamp(_seconds(when) // width * width, UTC)
+    return datetime.fromtimestamp(timestamps.unix(when) // width * width, UTC)
 
 
 # --- drift --------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ def iso(when: datetime | None) -> str | None:
     return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def unix(when: datetime) -> float:
+    """Unix seconds of a stored time; SQLite hands back naive datetimes, stored as UTC."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 def iso_seconds(seconds: int) -> str | None:
     """Unix seconds as `iso`; None for one a datetime cannot hold (stored before ingestion
     bounded timestamps)."""
