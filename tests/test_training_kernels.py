@@ -1,6 +1,6 @@
-"""The ranking head's hand-written training pieces against torch's own: the blocked
-log-normaliser against autograd through `logsumexp`, and `RowAdam` against dense Adam on a
-table whose rows take turns."""
+"""The ranking head's hand-written training pieces against torch's own: the blocked softmax
+NLL against autograd through `logsumexp`, and `RowAdam` against dense Adam on a table whose
+rows take turns."""
 
 from __future__ import annotations
 
@@ -8,23 +8,33 @@ import pytest
 import torch
 
 from recsys.training import blocked_softmax
-from recsys.training.blocked_softmax import weighted_log_normaliser
+from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
 from recsys.training.row_adam import RowAdam
 
 
-@pytest.mark.parametrize("block_floats", [7, 1 << 18])  # many blocks, one block
-def test_the_blocked_log_normaliser_and_its_gradients_match_autograd(
-    block_floats: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("with_targets", [False, True])
+@pytest.mark.parametrize("block_floats", [7, 40, 1 << 19])  # a row a block, uneven, one block
+def test_the_blocked_softmax_nll_and_its_gradients_match_autograd(
+    block_floats: int, with_targets: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(blocked_softmax, "BLOCK_FLOATS", block_floats)
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(*shape, generator=gen) for shape in ((13, 4), (9, 4), (9,))]
     weights = torch.rand(13, generator=gen)
+    # Targets sorted by row, some rows with none, one row with several.
+    rows = torch.tensor([0, 0, 2, 5, 5, 5, 11, 12])
+    items = torch.tensor([1, 8, 0, 2, 3, 7, 4, 8])
+    t_weights = torch.rand(8, generator=gen)
+    targets = Targets(rows, items, t_weights) if with_targets else None
     ours = [t.clone().requires_grad_() for t in start]
     theirs = [t.clone().requires_grad_() for t in start]
-    value = weighted_log_normaliser(ours[0], ours[1], ours[2], weights) * 3.0
+    value = weighted_softmax_nll(ours[0], ours[1], ours[2], weights, targets) * 3.0
     vectors, outputs, bias = theirs
-    reference = (weights * torch.logsumexp(vectors @ outputs.T + bias, dim=1)).sum() * 3.0
+    logits = vectors @ outputs.T + bias
+    reference = (weights * torch.logsumexp(logits, dim=1)).sum()
+    if with_targets:
+        reference = reference - (t_weights * logits[rows, items]).sum()
+    reference = reference * 3.0
     value.backward()  # type: ignore[no-untyped-call]
     reference.backward()  # type: ignore[no-untyped-call]
     assert value.item() == pytest.approx(reference.item(), rel=1e-5)
@@ -33,10 +43,10 @@ def test_the_blocked_log_normaliser_and_its_gradients_match_autograd(
         torch.testing.assert_close(mine.grad, torchs.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_the_blocked_log_normaliser_without_gradients_gives_the_value() -> None:
+def test_the_blocked_softmax_nll_without_gradients_gives_the_value() -> None:
     vectors, outputs, bias = torch.randn(5, 3), torch.randn(8, 3), torch.randn(8)
     with torch.no_grad():
-        value = weighted_log_normaliser(vectors, outputs, bias, torch.ones(5))
+        value = weighted_softmax_nll(vectors, outputs, bias, torch.ones(5))
     expected = torch.logsumexp(vectors @ outputs.T + bias, dim=1).sum()
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
 

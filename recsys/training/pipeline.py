@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,9 @@ from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
-from recsys.training.deploy import refit_networks, served_model
+from recsys.training.deploy import ServingRefit, served_model
 from recsys.training.distributed import World
-from recsys.training.ranking import fit_ranking, head_of
+from recsys.training.ranking import head_of, refit_ranking, select_ranking
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
 BASELINES_FOLDER = "baselines"
@@ -179,59 +180,76 @@ def after_rating_head(
     main = world is None or world.is_main
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
-    trained = None
+    selection = None
     if config.ranking and _over_ranks(world, len(parts.inner)):
         stage(
             f"ranking head: batches of {config.rank_batch_users:,} users, at most "
             f"{config.rank_epochs} epochs"
         )
-        rating = result.selected or result.network
-        trained = fit_ranking(
+        selection = select_ranking(
             parts.inner,
             parts.valid,
-            rating,
+            result.selected or result.network,
             config,
             on_epoch=on_rank_epoch if main else None,
             world=world,
         )
-    ranking_s = time.perf_counter() - t0
-    networks = None
+    serving: ServingRefit | None = None
     if config.serve_refit and _over_ranks(world, len(parts.test)):
         n_all = _over_ranks(world, len(parts.data))
-        stage(f"serving refit: both heads again on all {n_all:,} ratings")
-        ranking_epochs = [int(e) for e in trained[2]["member_epochs"]] if trained else []
-        networks = refit_networks(
-            parts.data, result.best_epoch, ranking_epochs, config, scale, world
+        serving = ServingRefit(
+            parts.data,
+            result.best_epoch,
+            selection.epochs if selection else [],
+            config,
+            scale,
+            world,
+            on_start=lambda: stage(f"serving refit: both heads again on all {n_all:,} ratings"),
         )
-    if world is not None:
-        world.part()  # the last collective: what follows is rank 0's alone
-    if not main:
-        return None
-    if world is not None:
-        assert whole is not None, "rank 0 reads every rating to evaluate"
-        parts, extra = whole()
-    ranking = None
-    if trained is not None:
-        network, blend, record = trained
-        learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
-        ranking = (head_of(network, learned, config, blend), record)
-    stage("evaluation against the baselines")
-    fitted = assess(
-        parts.data,
-        parts,
-        result,
-        config,
-        scale,
-        extra=extra,
-        train_s=rating_s + ranking_s,
-        ranking=ranking,
-        baseline_cache=baseline_cache,
-    )
-    fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
-    if networks is not None:
-        fitted.served = served_model(parts.data, fitted.recommender, networks, config)
-        fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
-        fitted.timings["serve_refit_s"] = networks.seconds
+    with serving or nullcontext():
+        trained = None
+        if selection is not None:
+            trained = refit_ranking(
+                selection,
+                parts.inner,
+                parts.valid,
+                config,
+                on_epoch=on_rank_epoch if main else None,
+                world=world,
+            )
+        ranking_s = time.perf_counter() - t0
+        if world is not None:
+            if serving is not None:
+                serving.result()  # its collectives come before the ranks part
+            world.part()  # the last collective: what follows is rank 0's alone
+        if not main:
+            return None
+        if world is not None:
+            assert whole is not None, "rank 0 reads every rating to evaluate"
+            parts, extra = whole()
+        ranking = None
+        if trained is not None:
+            network, blend, record = trained
+            learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
+            ranking = (head_of(network, learned, config, blend), record)
+        stage("evaluation against the baselines")
+        fitted = assess(
+            parts.data,
+            parts,
+            result,
+            config,
+            scale,
+            extra=extra,
+            train_s=rating_s + ranking_s,
+            ranking=ranking,
+            baseline_cache=baseline_cache,
+        )
+        fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
+        if serving is not None:
+            networks = serving.result()
+            fitted.served = served_model(parts.data, fitted.recommender, networks, config)
+            fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
+            fitted.timings["serve_refit_s"] = networks.seconds
     return fitted
 
 

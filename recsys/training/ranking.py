@@ -1,12 +1,13 @@
 """The ranking head's place in a training run: fit it beside the rating head, choose how the
-two are blended on validation NDCG, refit, and hand the recommender its `RankingHead`."""
+two are blended on validation NDCG (`select_ranking`), refit (`refit_ranking`), and hand the
+recommender its `RankingHead`."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import RankingTask
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
-from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice import ChoiceTrainer, Ensemble
 from recsys.training.distributed import World
 from recsys.training.trainer import EpochStats
 
@@ -89,7 +90,22 @@ def head_of(net: ChoiceNet, data: Interactions, config: TrainConfig, blend: floa
     )
 
 
-def fit_ranking(
+@dataclass
+class Selection:
+    """The ranking head as chosen on validation: its heads (each member's kept epoch), the
+    blend with the rating head, and the run's record."""
+
+    ensemble: Ensemble
+    blend: float
+    record: dict[str, Any]
+
+    @property
+    def epochs(self) -> list[int]:
+        """Each member's kept epoch: what a refit trains each for."""
+        return self.ensemble.epochs
+
+
+def select_ranking(
     inner: Interactions,
     valid: Interactions,
     rating_selected: DotProductBias,
@@ -97,12 +113,11 @@ def fit_ranking(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     world: World | None = None,
-) -> tuple[ChoiceNet, float, dict[str, Any]]:
+) -> Selection:
     """Train the choice head on `inner` with early stopping on `valid`, and choose the blend
     with the rating head of the same data (`rating_selected`, which never saw `valid`) by
-    NDCG@k on `valid`. Returns the network to refit from (retrained on inner + valid for the
-    best epoch count when `config.refit`), the blend and the run's record. With a `world`,
-    `inner` and `valid` are this rank's users; every rank returns the same network."""
+    NDCG@k on `valid`. With a `world`, `inner` and `valid` are this rank's users; every rank
+    returns the same heads."""
     t0 = time.perf_counter()
     trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
     n_valid = world.sum(len(valid))[0] if world else len(valid)
@@ -119,14 +134,6 @@ def fit_ranking(
         if blend is None:
             blend = max(candidates, key=lambda b: blend_ndcg[str(b)] or 0.0)
     blend = 0.0 if blend is None else blend
-    network = ensemble.network
-    refit_s = None
-    if config.refit and n_valid:
-        t1 = time.perf_counter()
-        network = trainer.fit_ensemble(
-            inner.concat(valid), valid.subset(np.arange(0)), epochs=ensemble.epochs
-        ).network
-        refit_s = time.perf_counter() - t1
     # The learning curve and kept epoch shown are the first head's; a refit trains each
     # head for its own kept epoch (`member_epochs`).
     record = {
@@ -137,6 +144,32 @@ def fit_ranking(
         "blend": blend,
         "validation_ndcg_by_blend": blend_ndcg,
         "seconds": time.perf_counter() - t0,
-        "refit_s": refit_s,
+        "refit_s": None,
     }
-    return network, blend, record
+    return Selection(ensemble, blend, record)
+
+
+def refit_ranking(
+    selection: Selection,
+    inner: Interactions,
+    valid: Interactions,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    world: World | None = None,
+) -> tuple[ChoiceNet, float, dict[str, Any]]:
+    """The network the evaluated twin ranks with: the selected heads retrained on inner +
+    valid for their kept epochs when `config.refit` (else the selected heads themselves),
+    with the blend and the run's record."""
+    network = selection.ensemble.network
+    record = dict(selection.record)
+    n_valid = world.sum(len(valid))[0] if world else len(valid)
+    if config.refit and n_valid:
+        t1 = time.perf_counter()
+        trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
+        network = trainer.fit_ensemble(
+            inner.concat(valid), valid.subset(np.arange(0)), epochs=selection.epochs
+        ).network
+        record["refit_s"] = time.perf_counter() - t1
+        record["seconds"] += record["refit_s"]
+    return network, selection.blend, record
