@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         "its alert gauges are at most this old (plus one computation), however often it is "
         "scraped.",
     )
+    off_policy_wait_s: float = Field(
+        3.0,
+        ge=0,
+        le=600,
+        description="How long GET /v1/monitoring/off-policy waits for the first report of a "
+        "version and window before answering 202 (computing; ask again): reports are "
+        "computed in the background and answered from there afterwards.",
+    )
     metrics_scrapes_per_s: float = Field(
         10.0,
         gt=0,

@@ -238,33 +238,12 @@ def _engine(url: str) -> Engine:
 
 
 def off_policy(
-    settings: Settings, version: str, since: datetime, explore: float | None
+    settings: Settings, version: str, hours: float, explore: float | None
 ) -> dict[str, Any]:
-    """`recsys.offpolicy.run.off_policy_report` of `version` on the lists logged since
-    `since` (`explore`: the exploration share it would serve with; None: ours), as JSON. It
-    loads the models and every logged list of the window (gigabytes at a week of traffic)
-    and pandas with them: in the monitoring process, not in a serving worker."""
-    key = (settings.database_url, version, since.timestamp() // OFF_POLICY_REUSE_S, explore)
-    return _slowly(key, lambda: _off_policy(settings, version, since, explore), OFF_POLICY_REUSE_S)
+    """`recsys.offpolicy.answers.off_policy` with this process's engines."""
+    from recsys.offpolicy.answers import off_policy as answer
 
-
-OFF_POLICY_REUSE_S = 300.0
-"""How long an off-policy report is answered again for the same version, exploration share
-and window (whose start is then up to this much earlier): a report reads up to 200,000
-lists, about a minute, and the Models page asks for one per version it shows."""
-
-
-def _off_policy(
-    settings: Settings, version: str, since: datetime, explore: float | None
-) -> dict[str, Any]:
-    from recsys.offpolicy.run import off_policy_report, verdict
-
-    engine = _engine(settings.database_url)
-    target = None if explore is None else settings.explore_policy_at(explore)
-    report = off_policy_report(engine, settings, version, since, target)
-    production = registry.production(engine)
-    called = verdict(report, production["version"] if production else None, settings)
-    return {"since": timestamps.iso(since), **report.as_json(), "verdict": called}
+    return answer(settings, version, hours, explore, _engine)
 
 
 class MonitoringProcess:
@@ -292,9 +271,9 @@ class MonitoringProcess:
         return self._run("summary", compute, settings, facts, hours, freq)
 
     def off_policy(
-        self, settings: Settings, version: str, since: datetime, explore: float | None
+        self, settings: Settings, version: str, hours: float, explore: float | None
     ) -> dict[str, Any]:
-        return self._run("off-policy", off_policy, settings, version, since, explore)
+        return self._run("off-policy", off_policy, settings, version, hours, explore)
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -136,7 +135,6 @@ def curves(state: AppState, versions: list[str]) -> dict[str, Any]:
 def off_policy(
     state: AppState, version: str, hours: float, explore: float | None
 ) -> dict[str, Any]:
-    """`recsys.monitoring_summary.off_policy` over the last `hours`, in the monitoring
-    process."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
-    return state.monitoring_process.off_policy(state.settings, version, since, explore)
+    """`recsys.offpolicy.answers.off_policy` over the last `hours`, in the monitoring
+    process: the newest report, or `status: "computing"` while the first is."""
+    return state.monitoring_process.off_policy(state.settings, version, hours, explore)

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data import timestamps
@@ -48,9 +48,16 @@ async def curves(
     return await run_in_threadpool(monitoring_data.curves, state, versions)
 
 
-@router.get("/off-policy", responses=responses(404))
+@router.get(
+    "/off-policy",
+    responses={
+        **responses(404),
+        202: {"description": "No report yet: it is being computed; ask again after Retry-After."},
+    },
+)
 async def off_policy(
     state: StateDep,
+    response: Response,
     version: Annotated[
         str, Query(min_length=1, max_length=64, description="A version, or an alias: canary.")
     ] = "canary",
@@ -63,8 +70,17 @@ async def off_policy(
     """What `version` would have earned on the lists logged over the window (positive
     feedback per slot by IPS, SNIPS and DR with 95 % intervals, effective sample size, largest
     weight), beside each logging version's observed rate; `refused` says why there is no
-    estimate (exploration was off, too little traffic)."""
-    return await run_in_threadpool(monitoring_data.off_policy, state, version, hours, explore)
+    estimate (exploration was off, too little traffic).
+
+    Reports are computed in the background and answered from there: the newest one at once
+    (`computed_at`, `age_s`; one older than 5 minutes is computed again meanwhile, and
+    `refreshing` says so). Before the first is ready the answer is 202 with `status:
+    "computing"` and a Retry-After header."""
+    report = await run_in_threadpool(monitoring_data.off_policy, state, version, hours, explore)
+    if report.get("status") == "computing":
+        response.status_code = 202
+        response.headers["Retry-After"] = str(report["retry_after_s"])
+    return report
 
 
 @router.get("/items")

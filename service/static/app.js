@@ -302,22 +302,37 @@ function interval(found) {
   return found ? `${fmt(found.value)} [${fmt(found.low)}, ${fmt(found.high)}]` : null;
 }
 
-// One request per version: each ranks every logged list again, so the table fills row by row.
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A report ranks every logged list again, so the service computes it in the background: until
+// the first is ready it answers "computing" (202), and the row says so and asks again.
+async function offPolicyReport(version, tr) {
+  const path = `/v1/monitoring/off-policy?hours=168&version=${encodeURIComponent(version)}`;
+  for (;;) {
+    const r = await api(path);
+    if (r.status !== "computing") return r;
+    tr.replaceChildren(...row([version, "computing… (the table fills in when the report is ready)"]).children);
+    await sleep(1000 * (r.retry_after_s || 5));
+  }
+}
+
+// One request per version, so the table fills row by row.
 async function offPolicy(ticked) {
-  const table = fill("off-policy", ["version", "verdict", "SNIPS", "DR", "IPS", "effective sample", "largest weight (before clipping)", "observed by the logging versions"], []);
+  const table = fill("off-policy", ["version", "verdict", "SNIPS", "DR", "IPS", "effective sample", "largest weight (before clipping)", "observed by the logging versions", "computed"], []);
   for (const version of ticked) {
     const tr = row([version, "…"]);
     table.appendChild(tr);
     try {
-      const r = await api(`/v1/monitoring/off-policy?hours=168&version=${encodeURIComponent(version)}`);
+      const r = await offPolicyReport(version, tr);
       const observed = Object.entries(r.logging || {}).map(([v, o]) => `${v}: ${interval(o.positive_rate)} (${o.lists} lists)`).join("; ");
       const e = r.estimate;
       // In words first: what the numbers support against production, and on what.
       const called = r.verdict ? `${r.verdict.call}: ${r.verdict.why}` : null;
       const weight = (w) => `${fmt(w.max_weight, 1)} (clipped at ${w.clip}: ${w.clipped} slots)`;
+      const computed = `${r.computed_at} (${Math.round(r.age_s / 60)} min ago${r.refreshing ? ", a newer one is on its way" : ""})`;
       tr.replaceWith(row(e
-        ? [version, called, interval(e.snips), interval(e.dr), interval(e.ips), e.effective_sample_size, weight(e), observed]
-        : [version, called, "no estimate: " + r.refused, null, null, null, null, observed]));
+        ? [version, called, interval(e.snips), interval(e.dr), interval(e.ips), e.effective_sample_size, weight(e), observed, computed]
+        : [version, called, "no estimate: " + r.refused, null, null, null, null, observed, computed]));
     } catch (err) {
       tr.replaceWith(row([version, "no estimate: " + err.message]));
     }

@@ -228,12 +228,14 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
         # Each ticked version judged on the logged lists, beside what production observed.
         page.wait_for_function(
             "document.querySelectorAll('#off-policy tr').length > 2 && ![...document"
-            ".querySelectorAll('#off-policy td')].some((td) => td.textContent === '…')",
+            ".querySelectorAll('#off-policy td')].some((td) => td.textContent === '…' ||"
+            " td.textContent.startsWith('computing'))",
             timeout=30_000,
         )
         judged = page.inner_text("#off-policy")
         assert candidate in judged and f"{production}: " in judged, judged
         assert "no estimate" not in judged and "[" in judged, judged
+        assert "min ago" in judged, judged  # when each report was computed
         # Each judged version has a verdict in words with what it rests on: production is
         # the reference, the candidate better, worse, no clear difference or not enough
         # evidence, with the reason.

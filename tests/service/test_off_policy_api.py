@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,6 +169,32 @@ def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
     cli = _cli(served, tmp_path, "evaluate", "--off-policy", candidate, "--since", "1h")
     assert cli.returncode == 0, cli.stderr
     assert "SNIPS" in cli.stdout and "effective sample size" in cli.stdout
+
+
+def test_a_report_not_ready_is_answered_computing_then_from_the_background(
+    served: Served, truth: Truth, candidate: str
+) -> None:
+    """With no wait, the first request is told the report is on its way (202, Retry-After);
+    the report computed in the background then answers at once, saying when it was made."""
+    _clear(served)
+    settings = served.settings(explore_share=SHARE, operator_token=TOKEN, off_policy_wait_s=0)
+    params = {"version": candidate, "hours": 1}
+    with TestClient(create_app(settings)) as client:
+        simulate_truth(client, truth, users_per_round=60, seed=5)
+        _flush(client)
+        first = client.get("/v1/monitoring/off-policy", params=params, headers=OPERATOR)
+        assert first.status_code == 202, first.text
+        assert first.headers["Retry-After"] == str(first.json()["retry_after_s"])
+        assert first.json()["status"] == "computing" and candidate in first.json()["version"]
+        for _ in range(600):
+            answer = client.get("/v1/monitoring/off-policy", params=params, headers=OPERATOR)
+            if answer.status_code == 200:
+                break
+            time.sleep(0.1)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["estimate"]["lists"] == 60 and report["refreshing"] is False
+    assert report["computed_at"] and 0 <= report["age_s"] < 60
 
 
 def _cli(served: Served, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
