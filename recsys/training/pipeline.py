@@ -218,9 +218,11 @@ def after_rating_head(
                 world=world,
             )
         ranking_s = time.perf_counter() - t0
+        if serving is not None and not serving.beside:
+            # Its turn, as before the evaluation: under torchrun its collectives come before
+            # the ranks part, and at scale its memory and the evaluation's do not add up.
+            serving.result()
         if world is not None:
-            if serving is not None:
-                serving.result()  # its collectives come before the ranks part
             world.part()  # the last collective: what follows is rank 0's alone
         if not main:
             return None
