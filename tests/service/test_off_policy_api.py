@@ -33,6 +33,9 @@ RECSYS = str(Path(sys.executable).parent / "recsys")
 SHARE = 0.3
 TOKEN = "off-policy-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+WAIT = 600.0
+"""The endpoint waits for its report (it answers 202 "computing" after the wait): these
+tests read the report itself, on however slow a machine."""
 
 
 def _flush(client: TestClient) -> None:
@@ -92,7 +95,9 @@ def test_without_exploration_the_estimators_refuse(
     served: Served, truth: Truth, candidate: str, tmp_path: Path
 ) -> None:
     _clear(served)
-    with TestClient(create_app(served.settings(operator_token=TOKEN))) as client:
+    with TestClient(
+        create_app(served.settings(operator_token=TOKEN, off_policy_wait_s=WAIT))
+    ) as client:
         simulate_truth(client, truth, users_per_round=60, seed=1)
         _flush(client)
         answer = client.get(
@@ -131,7 +136,7 @@ def test_a_candidate_is_judged_on_logged_traffic_through_api_and_cli(
     served: Served, truth: Truth, candidate: str, tmp_path: Path
 ) -> None:
     _clear(served)
-    settings = served.settings(explore_share=SHARE, operator_token=TOKEN)
+    settings = served.settings(explore_share=SHARE, operator_token=TOKEN, off_policy_wait_s=WAIT)
     with TestClient(create_app(settings)) as client:
         simulated = simulate_truth(client, truth, users_per_round=150, seed=3)
         _flush(client)

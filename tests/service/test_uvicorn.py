@@ -125,6 +125,11 @@ def test_a_serving_process_never_loads_torch_or_pandas(served: Served, tmp_path:
             assert c.get("/v1/users/nobody-yet/recommendations").status_code == 200
             assert c.get("/v1/monitoring/summary").status_code == 200
             judged = c.get("/v1/monitoring/off-policy", params={"version": "production"})
+            for _ in range(600):  # computed in the background: 202 until the report is in
+                if judged.status_code != 202:
+                    break
+                time.sleep(0.2)
+                judged = c.get("/v1/monitoring/off-policy", params={"version": "production"})
             assert judged.status_code == 200 and "refused" in judged.json(), judged.text
             assert c.get("/v1/monitoring/item-map").status_code == 200
             assert c.get(f"/v1/monitoring/items/{film}").status_code == 200
