@@ -10,7 +10,9 @@ them, until it holds each of `--impressions` in turn. At each size, in this proc
 monitoring process runs it (`recsys.monitoring_summary.compute`): the first summary (a new
 live tally reads the day), then 1,000 new lists and 100 answers stored and the summary again
 after its cache (what a minute of traffic costs), and the process's resident memory before,
-after the first and after the second. Then the same window read row by row, as the summary
+after the first and after the second. Then a restarted process's first summary, which starts
+from the tally the first one saved and reads the minute since, and the save's size. Then the
+same window read row by row, as the summary
 did before it had a tally, at the smaller sizes only (`--rows-up-to`).
 """
 
@@ -86,6 +88,25 @@ def _seed(url: str) -> None:
     engine.dispose()
 
 
+def _restart(url: str, keep_save: bool) -> None:
+    """What this process keeps between summaries forgotten, as by a new process."""
+    monitoring_summary._LIVE.clear()
+    monitoring_summary._SLOW.clear()
+    if not keep_save:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM snapshots"))
+        engine.dispose()
+
+
+def _saved_mb(url: str) -> float:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        size = conn.scalar(text("SELECT max(length(body)) FROM snapshots"))
+    engine.dispose()
+    return (size or 0) / 1e6
+
+
 def _summary_s(settings: Settings, facts: monitoring_summary.ServingFacts) -> float:
     t0 = time.perf_counter()
     monitoring_summary.compute(settings, facts, 24.0, "auto")
@@ -112,8 +133,7 @@ def main() -> None:
                 _store(url, lo, min(target, lo + 999_999), now, 86_400 - 600)
             stored = target
             print(f"{target:,} impressions stored in {time.perf_counter() - t0:.0f} s", flush=True)
-            monitoring_summary._LIVE.clear()  # a fresh monitoring process
-            monitoring_summary._SLOW.clear()
+            _restart(url, keep_save=False)  # a first process: no save to start from
             rss0 = _rss_mb()
             first = _summary_s(settings, facts)
             rss1 = _rss_mb()
@@ -125,6 +145,19 @@ def main() -> None:
                 f"  summary from the live tally: first {first:.2f} s (reads the day), after a "
                 f"minute's 1,000 lists {again:.3f} s; RSS {rss0:.0f} MB before, {rss1:.0f} MB "
                 f"after the first, {rss2:.0f} MB after the second",
+                flush=True,
+            )
+            _restart(url, keep_save=True)  # a restarted process, a minute later
+            _store(url, stored + 1, stored + 1_000, datetime.now(UTC), 50)
+            stored += 1_000
+            t0 = time.perf_counter()
+            monitoring_summary._live(monitoring_summary._engine(url), 4.0).refresh()
+            restored = time.perf_counter() - t0
+            restarted = _summary_s(settings, facts)
+            print(
+                f"  a restarted process's first summary: {restored + restarted:.3f} s (the "
+                f"tally from its save and the minute's 1,000 lists since {restored:.3f} s, the "
+                f"rest {restarted:.3f} s); the save {_saved_mb(url):.1f} MB",
                 flush=True,
             )
             if target <= args.rows_up_to:

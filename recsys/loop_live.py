@@ -3,25 +3,33 @@
 Each refresh reads only the lists and feedback stored since the one before, so a refresh
 costs what the traffic since has written, not what is stored: the monitoring summary that
 `/metrics` and the dashboard show used to read every impression of its day, about 30
-CPU-seconds a minute at a million impressions. The first refresh of a process reads the
-whole of `KEEP_S` once.
+CPU-seconds a minute at a million impressions.
+
+The tally is saved to the database every `SAVE_EVERY_S` (`recsys.store.snapshots`), and a
+new process starts from the newest save and reads only what was stored after it: reading the
+whole of `KEEP_S` took a fresh worker 93 s at ten million impressions a day, while /metrics
+exported no alerts. Only a database without a save of the last `KEEP_S` is read whole.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import ColumnElement, Engine, Select, Table, Text, cast, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from recsys.data import timestamps
 from recsys.exploration import ExplorePolicy
 from recsys.loop_tally import Reply, Served, Tally, Window, shown_score, width_for
+from recsys.store import snapshots
 from recsys.store.db import session_scope
 from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items
@@ -38,6 +46,13 @@ counted: a row committed up to five minutes after its time stamp is still counte
 back longer (the impression writer retrying through a database outage) is not, in the
 tally's figures only."""
 
+SAVE_EVERY_S = 300.0
+"""How often a refresh saves the tally for the next process: what a restarted worker reads
+again is at most this much traffic (and its downtime's), at the cost of writing a few
+megabytes every five minutes."""
+
+_FORMAT = 1
+"""Bumped when a save's layout changes: a process never restores a layout it does not know."""
 _BATCH = 20_000
 log = logging.getLogger(__name__)
 
@@ -62,10 +77,16 @@ class LiveTally:
         self.lists_read = 0
         self.replies_read = 0
         """Rows counted so far: what a whole-table count taken earlier has missed since."""
+        self.snapshot_name = f"loop-tally v{_FORMAT} liked {liked_threshold:g} keep {keep_s:g}"
+        """The save this tally starts from and writes: one per setting that changes what it
+        counts, so that a process never starts from a tally counted by other rules."""
+        self._saved: float | None = None
 
     def refresh(self, now: float | None = None) -> None:
         """Count what was stored since the last refresh; merge and drop aged buckets."""
         now = time.time() if now is None else now
+        if self._began is None:
+            self._restore(now)
         first = self._began is None
         since = now - self.keep_s if self._began is None else self._began - OVERLAP_S
         t0 = time.perf_counter()
@@ -110,12 +131,60 @@ class LiveTally:
         self._lists_seen = {k: v for k, v in lists_seen.items() if v >= horizon}
         self._replies_seen = {k: v for k, v in replies_seen.items() if v >= horizon}
         self.tally.roll(now, self.keep_s)
+        if self._saved is None or now - self._saved >= SAVE_EVERY_S:
+            self._save(now)
+
+    def _save(self, now: float) -> None:
+        meta, idx, cnt = self.tally.state()
+        meta |= {"began": self._began, "complete_since": self.complete_since}
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, meta=np.frombuffer(orjson.dumps(meta), np.uint8), idx=idx, cnt=cnt,
+            lists_seen=_pairs(self._lists_seen), replies_seen=_pairs(self._replies_seen),
+        )  # fmt: skip
+        try:
+            with session_scope(self.engine) as s:
+                snapshots.save(session=s, name=self.snapshot_name, body=buffer.getvalue(),
+                               saved_at=_at(now))  # fmt: skip
+        except SQLAlchemyError:  # the figures stand; a restart reads more, that is all
+            log.warning("monitoring tally not saved", exc_info=True)
+        self._saved = now
+
+    def _restore(self, now: float) -> None:
+        """Start from the newest save when it covers a part of the last `keep_s`."""
+        try:
+            with session_scope(self.engine) as s:
+                saved = snapshots.load(session=s, name=self.snapshot_name)
+        except SQLAlchemyError:  # a database not yet migrated to hold saves
+            log.warning("monitoring tally save not read", exc_info=True)
+            return
+        if saved is None:
+            return
+        with np.load(io.BytesIO(saved.body), allow_pickle=False) as arrays:
+            meta = orjson.loads(arrays["meta"].tobytes())
+            # A save from the future (a replica's clock ahead) could skip rows: not used.
+            if not now - self.keep_s < meta["began"] <= now + OVERLAP_S:
+                return
+            self.tally = Tally.from_state(meta, arrays["idx"], arrays["cnt"])
+            self._lists_seen = _unpaired(arrays["lists_seen"])
+            self._replies_seen = _unpaired(arrays["replies_seen"])
+        self._began, self.complete_since = meta["began"], meta["complete_since"]
+        self._saved = timestamps.unix(saved.saved_at)
+        log.info("monitoring tally restored from its save of %s", saved.saved_at)
 
     def window(self, since: float) -> Window | None:
         """The cells from `since` on, or None when the tally does not reach back that far."""
         if self.complete_since is None or since < self.complete_since:
             return None
         return self.tally.window(since)
+
+
+def _pairs(seen: dict[int, float]) -> np.ndarray:
+    return np.array(list(seen.items()), dtype=np.float64).reshape(-1, 2)
+
+
+def _unpaired(pairs: np.ndarray) -> dict[int, float]:
+    return {int(rid): float(at) for rid, at in pairs}
 
 
 def _json(column: ColumnElement[Any]) -> ColumnElement[str]:

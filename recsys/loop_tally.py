@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -242,6 +243,38 @@ class Tally:
         lists = [(k, c) for k, c in self.lists.items() if k[0] + k[1] > since]
         replies = [(k, c) for k, c in self.replies.items() if k[0] + k[1] > since]
         return Window(since, lists, replies, len(self.item_ids), self.item_ids)
+
+    def state(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """The tally as plain values, for `from_state`: a JSON-able description of every
+        cell, and the exposure indices and counts of the list cells one after another."""
+        self.compact()
+        lists = [
+            [*key, c.lists, c.slots, c.first, c.last, len(c.idx)] for key, c in self.lists.items()
+        ]
+        replies = [
+            [*key, c.n, c.ratings, c.positives, c.clicks, c.gap_sum, c.gap_n]
+            for key, c in self.replies.items()
+        ]
+        meta = {"liked_threshold": self.liked_threshold, "width": self.width,
+                "item_ids": self.item_ids, "lists": lists, "replies": replies}  # fmt: skip
+        cells = list(self.lists.values())
+        idx = np.concatenate([c.idx for c in cells]) if cells else np.empty(0, np.int32)
+        cnt = np.concatenate([c.cnt for c in cells]) if cells else np.empty(0, np.int64)
+        return meta, idx, cnt
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], idx: np.ndarray, cnt: np.ndarray) -> Tally:
+        tally = cls(float(meta["liked_threshold"]), int(meta["width"]))
+        tally.item_ids = [str(i) for i in meta["item_ids"]]
+        tally._index = {item: i for i, item in enumerate(tally.item_ids)}
+        at = 0
+        for start, width, version, share, n, slots, first, last, size in meta["lists"]:
+            cell = ListCell(n, slots, first, last, idx[at : at + size], cnt[at : at + size])
+            tally.lists[(start, width, version, share)] = cell
+            at += size
+        for start, width, answered, version, share, *sums in meta["replies"]:
+            tally.replies[(start, width, answered, version, share)] = ReplyCell(*sums)
+        return tally
 
     @classmethod
     def of(cls, lists: Iterable[Served], replies: Iterable[Reply], liked: float) -> Tally:

@@ -22,7 +22,7 @@ from recsys.loop_tally import Reply, Served, Tally
 from recsys.monitoring_summary import MonitoringProcess, ServingFacts
 from recsys.store.db import session_scope
 from recsys.store.events import FeedbackEvent, insert_impressions, load_served, record_feedback
-from recsys.store.tables import feedback
+from recsys.store.tables import feedback, snapshots
 
 DAY = 86_400.0
 NOW = 1_790_000_000.0  # a whole hour, so that hourly buckets line up with the day
@@ -169,7 +169,14 @@ def test_the_live_tally_counts_each_row_once_and_agrees_with_the_rows(
                       FeedbackEvent("u5", "i4", "rating", 3.0)])  # fmt: skip
     live.refresh(now + 60)
     live.refresh(now + 90)  # reads the overlap again: nothing is counted twice
-    since = now - 3600
+    got = _agrees_with_rows(engine, live, since=now - 3600)
+    assert got["lists_served"] == 6 and got["feedback"] == 5
+    # A window older than the tally's first read is not answered from it.
+    assert live.window(now - 2 * 86_400) is None
+
+
+def _agrees_with_rows(engine: Engine, live: LiveTally, since: float) -> dict[str, Any]:
+    """The figures of the tally's window, after checking them against the rows'."""
     window = live.window(since)
     assert window is not None
     with session_scope(engine) as s:
@@ -177,7 +184,6 @@ def test_the_live_tally_counts_each_row_once_and_agrees_with_the_rows(
     rows = monitoring.window_of(served, fb, liked_threshold=4.0)
     catalog = monitoring.Catalog(6, {f"i{n}": float(n) for n in range(6)})
     got = monitoring.figures(window, catalog)
-    assert got["lists_served"] == 6 and got["feedback"] == 5
     same(got, monitoring.figures(rows, catalog))
     same(monitoring.versions(window), monitoring.versions(rows))
     same(monitoring.shares(window, catalog), monitoring.shares(rows, catalog))
@@ -185,8 +191,47 @@ def test_the_live_tally_counts_each_row_once_and_agrees_with_the_rows(
     same(
         monitoring.periods(window, catalog, freq=freq), monitoring.periods(rows, catalog, freq=freq)
     )
-    # A window older than the tally's first read is not answered from it.
-    assert live.window(now - 2 * 86_400) is None
+    return got
+
+
+def test_a_new_process_starts_from_the_saved_tally_and_reads_only_what_came_after(
+    catalog_db: Engine,
+) -> None:
+    engine = catalog_db
+    now = time.time()
+    _lists(engine, ["a1", "a2", "a3"], now - 7200)
+    _answers(engine, [FeedbackEvent("u1", "i0", "rating", 5.0, recommendation_id="a1")])
+    LiveTally(engine, liked_threshold=4.0).refresh(now)  # the process before: saves at once
+    # After its last save: a list stamped before it (committed late, within the overlap),
+    # newer lists, and answers to old and new ones.
+    _lists(engine, ["late"], now - 30, version="v2")
+    _lists(engine, ["b1", "b2"], now + 20)
+    _answers(engine, [FeedbackEvent("u2", "i1", "rating", 2.0, recommendation_id="a2"),
+                      FeedbackEvent("u3", "i3", "click", recommendation_id="b2")])  # fmt: skip
+    restarted = LiveTally(engine, liked_threshold=4.0)
+    restarted.refresh(now + 60)
+    assert (restarted.lists_read, restarted.replies_read) == (3, 2)
+    got = _agrees_with_rows(engine, restarted, since=now - 3 * 3600)
+    assert got["lists_served"] == 6 and got["feedback"] == 3
+    # Counted by other rules, or too old to reach into the day: read whole.
+    other = LiveTally(engine, liked_threshold=3.5)
+    other.refresh(now + 60)
+    assert other.lists_read == 6
+    late = LiveTally(engine, liked_threshold=4.0)
+    late.refresh(now + late.keep_s + 600)
+    assert late.complete_since == now + 600
+
+
+def test_without_a_table_for_saves_the_tally_still_counts(catalog_db: Engine) -> None:
+    """A database not yet migrated to hold saves (a replica of the new code on the old
+    schema): nothing is restored or saved, and the figures stand."""
+    engine = catalog_db
+    snapshots.drop(engine)
+    now = time.time()
+    _lists(engine, ["a1", "a2"], now - 60)
+    live = LiveTally(engine, liked_threshold=4.0)
+    live.refresh(now)
+    assert _agrees_with_rows(engine, live, since=now - 3600)["lists_served"] == 2
 
 
 def test_rows_stamped_before_the_overlap_are_not_read_again(catalog_db: Engine) -> None:

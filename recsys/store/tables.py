@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -245,4 +246,15 @@ model_actions = Table(
     Column("to_version", String(64), nullable=True, comment="the version acted on"),
     Column("reason", Text, nullable=True),
     Index("ix_model_actions_at", "at"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column(
+        "name", String(100), primary_key=True, comment="what the body holds, and for which settings"
+    ),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    comment="state a process saves so that the next one does not rebuild it from every row",
 )
