@@ -54,8 +54,10 @@ app.command("simulate-traffic")(simulate_traffic)
 
 # No markup: what we print holds user data (CSV cells, ids, error messages), and a cell like
 # "[/x]" was parsed as a closing tag and turned the bad-line report into a traceback.
-out = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False)
+# Soft wrap: lines are left whole for the terminal to wrap; rich cut them at 80 columns
+# where output is piped (a job's log), mid-figure.
+out = Console(markup=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 
 def _tagged(label: str, style: str, message: str) -> Text:
@@ -317,7 +319,7 @@ def train(
             f"({served['seconds']:.1f}s); the figures below are its evaluated twin's"
         )
     if reg.fitted.report is not None:
-        out.print(format_report(reg.fitted.report), soft_wrap=True)
+        out.print(format_report(reg.fitted.report))
     gate = reg.fitted.gate
     for w in gate.get("warnings", []):
         err.print(_tagged("warning:", "yellow", str(w)))

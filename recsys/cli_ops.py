@@ -27,8 +27,9 @@ from recsys.store.db import existing_engine, session_scope
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys kept (hashed) in the database.", no_args_is_help=True)
-out = Console(markup=False, highlight=False)  # user data is printed as it is (see cli.py)
-err = Console(stderr=True, markup=False, highlight=False)
+# User data is printed as it is, lines left whole (see cli.py).
+out = Console(markup=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 VersionArg = Annotated[
     str, typer.Argument(help="A version, or an alias: production, canary, latest.")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recsys.evaluation import metrics
+from recsys.evaluation.report import Report, format_report
 
 
 def test_rating_errors() -> None:
@@ -80,3 +81,20 @@ def test_auc_of_reversed_scores_is_complement(scores: list[float], data: st.Data
     a, b = metrics.roc_auc(s, labels), metrics.roc_auc(-s, labels)
     if not math.isnan(a):
         assert a + b == pytest.approx(1.0)
+
+
+def test_the_report_table_fits_80_columns_with_every_figure() -> None:
+    names = ["model", "global_mean", "biases", "most_popular", "ease", "production"]
+    metrics = ["rmse", "precision_liked", "mean_popularity"]
+    figures = {n: {m: 100.0 * i + j + 0.123456 for j, m in enumerate(metrics)}
+               for i, n in enumerate(names)}  # fmt: skip
+    figures["biases"]["rmse"] = None
+    report = Report(figures, n_test=10, n_ranked_users=3, catalog_mean_popularity=1.0)
+    table = format_report(report).splitlines()
+    assert max(len(line) for line in table) <= 80
+    headers = [line.split() for line in table if line.startswith(" ")]
+    assert len(headers) == 2 and [n for h in headers for n in h] == names  # two blocks, in order
+    rows = [line.split() for line in table if line.startswith("mean_popularity")]
+    assert [v for row in rows for v in row[1:]] == [f"{100.0 * i + 2.123456:.4f}" for i in range(6)]
+    rmse = next(line.split() for line in table if line.startswith("rmse"))
+    assert rmse[:4] == ["rmse", "0.1235", "100.1235", "-"]  # biases has none

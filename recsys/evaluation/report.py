@@ -291,17 +291,37 @@ class BaselineCache:
                 tmp.unlink(missing_ok=True)
 
 
-def format_report(report: Report) -> str:
-    """A plain-text table: metrics down, scorers across."""
+def format_report(report: Report, max_width: int = 80) -> str:
+    """A plain-text table: metrics down, scorers across, in blocks of columns that each fit
+    `max_width` characters (a terminal's 80 columns had wrapped every row of six scorers)."""
     names = list(report.scorers)
     metric_names = list(report[names[0]])
     width = max(len(m) for m in metric_names) + 2
-    lines = [" " * width + "".join(f"{n:>14}" for n in names)]
-    for metric in metric_names:
-        cells = []
-        for n in names:
-            v = report[n].get(metric)
-            cells.append(f"{'-':>14}" if v is None or np.isnan(v) else f"{v:>14.4f}")
-        lines.append(f"{metric:<{width}}" + "".join(cells))
+    lines: list[str] = []
+    for block in _column_blocks(names, max_width - width):
+        if lines:
+            lines.append("")
+        lines.append(" " * width + "".join(f"{n:>{w}}" for n, w in block))
+        for metric in metric_names:
+            cells = []
+            for n, w in block:
+                v = report[n].get(metric)
+                cells.append(f"{'-':>{w}}" if v is None or np.isnan(v) else f"{v:>{w}.4f}")
+            lines.append(f"{metric:<{width}}" + "".join(cells))
     lines.extend(f"{name}: {note}" for name, note in report.notes.items())
     return "\n".join(lines)
+
+
+def _column_blocks(names: list[str], room: int) -> list[list[tuple[str, int]]]:
+    """`names` with their column widths (the name or a figure such as 129.5391, and two
+    spaces), cut into runs that fit `room` characters (at least one column a run)."""
+    blocks: list[list[tuple[str, int]]] = [[]]
+    used = 0
+    for name in names:
+        w = max(len(name), 8) + 2
+        if blocks[-1] and used + w > room:
+            blocks.append([])
+            used = 0
+        blocks[-1].append((name, w))
+        used += w
+    return blocks
