@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from recsys.data.genres import Genres
 from recsys.data.vocab import Vocabulary
+
+if TYPE_CHECKING:  # pandas takes a third of a second to import; only notebooks hand it in
+    import pandas as pd
 
 
 def is_sorted(values: np.ndarray) -> bool:
