@@ -4,7 +4,7 @@ the rating head's fold-in should pull a visitor's bias towards the typical user'
     .venv/bin/python -m benchmarks.visitor_ratings [--users 300] [--seed 0]
 
 300 MovieLens users with at least 30 ratings are held out of training, half to choose the
-bias prior (`Recommender.FOLD_IN_BIAS_PRIOR`, in ratings' worth of pull towards zero) and
+bias prior (`recsys.model.fold_in.BIAS_PRIOR`, in ratings' worth of pull towards zero) and
 half to report on. Each is a visitor given 3 of their liked films, and given 10 random
 ratings; the fold-in predicts their other ratings. Printed per prior: RMSE of those
 predictions and the mean predicted rating of the visitor's top-10 list.
@@ -21,6 +21,8 @@ from benchmarks.train_movielens import movielens
 from benchmarks.visitors import as_visitor
 from recsys.config import Settings, TrainConfig
 from recsys.data.interactions import Interactions
+from recsys.lists.ranker import Ranker
+from recsys.model.fold_in import fold_in
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
 
@@ -50,13 +52,13 @@ def judge(
     listed: dict[str, list[float]] = {}
     min_support = Settings().fold_in_min_support
     for protocol, given, ratings, rest, truth in group:
-        vector, bias = rec.fold_in(list(ids[given]), ratings.tolist(), bias_prior=prior)
+        vector, bias = fold_in(rec, list(ids[given]), ratings.tolist(), bias_prior=prior)
         rows = np.array([rec.item_vocab.index(i) for i in ids[rest]])
-        predicted = rec._item_ratings(vector, bias, rows)
+        predicted = rec.item_ratings(vector, bias, rows)
         errors.setdefault(protocol, []).append(predicted - truth)
-        Recommender.FOLD_IN_BIAS_PRIOR = prior
-        top = rec.recommend_for_ratings(list(ids[given]), ratings.tolist(), 10,
-                                        min_support=min_support)  # fmt: skip
+        top = Ranker(rec, bias_prior=prior).recommend_for_ratings(
+            list(ids[given]), ratings.tolist(), 10, min_support=min_support
+        )
         listed.setdefault(protocol, []).extend(s.predicted_rating or 0.0 for s in top)
     return {
         p: (float(np.sqrt(np.mean(np.concatenate(errors[p]) ** 2))), float(np.mean(listed[p])))

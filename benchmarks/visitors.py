@@ -27,6 +27,7 @@ from recsys.config import Settings, TrainConfig
 from recsys.data import samples
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
+from recsys.lists.ranker import Ranker
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
@@ -62,7 +63,7 @@ class Lists:
         return np.argsort(-scores, kind="stable")[:K]
 
     def all(self, given: np.ndarray, ratings: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.rec.recommend_for_ratings(
+        out = Ranker(self.rec).recommend_for_ratings(
             list(self.ids[given]), ratings.tolist(), k=K, min_support=self.min_support
         )
         history = np.zeros(len(self.ids), dtype=np.float32)

@@ -2,10 +2,10 @@
 
 Library use, no database needed::
 
-    from recsys import Interactions, TrainConfig, fit, samples
+    from recsys import Interactions, Ranker, TrainConfig, fit, samples
     data = Interactions.from_frame(samples.movielens().ratings)
     fitted = fit(data, TrainConfig())
-    fitted.recommender.recommend("1", k=10)
+    Ranker(fitted.deployed).recommend("1", k=10)
 """
 
 from importlib import import_module
@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from recsys.data.interactions import Interactions
     from recsys.data.vocab import Vocabulary
     from recsys.evaluation.report import evaluate, format_report
+    from recsys.lists.ranker import Ranker
+    from recsys.lists.scored import Scored
     from recsys.model.artifact import load as load_model
     from recsys.model.artifact import save as save_model
     from recsys.model.network import DotProductBias
-    from recsys.model.recommender import Recommender, Scored
+    from recsys.model.recommender import Recommender
     from recsys.training.pipeline import Fitted, fit
     from recsys.training.trainer import Trainer
 
@@ -39,7 +41,8 @@ _LAZY = {
     "save_model": ("recsys.model.artifact", "save"),
     "DotProductBias": ("recsys.model.network", "DotProductBias"),
     "Recommender": ("recsys.model.recommender", "Recommender"),
-    "Scored": ("recsys.model.recommender", "Scored"),
+    "Ranker": ("recsys.lists.ranker", "Ranker"),
+    "Scored": ("recsys.lists.scored", "Scored"),
     "Fitted": ("recsys.training.pipeline", "Fitted"),
     "fit": ("recsys.training.pipeline", "fit"),
     "Trainer": ("recsys.training.trainer", "Trainer"),
@@ -58,6 +61,7 @@ __all__ = [
     "DotProductBias",
     "Fitted",
     "Interactions",
+    "Ranker",
     "RatingScale",
     "Recommender",
     "Scored",

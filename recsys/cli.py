@@ -32,7 +32,8 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.store.db import existing_engine, make_engine, session_scope, shown_url
 
 if TYPE_CHECKING:
-    from recsys.model.recommender import Recommender, Scored
+    from recsys.lists.scored import Scored
+    from recsys.model.recommender import Recommender
 
 # The modules that need torch, pandas or alembic are imported in the commands that use them:
 # `recsys --help` (and every command that needs none of them) starts in a fraction of the
@@ -449,11 +450,13 @@ def recommend(
     version: str | None = None,
 ) -> None:
     """Top-k items for a user (a cold-start list if the model does not know them)."""
-    rec = _load(version)
-    rows = rec.recommend(user, k)
+    from recsys.lists.ranker import Ranker
+
+    lists = Ranker(_load(version))
+    rows = lists.recommend(user, k)
     title = f"top {k} for user {user}"
-    if not rec.is_known_user(user):
-        rows, title = rec.cold_start(k), f"user {user} is unknown: cold-start top {k}"
+    if not lists.model.is_known_user(user):
+        rows, title = lists.cold_start(k), f"user {user} is unknown: cold-start top {k}"
     _print_scored(title, rows, "ranking score")
 
 
@@ -469,23 +472,26 @@ def inspect(
     version: str | None = None,
 ) -> None:
     """What the model learned: items with the highest and lowest bias, and nearest items."""
+    from recsys.model.similar import SimilarItems
+
     rec = _load(version)
+    items = SimilarItems(rec)
     min_support = min_support or _settings().similar_min_support
     _print_scored(
         f"highest item bias (>= {min_support} ratings)",
-        rec.item_bias_ranking(n, min_support=min_support),
+        items.by_bias(n, min_support=min_support),
         "bias",
     )
     _print_scored(
         f"lowest item bias (>= {min_support} ratings)",
-        rec.item_bias_ranking(n, min_support=min_support, lowest=True),
+        items.by_bias(n, min_support=min_support, lowest=True),
         "bias",
     )
     if item is not None:
         if item not in rec.item_vocab:
             raise RecsysError(f"item {item!r} is not known to model {rec.info.get('version')}")
         _print_scored(
-            f"nearest to item {item}", rec.similar_items(item, n, min_support=min_support), "cosine"
+            f"nearest to item {item}", items.similar(item, n, min_support=min_support), "cosine"
         )
 
 

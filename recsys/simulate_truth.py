@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from recsys.lists.ranker import Ranker
 from recsys.model.recommender import Recommender
 from recsys.simulate import refused
 
@@ -38,6 +39,7 @@ class TruthReport:
 class Truth:
     def __init__(self, model: Recommender, liked_threshold: float, shift: float = 0.0) -> None:
         self.model, self.liked, self.shift = model, liked_threshold, shift
+        self.lists = Ranker(model)
 
     def users(self) -> list[str]:
         """The users the truth knows (and can answer for)."""
@@ -46,7 +48,7 @@ class Truth:
 
     def probabilities(self, user_id: str, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(P(positive), predicted rating) of shown items; unknown items are never chosen."""
-        ranked = self.model.candidate_logits(user_id, min_support=1, exclude=())
+        ranked = self.lists.candidate_logits(user_id, min_support=1, exclude=())
         if ranked is None:
             return np.zeros(len(item_ids)), np.zeros(len(item_ids))
         rows, logits, ratings = ranked

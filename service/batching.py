@@ -4,7 +4,7 @@ A user with no cached ranking costs a scoring of every candidate: a matrix-vecto
 reads the whole candidate matrix from memory (1.15 MB on MovieLens, which the rest of a request
 has pushed out of the CPU's cache by the next one) and some twenty small numpy calls. Under
 load, requests reach the event loop in bursts: one poll of the sockets hands it every request
-that arrived while it was busy. Ranked in one matrix product (`Recommender.rank_many`), they
+that arrived while it was busy. Ranked in one matrix product (`Ranker.rank_many`), they
 read the matrix once and share the calls.
 
 An idle service ranks at once: the batch runs as soon as the loop has started every request it
@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from recsys.model.recommender import Ranking, RankingKey, Recommender
+from recsys.lists.ranker import Ranker
+from recsys.lists.scored import Ranking, RankingKey
 from service.metrics import ServiceMetrics
 
-_Waiting = tuple[Recommender, RankingKey, "asyncio.Future[Ranking]"]
+_Waiting = tuple[Ranker, RankingKey, "asyncio.Future[Ranking]"]
 
 
 class RankingBatcher:
@@ -37,14 +38,14 @@ class RankingBatcher:
         self._waiting: list[_Waiting] = []
         self._busy = False
 
-    async def ranking(self, rec: Recommender, key: RankingKey) -> Ranking:
+    async def ranking(self, lists: Ranker, key: RankingKey) -> Ranking:
         """The ranking of `key`, scored with those of the other requests in hand."""
         loop = asyncio.get_running_loop()
         if not self._waiting:
             # Runs after the requests the loop has already started: each adds its key first.
             loop.call_soon(self._after, loop, self.BUSY_TURNS if self._busy else 0)
         future: asyncio.Future[Ranking] = loop.create_future()
-        self._waiting.append((rec, key, future))
+        self._waiting.append((lists, key, future))
         return await future
 
     def _after(self, loop: asyncio.AbstractEventLoop, turns: int) -> None:

@@ -21,8 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from recsys import keys, registry
 from recsys.config import Settings
 from recsys.errors import ArtifactError
+from recsys.lists.ranker import Ranker
 from recsys.model import artifact
 from recsys.model.recommender import Recommender
+from recsys.model.similar import SimilarItems
 from recsys.rollout import in_canary
 from service.catalog import Catalog
 from service.metrics import ServiceMetrics
@@ -37,6 +39,10 @@ _RETRY_REFUSED_S = 60.0
 @dataclass(frozen=True)
 class LoadedModel:
     recommender: Recommender
+    """The model: its vectors, vocabularies and maths."""
+    lists: Ranker
+    """Its list-maker, with this replica's ranking cache."""
+    similar: SimilarItems
     version: str
     checksum: str
     loaded_at: float
@@ -101,8 +107,8 @@ class ModelHolder:
     def _load(self, version: str, checksum: str, path: Path) -> LoadedModel | None:
         try:
             rec = artifact.load(path, checksum)
-            rec.build_neighbor_index(exact_limit=self.settings.exact_search_limit)
-            rec.cache_rankings(self.settings.recommend_cache_users)
+            similar = SimilarItems(rec, exact_limit=self.settings.exact_search_limit)
+            similar.index()  # built now, not by the first request
         except (ArtifactError, OSError) as exc:
             self._refused[(version, checksum)] = time.monotonic()
             self.last_error = f"refused model {version}: {exc}"
@@ -112,7 +118,8 @@ class ModelHolder:
         self.last_error = None
         self.metrics.model_reloads.labels("loaded").inc()
         log.info("loaded model %s", version)
-        return LoadedModel(rec, version, checksum, time.time())
+        lists = Ranker(rec, cache_users=self.settings.recommend_cache_users)
+        return LoadedModel(rec, lists, similar, version, checksum, time.time())
 
     def for_user(self, user_id: str | None, production: LoadedModel) -> LoadedModel:
         """The canary for users in its share, else `production`."""

@@ -17,7 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from recsys.exploration import Exploring, daily_rng
 from recsys.ids import recommendation_id
-from recsys.model.recommender import Recommender, Scored
+from recsys.lists.ranker import Ranker
+from recsys.lists.scored import Scored
+from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from service.catalog import GenreFilter
@@ -132,18 +134,19 @@ async def for_known_user(
 ) -> Payload:
     """The logged list of a user the model learned. A first visit's ranking is scored with
     those of the other requests in hand (`service.batching`)."""
-    rec = model.recommender
-    options = _list_options(state, rec, user_id, exclude, include_rated, min_support, genres)
-    key = rec.ranking_key(user_id, k, **options)
-    ranked = None if key is None else await state.rankings.ranking(rec, key)
-    scored = rec.recommend(user_id, k, ranked=ranked, **options)
+    lists = model.lists
+    options = _list_options(state, lists.model, user_id, exclude, include_rated, min_support,
+                            genres)  # fmt: skip
+    key = lists.ranking_key(user_id, k, **options)
+    ranked = None if key is None else await state.rankings.ranking(lists, key)
+    scored = lists.recommend(user_id, k, ranked=ranked, **options)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
     return _publish(state, model, user_id, "model", scored, policy)
 
 
 class _ListOptions(TypedDict):
-    """What `Recommender.recommend` takes besides the user and k."""
+    """What `Ranker.recommend` takes besides the user and k."""
 
     include_seen: bool
     exclude: Sequence[str]
@@ -175,7 +178,7 @@ def _list_options(
 
 def known_user_list(
     state: AppState,
-    rec: Recommender,
+    lists: Ranker,
     user_id: str,
     k: int,
     *,
@@ -185,8 +188,9 @@ def known_user_list(
     genres: GenreFilter | None = None,
 ) -> list[Scored]:
     """The list of a user the model learned, not logged."""
-    options = _list_options(state, rec, user_id, exclude, include_rated, min_support, genres)
-    return rec.recommend(user_id, k, **options)
+    options = _list_options(state, lists.model, user_id, exclude, include_rated, min_support,
+                            genres)  # fmt: skip
+    return lists.recommend(user_id, k, **options)
 
 
 def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:
@@ -212,9 +216,8 @@ def for_ratings(
 ) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
-    strategy, scored = ratings_list(
-        state, model.recommender, items, ratings, k, exclude, genres, user_id
-    )
+    strategy, scored = ratings_list(state, model.lists, items, ratings, k, exclude, genres,
+                                    user_id)  # fmt: skip
     settings = state.settings
     support = settings.cold_start_min_support if strategy == "cold_start" else None
     policy = {
@@ -226,7 +229,7 @@ def for_ratings(
 
 def ratings_list(
     state: AppState,
-    rec: Recommender,
+    lists: Ranker,
     items: list[str],
     ratings: list[float],
     k: int,
@@ -235,10 +238,10 @@ def ratings_list(
     user_id: str | None = None,
 ) -> tuple[Strategy, list[Scored]]:
     """`for_ratings`' strategy and list, not logged."""
-    allowed = _allowed(state, rec, genres)
+    allowed = _allowed(state, lists.model, genres)
     exploring = _exploring(state, user_id)
-    if not any(rec.is_known_item(i) for i in items):
-        scored = rec.cold_start(
+    if not any(lists.model.is_known_item(i) for i in items):
+        scored = lists.cold_start(
             k,
             min_support=state.settings.cold_start_min_support,
             exclude=[*exclude, *items],
@@ -246,7 +249,7 @@ def ratings_list(
             exploring=exploring,
         )
         return "cold_start", scored
-    scored = rec.recommend_for_ratings(
+    scored = lists.recommend_for_ratings(
         items,
         ratings,
         k,

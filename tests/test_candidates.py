@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from recsys.data.interactions import Interactions
-from recsys.model.candidates import CandidateSet
+from recsys.lists.candidates import CandidateSet
+from recsys.lists.ranker import Ranker
+from recsys.model.fold_in import fold_in
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 
@@ -79,13 +81,13 @@ def test_recommendations_at_every_support_are_the_brute_force_top_k() -> None:
             vector = rec.user_factors[user]
             offset = float(rec.user_bias[user]) + rec.global_bias
             uid = rec.user_vocab.ids[user]
-            got = rec.recommend(uid, 15, min_support=m)
+            got = Ranker(rec).recommend(uid, 15, min_support=m)
             assert [s.item_id for s in got] == brute_force(rec, vector, offset, allowed, 15)
 
         liked = rec.item_vocab.ids_of([0, 1, 2])
-        fitted, fitted_bias = rec.fold_in(liked, [5.0, 4.0, 1.0])
+        fitted, fitted_bias = fold_in(rec, liked, [5.0, 4.0, 1.0])
         allowed = counts >= m
         allowed[[0, 1, 2]] = False
-        got = rec.recommend_for_ratings(liked, [5.0, 4.0, 1.0], 15, min_support=m)
+        got = Ranker(rec).recommend_for_ratings(liked, [5.0, 4.0, 1.0], 15, min_support=m)
         expected = brute_force(rec, fitted, fitted_bias + rec.global_bias, allowed, 15)
         assert [s.item_id for s in got] == expected

@@ -86,8 +86,9 @@ def test_auc_of_reversed_scores_is_complement(scores: list[float], data: st.Data
 def test_the_report_table_fits_80_columns_with_every_figure() -> None:
     names = ["model", "global_mean", "biases", "most_popular", "ease", "production"]
     metrics = ["rmse", "precision_liked", "mean_popularity"]
-    figures = {n: {m: 100.0 * i + j + 0.123456 for j, m in enumerate(metrics)}
-               for i, n in enumerate(names)}  # fmt: skip
+    figures: dict[str, dict[str, float | None]] = {
+        n: {m: 100.0 * i + j + 0.123456 for j, m in enumerate(metrics)} for i, n in enumerate(names)
+    }
     figures["biases"]["rmse"] = None
     report = Report(figures, n_test=10, n_ranked_users=3, catalog_mean_popularity=1.0)
     table = format_report(report).splitlines()

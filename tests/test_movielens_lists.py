@@ -15,6 +15,7 @@ import pytest
 from recsys.config import RatingScale, Settings, train_config
 from recsys.data import samples
 from recsys.data.ingest import ingest_frames
+from recsys.lists.ranker import Ranker
 from recsys.model.recommender import Recommender
 from recsys.store import migrate
 from recsys.store.db import make_engine
@@ -50,7 +51,7 @@ def genres() -> dict[str, str]:
 
 
 def visitor_list(rec: Recommender, films: list[str]) -> list[str]:
-    out = rec.recommend_for_ratings(
+    out = Ranker(rec).recommend_for_ratings(
         films, [5.0, 5.0, 4.5], k=10, min_support=Settings().fold_in_min_support
     )
     assert len(out) == 10 and not {s.item_id for s in out} & set(films)
@@ -80,7 +81,9 @@ def test_genre_fans_get_their_genre_and_not_the_same_list(
 
 def test_a_stranger_gets_the_films_most_people_chose_and_liked(trained: Registered) -> None:
     rec = trained.fitted.deployed
-    listed = [s.item_id for s in rec.cold_start(10, min_support=Settings().cold_start_min_support)]
+    listed = [
+        s.item_id for s in Ranker(rec).cold_start(10, min_support=Settings().cold_start_min_support)
+    ]
     ratings = samples.movielens().ratings.astype({"rating": float})
     mean = ratings.groupby("item_id")["rating"].mean()
     most_rated = set(ratings["item_id"].value_counts().index[:30])
@@ -94,7 +97,7 @@ def test_a_visitors_predicted_ratings_are_not_all_five_stars(trained: Registered
     """Three 5-star ratings made a visitor's bias so large that every film of the list was
     predicted 4.74-5.00: the fold-in now pulls the bias towards the typical user's."""
     rec = trained.fitted.deployed
-    out = rec.recommend_for_ratings(
+    out = Ranker(rec).recommend_for_ratings(
         [SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5], k=10,
         min_support=Settings().fold_in_min_support,
     )  # fmt: skip

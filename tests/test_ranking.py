@@ -18,6 +18,7 @@ from recsys.data.split import holdout_mask
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import Metrics, Report
+from recsys.lists.ranker import Ranker
 from recsys.model import artifact
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
@@ -65,7 +66,7 @@ def ranked() -> Recommender:
 def test_lists_follow_what_users_choose(ranked: Recommender) -> None:
     assert ranked.ranking is not None
     for user in ("0", "1", "2", "3"):
-        out = ranked.recommend(user, k=5)
+        out = Ranker(ranked).recommend(user, k=5)
         assert len(out) == 5
         assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)
 
@@ -76,14 +77,18 @@ def test_without_the_ranking_head_the_same_data_ranks_no_better_than_chance() ->
     data = chosen_by_group()
     cfg = RANK_CONFIG.model_copy(update={"ranking": False})
     plain = fit(data, cfg, RatingScale(min=1.0, max=5.0)).recommender
-    own = [group(s.item_id) == u % 2 for u in range(0, 40) for s in plain.recommend(str(u), k=5)]
+    own = [
+        group(s.item_id) == u % 2
+        for u in range(0, 40)
+        for s in Ranker(plain).recommend(str(u), k=5)
+    ]
     assert np.mean(own) < 0.8
 
 
 def test_visitor_is_folded_into_the_ranking(ranked: Recommender) -> None:
     for g in (0, 1):
         rated = [str(GROUP * g + i) for i in (0, 3, 7)]
-        out = ranked.recommend_for_ratings(rated, [4.0, 4.0, 4.0], k=5, min_support=1)
+        out = Ranker(ranked).recommend_for_ratings(rated, [4.0, 4.0, 4.0], k=5, min_support=1)
         assert not {s.item_id for s in out} & set(rated)
         assert all(group(s.item_id) == g for s in out), (g, out)
 
@@ -96,7 +101,7 @@ def test_predicted_ratings_stay_on_the_scale(ranked: Recommender) -> None:
     pairs = [(str(u), str(i)) for u in range(10) for i in range(40)]
     pred = ranked.predict([p[0] for p in pairs], [p[1] for p in pairs])
     assert pred.min() >= lo and pred.max() <= hi
-    for s in ranked.recommend("0", k=10) + ranked.cold_start(5, min_support=1):
+    for s in Ranker(ranked).recommend("0", k=10) + Ranker(ranked).cold_start(5, min_support=1):
         assert s.predicted_rating is not None and lo <= s.predicted_rating <= hi
 
 
@@ -106,7 +111,7 @@ def test_ranking_head_survives_the_artifact(ranked: Recommender, tmp_path: Path)
     assert loaded.ranking is not None and loaded.ranking.blend == ranked.ranking.blend  # type: ignore[union-attr]
     assert loaded.ranking.members == ranked.ranking.members == 2  # type: ignore[union-attr]
     for user in ("0", "1"):
-        assert loaded.recommend(user, k=5) == ranked.recommend(user, k=5)
+        assert Ranker(loaded).recommend(user, k=5) == Ranker(ranked).recommend(user, k=5)
 
 
 def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> None:
@@ -203,15 +208,15 @@ def test_a_filter_looks_past_the_cached_best_items(
 ) -> None:
     # A cache of 3 items, all of the user's own group: a filter to the other group must rank
     # the allowed items themselves, not return the few cached ones that pass.
-    monkeypatch.setattr(Recommender, "RANKING_DEPTH", 3)
+    monkeypatch.setattr(Ranker, "RANKING_DEPTH", 3)
     user = "33"  # ranked by no other test of this module
     other = np.array([group(i) != 1 for i in ranked.item_vocab.ids])
-    out = ranked.recommend(user, k=5, allowed=other)
+    out = Ranker(ranked).recommend(user, k=5, allowed=other)
     assert len(out) == 5 and all(group(s.item_id) == 0 for s in out), out
     scores = [s.score for s in out]
     assert scores == sorted(scores, reverse=True)
     # Without the filter the same user still gets their own group, from the cache.
-    assert all(group(s.item_id) == 1 for s in ranked.recommend(user, k=3))
+    assert all(group(s.item_id) == 1 for s in Ranker(ranked).recommend(user, k=3))
 
 
 def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recommender) -> None:
@@ -221,7 +226,7 @@ def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recomm
     head = ranked.ranking
     assert head is not None
     candidates = np.arange(len(head.item_out))
-    prior = ranked._typical_choice
+    prior = ranked.typical_choice
     rows, ratings = np.array([0, 3, 7, 25]), np.array([5.0, 4.5, 4.0, 1.0])
     vector = head.fold_in(rows, ratings, candidates, prior=prior).astype(np.float64)
     out = head.item_out.astype(np.float64)
@@ -244,7 +249,7 @@ def test_a_visitor_is_pulled_less_towards_the_typical_user_the_more_they_liked(
     head = ranked.ranking
     assert head is not None
     candidates = np.arange(len(head.item_out))
-    prior = ranked._typical_choice
+    prior = ranked.typical_choice
     empty = head.fold_in(np.array([], dtype=np.int64), np.array([]), candidates, prior=prior)
     assert np.allclose(empty, prior)
     few = head.fold_in(np.array([0, 3]), np.array([5.0, 5.0]), candidates, prior=prior)
@@ -284,11 +289,11 @@ def test_lists_follow_the_blended_score_whatever_the_blend(
         expected = choice + blend * (rating + rec.user_bias[row] + rec.global_bias)
         expected[rec.seen(row)] = -np.inf
         best = [rec.item_vocab.ids[i] for i in np.argsort(-expected, kind="stable")[:5]]
-        listed = rec.recommend(user, k=5)
+        listed = Ranker(rec).recommend(user, k=5)
         assert [s.item_id for s in listed] == best
         assert np.allclose([s.score for s in listed], np.sort(expected)[::-1][:5], atol=1e-4)
-    assert len(rec.recommend_for_ratings(["0", "3"], [5.0, 4.0], k=5)) == 5
-    assert len(rec.cold_start(5)) == 5
+    assert len(Ranker(rec).recommend_for_ratings(["0", "3"], [5.0, 4.0], k=5)) == 5
+    assert len(Ranker(rec).cold_start(5)) == 5
 
 
 def test_an_ensemble_scores_the_mean_of_its_heads() -> None:
@@ -344,5 +349,5 @@ def test_a_head_trained_with_input_dropout_still_learns_the_choices() -> None:
     cfg = RANK_CONFIG.model_copy(update={"rank_input_dropout": 0.5, "rank_members": 1})
     rec = fit(chosen_by_group(), cfg, RatingScale(min=1.0, max=5.0)).recommender
     for user in ("0", "1", "2", "3"):
-        out = rec.recommend(user, k=5)
+        out = Ranker(rec).recommend(user, k=5)
         assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)

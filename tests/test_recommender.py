@@ -13,9 +13,11 @@ import torch
 from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import ArtifactError
+from recsys.lists.ranker import Ranker
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
+from recsys.model.similar import SimilarItems
 from recsys.training.pipeline import fit
 from tests.conftest import CHECKERBOARD_CONFIG, checkerboard
 
@@ -32,14 +34,15 @@ def rec() -> Recommender:
 def test_recommend_excludes_seen_and_respects_k(rec: Recommender) -> None:
     row = rec.user_vocab.index("0")
     seen = set(rec.item_vocab.ids_of(rec.seen(row)))
-    out = rec.recommend("0", k=5)
+    lists = Ranker(rec)
+    out = lists.recommend("0", k=5)
     assert len(out) == 5
     assert not {s.item_id for s in out} & seen
     assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
     # user 0 is in the even group: what is left to recommend are odd items, which they dislike
-    with_seen = rec.recommend("0", k=5, include_seen=True)
+    with_seen = lists.recommend("0", k=5, include_seen=True)
     assert all(int(s.item_id) % 2 == 0 for s in with_seen)
-    excluded = rec.recommend("0", k=3, exclude=[out[0].item_id])
+    excluded = lists.recommend("0", k=3, exclude=[out[0].item_id])
     assert out[0].item_id not in {s.item_id for s in excluded}
 
 
@@ -49,16 +52,17 @@ def test_unknown_ids_fall_back(rec: Recommender) -> None:
     mean = rec.predict(["nobody"], ["nothing"])[0]
     assert 1.0 < mean < 5.0 and pred[3] == pytest.approx(mean)
     assert np.isfinite(pred).all()
-    assert rec.recommend("nobody") == []
-    assert len(rec.cold_start(5, min_support=1)) == 5
+    assert Ranker(rec).recommend("nobody") == []
+    assert len(Ranker(rec).cold_start(5, min_support=1)) == 5
 
 
 def test_similar_items_are_the_same_group_without_self(rec: Recommender) -> None:
-    sims = rec.similar_items("4", k=5)
+    similar = SimilarItems(rec)
+    sims = similar.similar("4", k=5)
     assert "4" not in {s.item_id for s in sims}
     assert all(int(s.item_id) % 2 == 0 for s in sims)
-    assert rec.similar_items("nope") == []
-    assert rec.similar_items("4", k=5, min_support=10_000) == []
+    assert similar.similar("nope") == []
+    assert similar.similar("4", k=5, min_support=10_000) == []
 
 
 def test_fold_in_new_user_gets_their_group() -> None:
@@ -67,7 +71,7 @@ def test_fold_in_new_user_gets_their_group() -> None:
     data, _ = checkerboard(40, 40, holdout=0.0)
     cfg = CHECKERBOARD_CONFIG.model_copy(update={"seed": 3, "ranking": False})
     rec = fit(data, cfg, RatingScale(min=1.0, max=5.0)).recommender
-    out = rec.recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], k=6)
+    out = Ranker(rec).recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], k=6)
     assert {"1", "3", "2"}.isdisjoint({s.item_id for s in out})
     assert all(int(s.item_id) % 2 == 1 for s in out)
 
@@ -141,9 +145,8 @@ def _asks(data: Interactions) -> list[dict[str, Any]]:
 
 def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
     data, net = _random_model()
-    fresh = Recommender.from_network(net, data)
-    cached = Recommender.from_network(net, data)
-    cached.cache_rankings(10)
+    model = Recommender.from_network(net, data)
+    fresh, cached = Ranker(model), Ranker(model, cache_users=10)
     assert data.n_items > fresh.RANKING_DEPTH
     asks = _asks(data)
     for user in data.user_vocab.ids_of([0, 1, 2, 0, 1]):
@@ -160,9 +163,8 @@ def test_rankings_scored_together_answer_as_one_at_a_time(cache: int) -> None:
     # As the service batches first visits: every user and ask of a batch ranked in one
     # rank_many, then each list cut from its own ranking.
     data, net = _random_model()
-    alone = Recommender.from_network(net, data)
-    together = Recommender.from_network(net, data)
-    together.cache_rankings(cache)
+    model = Recommender.from_network(net, data)
+    alone, together = Ranker(model), Ranker(model, cache_users=cache)
     users = data.user_vocab.ids_of(list(range(12)))
     pairs = [(user, ask) for user in users for ask in _asks(data)]
     keys = [together.ranking_key(user, **ask) for user, ask in pairs]

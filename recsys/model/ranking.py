@@ -129,7 +129,7 @@ class RankingHead:
         """The vector of a visitor who rated these items: the most probable one given the
         items they liked, by the head's softmax over `candidates` (the items their list may
         hold), under a Gaussian prior centred on `prior`, the typical user's vector (what a
-        visitor with no ratings is ranked as, `Recommender.cold_start`); item embeddings
+        visitor with no ratings is ranked as, `Ranker.cold_start`); item embeddings
         frozen. The likelihood is summed over the liked items, so each film the visitor
         liked weighs against the prior: three say a little, thirty say a lot.
 

@@ -28,6 +28,7 @@ import numpy as np
 from recsys.data.split import pair_hash_of_ids
 from recsys.data.vocab import UNKNOWN
 from recsys.exploration import ExplorePolicy
+from recsys.lists.ranker import Ranker
 from recsys.model.recommender import Recommender
 from recsys.offpolicy.estimators import (
     MAX_UNSUPPORTED,
@@ -135,7 +136,7 @@ class _Accumulated:
 
 
 def _ranked_then(
-    candidate: Recommender, shown: LoggedList, rated_at: dict[str, int]
+    candidate: Ranker, shown: LoggedList, rated_at: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The judged model's candidates for the list's user as they stood when it was served:
     what the user had rated by then is banned, what they rated later is not."""
@@ -176,11 +177,12 @@ def judge(
     without one, every candidate of the judged model is taken to have been in its pool."""
     reward_model = _reward_model(logged)
     listable = _Listable(candidate, logging_models or {})
+    lists = Ranker(candidate)
     skipped = dict(logged.skipped)
     acc = _Accumulated()
     on_policy_by: dict[str, list[tuple[int, float]]] = {}
     for shown in logged.lists:
-        ranked = _ranked_then(candidate, shown, logged.rated_at.get(shown.user_id, {}))
+        ranked = _ranked_then(lists, shown, logged.rated_at.get(shown.user_id, {}))
         if ranked is None:
             reason = "the judged model never learned the user"
             skipped[reason] = skipped.get(reason, 0) + 1

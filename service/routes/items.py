@@ -123,7 +123,7 @@ async def similar_items(
         )
     catalog = state.models.catalog
     items = []
-    similar = rec.similar_items(item_id, k, min_support=min_support, allowed=allowed)
+    similar = model.similar.similar(item_id, k, min_support=min_support, allowed=allowed)
     for rank, s in enumerate(similar, 1):
         title, genres = catalog.get(s.item_id)
         items.append(

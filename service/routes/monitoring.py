@@ -114,7 +114,9 @@ def item(
         "training_ratings": int(rec.item_counts[row]),
         "similar": [
             {"item_id": x.item_id, "title": catalog.get(x.item_id)[0], "similarity": x.score}
-            for x in rec.similar_items(item_id, 10, min_support=state.settings.similar_min_support)
+            for x in model.similar.similar(
+                item_id, 10, min_support=state.settings.similar_min_support
+            )
         ],
         "exposure": [
             {"period": timestamps.iso(k), "shown": v} for k, v in sorted(per_hour.items())
@@ -166,12 +168,12 @@ def user(
     strategy: Strategy = "model"
     if rec.is_known_user(user_id):
         scored = serving.known_user_list(
-            state, rec, user_id, 10, exclude=rated, include_rated=False,
+            state, model_now.lists, user_id, 10, exclude=rated, include_rated=False,
             min_support=state.settings.recommend_min_support,
         )  # fmt: skip
     else:
         strategy, scored = serving.ratings_list(
-            state, rec, rated, [h["rating"] for h in history], 10, user_id=user_id
+            state, model_now.lists, rated, [h["rating"] for h in history], 10, user_id=user_id
         )
     return {
         "user_id": user_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,16 +10,20 @@ import pytest
 import torch
 
 from recsys.data.interactions import Interactions
+from recsys.lists.ranker import Ranker
+from recsys.lists.scored import Ranking, RankingKey
 from recsys.model.network import DotProductBias
-from recsys.model.recommender import Ranking, RankingKey, Recommender
+from recsys.model.recommender import Recommender
 from service.batching import RankingBatcher
 from service.metrics import ServiceMetrics
 
 
-class Counted(Recommender):
-    """A recommender that remembers how many keys each `rank_many` call ranked."""
+class Counted(Ranker):
+    """A list-maker that remembers how many keys each `rank_many` call ranked."""
 
-    calls: list[int]
+    def __init__(self, model: Recommender) -> None:
+        super().__init__(model)
+        self.calls: list[int] = []
 
     def rank_many(self, keys: Sequence[RankingKey]) -> list[Ranking]:
         self.calls.append(len(keys))
@@ -35,14 +38,11 @@ def _model() -> Counted:
     net = DotProductBias(
         data.n_users, data.n_items, 8, (0.0, 5.5), init_std=1.0, generator=torch.manual_seed(1)
     )
-    plain = Recommender.from_network(net, data)
-    rec = Counted(**{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)})
-    rec.calls = []
-    return rec
+    return Counted(Recommender.from_network(net, data))
 
 
-def _keys(rec: Recommender, n: int, k: int = 10) -> list[RankingKey]:
-    keys = [rec.ranking_key(user, k) for user in rec.user_vocab.ids_of(list(range(n)))]
+def _keys(rec: Ranker, n: int, k: int = 10) -> list[RankingKey]:
+    keys = [rec.ranking_key(user, k) for user in rec.model.user_vocab.ids_of(list(range(n)))]
     assert all(key is not None for key in keys)
     return [key for key in keys if key is not None]
 
@@ -149,6 +149,6 @@ def test_a_busy_service_lets_the_next_requests_join_the_batch() -> None:
 
 
 async def requests_at_once(
-    batcher: RankingBatcher, rec: Recommender, keys: Sequence[RankingKey]
+    batcher: RankingBatcher, rec: Ranker, keys: Sequence[RankingKey]
 ) -> None:
     await asyncio.gather(*(batcher.ranking(rec, key) for key in keys))

@@ -1,0 +1,44 @@
+"""What lists are made of: scored items, and a user's ranked candidates with the key they
+are cached under."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Scored(NamedTuple):
+    # A named tuple, not a frozen dataclass: a served list makes ten of these per request,
+    # and a frozen dataclass costs ~0.6 us each to build.
+    item_id: str
+    score: float
+    """What a list is ordered by: the ranking score (see `recsys.model.ranking`); a
+    similarity or a bias elsewhere. Comparable within one answer only."""
+    predicted_rating: float | None = None
+    """The rating head's prediction, inside the rating scale."""
+    explored: bool = False
+    """The slot was filled by the exploration policy (`recsys.exploration`)."""
+    propensity: float = 1.0
+    """The probability that the serving policy shows this item in this slot."""
+
+
+class Ranking(NamedTuple):
+    """A user's best candidates, best first: what a list is cut from."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    ratings: np.ndarray
+    """Predicted ratings."""
+    complete: bool
+    """Whether these are every item the user may get."""
+
+
+class RankingKey(NamedTuple):
+    """What one user's ranking is scored for: a `Ranking` of a key serves every list that asks
+    for as many items or fewer, with the same support and seen items."""
+
+    row: int
+    min_support: int
+    include_seen: bool
+    depth: int

@@ -1,0 +1,59 @@
+"""A model's items by themselves: nearest items by cosine similarity of the item factors
+(through `recsys.model.neighbors`), and the items liked or disliked beyond taste (biases)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.data.vocab import UNKNOWN
+from recsys.lists.scored import Scored
+from recsys.model.neighbors import NeighborIndex, build_index
+from recsys.model.recommender import Recommender
+from recsys.model.topk import best
+
+
+class SimilarItems:
+    def __init__(self, model: Recommender, *, exact_limit: int = 100_000) -> None:
+        self.model = model
+        self.exact_limit = exact_limit
+        self._index: NeighborIndex | None = None
+
+    def index(self) -> NeighborIndex:
+        """The nearest-item index, built on first use; a service builds it when it loads a
+        model so that the first request does not pay for it."""
+        if self._index is None:
+            self._index = build_index(self.model.unit_items, exact_limit=self.exact_limit)
+        return self._index
+
+    def similar(
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        min_support: int = 1,
+        allowed: np.ndarray | None = None,
+    ) -> list[Scored]:
+        """Nearest items by cosine similarity of the item factors, the item itself excluded.
+
+        `min_support` drops items rated fewer times: an item with one rating has a vector that
+        says little, yet can land anywhere."""
+        m = self.model
+        row = m.item_vocab.index(item_id)
+        if row == UNKNOWN or m.item_counts[row] == 0:
+            return []
+        eligible = m.eligible(min_support)
+        if allowed is not None:
+            eligible &= allowed
+        eligible[row] = False
+        rows, sims = self.index().search(m.unit_items[row], k, eligible)
+        ids = m.item_vocab.ids_of(rows.tolist())
+        return [Scored(i, float(v)) for i, v in zip(ids, sims.tolist(), strict=True)]
+
+    def by_bias(self, n: int = 10, *, min_support: int = 20, lowest: bool = False) -> list[Scored]:
+        """Items with the highest (or lowest) learned bias: liked (or disliked) beyond what
+        their fans' tastes explain (fastai book, ch. 8)."""
+        m = self.model
+        bias = -m.item_bias if lowest else m.item_bias
+        rows, values = best(np.where(m.eligible(min_support), bias, -np.inf), n)
+        ids = m.item_vocab.ids_of(rows.tolist())
+        return [Scored(i, -v if lowest else v) for i, v in zip(ids, values.tolist(), strict=True)]
