@@ -22,6 +22,7 @@ from benchmarks.visitors import as_visitor
 from recsys.config import Settings, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model.fold_in import fold_in
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
@@ -57,7 +58,7 @@ def judge(
         predicted = rec.item_ratings(vector, bias, rows)
         errors.setdefault(protocol, []).append(predicted - truth)
         top = Ranker(rec, bias_prior=prior).recommend_for_ratings(
-            list(ids[given]), ratings.tolist(), 10, min_support=min_support
+            list(ids[given]), ratings.tolist(), ListRequest(10, min_support=min_support)
         )
         listed.setdefault(protocol, []).extend(s.predicted_rating or 0.0 for s in top)
     return {

@@ -28,6 +28,7 @@ from recsys.data import samples
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 from recsys.training.pipeline import fit
@@ -64,7 +65,7 @@ class Lists:
 
     def all(self, given: np.ndarray, ratings: np.ndarray) -> dict[str, np.ndarray]:
         out = Ranker(self.rec).recommend_for_ratings(
-            list(self.ids[given]), ratings.tolist(), k=K, min_support=self.min_support
+            list(self.ids[given]), ratings.tolist(), ListRequest(K, min_support=self.min_support)
         )
         history = np.zeros(len(self.ids), dtype=np.float32)
         history[given] = 1.0  # EASE's input is binary: every rated film counts

@@ -2,10 +2,10 @@
 
 Library use, no database needed::
 
-    from recsys import Interactions, Ranker, TrainConfig, fit, samples
+    from recsys import Interactions, ListRequest, Ranker, TrainConfig, fit, samples
     data = Interactions.from_frame(samples.movielens().ratings)
     fitted = fit(data, TrainConfig())
-    Ranker(fitted.deployed).recommend("1", k=10)
+    Ranker(fitted.deployed).recommend("1", ListRequest(k=10))
 """
 
 from importlib import import_module
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from recsys.data.vocab import Vocabulary
     from recsys.evaluation.report import evaluate, format_report
     from recsys.lists.ranker import Ranker
-    from recsys.lists.scored import Scored
+    from recsys.lists.scored import ListRequest, Scored
     from recsys.model.artifact import load as load_model
     from recsys.model.artifact import save as save_model
     from recsys.model.network import DotProductBias
@@ -41,6 +41,7 @@ _LAZY = {
     "save_model": ("recsys.model.artifact", "save"),
     "DotProductBias": ("recsys.model.network", "DotProductBias"),
     "Recommender": ("recsys.model.recommender", "Recommender"),
+    "ListRequest": ("recsys.lists.scored", "ListRequest"),
     "Ranker": ("recsys.lists.ranker", "Ranker"),
     "Scored": ("recsys.lists.scored", "Scored"),
     "Fitted": ("recsys.training.pipeline", "Fitted"),
@@ -61,6 +62,7 @@ __all__ = [
     "DotProductBias",
     "Fitted",
     "Interactions",
+    "ListRequest",
     "Ranker",
     "RatingScale",
     "Recommender",

@@ -451,12 +451,15 @@ def recommend(
 ) -> None:
     """Top-k items for a user (a cold-start list if the model does not know them)."""
     from recsys.lists.ranker import Ranker
+    from recsys.lists.scored import ListRequest
 
     lists = Ranker(_load(version))
-    rows = lists.recommend(user, k)
+    rows = lists.recommend(user, ListRequest(k))
     title = f"top {k} for user {user}"
     if not lists.model.is_known_user(user):
-        rows, title = lists.cold_start(k), f"user {user} is unknown: cold-start top {k}"
+        support = _settings().cold_start_min_support
+        rows = lists.cold_start(ListRequest(k, min_support=support))
+        title = f"user {user} is unknown: cold-start top {k}"
     _print_scored(title, rows, "ranking score")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from recsys.exploration import Exploring, daily_rng
 from recsys.ids import recommendation_id
 from recsys.lists.ranker import Ranker
-from recsys.lists.scored import Scored
+from recsys.lists.scored import ListRequest, Scored
 from recsys.model.recommender import Recommender
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
@@ -135,45 +135,31 @@ async def for_known_user(
     """The logged list of a user the model learned. A first visit's ranking is scored with
     those of the other requests in hand (`service.batching`)."""
     lists = model.lists
-    options = _list_options(state, lists.model, user_id, exclude, include_rated, min_support,
-                            genres)  # fmt: skip
-    key = lists.ranking_key(user_id, k, **options)
+    ask = _request(state, lists.model, user_id, k, exclude, include_rated, min_support, genres)
+    key = lists.ranking_key(user_id, ask)
     ranked = None if key is None else await state.rankings.ranking(lists, key)
-    scored = lists.recommend(user_id, k, ranked=ranked, **options)
+    scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
     return _publish(state, model, user_id, "model", scored, policy)
 
 
-class _ListOptions(TypedDict):
-    """What `Ranker.recommend` takes besides the user and k."""
-
-    include_seen: bool
-    exclude: Sequence[str]
-    min_support: int
-    allowed: np.ndarray | None
-    exploring: Exploring | None
-
-
-def _list_options(
+def _request(
     state: AppState,
     rec: Recommender,
     user_id: str,
+    k: int,
     exclude: Sequence[str],
     include_rated: bool,
     min_support: int,
     genres: GenreFilter | None,
-) -> _ListOptions:
+) -> ListRequest:
     if not include_rated:
         # Rated since the model was trained (through any replica): not in its seen set.
         exclude = [*exclude, *state.models.rated_since.get(user_id)]
-    return {
-        "include_seen": include_rated,
-        "exclude": exclude,
-        "min_support": min_support,
-        "allowed": _allowed(state, rec, genres),
-        "exploring": _exploring(state, user_id),
-    }
+    allowed = _allowed(state, rec, genres)
+    exploring = _exploring(state, user_id)
+    return ListRequest(k, exclude, include_rated, min_support, allowed, exploring)
 
 
 def known_user_list(
@@ -188,9 +174,8 @@ def known_user_list(
     genres: GenreFilter | None = None,
 ) -> list[Scored]:
     """The list of a user the model learned, not logged."""
-    options = _list_options(state, lists.model, user_id, exclude, include_rated, min_support,
-                            genres)  # fmt: skip
-    return lists.recommend(user_id, k, **options)
+    ask = _request(state, lists.model, user_id, k, exclude, include_rated, min_support, genres)
+    return lists.recommend(user_id, ask)
 
 
 def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:
@@ -241,21 +226,12 @@ def ratings_list(
     allowed = _allowed(state, lists.model, genres)
     exploring = _exploring(state, user_id)
     if not any(lists.model.is_known_item(i) for i in items):
+        support = state.settings.cold_start_min_support
         scored = lists.cold_start(
-            k,
-            min_support=state.settings.cold_start_min_support,
-            exclude=[*exclude, *items],
-            allowed=allowed,
-            exploring=exploring,
+            ListRequest(k, [*exclude, *items], False, support, allowed, exploring)
         )
         return "cold_start", scored
-    scored = lists.recommend_for_ratings(
-        items,
-        ratings,
-        k,
-        exclude=exclude,
-        min_support=state.settings.fold_in_min_support,
-        allowed=allowed,
-        exploring=exploring,
-    )
+    support = state.settings.fold_in_min_support
+    ask = ListRequest(k, exclude, False, support, allowed, exploring)
+    scored = lists.recommend_for_ratings(items, ratings, ask)
     return "fold_in", scored

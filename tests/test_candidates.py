@@ -9,6 +9,7 @@ import torch
 from recsys.data.interactions import Interactions
 from recsys.lists.candidates import CandidateSet
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model.fold_in import fold_in
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
@@ -81,13 +82,15 @@ def test_recommendations_at_every_support_are_the_brute_force_top_k() -> None:
             vector = rec.user_factors[user]
             offset = float(rec.user_bias[user]) + rec.global_bias
             uid = rec.user_vocab.ids[user]
-            got = Ranker(rec).recommend(uid, 15, min_support=m)
+            got = Ranker(rec).recommend(uid, ListRequest(15, min_support=m))
             assert [s.item_id for s in got] == brute_force(rec, vector, offset, allowed, 15)
 
         liked = rec.item_vocab.ids_of([0, 1, 2])
         fitted, fitted_bias = fold_in(rec, liked, [5.0, 4.0, 1.0])
         allowed = counts >= m
         allowed[[0, 1, 2]] = False
-        got = Ranker(rec).recommend_for_ratings(liked, [5.0, 4.0, 1.0], 15, min_support=m)
+        got = Ranker(rec).recommend_for_ratings(
+            liked, [5.0, 4.0, 1.0], ListRequest(15, min_support=m)
+        )
         expected = brute_force(rec, fitted, fitted_bias + rec.global_bias, allowed, 15)
         assert [s.item_id for s in got] == expected

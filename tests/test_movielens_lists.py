@@ -16,6 +16,7 @@ from recsys.config import RatingScale, Settings, train_config
 from recsys.data import samples
 from recsys.data.ingest import ingest_frames
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model.recommender import Recommender
 from recsys.store import migrate
 from recsys.store.db import make_engine
@@ -52,7 +53,7 @@ def genres() -> dict[str, str]:
 
 def visitor_list(rec: Recommender, films: list[str]) -> list[str]:
     out = Ranker(rec).recommend_for_ratings(
-        films, [5.0, 5.0, 4.5], k=10, min_support=Settings().fold_in_min_support
+        films, [5.0, 5.0, 4.5], ListRequest(10, min_support=Settings().fold_in_min_support)
     )
     assert len(out) == 10 and not {s.item_id for s in out} & set(films)
     return [s.item_id for s in out]
@@ -82,7 +83,10 @@ def test_genre_fans_get_their_genre_and_not_the_same_list(
 def test_a_stranger_gets_the_films_most_people_chose_and_liked(trained: Registered) -> None:
     rec = trained.fitted.deployed
     listed = [
-        s.item_id for s in Ranker(rec).cold_start(10, min_support=Settings().cold_start_min_support)
+        s.item_id
+        for s in Ranker(rec).cold_start(
+            ListRequest(10, min_support=Settings().cold_start_min_support)
+        )
     ]
     ratings = samples.movielens().ratings.astype({"rating": float})
     mean = ratings.groupby("item_id")["rating"].mean()
@@ -98,8 +102,8 @@ def test_a_visitors_predicted_ratings_are_not_all_five_stars(trained: Registered
     predicted 4.74-5.00: the fold-in now pulls the bias towards the typical user's."""
     rec = trained.fitted.deployed
     out = Ranker(rec).recommend_for_ratings(
-        [SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5], k=10,
-        min_support=Settings().fold_in_min_support,
+        [SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5],
+        ListRequest(10, min_support=Settings().fold_in_min_support),
     )  # fmt: skip
     predicted = [s.predicted_rating for s in out if s.predicted_rating is not None]
     assert len(predicted) == 10

@@ -19,6 +19,7 @@ from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import Metrics, Report
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model import artifact
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
@@ -66,7 +67,7 @@ def ranked() -> Recommender:
 def test_lists_follow_what_users_choose(ranked: Recommender) -> None:
     assert ranked.ranking is not None
     for user in ("0", "1", "2", "3"):
-        out = Ranker(ranked).recommend(user, k=5)
+        out = Ranker(ranked).recommend(user, ListRequest(5))
         assert len(out) == 5
         assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)
 
@@ -80,7 +81,7 @@ def test_without_the_ranking_head_the_same_data_ranks_no_better_than_chance() ->
     own = [
         group(s.item_id) == u % 2
         for u in range(0, 40)
-        for s in Ranker(plain).recommend(str(u), k=5)
+        for s in Ranker(plain).recommend(str(u), ListRequest(5))
     ]
     assert np.mean(own) < 0.8
 
@@ -88,7 +89,7 @@ def test_without_the_ranking_head_the_same_data_ranks_no_better_than_chance() ->
 def test_visitor_is_folded_into_the_ranking(ranked: Recommender) -> None:
     for g in (0, 1):
         rated = [str(GROUP * g + i) for i in (0, 3, 7)]
-        out = Ranker(ranked).recommend_for_ratings(rated, [4.0, 4.0, 4.0], k=5, min_support=1)
+        out = Ranker(ranked).recommend_for_ratings(rated, [4.0] * 3, ListRequest(5, min_support=1))
         assert not {s.item_id for s in out} & set(rated)
         assert all(group(s.item_id) == g for s in out), (g, out)
 
@@ -101,7 +102,10 @@ def test_predicted_ratings_stay_on_the_scale(ranked: Recommender) -> None:
     pairs = [(str(u), str(i)) for u in range(10) for i in range(40)]
     pred = ranked.predict([p[0] for p in pairs], [p[1] for p in pairs])
     assert pred.min() >= lo and pred.max() <= hi
-    for s in Ranker(ranked).recommend("0", k=10) + Ranker(ranked).cold_start(5, min_support=1):
+    lists = Ranker(ranked)
+    for s in lists.recommend("0", ListRequest(10)) + lists.cold_start(
+        ListRequest(5, min_support=1)
+    ):
         assert s.predicted_rating is not None and lo <= s.predicted_rating <= hi
 
 
@@ -111,7 +115,9 @@ def test_ranking_head_survives_the_artifact(ranked: Recommender, tmp_path: Path)
     assert loaded.ranking is not None and loaded.ranking.blend == ranked.ranking.blend  # type: ignore[union-attr]
     assert loaded.ranking.members == ranked.ranking.members == 2  # type: ignore[union-attr]
     for user in ("0", "1"):
-        assert Ranker(loaded).recommend(user, k=5) == Ranker(ranked).recommend(user, k=5)
+        assert Ranker(loaded).recommend(user, ListRequest(5)) == Ranker(ranked).recommend(
+            user, ListRequest(5)
+        )
 
 
 def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> None:
@@ -211,12 +217,12 @@ def test_a_filter_looks_past_the_cached_best_items(
     monkeypatch.setattr(Ranker, "RANKING_DEPTH", 3)
     user = "33"  # ranked by no other test of this module
     other = np.array([group(i) != 1 for i in ranked.item_vocab.ids])
-    out = Ranker(ranked).recommend(user, k=5, allowed=other)
+    out = Ranker(ranked).recommend(user, ListRequest(5, allowed=other))
     assert len(out) == 5 and all(group(s.item_id) == 0 for s in out), out
     scores = [s.score for s in out]
     assert scores == sorted(scores, reverse=True)
     # Without the filter the same user still gets their own group, from the cache.
-    assert all(group(s.item_id) == 1 for s in Ranker(ranked).recommend(user, k=3))
+    assert all(group(s.item_id) == 1 for s in Ranker(ranked).recommend(user, ListRequest(3)))
 
 
 def test_the_visitor_fold_in_reaches_the_optimum_of_its_objective(ranked: Recommender) -> None:
@@ -289,11 +295,11 @@ def test_lists_follow_the_blended_score_whatever_the_blend(
         expected = choice + blend * (rating + rec.user_bias[row] + rec.global_bias)
         expected[rec.seen(row)] = -np.inf
         best = [rec.item_vocab.ids[i] for i in np.argsort(-expected, kind="stable")[:5]]
-        listed = Ranker(rec).recommend(user, k=5)
+        listed = Ranker(rec).recommend(user, ListRequest(5))
         assert [s.item_id for s in listed] == best
         assert np.allclose([s.score for s in listed], np.sort(expected)[::-1][:5], atol=1e-4)
-    assert len(Ranker(rec).recommend_for_ratings(["0", "3"], [5.0, 4.0], k=5)) == 5
-    assert len(Ranker(rec).cold_start(5)) == 5
+    assert len(Ranker(rec).recommend_for_ratings(["0", "3"], [5.0, 4.0], ListRequest(5))) == 5
+    assert len(Ranker(rec).cold_start(ListRequest(5))) == 5
 
 
 def test_an_ensemble_scores_the_mean_of_its_heads() -> None:
@@ -349,5 +355,5 @@ def test_a_head_trained_with_input_dropout_still_learns_the_choices() -> None:
     cfg = RANK_CONFIG.model_copy(update={"rank_input_dropout": 0.5, "rank_members": 1})
     rec = fit(chosen_by_group(), cfg, RatingScale(min=1.0, max=5.0)).recommender
     for user in ("0", "1", "2", "3"):
-        out = Ranker(rec).recommend(user, k=5)
+        out = Ranker(rec).recommend(user, ListRequest(5))
         assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)

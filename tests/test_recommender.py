@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import ArtifactError
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
@@ -35,14 +35,14 @@ def test_recommend_excludes_seen_and_respects_k(rec: Recommender) -> None:
     row = rec.user_vocab.index("0")
     seen = set(rec.item_vocab.ids_of(rec.seen(row)))
     lists = Ranker(rec)
-    out = lists.recommend("0", k=5)
+    out = lists.recommend("0", ListRequest(5))
     assert len(out) == 5
     assert not {s.item_id for s in out} & seen
     assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
     # user 0 is in the even group: what is left to recommend are odd items, which they dislike
-    with_seen = lists.recommend("0", k=5, include_seen=True)
+    with_seen = lists.recommend("0", ListRequest(5, include_seen=True))
     assert all(int(s.item_id) % 2 == 0 for s in with_seen)
-    excluded = lists.recommend("0", k=3, exclude=[out[0].item_id])
+    excluded = lists.recommend("0", ListRequest(3, exclude=[out[0].item_id]))
     assert out[0].item_id not in {s.item_id for s in excluded}
 
 
@@ -53,7 +53,7 @@ def test_unknown_ids_fall_back(rec: Recommender) -> None:
     assert 1.0 < mean < 5.0 and pred[3] == pytest.approx(mean)
     assert np.isfinite(pred).all()
     assert Ranker(rec).recommend("nobody") == []
-    assert len(Ranker(rec).cold_start(5, min_support=1)) == 5
+    assert len(Ranker(rec).cold_start(ListRequest(5, min_support=1))) == 5
 
 
 def test_similar_items_are_the_same_group_without_self(rec: Recommender) -> None:
@@ -71,7 +71,7 @@ def test_fold_in_new_user_gets_their_group() -> None:
     data, _ = checkerboard(40, 40, holdout=0.0)
     cfg = CHECKERBOARD_CONFIG.model_copy(update={"seed": 3, "ranking": False})
     rec = fit(data, cfg, RatingScale(min=1.0, max=5.0)).recommender
-    out = Ranker(rec).recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], k=6)
+    out = Ranker(rec).recommend_for_ratings(["1", "3", "2"], [5.0, 5.0, 1.0], ListRequest(6))
     assert {"1", "3", "2"}.isdisjoint({s.item_id for s in out})
     assert all(int(s.item_id) % 2 == 1 for s in out)
 
@@ -130,16 +130,16 @@ def _random_model() -> tuple[Interactions, DotProductBias]:
     return data, net
 
 
-def _asks(data: Interactions) -> list[dict[str, Any]]:
+def _asks(data: Interactions) -> list[ListRequest]:
     some_items = data.item_vocab.ids_of(list(range(0, data.n_items, 7)))
     return [
-        {"k": 10},
-        {"k": 10, "exclude": some_items[:5]},
-        {"k": 10, "include_seen": True},
-        {"k": 10, "min_support": 20},
-        {"k": 95, "exclude": some_items},  # 95 + 58 excluded: deeper than the cached list
-        {"k": 300},
-        {"k": 3, "exclude": ["not-an-item"]},
+        ListRequest(10),
+        ListRequest(10, exclude=some_items[:5]),
+        ListRequest(10, include_seen=True),
+        ListRequest(10, min_support=20),
+        ListRequest(95, exclude=some_items),  # 95 + 58 excluded: deeper than the cached list
+        ListRequest(300),
+        ListRequest(3, exclude=["not-an-item"]),
     ]
 
 
@@ -151,7 +151,7 @@ def test_cached_rankings_answer_as_a_fresh_scoring_would() -> None:
     asks = _asks(data)
     for user in data.user_vocab.ids_of([0, 1, 2, 0, 1]):
         for ask in asks:
-            assert cached.recommend(user, **ask) == fresh.recommend(user, **ask), (user, ask)
+            assert cached.recommend(user, ask) == fresh.recommend(user, ask), (user, ask)
     assert len(cached._rankings) == 9  # 3 users x 3 (min_support, include_seen)
     for user in data.user_vocab.ids_of(list(range(3, 12))):
         cached.recommend(user)
@@ -167,13 +167,13 @@ def test_rankings_scored_together_answer_as_one_at_a_time(cache: int) -> None:
     alone, together = Ranker(model), Ranker(model, cache_users=cache)
     users = data.user_vocab.ids_of(list(range(12)))
     pairs = [(user, ask) for user in users for ask in _asks(data)]
-    keys = [together.ranking_key(user, **ask) for user, ask in pairs]
+    keys = [together.ranking_key(user, ask) for user, ask in pairs]
     assert all(key is not None for key in keys)
     rankings = together.rank_many([key for key in keys if key is not None])
     assert len({(key.min_support, key.include_seen) for key in keys if key}) == 3
     for (user, ask), ranked in zip(pairs, rankings, strict=True):
-        expected = alone.recommend(user, **ask)
-        got = together.recommend(user, **ask, ranked=ranked)
+        expected = alone.recommend(user, ask)
+        got = together.recommend(user, ask, ranked=ranked)
         assert expected  # every ask has a list to compare
         assert [s.item_id for s in got] == [s.item_id for s in expected], (user, ask)
         assert [s.predicted_rating for s in got] == [s.predicted_rating for s in expected]
@@ -182,6 +182,6 @@ def test_rankings_scored_together_answer_as_one_at_a_time(cache: int) -> None:
             [s.score for s in expected], rel=1e-6, abs=1e-5
         )
     # The cache, when on, holds what was ranked together: no key is left to score.
-    cached_keys = [together.ranking_key(user, **ask) for user, ask in pairs]
+    cached_keys = [together.ranking_key(user, ask) for user, ask in pairs]
     assert all(key is None for key in cached_keys) == bool(cache)
     assert together.ranking_key("nobody") is None

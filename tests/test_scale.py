@@ -22,6 +22,7 @@ from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import BaselineCache, Metrics, Report, evaluate, format_report
 from recsys.lists.ranker import Ranker
+from recsys.lists.scored import ListRequest
 from recsys.model.network import ChoiceNet
 from recsys.training.choice import SampledNormaliser, normaliser_for
 from recsys.training.pipeline import fit
@@ -62,7 +63,11 @@ def test_a_sampled_softmax_head_learns_what_users_choose() -> None:
     """8 sampled negatives of 40 items: the lists still hold each user's own group."""
     cfg = RANK_CONFIG.model_copy(update={"rank_negatives": 8})
     rec = fit(chosen_by_group(), cfg, RatingScale(min=1.0, max=5.0)).recommender
-    own = [group(s.item_id) == u % 2 for u in range(40) for s in Ranker(rec).recommend(str(u), k=5)]
+    own = [
+        group(s.item_id) == u % 2
+        for u in range(40)
+        for s in Ranker(rec).recommend(str(u), ListRequest(5))
+    ]
     assert np.mean(own) == 1.0
 
 

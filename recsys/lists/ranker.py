@@ -17,9 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from recsys.exploration import Exploring
 from recsys.lists.candidates import CandidateSet
-from recsys.lists.scored import Ranking, RankingKey, Scored
+from recsys.lists.scored import ListRequest, Ranking, RankingKey, Scored
 from recsys.model.fold_in import BIAS_PRIOR, fold_in
 from recsys.model.lru import LruCache
 from recsys.model.recommender import Recommender
@@ -58,44 +57,32 @@ class Ranker:
     # --- known users ------------------------------------------------------------------------
 
     def recommend(
-        self,
-        user_id: str,
-        k: int = 10,
-        *,
-        include_seen: bool = False,
-        exclude: Sequence[str] = (),
-        min_support: int = 1,
-        allowed: np.ndarray | None = None,
-        exploring: Exploring | None = None,
-        ranked: Ranking | None = None,
+        self, user_id: str, ask: ListRequest = ListRequest(), *, ranked: Ranking | None = None
     ) -> list[Scored]:
         """Top-k items for a known user by ranking score, with predicted ratings; [] for an
-        unknown user (ask `cold_start` then). `min_support` keeps items rated fewer times out:
-        their vectors are mostly noise. `allowed` (a mask over item rows, such as a genre
-        filter) is applied before the top k is cut. With `exploring`, a share of the slots is
-        drawn by its policy from every candidate (the ranking cache is not used). `ranked` is
-        the ranking of `ranking_key` for these arguments when the caller scored it already,
-        with other users' (`rank_many`)."""
+        unknown user (ask `cold_start` then). An exploring list is drawn from every candidate
+        (the ranking cache is not used). `ranked` is the ranking of `ranking_key` for this
+        request when the caller scored it already, with other users' (`rank_many`)."""
         m = self.model
         if not m.is_known_user(user_id):
             return []
         row = m.user_vocab.index(user_id)
-        banned = m.known_rows(exclude) if exclude else np.empty(0, dtype=np.int64)
+        k, allowed = ask.k, ask.allowed
+        banned = m.known_rows(ask.exclude) if ask.exclude else np.empty(0, dtype=np.int64)
         rate = (m.user_factors[row], float(m.user_bias[row]))
-        if _explores(exploring, k):  # the policy draws from every candidate: no cache
-            candidates = self._candidates(min_support)
-            logits = self._user_logits(row, candidates, include_seen)
-            return self._finish(candidates, logits, k, exploring, rate, banned, allowed)
-        key = self._ranking_key(row, k, len(banned), allowed, min_support, include_seen)
-        rows, scores, ratings, complete = self._ranking(key, ranked)
+        if _explores(ask):  # the policy draws from every candidate: no cache
+            candidates = self._candidates(ask.min_support)
+            logits = self._user_logits(row, candidates, ask.include_seen)
+            return self._finish(candidates, logits, ask, rate, banned)
+        rows, scores, ratings, complete = self._ranking(self._key(row, ask, len(banned)), ranked)
         keep = ~np.isin(rows, banned) if len(banned) else np.ones(len(rows), dtype=bool)
         if allowed is not None:
             keep &= allowed[rows]
             if keep.sum() < k and not complete:
                 # Too few of the cached best pass: rank the allowed items themselves.
-                candidates = self._candidates(min_support)
-                logits = self._user_logits(row, candidates, include_seen)
-                return self._finish(candidates, logits, k, None, rate, banned, allowed)
+                candidates = self._candidates(ask.min_support)
+                logits = self._user_logits(row, candidates, ask.include_seen)
+                return self._finish(candidates, logits, ask, rate, banned)
         return self._scored(rows[keep][:k], scores[keep][:k], ratings[keep][:k])
 
     def _user_logits(self, row: int, candidates: CandidateSet, include_seen: bool) -> np.ndarray:
@@ -105,41 +92,22 @@ class Ranker:
             candidates.ban(logits, m.seen(row))
         return logits
 
-    def ranking_key(
-        self,
-        user_id: str,
-        k: int = 10,
-        *,
-        include_seen: bool = False,
-        exclude: Sequence[str] = (),
-        min_support: int = 1,
-        allowed: np.ndarray | None = None,
-        exploring: Exploring | None = None,
-    ) -> RankingKey | None:
-        """The ranking that `recommend` with these arguments would score, for a caller that
+    def ranking_key(self, user_id: str, ask: ListRequest = ListRequest()) -> RankingKey | None:
+        """The ranking that `recommend` with this request would score, for a caller that
         scores several users' together (`rank_many`); None when it would score none: an
         unknown user, an exploring list, or a ranking in the cache."""
         m = self.model
-        if not m.is_known_user(user_id) or _explores(exploring, k):
+        if not m.is_known_user(user_id) or _explores(ask):
             return None
-        row = m.user_vocab.index(user_id)
-        banned = len(m.known_rows(exclude)) if exclude else 0
-        key = self._ranking_key(row, k, banned, allowed, min_support, include_seen)
+        banned = len(m.known_rows(ask.exclude)) if ask.exclude else 0
+        key = self._key(m.user_vocab.index(user_id), ask, banned)
         return None if self._cut(key, self._rankings.get(key[:3])) else key
 
-    def _ranking_key(
-        self,
-        row: int,
-        k: int,
-        banned: int,
-        allowed: np.ndarray | None,
-        min_support: int,
-        include_seen: bool,
-    ) -> RankingKey:
+    def _key(self, row: int, ask: ListRequest, banned: int) -> RankingKey:
         # The best k + |banned| without the exclusions hold the best k with them; a filter
         # looks through the whole cached ranking first.
-        depth = k + banned if allowed is None else max(k, self.RANKING_DEPTH)
-        return RankingKey(row, min_support, include_seen, depth)
+        depth = ask.k + banned if ask.allowed is None else max(ask.k, self.RANKING_DEPTH)
+        return RankingKey(row, ask.min_support, ask.include_seen, depth)
 
     @staticmethod
     def _cut(key: RankingKey, found: Ranking | None) -> Ranking | None:
@@ -233,21 +201,14 @@ class Ranker:
 
     # --- strangers and visitors -------------------------------------------------------------
 
-    def cold_start(
-        self,
-        k: int = 10,
-        *,
-        min_support: int = 20,
-        exclude: Sequence[str] = (),
-        allowed: np.ndarray | None = None,
-        exploring: Exploring | None = None,
-    ) -> list[Scored]:
+    def cold_start(self, ask: ListRequest = ListRequest(min_support=20)) -> list[Scored]:
         """For a user we know nothing about: the best ranked items for the typical user (the
         mean of the learned users' vectors) among those rated at least `min_support` times
         (and `allowed`), with the rating an average user would give. Falls back to the most
         rated items when too few items have that support."""
         m = self.model
-        eligible = m.eligible(min_support)
+        k, allowed = ask.k, ask.allowed
+        eligible = m.eligible(ask.min_support)
         if allowed is not None:
             eligible &= allowed
         if eligible.sum() < k:
@@ -258,18 +219,13 @@ class Ranker:
         scores = m.rank_items @ m.typical_user + m.rank_bias + m.rank_offset(0.0)
         logits = np.where(eligible, scores, -np.inf)
         zero = np.zeros(m.n_factors, dtype=np.float32)
-        return self._finish(None, logits, k, exploring, (zero, 0.0), m.known_rows(exclude))
+        return self._finish(None, logits, ask, (zero, 0.0), m.known_rows(ask.exclude))
 
     def recommend_for_ratings(
         self,
         item_ids: Sequence[str],
         ratings: Sequence[float],
-        k: int = 10,
-        *,
-        exclude: Sequence[str] = (),
-        min_support: int = 10,
-        allowed: np.ndarray | None = None,
-        exploring: Exploring | None = None,
+        ask: ListRequest = ListRequest(min_support=10),
     ) -> list[Scored]:
         """Top-k for a visitor described by a few (item, rating) pairs, folded into both
         heads: the ranking head places them by what they rated (as training places every
@@ -280,20 +236,20 @@ class Ranker:
         is matched best by rarely rated items whose vectors are mostly noise."""
         m = self.model
         vector, bias = fold_in(m, item_ids, ratings, bias_prior=self.bias_prior)
-        candidates = self._candidates(min_support)
+        candidates = self._candidates(ask.min_support)
         user = vector
         if m.ranking is not None:
             rows, known = m.trained_rows(item_ids)
             choice = m.ranking.fold_in(
                 rows[known],
                 np.asarray(ratings)[known],
-                np.flatnonzero(m.eligible(min_support)),
+                np.flatnonzero(m.eligible(ask.min_support)),
                 prior=m.typical_choice,
             )
             user = m.ranked_as(choice, vector)
         logits = candidates.score(user, m.rank_offset(bias))
-        banned = m.known_rows([*item_ids, *exclude])
-        return self._finish(candidates, logits, k, exploring, (vector, bias), banned, allowed)
+        banned = m.known_rows([*item_ids, *ask.exclude])
+        return self._finish(candidates, logits, ask, (vector, bias), banned)
 
     # --- the last step of every list --------------------------------------------------------
 
@@ -301,16 +257,15 @@ class Ranker:
         self,
         candidates: CandidateSet | None,
         logits: np.ndarray,
-        k: int,
-        exploring: Exploring | None,
+        ask: ListRequest,
         rate: tuple[np.ndarray, float],
         banned: np.ndarray,
-        allowed: np.ndarray | None = None,
     ) -> list[Scored]:
-        """A list from every candidate's logit: banned items and those not `allowed` taken
-        out, then its best k, or the exploration policy's draw. Logits are over `candidates`,
-        or over the whole catalog by item row when None; the items are rated by the rating
-        head's user vector and bias in `rate`."""
+        """A list from every candidate's logit: `banned` items and those the request does
+        not allow taken out, then its best k, or the exploration policy's draw. Logits are
+        over `candidates`, or over the whole catalog by item row when None; the items are
+        rated by the rating head's user vector and bias in `rate`."""
+        k, allowed, exploring = ask.k, ask.allowed, ask.exploring
         if candidates is None:
             if allowed is not None:
                 logits = np.where(allowed, logits, -np.inf)
@@ -320,7 +275,7 @@ class Ranker:
                 candidates.keep_only(logits, allowed)
             if len(banned):
                 candidates.ban(logits, banned)
-        if exploring is not None and _explores(exploring, k):
+        if exploring is not None and _explores(ask):
             drawn = exploring.policy.layout(logits, k).draw(exploring.rng)
             local, values = drawn.candidates, logits[drawn.candidates]
             explored, propensities = drawn.explored, drawn.propensities
@@ -344,5 +299,5 @@ class Ranker:
         return list(map(Scored, ids, scores.tolist(), ratings.tolist()))
 
 
-def _explores(exploring: Exploring | None, k: int) -> bool:
-    return exploring is not None and bool(exploring.policy.slots(k))
+def _explores(ask: ListRequest) -> bool:
+    return ask.exploring is not None and bool(ask.exploring.policy.slots(ask.k))

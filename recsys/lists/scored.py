@@ -1,11 +1,33 @@
-"""What lists are made of: scored items, and a user's ranked candidates with the key they
-are cached under."""
+"""What lists are asked for (`ListRequest`) and made of: scored items, and a user's ranked
+candidates with the key they are cached under."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recsys.exploration import Exploring
+
+
+@dataclass(frozen=True, eq=False)
+class ListRequest:
+    """What a list is asked for, besides whom for."""
+
+    k: int = 10
+    exclude: Sequence[str] = ()
+    """Item ids the list must not hold (besides what the user rated, unless
+    `include_seen`)."""
+    include_seen: bool = False
+    min_support: int = 1
+    """Items rated fewer times in training are left out: their vectors are mostly noise."""
+    allowed: np.ndarray | None = None
+    """A mask over item rows (a genre filter), applied before the top k is cut."""
+    exploring: Exploring | None = None
+    """With it, a share of the slots is drawn by its policy from every candidate."""
 
 
 class Scored(NamedTuple):

@@ -11,7 +11,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.lists.ranker import Ranker
-from recsys.lists.scored import Ranking, RankingKey
+from recsys.lists.scored import ListRequest, Ranking, RankingKey
 from recsys.model.network import DotProductBias
 from recsys.model.recommender import Recommender
 from service.batching import RankingBatcher
@@ -42,7 +42,10 @@ def _model() -> Counted:
 
 
 def _keys(rec: Ranker, n: int, k: int = 10) -> list[RankingKey]:
-    keys = [rec.ranking_key(user, k) for user in rec.model.user_vocab.ids_of(list(range(n)))]
+    keys = [
+        rec.ranking_key(user, ListRequest(k))
+        for user in rec.model.user_vocab.ids_of(list(range(n)))
+    ]
     assert all(key is not None for key in keys)
     return [key for key in keys if key is not None]
 
