@@ -34,6 +34,7 @@ from recsys.store.db import existing_engine, make_engine, session_scope, shown_u
 if TYPE_CHECKING:
     from recsys.lists.scored import Scored
     from recsys.model.recommender import Recommender
+    from recsys.training.pipeline import Registered
 
 # The modules that need torch, pandas or alembic are imported in the commands that use them:
 # `recsys --help` (and every command that needs none of them) starts in a fraction of the
@@ -254,7 +255,6 @@ def train(
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
     from recsys.cli_progress import training_progress
-    from recsys.evaluation.report import format_report
     from recsys.training.pipeline import train_from_database
     from recsys.training.sharded import train_distributed
 
@@ -287,8 +287,15 @@ def train(
             on_rank_epoch=progress.on_rank_epoch,
             on_stage=progress.on_stage,
         )
-    if reg is None:
-        return  # a distributed rank other than 0: rank 0 reports
+    if reg is not None:  # a distributed rank other than 0 has none: rank 0 reports
+        _print_training(reg, config.top_k)
+
+
+def _print_training(reg: Registered, k: int) -> None:
+    """What `recsys train` says of a registered run: both heads' epochs, the served refit,
+    the report against the baselines, and the verdict."""
+    from recsys.evaluation.report import format_report
+
     res = reg.fitted.result
     out.print(
         f"best epoch {res.best_epoch} of {len(res.history)}"
@@ -309,9 +316,8 @@ def train(
             else f"{len(heads)} heads averaged, epochs {', '.join(map(str, heads))} kept"
         )
         out.print(
-            f"ranking head: {kept}; "
-            f"lists rank by choice + {ranking['blend']} x rating logit (chosen on validation "
-            f"NDCG@{config.top_k})"
+            f"ranking head: {kept}; lists rank by choice + {ranking['blend']} x rating logit "
+            f"(chosen on validation NDCG@{k})"
         )
     served = reg.fitted.deployed.info.get("served")
     if served:
@@ -324,15 +330,12 @@ def train(
     gate = reg.fitted.gate
     for w in gate.get("warnings", []):
         err.print(_tagged("warning:", "yellow", str(w)))
-    verdict = (
-        "promoted to production"
-        if reg.promoted
-        else (
-            "registered as candidate"
-            if gate["passed"]
-            else "rejected: " + "; ".join(gate["reasons"])
-        )
-    )
+    if reg.promoted:
+        verdict = "promoted to production"
+    elif gate["passed"]:
+        verdict = "registered as candidate"
+    else:
+        verdict = "rejected: " + "; ".join(gate["reasons"])
     out.print(f"model {reg.version} {verdict}")
 
 

@@ -2,7 +2,8 @@
 
 The contract, shared by every scorer here (implicit's `RecommenderBase` has the same shape):
 
-    recommend(user_id, k) -> list[Scored]   best first, k or fewer, never items the user rated
+    recommend(user_id, ListRequest(k)) -> list[Scored]
+        best first, k or fewer, never items the user rated
 
 A `Ranker` owns what making lists needs beyond the model: the candidate sets laid out per
 support, the cache of users' rankings, and the batching of several users' rankings into one
@@ -68,22 +69,27 @@ class Ranker:
             return []
         row = m.user_vocab.index(user_id)
         k, allowed = ask.k, ask.allowed
-        banned = m.known_rows(ask.exclude) if ask.exclude else np.empty(0, dtype=np.int64)
-        rate = (m.user_factors[row], float(m.user_bias[row]))
+        banned = m.known_rows(ask.exclude) if ask.exclude else _NONE
         if _explores(ask):  # the policy draws from every candidate: no cache
-            candidates = self._candidates(ask.min_support)
-            logits = self._user_logits(row, candidates, ask.include_seen)
-            return self._finish(candidates, logits, ask, rate, banned)
+            return self._own_list(row, ask, banned)
         rows, scores, ratings, complete = self._ranking(self._key(row, ask, len(banned)), ranked)
-        keep = ~np.isin(rows, banned) if len(banned) else np.ones(len(rows), dtype=bool)
-        if allowed is not None:
-            keep &= allowed[rows]
-            if keep.sum() < k and not complete:
-                # Too few of the cached best pass: rank the allowed items themselves.
-                candidates = self._candidates(ask.min_support)
-                logits = self._user_logits(row, candidates, ask.include_seen)
-                return self._finish(candidates, logits, ask, rate, banned)
-        return self._scored(rows[keep][:k], scores[keep][:k], ratings[keep][:k])
+        if len(banned) or allowed is not None:  # a returning user's plain list skips this
+            keep = ~np.isin(rows, banned) if len(banned) else np.ones(len(rows), dtype=bool)
+            if allowed is not None:
+                keep &= allowed[rows]
+                if keep.sum() < k and not complete:
+                    # Too few of the cached best pass: rank the allowed items themselves.
+                    return self._own_list(row, ask, banned)
+            rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
+        return self._scored(rows[:k], scores[:k], ratings[:k])
+
+    def _own_list(self, row: int, ask: ListRequest, banned: np.ndarray) -> list[Scored]:
+        """A known user's list scored for this request alone, not from a cached ranking."""
+        m = self.model
+        candidates = self._candidates(ask.min_support)
+        logits = self._user_logits(row, candidates, ask.include_seen)
+        rate = (m.user_factors[row], float(m.user_bias[row]))
+        return self._finish(candidates, logits, ask, rate, banned)
 
     def _user_logits(self, row: int, candidates: CandidateSet, include_seen: bool) -> np.ndarray:
         m = self.model
@@ -297,6 +303,10 @@ class Ranker:
         # every list served.
         ids = self.model.item_vocab.ids_of(rows.tolist())
         return list(map(Scored, ids, scores.tolist(), ratings.tolist()))
+
+
+_NONE = np.empty(0, dtype=np.int64)
+"""No item rows banned."""
 
 
 def _explores(ask: ListRequest) -> bool:
