@@ -327,15 +327,14 @@ def _print_training(reg: Registered, k: int) -> None:
         )
     if reg.fitted.report is not None:
         out.print(format_report(reg.fitted.report))
-    gate = reg.fitted.gate
-    for w in gate.get("warnings", []):
+    for w in reg.fitted.gate.get("warnings", []):
         err.print(_tagged("warning:", "yellow", str(w)))
     if reg.promoted:
         verdict = "promoted to production"
-    elif gate["passed"]:
+    elif reg.decision.passed:
         verdict = "registered as candidate"
-    else:
-        verdict = "rejected: " + "; ".join(gate["reasons"])
+    else:  # the baselines' gates, and production's on the same holdout
+        verdict = "rejected: " + "; ".join(reg.decision.reasons)
     out.print(f"model {reg.version} {verdict}")
 
 

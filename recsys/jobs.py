@@ -29,7 +29,13 @@ from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import GateCheck, failures, gate_checks
+from recsys.evaluation.gates import (
+    CANARY,
+    PROMOTED,
+    decide,
+    gate_checks,
+    off_policy_check,
+)
 from recsys.evaluation.report import BaselineCache
 from recsys.locks import job_lock
 from recsys.model import artifact
@@ -42,7 +48,6 @@ from recsys.training.pipeline import BASELINES_FOLDER, fit, production_twin, rec
 from recsys.training.trainer import EpochStats, Trainer
 
 RETRAIN = "retrain"
-PROMOTED, CANARY, AWAITING, REJECTED = "promoted", "canary", "awaiting_approval", "rejected"
 
 
 @dataclass(frozen=True)
@@ -195,22 +200,6 @@ def _off_policy(
     return reasons, {**info, "report": report.as_json()}
 
 
-def _off_policy_check(reasons: list[str], info: dict[str, Any]) -> GateCheck:
-    """The off-policy gate as a check: passed, failed, or not applied and why."""
-    if not info.get("applied"):
-        return GateCheck("off_policy", None, f"off-policy gate not applied: {info.get('why_not')}")
-    if reasons:
-        return GateCheck("off_policy", False, "; ".join(reasons))
-    return GateCheck(
-        "off_policy",
-        True,
-        f"off-policy ({info.get('estimator')}): the candidate's positive rate "
-        f"{info.get('candidate_rate') or 0:.4f} (95 % lower bound "
-        f"{info.get('candidate_low') or 0:.4f}) against production's observed "
-        f"{info.get('production_rate') or 0:.4f}",
-    )
-
-
 def _run(
     engine: Engine, settings: Settings, config: TrainConfig, job_id: int, progress: Progress
 ) -> JobOutcome:
@@ -244,16 +233,14 @@ def _run(
         if production is not None:
             stage(f"off-policy judgement on the lists {production['version']} served")
             more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
-            checks.append(_off_policy_check(more, off_policy))
-        reasons = failures(checks)
-        if reasons:
-            decision, status = REJECTED, registry.REJECTED
-        elif settings.require_approval:
-            decision, status = AWAITING, registry.CANDIDATE
-        elif settings.canary_share > 0 and production is not None:
-            decision, status = CANARY, registry.CANDIDATE
-        else:
-            decision, status = PROMOTED, registry.CANDIDATE
+            checks.append(off_policy_check(more, off_policy))
+        decided = decide(
+            checks,
+            require_approval=settings.require_approval,
+            canary_share=settings.canary_share,
+            has_production=production is not None,
+        )
+        decision, reasons = decided.action, decided.reasons
         if warm is not None and production is not None:
             warm.update(
                 _convergence(
@@ -265,14 +252,10 @@ def _run(
             settings.artifact_dir,
             fitted,
             run_id=run_id,
-            status=status,
+            status=decided.status,
             metrics={
                 "report": report.to_json() if report else None,
-                "gate": {
-                    "passed": not reasons,
-                    "reasons": reasons,
-                    "checks": [c.as_dict() for c in checks],
-                },
+                "gate": decided.as_json(),
                 "off_policy": off_policy,
             },
             timings=timings,

@@ -1,11 +1,14 @@
-"""Every rule a model must pass before it serves, in one place.
+"""Every rule a model must pass before it serves, and what the checks decide, in one place.
 
 Each rule is a `GateCheck`: passed, failed, or not applied, with what it compared in words,
 so that an operator sees why a candidate passed as well as why one failed.
 `baseline_checks` is what any trained model must show; `production_checks` compares it with
 production on the same holdout (tolerances from `Settings`), which both the nightly job
-(`gates`: all of them) and `recsys train` apply before promoting. All read a report of
-`recsys.evaluation.report`.
+(`gate_checks`: both) and `recsys train` apply; `off_policy_check` is the job's judgement of
+the candidate on the lists production served (`recsys.offpolicy.run.off_policy_gate`). Both
+read a report of `recsys.evaluation.report`. `decide` turns the checks into the candidate's
+registry status and what happens to it, for `recsys train` (in one process or under
+torchrun) and the nightly job alike.
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from recsys import registry
 from recsys.config import Settings
 from recsys.evaluation.report import Report
+
+PROMOTED, CANARY, AWAITING, REJECTED = "promoted", "canary", "awaiting_approval", "rejected"
+REGISTERED = "registered"
+"""What happens to a candidate (`Decision.action`); REGISTERED: kept as a candidate without
+being put forward (`recsys train --no-promote`)."""
 
 
 @dataclass(frozen=True)
@@ -149,3 +158,66 @@ def gates(report: Report, settings: Settings, k: int) -> list[str]:
     """Why the candidate (`report["model"]`) may not replace production
     (`report["production"]`, when there is one); empty when it may."""
     return failures(gate_checks(report, settings, k))
+
+
+def off_policy_check(reasons: list[str], info: dict[str, Any]) -> GateCheck:
+    """The off-policy gate's outcome (`recsys.offpolicy.run.off_policy_gate`) as a check:
+    passed, failed, or not applied and why."""
+    if not info.get("applied"):
+        return GateCheck("off_policy", None, f"off-policy gate not applied: {info.get('why_not')}")
+    if reasons:
+        return GateCheck("off_policy", False, "; ".join(reasons))
+    return GateCheck(
+        "off_policy",
+        True,
+        f"off-policy ({info.get('estimator')}): the candidate's positive rate "
+        f"{info.get('candidate_rate') or 0:.4f} (95 % lower bound "
+        f"{info.get('candidate_low') or 0:.4f}) against production's observed "
+        f"{info.get('production_rate') or 0:.4f}",
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a candidate's checks decide: its registry status and what happens to it."""
+
+    checks: list[GateCheck]
+    action: str
+    """PROMOTED, CANARY, AWAITING (an operator's approval), REJECTED or REGISTERED."""
+    status: str
+    """The version's registry status until then (`registry.CANDIDATE` or `REJECTED`)."""
+
+    @property
+    def reasons(self) -> list[str]:
+        return failures(self.checks)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict[str, Any]:
+        """The gate as the registry records it."""
+        checks = [c.as_dict() for c in self.checks]
+        return {"passed": self.passed, "reasons": self.reasons, "checks": checks}
+
+
+def decide(
+    checks: list[GateCheck],
+    *,
+    promote: bool = True,
+    require_approval: bool = False,
+    canary_share: float = 0.0,
+    has_production: bool = False,
+) -> Decision:
+    """A failed check rejects the candidate; one that passed them all goes to production, or
+    waits for an operator (`require_approval`), or first serves a canary share of users
+    when there is a production to compare with. Without `promote` it is only registered."""
+    if not promote:
+        return Decision(checks, REGISTERED, registry.CANDIDATE)
+    if failures(checks):
+        return Decision(checks, REJECTED, registry.REJECTED)
+    if require_approval:
+        return Decision(checks, AWAITING, registry.CANDIDATE)
+    if canary_share > 0 and has_production:
+        return Decision(checks, CANARY, registry.CANDIDATE)
+    return Decision(checks, PROMOTED, registry.CANDIDATE)

@@ -22,7 +22,15 @@ from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint, training_snapshot
 from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import beats_baselines, failures, production_checks
+from recsys.evaluation.gates import (
+    PROMOTED,
+    Decision,
+    GateCheck,
+    baseline_checks,
+    beats_baselines,
+    decide,
+    production_checks,
+)
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model import artifact
@@ -70,6 +78,14 @@ class Fitted:
             return {"passed": True, "reasons": ["no test split: nothing to compare"]}
         c = self.config
         return beats_baselines(self.report, c.top_k, c.min_ndcg_vs_popular, c.min_ndcg_vs_ease)
+
+    @property
+    def checks(self) -> list[GateCheck]:
+        """The baselines' gates (`baseline_checks`); none without a test split."""
+        if self.report is None:
+            return []
+        c = self.config
+        return baseline_checks(self.report, c.top_k, c.min_ndcg_vs_popular, c.min_ndcg_vs_ease)
 
 
 @dataclass(frozen=True)
@@ -335,7 +351,12 @@ class Registered:
     run_id: int
     path: Path
     fitted: Fitted
-    promoted: bool
+    decision: Decision
+    """Its gates' checks and what they decided (`recsys.evaluation.gates.decide`)."""
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.action == PROMOTED
 
 
 def train_from_database(
@@ -393,29 +414,25 @@ def register(
 ) -> Registered:
     """Save and record a fitted model; promote it when asked and it beats the baselines and,
     where the report has production's row, production (by `settings`' tolerances)."""
-    gate = fitted.gate
+    checks = fitted.checks
     if fitted.report is not None and settings is not None:
-        against = production_checks(fitted.report, settings, fitted.config.top_k)
-        reasons = [*gate["reasons"], *failures(against)]
-        checks = [*gate.get("checks", []), *(c.as_dict() for c in against)]
-        gate = {**gate, "passed": not reasons, "reasons": reasons, "checks": checks}
-    status = registry.CANDIDATE
-    if promote:
-        status = registry.CANDIDATE if gate["passed"] else registry.REJECTED
+        checks = [*checks, *production_checks(fitted.report, settings, fitted.config.top_k)]
+    decided = decide(checks, promote=promote)
+    gate = {**fitted.gate, **decided.as_json()}  # with the baselines' warnings
     version, path = record_fitted(
         engine,
         artifact_dir,
         fitted,
         run_id=run_id,
-        status=status,
+        status=decided.status,
         metrics={"report": fitted.report.to_json() if fitted.report else None, "gate": gate},
         timings=timings,
     )
-    if promote and gate["passed"]:
+    if decided.action == PROMOTED:
         # Just saved and verified: no second artifact check.
         actor = registry.Actor("recsys train", "beat the baselines and production")
         registry.promote(engine, version, check=False, actor=actor)
-    return Registered(version, run_id, path, fitted, promote and gate["passed"])
+    return Registered(version, run_id, path, fitted, decided)
 
 
 def record_fitted(
