@@ -32,6 +32,7 @@ from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import (
     CANARY,
     PROMOTED,
+    Decision,
     decide,
     gate_checks,
     off_policy_check,
@@ -44,7 +45,13 @@ from recsys.model.recommender import Recommender
 from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
-from recsys.training.pipeline import BASELINES_FOLDER, fit, production_twin, record_fitted
+from recsys.training.pipeline import (
+    BASELINES_FOLDER,
+    Fitted,
+    fit,
+    production_twin,
+    record_fitted,
+)
 from recsys.training.trainer import EpochStats, Trainer
 
 RETRAIN = "retrain"
@@ -200,6 +207,32 @@ def _off_policy(
     return reasons, {**info, "report": report.as_json()}
 
 
+def _judge(
+    engine: Engine,
+    settings: Settings,
+    fitted: Fitted,
+    production: RowMapping | None,
+    stage: Callable[[str], None],
+) -> tuple[Decision, dict[str, Any] | None]:
+    """Every gate of the job (the offline ones on the holdout; the off-policy one on the
+    lists production served, when there is a production) and what they decide; the
+    off-policy judgement for the record."""
+    report = fitted.report
+    checks = gate_checks(report, settings, fitted.config.top_k) if report else []
+    off_policy = None
+    if production is not None:
+        stage(f"off-policy judgement on the lists {production['version']} served")
+        more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
+        checks.append(off_policy_check(more, off_policy))
+    decided = decide(
+        checks,
+        require_approval=settings.require_approval,
+        canary_share=settings.canary_share,
+        has_production=production is not None,
+    )
+    return decided, off_policy
+
+
 def _run(
     engine: Engine, settings: Settings, config: TrainConfig, job_id: int, progress: Progress
 ) -> JobOutcome:
@@ -228,18 +261,7 @@ def _run(
             baseline_cache=BaselineCache(settings.artifact_dir / BASELINES_FOLDER),
         )
         report = fitted.report
-        checks = gate_checks(report, settings, config.top_k) if report else []
-        off_policy = None
-        if production is not None:
-            stage(f"off-policy judgement on the lists {production['version']} served")
-            more, off_policy = _off_policy(engine, settings, fitted.recommender, production)
-            checks.append(off_policy_check(more, off_policy))
-        decided = decide(
-            checks,
-            require_approval=settings.require_approval,
-            canary_share=settings.canary_share,
-            has_production=production is not None,
-        )
+        decided, off_policy = _judge(engine, settings, fitted, production, stage)
         decision, reasons = decided.action, decided.reasons
         if warm is not None and production is not None:
             warm.update(
@@ -281,7 +303,7 @@ def _run(
             **comparison,
             "warm_start": warm,
             "off_policy": off_policy,
-            "checks": [c.as_dict() for c in checks],
+            "checks": [c.as_dict() for c in decided.checks],
         },
         data_counts=fitted.recommender.info["data"],
         timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},

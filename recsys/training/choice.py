@@ -369,6 +369,47 @@ class _Steps:
     n_steps: int
     total_weight: float
 
+    @classmethod
+    def start(
+        cls,
+        cfg: TrainConfig,
+        train: Interactions,
+        device: torch.device,
+        world: World | None,
+        member: int,
+    ) -> _Steps:
+        """A fresh head for `train` (this rank's users) and what its steps need."""
+        # Heads a prime number of seeds apart: nearby training seeds give other heads. Ranks
+        # share the seeds (the same initial tables, batches and draws), not their dropout.
+        gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
+        seed = cfg.seed + 7919 * member
+        rank_seed = seed + 104_729 * (world.rank if world else 0)
+        dropout = InputDropout(cfg.rank_input_dropout, rank_seed)
+        net = ChoiceNet(
+            train.n_users,
+            train.n_items,
+            cfg.rank_factors,
+            init_std=cfg.init_std,
+            generator=gen,
+            genres=train.genres if cfg.rank_genres else None,
+        ).to(device)
+        hist = Histories.of(train, cfg)
+        normaliser = normaliser_for(cfg, train, seed, device, world)
+        here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
+        anywhere = here
+        if world is not None:
+            anywhere = world.sum_tensor(torch.from_numpy(here.astype(np.int32))).cpu().numpy() > 0
+        n_users, total_weight = _summed(world, int(here.sum()), float(hist.targets.sum()))
+        # Every rank takes the same steps (each ends in an all-reduce), each with its share
+        # of the batch's users.
+        n_steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
+        opt, offset_opt = _optimizer(net, cfg)
+        average = WeightAverage(net, cfg.rank_average, steps_per_epoch=n_steps)
+        return cls(
+            cfg, net, hist, device, world, gen, dropout, normaliser, opt, offset_opt, average,
+            here, anywhere, hist.user_weights(), n_steps, total_weight,
+        )  # fmt: skip
+
     def epoch(self) -> tuple[float, float]:
         """One pass over the users; the summed NLL and target weight, over all ranks."""
         self.net.train()
@@ -480,45 +521,17 @@ class ChoiceTrainer:
         epochs = epochs or cfg.rank_epochs
         world = self.world
         device = world.device if world else pick_device(cfg.device)
-        # Heads a prime number of seeds apart: nearby training seeds give other heads. Ranks
-        # share the seeds (the same initial tables, batches and draws), not their dropout.
-        gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
-        seed = cfg.seed + 7919 * member
-        rank_seed = seed + 104_729 * (world.rank if world else 0)
-        dropout = InputDropout(cfg.rank_input_dropout, rank_seed)
-        net = ChoiceNet(
-            train.n_users,
-            train.n_items,
-            cfg.rank_factors,
-            init_std=cfg.init_std,
-            generator=gen,
-            genres=train.genres if cfg.rank_genres else None,
-        ).to(device)
-        hist = Histories.of(train, cfg)
+        steps = _Steps.start(cfg, train, device, world, member)
+        hist, normaliser = steps.hist, steps.normaliser
         # Under torchrun a rank may hold no validation ratings while others do: whether there
         # is validation is decided over all ranks, which all take part in judging it.
         (n_valid,) = _summed(world, len(valid))
         val_targets = Histories.of(valid, cfg) if n_valid else None
-        normaliser = normaliser_for(cfg, train, seed, device, world)
         # Validation estimates its normaliser from one draw for the whole run, so the
         # learning curve's epochs are compared on the same items.
         val_drawn = normaliser.draw() if normaliser is not None else None
-        here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
-        anywhere = here
-        if world is not None:
-            anywhere = world.sum_tensor(torch.from_numpy(here.astype(np.int32))).cpu().numpy() > 0
-        n_users, total_weight = _summed(world, int(here.sum()), float(hist.targets.sum()))
-        # Every rank takes the same steps (each ends in an all-reduce), each with its share
-        # of the batch's users.
-        n_steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
-        opt, offset_opt = _optimizer(net, cfg)
-        average = WeightAverage(net, cfg.rank_average, steps_per_epoch=n_steps)
-        steps = _Steps(
-            cfg, net, hist, device, world, gen, dropout, normaliser, opt, offset_opt, average,
-            here, anywhere, hist.user_weights(), n_steps, total_weight,
-        )  # fmt: skip
         history: list[EpochStats] = []
-        kept = average.network
+        kept = steps.average.network
         stopping = EarlyStopping(
             kept, patience=cfg.rank_patience, min_delta=cfg.min_delta, window=cfg.rank_stop_window
         )
