@@ -180,6 +180,7 @@ class LiveTally:
 
 
 def _pairs(seen: dict[int, float]) -> np.ndarray:
+    # (id, stamp) rows in one float64 array: row ids stay exact up to 2**53.
     return np.array(list(seen.items()), dtype=np.float64).reshape(-1, 2)
 
 
