@@ -63,12 +63,13 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             report = fitted.report
             assert report is not None
-            record = fitted.recommender.info["ranking"]
+            record = fitted.recommender.card.ranking
+            assert record is not None
             tests.append(report["model"]["ndcg@10"] or 0.0)
-            vals.append(max(h["val_ndcg"] or 0.0 for h in record["history"]))
+            vals.append(max(h["val_ndcg"] or 0.0 for h in record.history))
             print(
                 f"{json.dumps(overrides)} seed {seed}: test NDCG@10 {tests[-1]:.4f}, best "
-                f"validation {vals[-1]:.4f} (epoch {record['best_epoch']}), fit {times[-1]:.1f} s",
+                f"validation {vals[-1]:.4f} (epoch {record.best_epoch}), fit {times[-1]:.1f} s",
                 flush=True,
             )
         print(

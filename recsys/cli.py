@@ -307,23 +307,23 @@ def _print_training(reg: Registered, k: int) -> None:
             f"refit on training + validation data ({res.refit.ratings:,} ratings) for "
             f"{res.refit.epochs} epochs: train MSE {res.refit.train_loss:.4f}"
         )
-    ranking = reg.fitted.recommender.info.get("ranking")
+    ranking = reg.fitted.recommender.card.ranking
     if ranking:
-        heads: list[int] = ranking.get("member_epochs") or [ranking["best_epoch"]]
+        heads = ranking.kept_epochs
         kept = (
-            f"epoch {heads[0]} of {len(ranking['history'])} kept"
+            f"epoch {heads[0]} of {len(ranking.history)} kept"
             if len(heads) == 1
             else f"{len(heads)} heads averaged, epochs {', '.join(map(str, heads))} kept"
         )
         out.print(
-            f"ranking head: {kept}; lists rank by choice + {ranking['blend']} x rating logit "
+            f"ranking head: {kept}; lists rank by choice + {ranking.blend} x rating logit "
             f"(chosen on validation NDCG@{k})"
         )
-    served = reg.fitted.deployed.info.get("served")
+    served = reg.fitted.deployed.card.served
     if served:
         out.print(
-            f"served model: both heads trained again on all {served['ratings']:,} ratings "
-            f"({served['seconds']:.1f}s); the figures below are its evaluated twin's"
+            f"served model: both heads trained again on all {served.ratings:,} ratings "
+            f"({served.seconds:.1f}s); the figures below are its evaluated twin's"
         )
     if reg.fitted.report is not None:
         out.print(format_report(reg.fitted.report))
@@ -385,10 +385,10 @@ def evaluate(
     folder = Path(row["artifact_path"])
     # The evaluated twin: the served model was refit on the holdout too.
     rec = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
-    stored = rec.info.get("metrics")
+    stored = rec.card.metrics
     report = None if recompute or stored is None else Report.from_json(stored)
     if report is None:
-        cfg = TrainConfig(**rec.info["config"])
+        cfg = rec.card.config or TrainConfig()
         data = training_snapshot(_engine(), cfg.split)
         if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
             err.print(
@@ -494,7 +494,7 @@ def inspect(
     )
     if item is not None:
         if item not in rec.item_vocab:
-            raise RecsysError(f"item {item!r} is not known to model {rec.info.get('version')}")
+            raise RecsysError(f"item {item!r} is not known to model {rec.card.version}")
         _print_scored(
             f"nearest to item {item}", items.similar(item, n, min_support=min_support), "cosine"
         )

@@ -305,7 +305,7 @@ def _run(
             "off_policy": off_policy,
             "checks": [c.as_dict() for c in decided.checks],
         },
-        data_counts=fitted.recommender.info["data"],
+        data_counts=fitted.recommender.card.data_json(),
         timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},
     )
     return JobOutcome(

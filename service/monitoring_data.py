@@ -42,7 +42,7 @@ def _facts(state: AppState) -> ServingFacts:
         return ServingFacts({}, None, state.models.canary_version)
     rec = model.recommender
     popularity = dict(zip(rec.item_vocab.ids, rec.item_counts.astype(float).tolist(), strict=True))
-    cutoff = (rec.info.get("data") or {}).get("max_timestamp")
+    cutoff = rec.card.max_timestamp
     return ServingFacts(popularity, cutoff, state.models.canary_version)
 
 

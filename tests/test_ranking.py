@@ -21,6 +21,7 @@ from recsys.evaluation.report import Metrics, Report
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model import artifact
+from recsys.model.card import TwinLink
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
 from recsys.training.choice import InputDropout, WeightAverage
@@ -121,12 +122,13 @@ def test_ranking_head_survives_the_artifact(ranked: Recommender, tmp_path: Path)
 
 
 def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> None:
-    record = ranked.info["ranking"]
-    assert record["history"] and 1 <= record["best_epoch"] <= len(record["history"])
-    assert all(h["val_ndcg"] is not None for h in record["history"])
-    assert record["blend"] in (0.0, 0.25, 0.5, 1.0)
+    record = ranked.card.ranking
+    assert record is not None and record.best_epoch is not None
+    assert record.history and 1 <= record.best_epoch <= len(record.history)
+    assert all(h["val_ndcg"] is not None for h in record.history)
+    assert record.blend in (0.0, 0.25, 0.5, 1.0)
     # Each head of the ensemble kept its own epoch; the served arrays average them all.
-    assert len(record["member_epochs"]) == RANK_CONFIG.rank_members == 2
+    assert len(record.kept_epochs) == RANK_CONFIG.rank_members == 2
     assert ranked.ranking is not None and ranked.ranking.members == 2
     assert ranked.ranking.n_factors == 2 * RANK_CONFIG.rank_factors
 
@@ -191,17 +193,17 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     # The twin never saw the test holdout; the served model learned all of it.
     assert twin.item_counts.sum() < len(data) - len(fitted.test) + 1
     assert served.item_counts.sum() == len(data)
-    assert served.info["served"]["refit_on_all"] is True
-    assert served.info["served"]["rating_epochs"] == twin.info["best_epoch"]
+    assert served.card.served is not None and served.card.served.refit_on_all
+    assert served.card.served.rating_epochs == twin.card.best_epoch
     assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
-    assert served.info["metrics"] == fitted.report.to_json()
+    assert served.card.metrics == fitted.report.to_json()
     # The spread of NDCG over users is kept beside its mean, for the box plots.
     spread = fitted.report.spread["model"]
     assert spread["p05"] <= spread["q1"] <= spread["median"] <= spread["q3"] <= spread["p95"]
     assert spread["mean"] == pytest.approx(fitted.report.model["ndcg@10"])
     # Saved as recsys.training.pipeline.record_fitted does: the twin beside the served model.
     twin_path, twin_sum = artifact.save(twin, tmp_path, "v1" + artifact.TWIN_SUFFIX)
-    served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_sum}
+    served.card.evaluated_twin = TwinLink(artifact=twin_path.name, checksum=twin_sum)
     path, checksum = artifact.save(served, tmp_path, "v1")
     loaded = artifact.load(path, checksum)
     again = artifact.load_twin(path, loaded)

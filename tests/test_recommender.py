@@ -110,6 +110,32 @@ def test_artifact_with_a_different_registered_checksum_is_refused(
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_the_model_card_reads_back_typed_and_tolerates_older_artifacts(
+    rec: Recommender, tmp_path: Path
+) -> None:
+    folder, checksum = artifact.save(rec, tmp_path, "v3")
+    loaded = artifact.load(folder, checksum)
+    assert loaded.card == rec.card and loaded.card.version == "v3"
+    assert loaded.card.config is not None and loaded.card.config.test_fraction == 0.1
+    assert loaded.card.data is not None and loaded.card.data.ratings == rec.card.data.ratings  # type: ignore[union-attr]
+    assert loaded.scale == (1.0, 5.0)  # from the card's rating scale
+
+    # An older artifact: a setting since removed, no ranking record, no data counts.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    info = manifest["info"]
+    info["config"]["a_setting_since_removed"] = 3
+    del info["ranking"], info["data"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old = artifact.load(folder, checksum)
+    assert old.card.config == loaded.card.config
+    assert old.card.ranking is None and old.card.max_timestamp is None
+
+    info["data"] = {"ratings": "many"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        artifact.load(folder, checksum)
+
+
 def test_data_without_database_round_trip() -> None:
     data = Interactions.from_arrays(
         np.array(["a", "b"]), np.array(["x", "y"]), np.array([1.0, 5.0])

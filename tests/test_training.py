@@ -133,7 +133,11 @@ def test_train_from_database_records_everything(
     row = registry.get_version(engine, reg.version)
     assert row["status"] == (registry.PRODUCTION if reg.promoted else registry.REJECTED)
     rec = artifact.load(Path(row["artifact_path"]), row["checksum"])
-    assert rec.info["data"]["fingerprint"] == reg.fitted.recommender.info["data"]["fingerprint"]
+    assert rec.card.data is not None and reg.fitted.recommender.card.data is not None
+    assert rec.card.data.fingerprint == reg.fitted.recommender.card.data.fingerprint
+    # The card reads back as it was written, its settings typed again.
+    assert rec.card.config == reg.fitted.recommender.card.config
+    assert rec.card.version == reg.version
 
 
 def test_hash_split_holds_out_the_same_pairs_in_any_snapshot() -> None:

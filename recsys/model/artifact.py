@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 
 from recsys.data.vocab import Vocabulary
 from recsys.errors import ArtifactError
+from recsys.model.card import ModelCard
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 
@@ -87,7 +88,8 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
             "history_exponent": head.history_exponent,
             "members": head.members,
         },
-        "info": rec.info,
+        # "info": the card's key since artifacts first had one, so older readers still load it.
+        "info": rec.card.to_json(),
         "files": files,
         "checksum": checksum,
     }
@@ -109,7 +111,7 @@ def save(rec: Recommender, artifact_dir: Path, version: str) -> tuple[Path, str]
         raise ArtifactError(f"artifact {final} already exists; model versions are immutable")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=artifact_dir))
     try:
-        rec.info["version"] = version
+        rec.card.version = version
         checksum = _write(rec, tmp, version)
         _fsync_tree(tmp)
         load(tmp)  # verify what is on disk before anyone can see it
@@ -123,10 +125,10 @@ def save(rec: Recommender, artifact_dir: Path, version: str) -> tuple[Path, str]
 def load_twin(folder: Path, served: Recommender) -> Recommender:
     """The evaluated twin of a served model (itself when it has none): what was evaluated on
     a holdout that it never learned, unlike a model refit on all ratings."""
-    twin = served.info.get("evaluated_twin")
-    if not twin:
+    twin = served.card.evaluated_twin
+    if twin is None:
         return served
-    return load(folder.parent / twin["artifact"], twin["checksum"])
+    return load(folder.parent / twin.artifact, twin.checksum)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -202,8 +204,10 @@ def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
             item_counts=t["item_counts"],
             seen_indptr=t["seen_indptr"],
             seen_items=t["seen_items"],
-            info=dict(manifest.get("info", {})),
+            card=ModelCard.model_validate(manifest.get("info") or {}),
             ranking=_ranking_head(t, manifest.get("ranking")),
         )
     except (SafetensorError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        # pydantic's ValidationError is a ValueError: a card that does not read is reported
+        # like a damaged tensor file.
         raise ArtifactError(f"artifact {folder} cannot be read: {exc}") from exc

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys.data.vocab import UNKNOWN, Vocabulary
+from recsys.model.card import ModelCard
 from recsys.model.ranking import RankingHead
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class Recommender:
     """Training ratings per item row: popularity, and 0 marks a row that was never trained."""
     seen_indptr: np.ndarray
     seen_items: np.ndarray
-    info: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard)
+    """How it was trained, on what, with what results."""
     ranking: RankingHead | None = None
     """The ranking head; without one (older artifacts), lists rank by predicted rating."""
 
@@ -73,12 +75,12 @@ class Recommender:
         # Unit item vectors, computed once: nearest-item queries become one matrix product.
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self.unit_items = self.item_factors / np.maximum(norms, 1e-12)
-        scale = self.info.get("rating_scale")
+        scale = self.card.rating_scale
         # The sigmoid's range is the scale widened (RatingScale.output_range); what we tell a
         # client stays on the scale.
         span = (self.y_range[1] - self.y_range[0]) / 1.2
         self.scale = (
-            (float(scale["min"]), float(scale["max"]))
+            (scale.min, scale.max)
             if scale
             else (self.y_range[0] + 0.1 * span, self.y_range[1] - 0.1 * span)
         )
@@ -125,7 +127,7 @@ class Recommender:
         cls,
         net: DotProductBias,
         train: Interactions,
-        info: dict[str, Any] | None = None,
+        card: ModelCard | None = None,
         *,
         seen: Interactions | None = None,
         ranking: RankingHead | None = None,
@@ -154,13 +156,13 @@ class Recommender:
             item_counts=train.item_counts().astype(np.int64),
             seen_indptr=indptr,
             seen_items=seen.items[order].astype(np.int32),
-            info=dict(info or {}),
+            card=card or ModelCard(),
             ranking=ranking,
         )
 
     def __repr__(self) -> str:
         return (
-            f"<Recommender {self.info.get('version', 'unsaved')}: {len(self.user_vocab):,} users,"
+            f"<Recommender {self.card.version or 'unsaved'}: {len(self.user_vocab):,} users,"
             f" {len(self.item_vocab):,} items, {self.n_factors} factors>"
         )
 

@@ -24,8 +24,8 @@ from recsys.store.logged import Logged, load_logged
 def _learned_none(judged: Recommender, since: datetime | None) -> bool:
     """Whether `judged`'s training data ends before the window starts: it learned none of the
     answers to the lists logged since."""
-    newest = (judged.info.get("data") or {}).get("max_timestamp")
-    return since is not None and newest is not None and int(newest) < since.timestamp()
+    newest = judged.card.max_timestamp
+    return since is not None and newest is not None and newest < since.timestamp()
 
 
 def holdout_of(judged: Recommender, since: datetime | None = None) -> Holdout | None:
@@ -35,11 +35,10 @@ def holdout_of(judged: Recommender, since: datetime | None = None) -> Holdout | 
     says so)."""
     if _learned_none(judged, since):
         return None
-    config = judged.info.get("config", {})
-    share = float(config.get("test_fraction", 0.0))
-    if config.get("split") != "hash" or share <= 0:
+    config = judged.card.config
+    if config is None or config.split != "hash" or config.test_fraction <= 0:
         return None
-    return Holdout(HASH_HOLDOUT_SEED, share)
+    return Holdout(HASH_HOLDOUT_SEED, config.test_fraction)
 
 
 def _logging_models(engine: Engine, logged: Logged) -> dict[str, Recommender]:

@@ -21,6 +21,7 @@ import torch
 
 from recsys.config import RatingScale, TrainConfig
 from recsys.data.interactions import Interactions
+from recsys.model.card import ServedRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.training.choice import ChoiceTrainer
@@ -146,16 +147,15 @@ def served_model(
     ranking = None
     if networks.choice is not None and twin.ranking is not None:
         ranking = head_of(networks.choice, data, config, twin.ranking.blend)
-    info = {
-        **twin.info,
-        "served": {
-            "refit_on_all": True,
-            "ratings": len(data),
-            "rating_epochs": networks.rating_epochs,
-            "ranking_epochs": networks.ranking_epochs if ranking is not None else None,
-            "seconds": networks.seconds,
-            "note": "trained on every rating (test holdout included); metrics are those of "
-            "the evaluated twin",
+    card = twin.card.model_copy(
+        update={
+            "served": ServedRecord(
+                ratings=len(data),
+                rating_epochs=networks.rating_epochs,
+                ranking_epochs=networks.ranking_epochs if ranking is not None else None,
+                seconds=networks.seconds,
+            )
         },
-    }
-    return Recommender.from_network(networks.rating, data, info, seen=data, ranking=ranking)
+        deep=True,
+    )
+    return Recommender.from_network(networks.rating, data, card, seen=data, ranking=ranking)

@@ -34,6 +34,7 @@ from recsys.evaluation.gates import (
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model import artifact
+from recsys.model.card import DataCounts, ModelCard, RankingRecord, TwinLink
 from recsys.model.network import DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
@@ -266,7 +267,7 @@ def after_rating_head(
         if serving is not None:
             networks = serving.result()
             fitted.served = served_model(parts.data, fitted.recommender, networks, config)
-            fitted.served.info["metrics"] = fitted.report.to_json() if fitted.report else None
+            fitted.served.card.metrics = fitted.report.to_json() if fitted.report else None
             fitted.timings["serve_refit_s"] = networks.seconds
     return fitted
 
@@ -285,33 +286,33 @@ def assess(
     *,
     extra: Sequence[Scorer] = (),
     train_s: float,
-    ranking: tuple[RankingHead, dict[str, Any]] | None = None,
+    ranking: tuple[RankingHead, RankingRecord] | None = None,
     baseline_cache: BaselineCache | None = None,
 ) -> Fitted:
     """The trained network as a `Recommender` with its record, evaluated on the test split."""
     t1 = time.perf_counter()
-    info: dict[str, Any] = {
-        "config": config.model_dump(),
-        "rating_scale": scale.model_dump(),
-        "best_epoch": result.best_epoch,
-        "history": result.history_dicts(),
-        "refit": asdict(result.refit) if result.refit else None,
-        "data": {
-            "ratings": len(data),
-            "users": data.n_users,
-            "items": data.n_items,
-            "train": len(parts.inner),
-            "valid": len(parts.valid),
-            "test": len(parts.test),
-            "fingerprint": fingerprint(data),
-            "max_timestamp": data.max_timestamp,
-        },
-        "device": result.device,
-        "samples_per_second": result.samples_per_second,
-        "ranking": ranking[1] if ranking else None,
-    }
+    card = ModelCard(
+        config=config,
+        rating_scale=scale,
+        best_epoch=result.best_epoch,
+        history=result.history_dicts(),
+        refit=asdict(result.refit) if result.refit else None,
+        data=DataCounts(
+            ratings=len(data),
+            users=data.n_users,
+            items=data.n_items,
+            train=len(parts.inner),
+            valid=len(parts.valid),
+            test=len(parts.test),
+            fingerprint=fingerprint(data),
+            max_timestamp=data.max_timestamp,
+        ),
+        device=result.device,
+        samples_per_second=result.samples_per_second,
+        ranking=ranking[1] if ranking else None,
+    )
     rec = Recommender.from_network(
-        result.network, parts.inner, info, seen=data, ranking=ranking[0] if ranking else None
+        result.network, parts.inner, card, seen=data, ranking=ranking[0] if ranking else None
     )
     report = None
     if len(parts.test):
@@ -326,7 +327,7 @@ def assess(
             ease_max_items=config.ease_max_items,
             cache=baseline_cache,
         )
-    rec.info["metrics"] = report.to_json() if report else None
+    rec.card.metrics = report.to_json() if report else None
     timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
     return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings, config)
 
@@ -449,7 +450,8 @@ def record_fitted(
     version = registry.new_version_name()
     # The ranking head's record (its learning curve, blend) travels with the version's
     # metrics, so the dashboard can draw it beside the rating head's.
-    metrics = {**metrics, "ranking": fitted.recommender.info.get("ranking")}
+    ranking = fitted.recommender.card.ranking
+    metrics = {**metrics, "ranking": ranking.model_dump(mode="json") if ranking else None}
     t0 = time.perf_counter()
     served = fitted.deployed
     if fitted.served is not None:
@@ -458,7 +460,7 @@ def record_fitted(
         twin_path, twin_checksum = artifact.save(
             fitted.recommender, artifact_dir, f"{version}{artifact.TWIN_SUFFIX}"
         )
-        served.info["evaluated_twin"] = {"artifact": twin_path.name, "checksum": twin_checksum}
+        served.card.evaluated_twin = TwinLink(artifact=twin_path.name, checksum=twin_checksum)
     path, checksum = artifact.save(served, artifact_dir, version)
     timings = {**timings, **fitted.timings, "save_s": time.perf_counter() - t0}
     registry.register_version(
@@ -477,7 +479,7 @@ def record_fitted(
         history=fitted.result.history_dicts(),
         best_epoch=fitted.result.best_epoch,
         metrics=fitted.report.to_json() if fitted.report else None,
-        data_counts=fitted.recommender.info["data"],
+        data_counts=fitted.recommender.card.data_json(),
         timings=timings,
     )
     return version, path

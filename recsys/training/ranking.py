@@ -8,7 +8,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from recsys.config import RANK_BLENDS, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import RankingTask
+from recsys.model.card import RankingRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.training.choice import ChoiceTrainer, Ensemble
@@ -97,7 +97,7 @@ class Selection:
 
     ensemble: Ensemble
     blend: float
-    record: dict[str, Any]
+    record: RankingRecord
 
     @property
     def epochs(self) -> list[int]:
@@ -136,16 +136,15 @@ def select_ranking(
     blend = 0.0 if blend is None else blend
     # The learning curve and kept epoch shown are the first head's; a refit trains each
     # head for its own kept epoch (`member_epochs`).
-    record = {
-        "history": [asdict(h) for h in selected.history],
-        "best_epoch": selected.best_epoch,
-        "member_epochs": ensemble.epochs,
-        "stopped_early": selected.stopped_early,
-        "blend": blend,
-        "validation_ndcg_by_blend": blend_ndcg,
-        "seconds": time.perf_counter() - t0,
-        "refit_s": None,
-    }
+    record = RankingRecord(
+        history=[asdict(h) for h in selected.history],
+        best_epoch=selected.best_epoch,
+        member_epochs=ensemble.epochs,
+        stopped_early=selected.stopped_early,
+        blend=blend,
+        validation_ndcg_by_blend=blend_ndcg,
+        seconds=time.perf_counter() - t0,
+    )
     return Selection(ensemble, blend, record)
 
 
@@ -157,12 +156,12 @@ def refit_ranking(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     world: World | None = None,
-) -> tuple[ChoiceNet, float, dict[str, Any]]:
+) -> tuple[ChoiceNet, float, RankingRecord]:
     """The network the evaluated twin ranks with: the selected heads retrained on inner +
     valid for their kept epochs when `config.refit` (else the selected heads themselves),
     with the blend and the run's record."""
     network = selection.ensemble.network
-    record = dict(selection.record)
+    record = selection.record
     n_valid = world.sum(len(valid))[0] if world else len(valid)
     if config.refit and n_valid:
         t1 = time.perf_counter()
@@ -170,6 +169,6 @@ def refit_ranking(
         network = trainer.fit_ensemble(
             inner.concat(valid), valid.subset(np.arange(0)), epochs=selection.epochs
         ).network
-        record["refit_s"] = time.perf_counter() - t1
-        record["seconds"] += record["refit_s"]
+        refit_s = time.perf_counter() - t1
+        record = record.model_copy(update={"refit_s": refit_s, "seconds": record.seconds + refit_s})
     return network, selection.blend, record

@@ -184,7 +184,7 @@ def _train(
     if fitted is None:
         return None
     for model in (fitted.recommender, fitted.served):
-        if model is not None:
-            model.info["data"]["shards"] = shard_sizes
+        if model is not None and model.card.data is not None:
+            model.card.data.shards = shard_sizes
     timings = {"snapshot_s": snapshot_s, "ranks": float(world.size)}
     return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
