@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from recsys.model.recommender import Recommender
 from recsys.training.deploy import ServingRefit, served_model
 from recsys.training.distributed import World
 from recsys.training.ranking import head_of, refit_ranking, select_ranking
+from recsys.training.shards import read_shard
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
 BASELINES_FOLDER = "baselines"
@@ -143,32 +144,70 @@ def fit(
     The test split is held out from everything; early stopping watches a validation split
     carved from the training part, so the test metrics are not tuned on.
     """
-    config = (config or TrainConfig()).sized_for(len(data), data.n_users)
-    scale = scale or RatingScale()
+    fitted = fit_across(
+        data,
+        config or TrainConfig(),
+        scale or RatingScale(),
+        on_epoch=on_epoch,
+        on_step=on_step,
+        on_rank_epoch=on_rank_epoch,
+        on_stage=on_stage,
+        extra=extra,
+        network=network,
+        baseline_cache=baseline_cache,
+    )
+    assert fitted is not None  # one process is rank 0
+    return fitted
+
+
+def fit_across(
+    data: Interactions,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    world: World | None = None,
+    whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    extra: Sequence[Scorer] = (),
+    network: DotProductBias | None = None,
+    baseline_cache: BaselineCache | None = None,
+) -> Fitted | None:
+    """`fit` in one process, or on every rank of torchrun with `data` this rank's shard (whole
+    users, the vocabulary all ranks agreed on): the same steps, the same sizes (sized for all
+    ranks' ratings together, so the global batch is what one process would take). Rank 0
+    then reads `whole` to evaluate and returns the model; the other ranks return None."""
+    main = world is None or world.is_main
+    n_ratings = _over_ranks(world, len(data))
+    config = config.sized_for(n_ratings, data.n_users)
     scale.check_liked(config.liked_threshold)
-    stage = on_stage or (lambda _: None)
+    stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
     parts = split(data, config)
+    where = f"on {world.size} ranks, " if world is not None else ""
     stage(
-        f"rating head: {len(parts.inner):,} ratings, batches of {config.batch_size:,}, at most "
-        f"{config.epochs} epochs"
+        f"rating head: {where}{_over_ranks(world, len(parts.inner)):,} ratings, batches of "
+        f"{config.batch_size:,}, at most {config.epochs} epochs"
     )
-    result = Trainer(config, scale, on_epoch=on_epoch, on_step=on_step).fit(
-        parts.inner, parts.valid, network=network
+    trainer = Trainer(
+        config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
     )
-    fitted = after_rating_head(
+    result = trainer.fit(parts.inner, parts.valid, network=network, world=world)
+    return after_rating_head(
         parts,
         result,
         config,
         scale,
         rating_s=time.perf_counter() - t0,
+        world=world,
+        whole=whole,
         extra=extra,
         baseline_cache=baseline_cache,
         on_rank_epoch=on_rank_epoch,
-        on_stage=stage,
+        on_stage=on_stage,
     )
-    assert fitted is not None  # one process is rank 0
-    return fitted
 
 
 def after_rating_head(
@@ -380,28 +419,95 @@ def train_from_database(
     registered as rejected, with the reasons, and production stays as it was. A manual run
     that beat only the baselines had replaced a better production model.
     """
+    registered = train_and_register(
+        engine,
+        artifact_dir,
+        config,
+        scale,
+        promote=promote,
+        settings=settings,
+        on_epoch=on_epoch,
+        on_step=on_step,
+        on_rank_epoch=on_rank_epoch,
+        on_stage=on_stage,
+    )
+    assert registered is not None  # one process is rank 0
+    return registered
+
+
+def train_and_register(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    world: World | None = None,
+    promote: bool = True,
+    settings: Settings | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Registered | None:
+    """`train_from_database` in one process, or on every rank of torchrun (`world`): each
+    rank reads its shard (`recsys.training.shards`), the ranks train together through
+    `fit_across`, and rank 0 evaluates, saves and registers (the other ranks return None).
+    Progress callbacks are called on rank 0 only."""
     settings = settings or Settings()
-    with registry.training_run(engine, config.model_dump()) as run_id:
+    main = world is None or world.is_main
+    stage = on_stage if on_stage is not None and main else (lambda _: None)
+    # Rank 0 keeps the run's record; the others report through it.
+    run: AbstractContextManager[int] = (
+        registry.training_run(engine, config.model_dump()) if main else nullcontext(0)
+    )
+    with run as run_id:
         t0 = time.perf_counter()
-        data = training_snapshot(engine, config.split)
+        extra: Sequence[Scorer] = ()
+        whole = None
+        shard_sizes = None
+        if world is None:
+            data = training_snapshot(engine, config.split)
+            stage(f"snapshot: {data!r} in {time.perf_counter() - t0:.1f}s")
+            _, _, twin = production_twin(engine, data) if promote else (None, None, None)
+            extra = [twin] if twin is not None else ()
+        else:
+            read = read_shard(engine, world)
+            data, shard_sizes = read.local, read.sizes
+            stage(
+                f"snapshot: {world.size} shards of whole users, {shard_sizes} ratings, in "
+                f"{time.perf_counter() - t0:.1f}s"
+            )
+
+            def whole() -> tuple[Splits, list[Scorer]]:
+                # Rank 0's full read, and production's evaluated twin to compare with on the
+                # same holdout.
+                everything = read.whole()
+                _, _, twin = production_twin(engine, everything) if promote else (None,) * 3
+                return split(everything, config), [twin] if twin is not None else []
+
         snapshot_s = time.perf_counter() - t0
-        if on_stage is not None:
-            on_stage(f"snapshot: {data!r} in {snapshot_s:.1f}s")
-        _, _, twin = production_twin(engine, data) if promote else (None, None, None)
-        fitted = fit(
+        fitted = fit_across(
             data,
             config,
             scale,
+            world=world,
+            whole=whole,
             on_epoch=on_epoch,
             on_step=on_step,
             on_rank_epoch=on_rank_epoch,
             on_stage=on_stage,
-            extra=[twin] if twin is not None else (),
+            extra=extra,
             baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
         )
-        return register(
-            engine, artifact_dir, fitted, run_id, promote, {"snapshot_s": snapshot_s}, settings
-        )
+        if fitted is None:
+            return None
+        timings = {"snapshot_s": snapshot_s}
+        if world is not None:
+            timings["ranks"] = float(world.size)
+            for model in (fitted.recommender, fitted.served):
+                if model is not None and model.card.data is not None:
+                    model.card.data.shards = shard_sizes
+        return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
 
 
 def register(
