@@ -43,7 +43,7 @@ from recsys.data.samples import generate_synthetic
 from recsys.data.snapshot import read_snapshot
 from recsys.store import migrate
 from recsys.store.db import make_engine, session_scope
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from recsys.training.trainer import EpochStats
 
 FOLDER = Path("var/bench")

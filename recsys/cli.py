@@ -34,7 +34,7 @@ from recsys.store.db import existing_engine, make_engine, session_scope, shown_u
 if TYPE_CHECKING:
     from recsys.lists.scored import Scored
     from recsys.model.recommender import Recommender
-    from recsys.training.pipeline import Registered
+    from recsys.training.runs import Registered
 
 # The modules that need torch, pandas or alembic are imported in the commands that use them:
 # `recsys --help` (and every command that needs none of them) starts in a fraction of the
@@ -255,7 +255,7 @@ def train(
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
     from recsys.cli_progress import training_progress
-    from recsys.training.pipeline import train_from_database
+    from recsys.training.runs import train_from_database
     from recsys.training.sharded import train_distributed
 
     s = _settings()

@@ -26,7 +26,8 @@ from recsys.rollout import bucket, in_canary
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs as jobs_table
 from recsys.store.tables import model_versions, training_runs
-from recsys.training.pipeline import BASELINES_FOLDER, train_from_database
+from recsys.training.pipeline import BASELINES_FOLDER
+from recsys.training.runs import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, genre_frames
 

@@ -20,7 +20,7 @@ from recsys.lists.scored import ListRequest
 from recsys.model.recommender import Recommender
 from recsys.store import migrate
 from recsys.store.db import make_engine
-from recsys.training.pipeline import Registered, train_from_database
+from recsys.training.runs import Registered, train_from_database
 
 SHINING, EXORCIST, SCREAM = "1258", "1997", "1407"
 TOY_STORY, FINDING_NEMO, MONSTERS_INC = "1", "6377", "4886"

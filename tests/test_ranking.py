@@ -201,7 +201,7 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     spread = fitted.report.spread["model"]
     assert spread["p05"] <= spread["q1"] <= spread["median"] <= spread["q3"] <= spread["p95"]
     assert spread["mean"] == pytest.approx(fitted.report.model["ndcg@10"])
-    # Saved as recsys.training.pipeline.record_fitted does: the twin beside the served model.
+    # Saved as recsys.training.runs.record_fitted does: the twin beside the served model.
     twin_path, twin_sum = artifact.save(twin, tmp_path, "v1" + artifact.TWIN_SUFFIX)
     served.card.evaluated_twin = TwinLink(artifact=twin_path.name, checksum=twin_sum)
     path, checksum = artifact.save(served, tmp_path, "v1")

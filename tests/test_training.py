@@ -17,7 +17,7 @@ from recsys.data.samples import generate_synthetic
 from recsys.data.split import _held_by_hash, holdout, pair_hash
 from recsys.errors import ConfigError, EmptyDataError, TrainingDivergedError
 from recsys.model import artifact
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from recsys.training.trainer import Trainer, _tensors, mean_squared_error
 
 

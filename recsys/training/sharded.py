@@ -2,7 +2,7 @@
 
 Every rank reads only its shard of the ratings, whole users (`recsys.training.shards`), splits
 it with the same hash split as a single process, and the ranks train together through the
-very steps of `recsys train` (`recsys.training.pipeline.train_and_register`, with the world as
+very steps of `recsys train` (`recsys.training.runs.train_and_register`, with the world as
 a parameter): there is one orchestration, so the two cannot drift apart.
 
 What runs where:
@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from recsys.config import RatingScale, Settings, TrainConfig
 from recsys.errors import ConfigError
 from recsys.training import distributed
-from recsys.training.pipeline import Registered, train_and_register
+from recsys.training.runs import Registered, train_and_register
 from recsys.training.trainer import EpochStats
 
 

@@ -17,7 +17,7 @@ from recsys.config import RatingScale, Settings, TrainConfig
 from recsys.data.ingest import ingest_frames
 from recsys.store import migrate
 from recsys.store.db import make_engine
-from recsys.training.pipeline import Registered, train_from_database
+from recsys.training.runs import Registered, train_from_database
 from service.app import create_app
 from tests.conftest import fresh_pg_database
 

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from recsys import registry
 from recsys.config import RatingScale
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from tests.service.conftest import GENRE_CONFIG, Served
 from tests.service.live import running
 

@@ -19,7 +19,8 @@ from recsys import jobs, registry
 from recsys.config import RatingScale, Settings
 from recsys.store.db import session_scope
 from recsys.store.tables import feedback
-from recsys.training.pipeline import BASELINES_FOLDER, train_from_database
+from recsys.training.pipeline import BASELINES_FOLDER
+from recsys.training.runs import train_from_database
 from tests.service.conftest import GENRE_CONFIG, Served
 from tests.service.live import RECSYS, running, wait_for
 

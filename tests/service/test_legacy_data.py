@@ -9,7 +9,7 @@ from sqlalchemy import update
 from recsys.config import RatingScale
 from recsys.store.db import session_scope
 from recsys.store.tables import ratings
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, Served
 

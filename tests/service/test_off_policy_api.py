@@ -25,7 +25,7 @@ from recsys.offpolicy.run import load_traffic
 from recsys.simulate_truth import Truth, simulate_truth
 from recsys.store.db import session_scope
 from recsys.store.tables import impressions
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, Served
 

@@ -12,7 +12,7 @@ from recsys.config import RatingScale
 from recsys.rollout import in_canary
 from recsys.store.db import session_scope
 from recsys.store.tables import model_versions
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, Served
 

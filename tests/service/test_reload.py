@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from recsys import registry
 from recsys.config import RatingScale
 from recsys.store import migrate
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from service.app import create_app
 from tests.service.conftest import GENRE_CONFIG, Served, train
 

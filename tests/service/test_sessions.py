@@ -21,7 +21,7 @@ from recsys import keys, registry
 from recsys.config import RatingScale
 from recsys.store.db import session_scope
 from recsys.store.tables import ratings, users
-from recsys.training.pipeline import train_from_database
+from recsys.training.runs import train_from_database
 from tests.service.conftest import GENRE_CONFIG, Served
 from tests.service.live import running
 

@@ -1,0 +1,253 @@
+"""A training run against the database: snapshot (or this rank's shard), fit, save the
+artifact, register the version, and let the gates decide what becomes of it.
+
+`recsys train`, `recsys train --distributed` and tests go through `train_and_register`;
+`recsys.jobs` (the nightly retrain) reuses `production_twin` and `record_fitted`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from recsys import registry
+from recsys.config import RatingScale, Settings, TrainConfig
+from recsys.data.interactions import Interactions
+from recsys.data.snapshot import training_snapshot
+from recsys.evaluation.baselines import Scorer
+from recsys.evaluation.gates import PROMOTED, Decision, decide, production_checks
+from recsys.evaluation.remap import remap
+from recsys.evaluation.report import BaselineCache
+from recsys.model import artifact
+from recsys.model.card import TwinLink
+from recsys.model.recommender import Recommender
+from recsys.training.distributed import World
+from recsys.training.pipeline import BASELINES_FOLDER, Fitted, Splits, fit_across, split
+from recsys.training.shards import read_shard
+from recsys.training.trainer import EpochStats
+
+
+def production_twin(
+    engine: Engine, data: Interactions
+) -> tuple[Any, Recommender | None, Scorer | None]:
+    """Production's registry row, its served model, and its evaluated twin as a scorer of
+    `data`'s rows (None, None, None without production). Like with like: the twin, like a
+    candidate, never learned the hash holdout; the served model refit on all ratings did."""
+    production = registry.production(engine)
+    if production is None:
+        return None, None, None
+    folder = Path(production["artifact_path"])
+    served = artifact.load(folder, production["checksum"])
+    return production, served, remap(artifact.load_twin(folder, served), data, name="production")
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    run_id: int
+    path: Path
+    fitted: Fitted
+    decision: Decision
+    """Its gates' checks and what they decided (`recsys.evaluation.gates.decide`)."""
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.action == PROMOTED
+
+
+def train_from_database(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    promote: bool = True,
+    settings: Settings | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Registered:
+    """Snapshot, fit, save the artifact, record the run and the version.
+
+    With `promote`, a model that beats the baselines, and production's evaluated twin on the
+    same holdout (within `settings`' tolerances), becomes production; one that does not is
+    registered as rejected, with the reasons, and production stays as it was. A manual run
+    that beat only the baselines had replaced a better production model.
+    """
+    registered = train_and_register(
+        engine,
+        artifact_dir,
+        config,
+        scale,
+        promote=promote,
+        settings=settings,
+        on_epoch=on_epoch,
+        on_step=on_step,
+        on_rank_epoch=on_rank_epoch,
+        on_stage=on_stage,
+    )
+    assert registered is not None  # one process is rank 0
+    return registered
+
+
+def train_and_register(
+    engine: Engine,
+    artifact_dir: Path,
+    config: TrainConfig,
+    scale: RatingScale,
+    *,
+    world: World | None = None,
+    promote: bool = True,
+    settings: Settings | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_rank_epoch: Callable[[EpochStats], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Registered | None:
+    """`train_from_database` in one process, or on every rank of torchrun (`world`): each
+    rank reads its shard (`recsys.training.shards`), the ranks train together through
+    `fit_across`, and rank 0 evaluates, saves and registers (the other ranks return None).
+    Progress callbacks are called on rank 0 only."""
+    settings = settings or Settings()
+    main = world is None or world.is_main
+    stage = on_stage if on_stage is not None and main else (lambda _: None)
+    # Rank 0 keeps the run's record; the others report through it.
+    run: AbstractContextManager[int] = (
+        registry.training_run(engine, config.model_dump()) if main else nullcontext(0)
+    )
+    with run as run_id:
+        t0 = time.perf_counter()
+        extra: Sequence[Scorer] = ()
+        whole = None
+        shard_sizes = None
+        if world is None:
+            data = training_snapshot(engine, config.split)
+            stage(f"snapshot: {data!r} in {time.perf_counter() - t0:.1f}s")
+            _, _, twin = production_twin(engine, data) if promote else (None, None, None)
+            extra = [twin] if twin is not None else ()
+        else:
+            read = read_shard(engine, world)
+            data, shard_sizes = read.local, read.sizes
+            stage(
+                f"snapshot: {world.size} shards of whole users, {shard_sizes} ratings, in "
+                f"{time.perf_counter() - t0:.1f}s"
+            )
+
+            def whole() -> tuple[Splits, list[Scorer]]:
+                # Rank 0's full read, and production's evaluated twin to compare with on the
+                # same holdout.
+                everything = read.whole()
+                _, _, twin = production_twin(engine, everything) if promote else (None,) * 3
+                return split(everything, config), [twin] if twin is not None else []
+
+        snapshot_s = time.perf_counter() - t0
+        fitted = fit_across(
+            data,
+            config,
+            scale,
+            world=world,
+            whole=whole,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            on_rank_epoch=on_rank_epoch,
+            on_stage=on_stage,
+            extra=extra,
+            baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
+        )
+        if fitted is None:
+            return None
+        timings = {"snapshot_s": snapshot_s}
+        if world is not None:
+            timings["ranks"] = float(world.size)
+            for model in (fitted.recommender, fitted.served):
+                if model is not None and model.card.data is not None:
+                    model.card.data.shards = shard_sizes
+        return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
+
+
+def register(
+    engine: Engine,
+    artifact_dir: Path,
+    fitted: Fitted,
+    run_id: int,
+    promote: bool,
+    timings: dict[str, float],
+    settings: Settings | None = None,
+) -> Registered:
+    """Save and record a fitted model; promote it when asked and it beats the baselines and,
+    where the report has production's row, production (by `settings`' tolerances)."""
+    checks = fitted.checks
+    if fitted.report is not None and settings is not None:
+        checks = [*checks, *production_checks(fitted.report, settings, fitted.config.top_k)]
+    decided = decide(checks, promote=promote)
+    gate = {**fitted.gate, **decided.as_json()}  # with the baselines' warnings
+    version, path = record_fitted(
+        engine,
+        artifact_dir,
+        fitted,
+        run_id=run_id,
+        status=decided.status,
+        metrics={"report": fitted.report.to_json() if fitted.report else None, "gate": gate},
+        timings=timings,
+    )
+    if decided.action == PROMOTED:
+        # Just saved and verified: no second artifact check.
+        actor = registry.Actor("recsys train", "beat the baselines and production")
+        registry.promote(engine, version, check=False, actor=actor)
+    return Registered(version, run_id, path, fitted, decided)
+
+
+def record_fitted(
+    engine: Engine,
+    artifact_dir: Path,
+    fitted: Fitted,
+    *,
+    run_id: int,
+    status: str,
+    metrics: dict[str, Any],
+    timings: dict[str, float],
+) -> tuple[str, Path]:
+    """Save the artifact, register the version with `status`, close the training run."""
+    version = registry.new_version_name()
+    # The ranking head's record (its learning curve, blend) travels with the version's
+    # metrics, so the dashboard can draw it beside the rating head's.
+    ranking = fitted.recommender.card.ranking
+    metrics = {**metrics, "ranking": ranking.model_dump(mode="json") if ranking else None}
+    t0 = time.perf_counter()
+    served = fitted.deployed
+    if fitted.served is not None:
+        # The evaluated twin is kept beside the served model: the next retrain compares its
+        # candidate with it, on ratings neither learned.
+        twin_path, twin_checksum = artifact.save(
+            fitted.recommender, artifact_dir, f"{version}{artifact.TWIN_SUFFIX}"
+        )
+        served.card.evaluated_twin = TwinLink(artifact=twin_path.name, checksum=twin_checksum)
+    path, checksum = artifact.save(served, artifact_dir, version)
+    timings = {**timings, **fitted.timings, "save_s": time.perf_counter() - t0}
+    registry.register_version(
+        engine,
+        version=version,
+        run_id=run_id,
+        artifact_path=str(path.resolve()),
+        checksum=checksum,
+        metrics=metrics,
+        status=status,
+    )
+    registry.finish_run(
+        engine,
+        run_id,
+        status="succeeded",
+        history=fitted.result.history_dicts(),
+        best_epoch=fitted.result.best_epoch,
+        metrics=fitted.report.to_json() if fitted.report else None,
+        data_counts=fitted.recommender.card.data_json(),
+        timings=timings,
+    )
+    return version, path
