@@ -41,6 +41,18 @@ from service.state import AppState
 
 log = logging.getLogger("recsys.service")
 
+_ROUTES = (
+    recommendations,
+    predictions,
+    items,
+    feedback,
+    ingest,
+    models,
+    monitoring,
+    health,
+    dashboard,
+)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -61,31 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # benchmark, the load generator) need. A 62,000-item model served 71 lists/s with
         # the default threads on two cores. Requests run in parallel across --workers.
         blas = threadpool_limits(limits=1, user_api="blas")
-        engine = make_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout_s,
-        )
-        models = ModelHolder(engine, settings, metrics)
-        writer = ImpressionWriter(
-            engine,
-            metrics,
-            queue_size=settings.impression_queue_size,
-            queue_bytes=int(settings.impression_queue_mb * (1 << 20)),
-            batch_size=settings.impression_batch_size,
-            flush_s=settings.impression_flush_s,
-        )
-        # Load the production model before accepting requests; with none yet (or the
-        # database away) the service still starts, and /readyz says why it is not ready.
-        committer = FeedbackCommitter(engine)
-        await run_in_threadpool(models.refresh)
-        models.start()
-        writer.start()
-        committer.start()
-        # First visits in hand are ranked together (service.batching).
-        batcher = RankingBatcher(metrics)
-        app.state.recsys = AppState(settings, engine, metrics, models, writer, committer, batcher)
+        app.state.recsys = state = await _open(settings, metrics)
         # What start-up made (modules, the model, the catalog) lives as long as the process:
         # frozen, the collector stops walking it. The first full collection under load had
         # stalled every request for ~200 ms.
@@ -95,11 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             # uvicorn has finished the requests in flight: no feedback is waiting.
-            await committer.stop()
-            app.state.recsys.monitoring_process.close()
-            models.stop()
-            writer.stop()
-            engine.dispose()
+            await state.feedback.stop()
+            state.monitoring_process.close()
+            state.models.stop()
+            state.impressions.stop()
+            state.engine.dispose()
             blas.restore_original_limits()
 
     # /docs and /redoc from assets shipped by the fastapi-offline package: FastAPI's own pages
@@ -119,16 +107,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(DocsPolicyMiddleware)
-    for module in (
-        recommendations,
-        predictions,
-        items,
-        feedback,
-        ingest,
-        models,
-        monitoring,
-        health,
-        dashboard,
-    ):
+    for module in _ROUTES:
         app.include_router(module.router)
     return app
+
+
+async def _open(settings: Settings, metrics: ServiceMetrics) -> AppState:
+    """The database, the model and the background writers a replica serves with, started."""
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+    )
+    models = ModelHolder(engine, settings, metrics)
+    writer = ImpressionWriter(
+        engine,
+        metrics,
+        queue_size=settings.impression_queue_size,
+        queue_bytes=int(settings.impression_queue_mb * (1 << 20)),
+        batch_size=settings.impression_batch_size,
+        flush_s=settings.impression_flush_s,
+    )
+    # Load the production model before accepting requests; with none yet (or the database
+    # away) the service still starts, and /readyz says why it is not ready.
+    committer = FeedbackCommitter(engine)
+    await run_in_threadpool(models.refresh)
+    models.start()
+    writer.start()
+    committer.start()
+    # First visits in hand are ranked together (service.batching).
+    batcher = RankingBatcher(metrics)
+    return AppState(settings, engine, metrics, models, writer, committer, batcher)

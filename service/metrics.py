@@ -49,11 +49,6 @@ class ServiceMetrics:
             multiprocess_mode="liveall",
         )
         self._model_labels: list[tuple[str, str]] = []
-        self.monitoring_computations = Counter(
-            "recsys_monitoring_computations",
-            "Monitoring summaries computed (each reads the window's impressions and feedback)",
-            registry=r,
-        )
         self.model_reloads = Counter(
             "recsys_model_reloads", "Attempts to load a production model", ["outcome"], registry=r
         )
@@ -61,6 +56,21 @@ class ServiceMetrics:
             "recsys_recommendations_served", "Lists served", ["strategy"], registry=r
         )
         self._served_as: dict[str, Counter] = {}
+        self.ranking_batch = Histogram(
+            "recsys_ranking_batch_size",
+            "First visits ranked together in one matrix product (service.batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self._declare_loop(r)
+
+    def _declare_loop(self, r: CollectorRegistry) -> None:
+        """The feedback loop's metrics: what was logged, dropped, and what monitoring says."""
+        self.monitoring_computations = Counter(
+            "recsys_monitoring_computations",
+            "Monitoring summaries computed (each reads the window's impressions and feedback)",
+            registry=r,
+        )
         self.feedback = Counter(
             "recsys_feedback_events", "Feedback events stored", ["kind"], registry=r
         )
@@ -85,12 +95,6 @@ class ServiceMetrics:
             ["name"],
             registry=r,
             multiprocess_mode="mostrecent",
-        )
-        self.ranking_batch = Histogram(
-            "recsys_ranking_batch_size",
-            "First visits ranked together in one matrix product (service.batching)",
-            buckets=(1, 2, 4, 8, 16, 32, 64),
-            registry=r,
         )
         self.impression_queue = Gauge(
             "recsys_impression_queue_size",

@@ -65,17 +65,7 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
     """
     if not events:
         return FeedbackResult(0, 0, 0, ())
-    item_ids = lookup_ids(session=session, table=items, external_ids=[e.item_id for e in events])
-    unknown = sorted({e.item_id for e in events} - item_ids.keys())
-    if unknown:
-        shown = ", ".join(repr(x) for x in unknown[:10])
-        raise InvalidInputError(
-            f"{len(unknown)} item(s) are not in the catalog: {shown}"
-            f"{' ...' if len(unknown) > 10 else ''}; add them with PUT /v1/items/{{item_id}}"
-        )
-    event_ids = [e.event_id for e in events if e.event_id is not None]
-    if len(event_ids) != len(set(event_ids)):
-        raise InvalidInputError("event_id values must be unique within a batch")
+    item_ids, event_ids = _checked(session, events)
     seen: set[str] = set()
     if event_ids:
         stored = where_in(session, select(feedback.c.event_id), feedback.c.event_id, event_ids)
@@ -105,8 +95,36 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
         rows = [r for r in rows if r["event_id"] is None or r["event_id"] in inserted]
         seen.update(e.event_id for e in fresh if e.event_id is not None)
         seen.difference_update(inserted)
-    # One rating per (user, item) per statement, the latest: PostgreSQL will not update a row
-    # twice in one statement.
+    latest = _latest_ratings(rows)
+    upsert_ratings(session=session, rows=latest)
+    return FeedbackResult(
+        stored=len(rows),
+        duplicates=len(events) - len(rows),
+        ratings=len(latest),
+        fresh=tuple(e.event_id is None or e.event_id not in seen for e in events),
+    )
+
+
+def _checked(session: Session, events: Sequence[FeedbackEvent]) -> tuple[dict[str, int], list[str]]:
+    """The events' items' row ids, and their event ids; InvalidInputError for an item not in
+    the catalog or an event id given twice."""
+    item_ids = lookup_ids(session=session, table=items, external_ids=[e.item_id for e in events])
+    unknown = sorted({e.item_id for e in events} - item_ids.keys())
+    if unknown:
+        shown = ", ".join(repr(x) for x in unknown[:10])
+        raise InvalidInputError(
+            f"{len(unknown)} item(s) are not in the catalog: {shown}"
+            f"{' ...' if len(unknown) > 10 else ''}; add them with PUT /v1/items/{{item_id}}"
+        )
+    event_ids = [e.event_id for e in events if e.event_id is not None]
+    if len(event_ids) != len(set(event_ids)):
+        raise InvalidInputError("event_id values must be unique within a batch")
+    return item_ids, event_ids
+
+
+def _latest_ratings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored events' ratings, one per (user, item), the latest: PostgreSQL will not
+    update a row twice in one statement."""
     latest: dict[tuple[int, int], dict[str, Any]] = {}
     for row in rows:
         if row["kind"] != RATING:
@@ -120,13 +138,7 @@ def record_feedback(*, session: Session, events: Sequence[FeedbackEvent]) -> Fee
                 "value": row["value"],
                 "rated_at": rated_at,
             }
-    upsert_ratings(session=session, rows=list(latest.values()))
-    return FeedbackResult(
-        stored=len(rows),
-        duplicates=len(events) - len(rows),
-        ratings=len(latest),
-        fresh=tuple(e.event_id is None or e.event_id not in seen for e in events),
-    )
+    return list(latest.values())
 
 
 def _decimals(x: np.ndarray) -> np.ndarray:

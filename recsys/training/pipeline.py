@@ -23,12 +23,12 @@ from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import GateCheck, baseline_checks, beats_baselines
 from recsys.evaluation.report import BaselineCache, Report, evaluate
 from recsys.model.card import DataCounts, ModelCard, RankingRecord
-from recsys.model.network import DotProductBias
+from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
-from recsys.training.deploy import ServingRefit, served_model
+from recsys.training.deploy import ServingNetworks, ServingRefit, served_model
 from recsys.training.distributed import World
-from recsys.training.ranking import head_of, refit_ranking, select_ranking
+from recsys.training.ranking import Selection, head_of, refit_ranking, select_ranking
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
 BASELINES_FOLDER = "baselines"
@@ -211,55 +211,22 @@ def after_rating_head(
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> Fitted | None:
-    """Everything after the rating head, in one process or across the ranks of torchrun: the
-    ranking head; the networks of the model that serves, both heads trained again on every
-    rating (`config.serve_refit`); the evaluation against the baselines on the test holdout.
-    `rating_s`: the seconds the rating head took.
-
-    With a `world`, `parts` is this rank's shard (whole users) and both heads train across
-    the ranks; rank 0 then reads `whole` (every rating, and the `extra` scorers of it) to
-    build the heads' user vectors, evaluate and assemble the models, and the other ranks
-    return None."""
+    """Everything after the rating head (which took `rating_s`), in one process or across
+    the ranks of torchrun: the ranking head; the serving refit of both heads on every rating;
+    the evaluation against the baselines on the test holdout. With a `world`, `parts` is this
+    rank's shard; rank 0 then reads `whole` (every rating, and the `extra` scorers of it) to
+    build the user vectors, evaluate and assemble the models; the other ranks return None."""
     main = world is None or world.is_main
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
-    selection = None
-    if config.ranking and _over_ranks(world, len(parts.inner)):
-        stage(
-            f"ranking head: batches of {config.rank_batch_users:,} users, at most "
-            f"{config.rank_epochs} epochs"
-        )
-        selection = select_ranking(
-            parts.inner,
-            parts.valid,
-            result.selected or result.network,
-            config,
-            on_epoch=on_rank_epoch if main else None,
-            world=world,
-        )
-    serving: ServingRefit | None = None
-    if config.serve_refit and _over_ranks(world, len(parts.test)):
-        n_all = _over_ranks(world, len(parts.data))
-        serving = ServingRefit(
-            parts.data,
-            result.best_epoch,
-            selection.epochs if selection else [],
-            config,
-            scale,
-            world,
-            on_start=lambda: stage(f"serving refit: both heads again on all {n_all:,} ratings"),
-        )
+    on_epoch = on_rank_epoch if main else None
+    selection = _selection(parts, result, config, world, stage, on_epoch)
+    serving = _serving_refit(parts, result, selection, config, scale, world, stage)
     with serving or nullcontext():
         trained = None
         if selection is not None:
-            trained = refit_ranking(
-                selection,
-                parts.inner,
-                parts.valid,
-                config,
-                on_epoch=on_rank_epoch if main else None,
-                world=world,
-            )
+            inner, valid = parts.inner, parts.valid
+            trained = refit_ranking(selection, inner, valid, config, on_epoch=on_epoch, world=world)
         ranking_s = time.perf_counter() - t0
         if serving is not None and not serving.beside:
             # Its turn, as before the evaluation: under torchrun its collectives come before
@@ -272,11 +239,7 @@ def after_rating_head(
         if world is not None:
             assert whole is not None, "rank 0 reads every rating to evaluate"
             parts, extra = whole()
-        ranking = None
-        if trained is not None:
-            network, blend, record = trained
-            learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
-            ranking = (head_of(network, learned, config, blend), record)
+        ranking = None if trained is None else _ranking_head(trained, parts, config)
         stage("evaluation against the baselines")
         fitted = assess(
             parts.data,
@@ -291,11 +254,69 @@ def after_rating_head(
         )
         fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
         if serving is not None:
-            networks = serving.result()
-            fitted.served = served_model(parts.data, fitted.recommender, networks, config)
-            fitted.served.card.metrics = fitted.report.to_json() if fitted.report else None
-            fitted.timings["serve_refit_s"] = networks.seconds
+            _serve(fitted, serving.result())
     return fitted
+
+
+def _ranking_head(
+    trained: tuple[ChoiceNet, float, RankingRecord], parts: Splits, config: TrainConfig
+) -> tuple[RankingHead, RankingRecord]:
+    """The refit ranking network as the twin's head, its users' vectors from what it learned."""
+    network, blend, record = trained
+    learned = parts.inner.concat(parts.valid) if config.refit else parts.inner
+    return head_of(network, learned, config, blend), record
+
+
+def _serve(fitted: Fitted, networks: ServingNetworks) -> None:
+    """Give `fitted` the model that serves: `networks`, refit on every rating, with the
+    evaluated twin's record and figures."""
+    fitted.served = served_model(fitted.data, fitted.recommender, networks, fitted.config)
+    fitted.served.card.metrics = fitted.report.to_json() if fitted.report else None
+    fitted.timings["serve_refit_s"] = networks.seconds
+
+
+def _selection(
+    parts: Splits,
+    result: TrainResult,
+    config: TrainConfig,
+    world: World | None,
+    stage: Callable[[str], None],
+    on_epoch: Callable[[EpochStats], None] | None,
+) -> Selection | None:
+    """The ranking head chosen on validation (None without one, or without ratings)."""
+    if not config.ranking or not _over_ranks(world, len(parts.inner)):
+        return None
+    stage(
+        f"ranking head: batches of {config.rank_batch_users:,} users, at most "
+        f"{config.rank_epochs} epochs"
+    )
+    rating = result.selected or result.network
+    return select_ranking(parts.inner, parts.valid, rating, config, on_epoch=on_epoch, world=world)
+
+
+def _serving_refit(
+    parts: Splits,
+    result: TrainResult,
+    selection: Selection | None,
+    config: TrainConfig,
+    scale: RatingScale,
+    world: World | None,
+    stage: Callable[[str], None],
+) -> ServingRefit | None:
+    """The refit of both heads on every rating, with the twin's recipe (`config.serve_refit`;
+    None without a test holdout: the evaluated model has learned every rating already)."""
+    if not config.serve_refit or not _over_ranks(world, len(parts.test)):
+        return None
+    n_all = _over_ranks(world, len(parts.data))
+    return ServingRefit(
+        parts.data,
+        result.best_epoch,
+        selection.epochs if selection else [],
+        config,
+        scale,
+        world,
+        on_start=lambda: stage(f"serving refit: both heads again on all {n_all:,} ratings"),
+    )
 
 
 def _over_ranks(world: World | None, n: int) -> int:

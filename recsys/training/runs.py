@@ -124,41 +124,20 @@ def train_and_register(
     )
     with run as run_id:
         t0 = time.perf_counter()
-        extra: Sequence[Scorer] = ()
-        whole = None
-        shard_sizes = None
-        if world is None:
-            data = training_snapshot(engine, config.split)
-            stage(f"snapshot: {data!r} in {time.perf_counter() - t0:.1f}s")
-            _, _, twin = production_twin(engine, data) if promote else (None, None, None)
-            extra = [twin] if twin is not None else ()
-        else:
-            read = read_shard(engine, world)
-            data, shard_sizes = read.local, read.sizes
-            stage(
-                f"snapshot: {world.size} shards of whole users, {shard_sizes} ratings, in "
-                f"{time.perf_counter() - t0:.1f}s"
-            )
-
-            def whole() -> tuple[Splits, list[Scorer]]:
-                # Rank 0's full read, and production's evaluated twin to compare with on the
-                # same holdout.
-                everything = read.whole()
-                _, _, twin = production_twin(engine, everything) if promote else (None,) * 3
-                return split(everything, config), [twin] if twin is not None else []
-
+        read = _read(engine, config, world, promote)
         snapshot_s = time.perf_counter() - t0
+        stage(f"snapshot: {read.what} in {snapshot_s:.1f}s")
         fitted = fit_across(
-            data,
+            read.data,
             config,
             scale,
             world=world,
-            whole=whole,
+            whole=read.whole,
             on_epoch=on_epoch,
             on_step=on_step,
             on_rank_epoch=on_rank_epoch,
             on_stage=on_stage,
-            extra=extra,
+            extra=read.extra,
             baseline_cache=BaselineCache(artifact_dir / BASELINES_FOLDER),
         )
         if fitted is None:
@@ -168,8 +147,38 @@ def train_and_register(
             timings["ranks"] = float(world.size)
             for model in (fitted.recommender, fitted.served):
                 if model is not None and model.card.data is not None:
-                    model.card.data.shards = shard_sizes
+                    model.card.data.shards = read.shard_sizes
         return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
+
+
+@dataclass(frozen=True)
+class _Read:
+    data: Interactions
+    """Every rating, or this rank's shard."""
+    what: str
+    extra: Sequence[Scorer] = ()
+    """Production's evaluated twin, to compare with on the same holdout (one process)."""
+    whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None
+    """Rank 0's full read with production's twin (torchrun)."""
+    shard_sizes: list[int] | None = None
+
+
+def _read(engine: Engine, config: TrainConfig, world: World | None, promote: bool) -> _Read:
+    def production(data: Interactions) -> list[Scorer]:
+        twin = production_twin(engine, data)[2] if promote else None
+        return [twin] if twin is not None else []
+
+    if world is None:
+        data = training_snapshot(engine, config.split)
+        return _Read(data, repr(data), extra=production(data))
+    read = read_shard(engine, world)
+
+    def whole() -> tuple[Splits, Sequence[Scorer]]:
+        everything = read.whole()
+        return split(everything, config), production(everything)
+
+    what = f"{world.size} shards of whole users, {read.sizes} ratings"
+    return _Read(read.local, what, whole=whole, shard_sizes=read.sizes)
 
 
 def register(

@@ -267,17 +267,61 @@ class Trainer:
     ) -> TrainResult:
         """One pass of at most `epochs` epochs of the `config.epochs`-long schedule."""
         cfg = self.config
+        run = self._start(train, network, world)
+        net, device = run.net, run.device
+        va = _tensors(valid, device)
+        history: list[EpochStats] = []
+        stopping = EarlyStopping(net, patience=cfg.patience, min_delta=cfg.min_delta)
+        started = time.perf_counter()
+        n_valid = world.sum(len(valid))[0] if world else len(valid)
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            loss_sum, count = run.epoch(self.on_step, run.steps_per_epoch * epochs)
+            local = (loss_sum, count, squared_error_sum(net, va))
+            seen, count, val_sse = world.sum(*local) if world else local
+            train_loss = seen / count
+            if not math.isfinite(train_loss):
+                raise TrainingDivergedError(
+                    f"training loss became {train_loss} in epoch {epoch}: lower the learning "
+                    f"rate (now {cfg.lr}) or check the ratings for extreme values"
+                )
+            val_loss = val_sse / n_valid if n_valid else float("nan")
+            stats = EpochStats(epoch, train_loss, val_loss, run.lr(), time.perf_counter() - t0)
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+            if stopping.update(epoch, val_loss, watched=n_valid > 0):
+                break
+        stopping.restore()
+        seconds = time.perf_counter() - started
+        samples = run.n_global * len(history)
+        return TrainResult(
+            net.cpu(),
+            history,
+            stopping.best_epoch,
+            stopping.stopped_early,
+            seconds,
+            samples / seconds if seconds else 0.0,
+            str(device),
+        )
+
+    def _start(
+        self, train: Interactions, network: DotProductBias | None, world: World | None
+    ) -> _Run:
+        """The network, its objective and optimiser, and the batches of a pass over `train`."""
+        cfg = self.config
         n = len(train)
         local_sum = float(train.ratings.sum(dtype="float64"))
         n_global, rating_sum = world.sum(n, local_sum) if world else (n, local_sum)
         if n_global == 0:
             raise EmptyDataError("no ratings to train on: ingest ratings first (recsys ingest)")
+        if world is not None and n == 0:
+            raise EmptyDataError(f"rank {world.rank} has no ratings: fewer ratings than ranks")
         device = world.device if world else pick_device(cfg.device)
         # The generator lives on the CPU: permutations are drawn there and moved, so a seed
         # gives the same model on any device. Ranks share the seed: the same initial weights.
         gen = torch.Generator().manual_seed(cfg.seed)
-        mean = rating_sum / n_global
-        net = (network or self.build(train, gen, mean)).to(device)
+        net = (network or self.build(train, gen, rating_sum / n_global)).to(device)
         weights = None
         if cfg.l2_count_exponent:
             weights = (
@@ -292,72 +336,69 @@ class Trainer:
             # once, at the start, which changes nothing).
             objective = DistributedDataParallel(objective, forward_sync_buffers=False)
             batch = max(1, cfg.batch_size // world.size)
-        tr, va = _tensors(train, device), _tensors(valid, device)
         # Every rank must take the same number of steps (each is an all-reduce): the longest
         # shard sets it, and shorter ones start their permutation again to fill their batches.
         steps_per_epoch = math.ceil((world.max(n) if world else n) / batch)
-        per_epoch = steps_per_epoch * batch if world else n
-        if world is not None and n == 0:
-            raise EmptyDataError(f"rank {world.rank} has no ratings: fewer ratings than ranks")
-        total_steps = steps_per_epoch * cfg.epochs
-        opt = Adam([net.parameters()], lr=cfg.lr, betas=(0.9, cfg.adam_beta2))
-        schedule = one_cycle(cfg.warmup_fraction, total_steps)
-
-        history: list[EpochStats] = []
-        stopping = EarlyStopping(net, patience=cfg.patience, min_delta=cfg.min_delta)
-        started = time.perf_counter()
-        step = 0
-        n_valid = world.sum(len(valid))[0] if world else len(valid)
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            objective.train()
-            order = torch.randperm(n, generator=gen)
-            if per_epoch > n:
-                order = order.repeat(math.ceil(per_epoch / n))
-            order = order[:per_epoch].to(device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for s in range(0, len(order), batch):
-                idx = order[s : s + batch]
-                loss, mse = objective(tr[0][idx], tr[1][idx], tr[2][idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.set_lr(cfg.lr * schedule(step))
-                opt.step()
-                loss_sum += mse.detach().double() * len(idx)
-                step += 1
-                if self.on_step is not None:
-                    self.on_step(step, steps_per_epoch * epochs)
-            objective.eval()
-            local = (float(loss_sum), float(len(order)), squared_error_sum(net, va))
-            seen, count, val_sse = world.sum(*local) if world else local
-            train_loss = seen / count
-            if not math.isfinite(train_loss):
-                raise TrainingDivergedError(
-                    f"training loss became {train_loss} in epoch {epoch}: lower the learning "
-                    f"rate (now {cfg.lr}) or check the ratings for extreme values"
-                )
-            val_loss = val_sse / n_valid if n_valid else float("nan")
-            stats = EpochStats(
-                epoch,
-                train_loss,
-                val_loss,
-                cfg.lr * schedule(step),
-                time.perf_counter() - t0,
-            )
-            history.append(stats)
-            if on_epoch is not None:
-                on_epoch(stats)
-            if stopping.update(epoch, val_loss, watched=n_valid > 0):
-                break
-        stopping.restore()
-        seconds = time.perf_counter() - started
-        samples = n_global * len(history)
-        return TrainResult(
-            net.cpu(),
-            history,
-            stopping.best_epoch,
-            stopping.stopped_early,
-            seconds,
-            samples / seconds if seconds else 0.0,
-            str(device),
+        return _Run(
+            net=net,
+            objective=objective,
+            opt=Adam([net.parameters()], lr=cfg.lr, betas=(0.9, cfg.adam_beta2)),
+            schedule=one_cycle(cfg.warmup_fraction, steps_per_epoch * cfg.epochs),
+            peak_lr=cfg.lr,
+            gen=gen,
+            device=device,
+            data=_tensors(train, device),
+            batch=batch,
+            steps_per_epoch=steps_per_epoch,
+            per_epoch=steps_per_epoch * batch if world else n,
+            n_global=int(n_global),
         )
+
+
+@dataclass
+class _Run:
+    """A pass of the rating head in progress: what `Trainer._start` set up, and its steps."""
+
+    net: DotProductBias
+    objective: nn.Module
+    opt: Adam
+    schedule: Callable[[int], float]
+    peak_lr: float
+    gen: torch.Generator
+    device: torch.device
+    data: tuple[torch.Tensor, ...]
+    batch: int
+    steps_per_epoch: int
+    per_epoch: int
+    """Ratings an epoch visits: all of them, or under torchrun the longest shard's count."""
+    n_global: int
+    step: int = 0
+
+    def lr(self) -> float:
+        return self.peak_lr * self.schedule(self.step)
+
+    def epoch(
+        self, on_step: Callable[[int, int], None] | None, total_steps: int
+    ) -> tuple[float, float]:
+        """One epoch of steps; the sum of the batches' squared errors and the ratings seen."""
+        self.objective.train()
+        n = len(self.data[0])
+        order = torch.randperm(n, generator=self.gen)
+        if self.per_epoch > n:
+            order = order.repeat(math.ceil(self.per_epoch / n))
+        order = order[: self.per_epoch].to(self.device)
+        users, items, ratings = self.data
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for s in range(0, len(order), self.batch):
+            idx = order[s : s + self.batch]
+            loss, mse = self.objective(users[idx], items[idx], ratings[idx])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.set_lr(self.lr())
+            self.opt.step()
+            loss_sum += mse.detach().double() * len(idx)
+            self.step += 1
+            if on_step is not None:
+                on_step(self.step, total_steps)
+        self.objective.eval()
+        return float(loss_sum), float(len(order))
