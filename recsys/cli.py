@@ -32,6 +32,7 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.store.db import existing_engine, make_engine, session_scope, shown_url
 
 if TYPE_CHECKING:
+    from recsys.evaluation.report import Report
     from recsys.lists.scored import Scored
     from recsys.model.recommender import Recommender
     from recsys.training.runs import Registered
@@ -224,6 +225,26 @@ def generate_synthetic(
 # --- training and evaluation -------------------------------------------------------------------
 
 
+_RefitOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--refit/--no-refit",
+        help="Train again on training + validation data for the best number of epochs "
+        "(default on; about twice the training time).",
+    ),
+]
+_PromoteOption = Annotated[
+    bool, typer.Option(help="Put the model in production if it beats the baselines.")
+]
+_DistributedOption = Annotated[
+    bool,
+    typer.Option(
+        help="Data-parallel across the processes of torchrun (each reads its shard): "
+        "torchrun --nproc-per-node N -m recsys.cli train --distributed"
+    ),
+]
+
+
 @app.command()
 def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
@@ -234,24 +255,9 @@ def train(
     split: Annotated[str | None, typer.Option(help="hash (default), random or time")] = None,
     seed: int | None = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
-    refit: Annotated[
-        bool | None,
-        typer.Option(
-            "--refit/--no-refit",
-            help="Train again on training + validation data for the best number of epochs "
-            "(default on; about twice the training time).",
-        ),
-    ] = None,
-    promote: Annotated[
-        bool, typer.Option(help="Put the model in production if it beats the baselines.")
-    ] = True,
-    distributed: Annotated[
-        bool,
-        typer.Option(
-            help="Data-parallel across the processes of torchrun (each reads its shard): "
-            "torchrun --nproc-per-node N -m recsys.cli train --distributed"
-        ),
-    ] = False,
+    refit: _RefitOption = None,
+    promote: _PromoteOption = True,
+    distributed: _DistributedOption = False,
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
     from recsys.cli_progress import training_progress
@@ -374,11 +380,7 @@ def evaluate(
 
         judge_off_policy(_settings(), off_policy, since, explore, out)
         return
-    from recsys.data.snapshot import training_snapshot
-    from recsys.data.split import HASH_HOLDOUT_SEED, holdout
-    from recsys.evaluation.remap import remap
     from recsys.evaluation.report import Report, format_report
-    from recsys.evaluation.report import evaluate as evaluate_report
     from recsys.model import artifact
 
     row = registry.resolve(_engine(), version)
@@ -386,27 +388,35 @@ def evaluate(
     # The evaluated twin: the served model was refit on the holdout too.
     rec = artifact.load_twin(folder, artifact.load(folder, row["checksum"]))
     stored = rec.card.metrics
-    report = None if recompute or stored is None else Report.from_json(stored)
-    if report is None:
-        cfg = rec.card.config or TrainConfig()
-        data = training_snapshot(_engine(), cfg.split)
-        if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
-            err.print(
-                _tagged(
-                    "note:",
-                    "yellow",
-                    "the data changed since this model was trained; "
-                    "held-out ratings may include some it learned from",
-                )
-            )
-        test_seed = HASH_HOLDOUT_SEED if cfg.split == "hash" else cfg.seed
-        train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=test_seed)
-        remapped = remap(rec, train_part)
-        report = evaluate_report(
-            remapped, train_part, test, threshold=cfg.liked_threshold, k=cfg.top_k, seed=cfg.seed
-        )
+    report = _evaluate_again(rec) if recompute or stored is None else Report.from_json(stored)
     out.print(f"model {row['version']} ({row['status']})")
     out.print(format_report(report))
+
+
+def _evaluate_again(rec: Recommender) -> Report:
+    """`rec` evaluated on the test holdout of the database as it is now, split as it was."""
+    from recsys.data.snapshot import training_snapshot
+    from recsys.data.split import HASH_HOLDOUT_SEED, holdout
+    from recsys.evaluation.remap import remap
+    from recsys.evaluation.report import evaluate
+
+    cfg = rec.card.config or TrainConfig()
+    data = training_snapshot(_engine(), cfg.split)
+    if data.user_vocab != rec.user_vocab or data.item_vocab != rec.item_vocab:
+        err.print(
+            _tagged(
+                "note:",
+                "yellow",
+                "the data changed since this model was trained; "
+                "held-out ratings may include some it learned from",
+            )
+        )
+    test_seed = HASH_HOLDOUT_SEED if cfg.split == "hash" else cfg.seed
+    train_part, test = holdout(data, cfg.test_fraction or 0.1, method=cfg.split, seed=test_seed)
+    return evaluate(
+        remap(rec, train_part), train_part, test, threshold=cfg.liked_threshold, k=cfg.top_k,
+        seed=cfg.seed,
+    )  # fmt: skip
 
 
 # --- offline scoring and interpretation ---------------------------------------------------------

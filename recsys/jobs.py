@@ -28,7 +28,6 @@ from recsys import registry
 from recsys.config import Settings, TrainConfig, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
-from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.gates import (
     CANARY,
     PROMOTED,
@@ -37,7 +36,7 @@ from recsys.evaluation.gates import (
     gate_checks,
     off_policy_check,
 )
-from recsys.evaluation.report import BaselineCache
+from recsys.evaluation.report import BaselineCache, Report
 from recsys.locks import job_lock
 from recsys.model import artifact
 from recsys.model.network import DotProductBias
@@ -228,6 +227,33 @@ def _judge(
     return decided, off_policy
 
 
+def _compared(report: Report | None) -> dict[str, Any]:
+    """The figures of the candidate, production and the weak baselines on the same holdout."""
+    names = ("model", "production", "biases", "most_popular")
+    return {name: report[name] for name in names if report is not None and name in report}
+
+
+def _act(engine: Engine, decision: str, version: str, job_id: int) -> None:
+    """Promote the candidate, or start its canary, as decided (it was just saved and
+    verified: no second artifact check)."""
+    actor = registry.Actor(f"retrain job #{job_id}", "passed every gate")
+    if decision == PROMOTED:
+        registry.promote(engine, version, check=False, actor=actor)
+    elif decision == CANARY:
+        registry.start_canary(engine, version, check=False, actor=actor)
+
+
+def _warm_start(
+    previous: Recommender | None, data: Interactions, config: TrainConfig, settings: Settings
+) -> tuple[DotProductBias | None, dict[str, Any] | None]:
+    """The network to start from (production's rows, where `settings.warm_start` and the
+    shapes allow) and the record of what was copied; (None, None) for a fresh start."""
+    if not settings.warm_start or previous is None or previous.n_factors != config.n_factors:
+        return None, None
+    network, copied = warm_network(previous, data, config, settings)
+    return network, {"rows_copied": copied}
+
+
 def _run(
     engine: Engine, settings: Settings, config: TrainConfig, job_id: int, progress: Progress
 ) -> JobOutcome:
@@ -237,55 +263,38 @@ def _run(
     timings = {"snapshot_s": time.perf_counter() - t0}
     stage(f"snapshot: {data!r} in {timings['snapshot_s']:.1f}s")
     production, previous, twin = production_twin(engine, data)
-    extra: list[Scorer] = [twin] if twin is not None else []
-    network: DotProductBias | None = None
-    warm: dict[str, Any] | None = None
-    if settings.warm_start and previous is not None and previous.n_factors == config.n_factors:
-        network, copied = warm_network(previous, data, config, settings)
-        warm = {"rows_copied": copied}
+    network, warm = _warm_start(previous, data, config, settings)
     with registry.training_run(engine, config.model_dump()) as run_id:
         fitted = fit(
             data,
             config,
             settings.rating_scale,
-            extra=extra,
+            extra=[twin] if twin is not None else [],
             network=network,
             on_epoch=progress.on_epoch,
             on_rank_epoch=progress.on_rank_epoch,
             on_stage=progress.on_stage,
             baseline_cache=BaselineCache(settings.artifact_dir / BASELINES_FOLDER),
         )
-        report = fitted.report
         decided, off_policy = _judge(engine, settings, fitted, production, stage)
         decision, reasons = decided.action, decided.reasons
         if warm is not None and production is not None:
-            warm.update(
-                _convergence(
-                    engine, production, fitted.result.history_dicts(), fitted.result.best_epoch
-                )
-            )
+            result = fitted.result
+            warm.update(_convergence(engine, production, result.history_dicts(), result.best_epoch))
+        gate = decided.as_json()
+        metrics = {"report": fitted.report_json, "gate": gate, "off_policy": off_policy}
         version, _ = record_fitted(
-            engine,
-            settings.artifact_dir,
-            fitted,
-            run_id=run_id,
-            status=decided.status,
-            metrics={
-                "report": report.to_json() if report else None,
-                "gate": decided.as_json(),
-                "off_policy": off_policy,
-            },
-            timings=timings,
-        )
-    actor = registry.Actor(f"retrain job #{job_id}", "passed every gate")
-    if decision == PROMOTED:
-        registry.promote(engine, version, check=False, actor=actor)  # just saved and verified
-    elif decision == CANARY:
-        registry.start_canary(engine, version, check=False, actor=actor)
+            engine, settings.artifact_dir, fitted, run_id=run_id, status=decided.status,
+            metrics=metrics, timings=timings,
+        )  # fmt: skip
+    _act(engine, decision, version, job_id)
+    production_version = production["version"] if production is not None else None
     comparison = {
-        name: report[name] for name in ("model", "production", "biases", "most_popular")
-        if report is not None and name in report
-    }  # fmt: skip
+        **_compared(fitted.report),
+        "warm_start": warm,
+        "off_policy": off_policy,
+        "checks": [c.as_dict() for c in decided.checks],
+    }
     _finish(
         engine,
         job_id,
@@ -293,21 +302,9 @@ def _run(
         decision=decision,
         reasons=reasons,
         candidate_version=version,
-        production_version=production["version"] if production is not None else None,
-        comparison={
-            **comparison,
-            "warm_start": warm,
-            "off_policy": off_policy,
-            "checks": [c.as_dict() for c in decided.checks],
-        },
+        production_version=production_version,
+        comparison=comparison,
         data_counts=fitted.recommender.card.data_json(),
         timings={**timings, **fitted.timings, "total_s": time.perf_counter() - t0},
     )
-    return JobOutcome(
-        job_id,
-        "succeeded",
-        decision,
-        reasons,
-        version,
-        production["version"] if production is not None else None,
-    )
+    return JobOutcome(job_id, "succeeded", decision, reasons, version, production_version)

@@ -97,10 +97,8 @@ def _header(path: Path) -> list[str]:
     return [str(v).strip() for v in table.to_pylist()[0].values()]
 
 
-def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk]:
-    """The file's rows in chunks of `chunk_rows`, after checking that the required columns
-    exist. A row with the wrong number of fields ends the reading: it is raised with its
-    line, together with any others in the same block of the file (4 MB)."""
+def _checked_header(path: Path, required: list[str]) -> list[str]:
+    """The header's column names, once each, the required ones among them."""
     names = _header(path)
     if len(names) > MAX_COLUMNS:
         # Parsing cost grows with the columns, while the ingestion holds its lock: 40,000
@@ -116,6 +114,14 @@ def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk
     if missing:
         found = ", ".join(names) or "none"
         raise _fail(path, 1, f"missing required column(s) {', '.join(missing)} (found: {found})")
+    return names
+
+
+def read_csv(path: Path, chunk_rows: int, required: list[str]) -> Iterator[Chunk]:
+    """The file's rows in chunks of `chunk_rows`, after checking that the required columns
+    exist. A row with the wrong number of fields ends the reading: it is raised with its
+    line, together with any others in the same block of the file (4 MB)."""
+    names = _checked_header(path, required)
     malformed: list[RowError] = []
 
     def reject(row: pa_csv.InvalidRow) -> Literal["skip"]:

@@ -134,6 +134,19 @@ class _Accumulated:
             self.rating.append(shown.rated.get(item, np.nan))
             self.predicted.append(float(predicted[j]))
 
+    def slots(self, reward_model: RewardModel | None) -> Slots:
+        """The accumulated slots as the estimators take them."""
+        return Slots(
+            lists=np.asarray(self.lists, dtype=np.int64),
+            size=np.asarray(self.size, dtype=np.float64),
+            logging=np.asarray(self.logging),
+            target=np.asarray(self.target),
+            reward=np.asarray(self.reward),
+            predicted=None if reward_model is None else reward_model(np.asarray(self.predicted)),
+            direct=None if reward_model is None else np.asarray(self.direct),
+            unsupported=np.asarray(self.unsupported),
+        )
+
 
 def _ranked_then(
     candidate: Ranker, shown: LoggedList, rated_at: dict[str, int]
@@ -157,6 +170,27 @@ def _reward_model(logged: Logged) -> RewardModel | None:
     if len(set(reward)) < 2:
         return None  # nothing to learn a link from: DR is left out
     return RewardModel.fit(np.asarray(predicted), np.asarray(reward))
+
+
+def _logging_rates(by_version: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
+    """Each logging version's lists and observed positive rate (versions with 2+ lists)."""
+    return {
+        v: {"lists": len(rows), "positive_rate": asdict(_rate(rows))}
+        for v, rows in by_version.items()
+        if len(rows) > 1
+    }
+
+
+def _judged_on(holdout: Holdout | None, judged_on: str | None) -> str:
+    """Which slots the estimate rests on, in words."""
+    if holdout is not None:
+        return (
+            f"logged slots in the hash holdout ({holdout.share:.0%}), which the judged model "
+            "never learned"
+        )
+    return judged_on or (
+        "every logged slot (the judged model may have learned some of their answers)"
+    )
 
 
 def judge(
@@ -191,42 +225,22 @@ def judge(
             (len(shown.items), float(len(shown.positive)))
         )
         acc.add(shown, ranked, target, holdout, reward_model, listable)
-    if holdout is not None:
-        judged_on = (
-            f"logged slots in the hash holdout ({holdout.share:.0%}), which the judged model "
-            "never learned"
-        )
-    elif judged_on is None:
-        judged_on = "every logged slot (the judged model may have learned some of their answers)"
     report = OffPolicyReport(
         version=version,
         target_policy=target.as_json(),
-        judged_on=judged_on,
+        judged_on=_judged_on(holdout, judged_on),
         lists=len(acc.size),
         skipped=skipped,
         estimate=None,
         refused=None,
         mean_rating=None,
         reward_model=reward_model,
-        logging={
-            v: {"lists": len(rows_), "positive_rate": asdict(_rate(rows_))}
-            for v, rows_ in on_policy_by.items()
-            if len(rows_) > 1
-        },
+        logging=_logging_rates(on_policy_by),
     )
     if len(acc.size) < 2:
         report.refused = "fewer than 2 logged lists to judge on"
         return report
-    slots = Slots(
-        lists=np.asarray(acc.lists, dtype=np.int64),
-        size=np.asarray(acc.size, dtype=np.float64),
-        logging=np.asarray(acc.logging),
-        target=np.asarray(acc.target),
-        reward=np.asarray(acc.reward),
-        predicted=None if reward_model is None else reward_model(np.asarray(acc.predicted)),
-        direct=None if reward_model is None else np.asarray(acc.direct),
-        unsupported=np.asarray(acc.unsupported),
-    )
+    slots = acc.slots(reward_model)
     try:
         report.estimate = estimate(slots, clip=clip, max_unsupported=max_unsupported)
     except NoSupportError as exc:

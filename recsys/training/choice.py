@@ -522,14 +522,7 @@ class ChoiceTrainer:
         world = self.world
         device = world.device if world else pick_device(cfg.device)
         steps = _Steps.start(cfg, train, device, world, member)
-        hist, normaliser = steps.hist, steps.normaliser
-        # Under torchrun a rank may hold no validation ratings while others do: whether there
-        # is validation is decided over all ranks, which all take part in judging it.
-        (n_valid,) = _summed(world, len(valid))
-        val_targets = Histories.of(valid, cfg) if n_valid else None
-        # Validation estimates its normaliser from one draw for the whole run, so the
-        # learning curve's epochs are compared on the same items.
-        val_drawn = normaliser.draw() if normaliser is not None else None
+        val_targets, val_drawn = self._validation(valid, steps)
         history: list[EpochStats] = []
         kept = steps.average.network
         stopping = EarlyStopping(
@@ -545,16 +538,7 @@ class ChoiceTrainer:
                     f"ranking loss became {train_loss} in epoch {epoch}: lower rank_lr "
                     f"(now {cfg.rank_lr})"
                 )
-            ndcg, scored = None, None
-            if judge is not None and val_targets is not None:
-                # With the exact softmax the judge's scores give its users' validation NLL.
-                scored = ChoiceScorer(
-                    kept, hist, device, val_targets if normaliser is None else None
-                )
-                ndcg = judge(scored)
-            val_loss = self._validation_loss(
-                kept, hist, val_targets, device, normaliser, val_drawn, scored
-            )
+            ndcg, val_loss = self._validate(kept, steps, device, judge, val_targets, val_drawn)
             stats = EpochStats(
                 epoch, train_loss, val_loss, cfg.rank_lr, time.perf_counter() - t0, ndcg, member
             )
@@ -570,13 +554,23 @@ class ChoiceTrainer:
             # Each rank trained its own users' offsets; the others' rows stayed zero.
             with torch.no_grad():
                 kept.user_offset.copy_(world.sum_tensor(kept.user_offset))
+        seconds = time.perf_counter() - started
         return ChoiceResult(
-            kept.cpu(),
-            history,
-            stopping.best_epoch,
-            stopping.stopped_early,
-            time.perf_counter() - started,
+            kept.cpu(), history, stopping.best_epoch, stopping.stopped_early, seconds
         )
+
+    def _validation(
+        self, valid: Interactions, steps: _Steps
+    ) -> tuple[Histories | None, torch.Tensor | None]:
+        """The validation targets (None where no rank holds any) and the items drawn once for
+        the whole run to estimate their normaliser (None with the exact softmax), so the
+        learning curve's epochs are compared on the same items."""
+        # Under torchrun a rank may hold no validation ratings while others do: whether there
+        # is validation is decided over all ranks, which all take part in judging it.
+        (n_valid,) = _summed(self.world, len(valid))
+        targets = Histories.of(valid, self.config) if n_valid else None
+        normaliser = steps.normaliser
+        return targets, normaliser.draw() if normaliser is not None else None
 
     @staticmethod
     def _batch_loss(
@@ -635,6 +629,27 @@ class ChoiceTrainer:
             - (per_item * net.item_bias).sum()
         )
         return nll, total
+
+    def _validate(
+        self,
+        kept: ChoiceNet,
+        steps: _Steps,
+        device: torch.device,
+        judge: Callable[[ChoiceScorer], float] | None,
+        val_targets: Histories | None,
+        val_drawn: torch.Tensor | None,
+    ) -> tuple[float | None, float]:
+        """The judge's figure on validation (None without a judge) and the validation NLL."""
+        ndcg, scored = None, None
+        if judge is not None and val_targets is not None:
+            # With the exact softmax the judge's scores give its users' validation NLL.
+            exact = steps.normaliser is None
+            scored = ChoiceScorer(kept, steps.hist, device, val_targets if exact else None)
+            ndcg = judge(scored)
+        val_loss = self._validation_loss(
+            kept, steps.hist, val_targets, device, steps.normaliser, val_drawn, scored
+        )
+        return ndcg, val_loss
 
     def _validation_loss(
         self,

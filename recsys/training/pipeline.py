@@ -58,6 +58,11 @@ class Fitted:
         return self.data.subset(~self.test_mask)
 
     @property
+    def report_json(self) -> dict[str, Any] | None:
+        """The evaluation report as the registry and the card keep it."""
+        return self.report.to_json() if self.report else None
+
+    @property
     def deployed(self) -> Recommender:
         return self.served or self.recommender
 
@@ -271,7 +276,7 @@ def _serve(fitted: Fitted, networks: ServingNetworks) -> None:
     """Give `fitted` the model that serves: `networks`, refit on every rating, with the
     evaluated twin's record and figures."""
     fitted.served = served_model(fitted.data, fitted.recommender, networks, fitted.config)
-    fitted.served.card.metrics = fitted.report.to_json() if fitted.report else None
+    fitted.served.card.metrics = fitted.report_json
     fitted.timings["serve_refit_s"] = networks.seconds
 
 

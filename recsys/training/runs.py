@@ -203,7 +203,7 @@ def register(
         fitted,
         run_id=run_id,
         status=decided.status,
-        metrics={"report": fitted.report.to_json() if fitted.report else None, "gate": gate},
+        metrics={"report": fitted.report_json, "gate": gate},
         timings=timings,
     )
     if decided.action == PROMOTED:
@@ -255,7 +255,7 @@ def record_fitted(
         status="succeeded",
         history=fitted.result.history_dicts(),
         best_epoch=fitted.result.best_epoch,
-        metrics=fitted.report.to_json() if fitted.report else None,
+        metrics=fitted.report_json,
         data_counts=fitted.recommender.card.data_json(),
         timings=timings,
     )
