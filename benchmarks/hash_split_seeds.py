@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import TrainConfig
 from recsys.data.snapshot import training_snapshot
 from recsys.store.db import make_engine
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 
 

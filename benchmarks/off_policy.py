@@ -28,12 +28,12 @@ from datetime import date, timedelta
 import numpy as np
 
 from benchmarks.train_movielens import movielens
-from recsys.config import TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.evaluation.remap import remap
 from recsys.exploration import ExplorePolicy, daily_rng
 from recsys.offpolicy.estimators import NoSupportError, RewardModel, Slots, estimate
 from recsys.offpolicy.simulator import Logged, World, judged
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 
 K = 10

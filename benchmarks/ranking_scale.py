@@ -22,11 +22,12 @@ import time
 import numpy as np
 import torch
 
-from recsys.config import TrainConfig
 from recsys.data.genres import Genres
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import Vocabulary
-from recsys.training.choice import ChoiceTrainer, normaliser_for
+from recsys.train_config import TrainConfig
+from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice_parts import normaliser_for
 
 
 def synthetic(

@@ -37,12 +37,13 @@ from sqlalchemy import create_engine, text
 
 from benchmarks.harness import open_loop, serving
 from benchmarks.rawhttp import Call
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.ingest import ingest_csv
 from recsys.data.samples import generate_synthetic
 from recsys.data.snapshot import read_snapshot
 from recsys.store import migrate
 from recsys.store.db import make_engine, session_scope
+from recsys.train_config import TrainConfig
 from recsys.training.runs import train_from_database
 from recsys.training.trainer import EpochStats
 

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from benchmarks.train_movielens import movielens
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import split
 from recsys.training.trainer import Trainer, _tensors, mean_squared_error
 

@@ -16,8 +16,8 @@ import json
 import numpy as np
 
 from benchmarks.train_movielens import movielens
-from recsys.config import TrainConfig
 from recsys.data.split import holdout
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from benchmarks.train_movielens import movielens
 from benchmarks.visitors import as_visitor
-from recsys.config import Settings, TrainConfig
+from recsys.config import Settings
 from recsys.data.interactions import Interactions
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.fold_in import fold_in
 from recsys.model.recommender import Recommender
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 
 PRIORS = (0.1, 1.0, 2.0, 5.0, 10.0, 20.0)

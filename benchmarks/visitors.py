@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.train_movielens import movielens
-from recsys.config import Settings, TrainConfig
+from recsys.config import Settings
 from recsys.data import samples
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
@@ -31,6 +31,7 @@ from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 
 K = 10

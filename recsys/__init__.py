@@ -12,7 +12,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recsys.config import RatingScale, Settings, TrainConfig
+    from recsys.config import RatingScale, Settings
     from recsys.data import samples
     from recsys.data.interactions import Interactions
     from recsys.data.vocab import Vocabulary
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from recsys.model.artifact import save as save_model
     from recsys.model.network import DotProductBias
     from recsys.model.recommender import Recommender
+    from recsys.train_config import TrainConfig
     from recsys.training.pipeline import Fitted, fit
     from recsys.training.trainer import Trainer
 

@@ -27,9 +27,10 @@ from recsys.cli_ops import (
     schedule,
     simulate_traffic,
 )
-from recsys.config import Settings, TrainConfig, get_settings, train_config
+from recsys.config import Settings, get_settings, train_config
 from recsys.errors import ConfigError, RecsysError
 from recsys.store.db import existing_engine, make_engine, session_scope, shown_url
+from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
     from recsys.evaluation.report import Report

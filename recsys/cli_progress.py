@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from recsys.config import TrainConfig
+from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
     from recsys.training.trainer import EpochStats

@@ -25,7 +25,7 @@ import torch
 from sqlalchemy import Engine, RowMapping, select, update
 
 from recsys import registry
-from recsys.config import Settings, TrainConfig, train_config
+from recsys.config import Settings, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.gates import (
@@ -44,6 +44,7 @@ from recsys.model.recommender import Recommender
 from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import BASELINES_FOLDER, Fitted, fit
 from recsys.training.runs import production_twin, record_fitted
 from recsys.training.trainer import EpochStats, Trainer

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from recsys.config import TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.store import migrate
 from recsys.store.db import make_engine
+from recsys.train_config import TrainConfig
 
 PG_ADMIN_URL = os.environ.get(
     "RECSYS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

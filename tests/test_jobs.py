@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from recsys import jobs, registry
-from recsys.config import RatingScale, Settings, TrainConfig
+from recsys.config import RatingScale, Settings
 from recsys.data.ingest import ingest_frames
 from recsys.evaluation.gates import gates
 from recsys.evaluation.report import Report
@@ -26,6 +26,7 @@ from recsys.rollout import bucket, in_canary
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs as jobs_table
 from recsys.store.tables import model_versions, training_runs
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import BASELINES_FOLDER
 from recsys.training.runs import train_from_database
 from service.app import create_app

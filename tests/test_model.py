@@ -7,11 +7,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.errors import ConfigError
 from recsys.model.network import DotProductBias
+from recsys.train_config import TrainConfig
 from recsys.training.pipeline import fit
 from recsys.training.trainer import Trainer
 from tests.conftest import CHECKERBOARD_CONFIG, checkerboard

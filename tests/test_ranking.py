@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.config import RatingScale, Settings, TrainConfig, train_config
+from recsys.config import RatingScale, Settings, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.split import holdout_mask
 from recsys.evaluation.baselines import Ease
@@ -24,7 +24,8 @@ from recsys.model import artifact
 from recsys.model.card import TwinLink
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
-from recsys.training.choice import InputDropout, WeightAverage
+from recsys.train_config import TrainConfig
+from recsys.training.choice_parts import InputDropout, WeightAverage
 from recsys.training.pipeline import fit
 from service.catalog import Catalog, GenreFilter
 

@@ -9,14 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.config import (
-    RANK_MAX_STEPS,
-    RANK_MIN_EPOCHS,
-    RANK_STEPS_PER_EPOCH,
-    RATING_STEPS_PER_EPOCH,
-    RatingScale,
-    TrainConfig,
-)
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Ease
 from recsys.evaluation.gates import beats_baselines
@@ -24,7 +17,14 @@ from recsys.evaluation.report import BaselineCache, Metrics, Report, evaluate, f
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.network import ChoiceNet
-from recsys.training.choice import SampledNormaliser, normaliser_for
+from recsys.train_config import (
+    RANK_MAX_STEPS,
+    RANK_MIN_EPOCHS,
+    RANK_STEPS_PER_EPOCH,
+    RATING_STEPS_PER_EPOCH,
+    TrainConfig,
+)
+from recsys.training.choice_parts import SampledNormaliser, normaliser_for
 from recsys.training.pipeline import fit
 from tests.test_ranking import RANK_CONFIG, chosen_by_group, group
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError
+from recsys.train_config import TrainConfig
 from recsys.training import deploy, ranking
-from recsys.training.choice import ChoiceScorer, ChoiceTrainer, Histories
+from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice_parts import ChoiceScorer, Histories
 from recsys.training.deploy import ServingRefit
 from recsys.training.pipeline import fit, split
 from tests.test_ranking import RANK_CONFIG, chosen_by_group

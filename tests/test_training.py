@@ -10,13 +10,14 @@ import torch
 from sqlalchemy import Engine
 
 from recsys import registry
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.ingest import ingest_csv
 from recsys.data.interactions import Interactions
 from recsys.data.samples import generate_synthetic
 from recsys.data.split import _held_by_hash, holdout, pair_hash
 from recsys.errors import ConfigError, EmptyDataError, TrainingDivergedError
 from recsys.model import artifact
+from recsys.train_config import TrainConfig
 from recsys.training.runs import train_from_database
 from recsys.training.trainer import Trainer, _tensors, mean_squared_error
 

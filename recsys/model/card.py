@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
+from recsys.train_config import TrainConfig
 
 
 class _Record(BaseModel):

@@ -19,11 +19,12 @@ from types import TracebackType
 import numpy as np
 import torch
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.model.card import ServedRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.recommender import Recommender
+from recsys.train_config import TrainConfig
 from recsys.training.choice import ChoiceTrainer
 from recsys.training.distributed import World
 from recsys.training.ranking import head_of

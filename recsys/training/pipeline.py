@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import fingerprint
 from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
@@ -26,6 +26,7 @@ from recsys.model.card import DataCounts, ModelCard, RankingRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
+from recsys.train_config import TrainConfig
 from recsys.training.deploy import ServingNetworks, ServingRefit, served_model
 from recsys.training.distributed import World
 from recsys.training.ranking import Selection, head_of, refit_ranking, select_ranking

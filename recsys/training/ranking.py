@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from recsys.config import RANK_BLENDS, TrainConfig
 from recsys.data.interactions import Interactions
 from recsys.evaluation.baselines import Scorer
 from recsys.evaluation.report import RankingTask
 from recsys.model.card import RankingRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
+from recsys.train_config import RANK_BLENDS, TrainConfig
 from recsys.training.choice import ChoiceTrainer, Ensemble
 from recsys.training.distributed import World
 from recsys.training.trainer import EpochStats

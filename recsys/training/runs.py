@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from recsys import registry
-from recsys.config import RatingScale, Settings, TrainConfig
+from recsys.config import RatingScale, Settings
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
 from recsys.evaluation.baselines import Scorer
@@ -27,6 +27,7 @@ from recsys.evaluation.report import BaselineCache
 from recsys.model import artifact
 from recsys.model.card import TwinLink
 from recsys.model.recommender import Recommender
+from recsys.train_config import TrainConfig
 from recsys.training.distributed import World
 from recsys.training.pipeline import BASELINES_FOLDER, Fitted, Splits, fit_across, split
 from recsys.training.shards import read_shard

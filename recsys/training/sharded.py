@@ -21,8 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from recsys.config import RatingScale, Settings, TrainConfig
+from recsys.config import RatingScale, Settings
 from recsys.errors import ConfigError
+from recsys.train_config import TrainConfig
 from recsys.training import distributed
 from recsys.training.runs import Registered, train_and_register
 from recsys.training.trainer import EpochStats

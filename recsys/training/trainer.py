@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from recsys.config import RatingScale, TrainConfig
+from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import DotProductBias
+from recsys.train_config import TrainConfig
 from recsys.training.adam import Adam
 from recsys.training.distributed import World
 from recsys.training.stopping import EarlyStopping

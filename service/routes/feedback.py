@@ -8,7 +8,7 @@ from recsys.store.events import RATING, FeedbackEvent
 from service.auth import WriterDep
 from service.deps import StateDep, check_batch, check_rating
 from service.errors import BODY, CLIENT_RESPONSES, responses
-from service.schemas import FeedbackBatchCreate, FeedbackBody, FeedbackPublic
+from service.schemas_catalog import FeedbackBatchCreate, FeedbackBody, FeedbackPublic
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"], responses=CLIENT_RESPONSES, dependencies=[WriterDep]

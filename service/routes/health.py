@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import monitoring_data
 from service.deps import StateDep
-from service.schemas import HealthPublic, ReadinessPublic
+from service.schemas_ops import HealthPublic, ReadinessPublic
 from service.state import AppState
 
 router = APIRouter(tags=["health"])

@@ -14,7 +14,7 @@ from recsys.errors import ValidationFailedError
 from service.auth import OperatorDep
 from service.deps import StateDep
 from service.errors import BODY, OPERATOR_RESPONSES, responses
-from service.schemas import IngestPublic
+from service.schemas_ops import IngestPublic
 from service.state import AppState
 
 if TYPE_CHECKING:

@@ -13,15 +13,8 @@ from service.auth import ReaderDep, WriterDep
 from service.catalog import GenreFilter
 from service.deps import GenreQuery, ReadingDep, StateDep, check_batch, check_k
 from service.errors import BODY, CLIENT_RESPONSES, responses
-from service.schemas import (
-    NO_NUL,
-    ItemFields,
-    ItemPublic,
-    ItemsCreate,
-    ItemsWritten,
-    SimilarItem,
-    SimilarItemsPublic,
-)
+from service.schemas import NO_NUL, SimilarItem, SimilarItemsPublic
+from service.schemas_catalog import ItemFields, ItemPublic, ItemsCreate, ItemsWritten
 from service.state import AppState
 
 # Each route names its check: ReaderDep, WriterDep, or ReadingDep (which does the reader's).

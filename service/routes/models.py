@@ -12,8 +12,8 @@ from service import activity
 from service.auth import OperatorDep, acting_operator
 from service.deps import StateDep
 from service.errors import BODY, OPERATOR_RESPONSES, responses
-from service.schemas import (
-    NO_NUL,
+from service.schemas import NO_NUL
+from service.schemas_ops import (
     JobPublic,
     ModelActionCreate,
     ModelActionPublic,

@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from recsys.config import RatingScale, Settings, TrainConfig
+from recsys.config import RatingScale, Settings
 from recsys.data.ingest import ingest_frames
 from recsys.store import migrate
 from recsys.store.db import make_engine
+from recsys.train_config import TrainConfig
 from recsys.training.runs import Registered, train_from_database
 from service.app import create_app
 from tests.conftest import fresh_pg_database

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from recsys.store.tables import feedback, impressions, ratings, users
-from service import schemas
+from service import schemas, schemas_catalog, schemas_ops
 from service.app import create_app
 from service.schemas import RecommendationsPublic
 from tests.service.conftest import GENRES, N_ITEMS, Served, genre_of
@@ -352,7 +352,8 @@ def test_every_typed_request_and_answer_has_a_valid_example(client: TestClient) 
     assert {"RecommendationsPublic", "FeedbackCreate", "ModelActionRecord"} <= documented
     # Each example is what the model itself accepts.
     for name in documented:
-        model = getattr(schemas, name)
+        module = next(m for m in (schemas, schemas_catalog, schemas_ops) if hasattr(m, name))
+        model = getattr(module, name)
         for example in components[name]["examples"]:
             model.model_validate(example)
 
