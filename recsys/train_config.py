@@ -112,7 +112,7 @@ class TrainConfig(BaseModel):
         le=1000,
         description="Most epochs of the ranking head: 30 at lr 0.02 ranked as 40 at lr 0.015 "
         "on validation (NDCG@10 0.2009 against 0.2001, 9 MovieLens splits; "
-        "benchmarks/README.md) in three quarters of the time.",
+        "benchmarks/README.md) and bound the slowest run.",
     )
     rank_patience: int = Field(
         6,
