@@ -13,31 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
 from recsys import keys as keys_mod
 from recsys import registry
+from recsys.cli_console import db_engine, err, out
 from recsys.config import get_settings, train_config
 from recsys.data import timestamps
 from recsys.errors import ConfigError
-from recsys.store.db import existing_engine, session_scope
+from recsys.store.db import session_scope
 
 models_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Runs of the retraining job.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys kept (hashed) in the database.", no_args_is_help=True)
-# User data is printed as it is, lines left whole (see cli.py).
-out = Console(markup=False, highlight=False, soft_wrap=True)
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 VersionArg = Annotated[
     str, typer.Argument(help="A version, or an alias: production, canary, latest.")
 ]
-
-
-def _engine() -> Engine:
-    return existing_engine(get_settings().database_url)
 
 
 def _fmt(v: float | None) -> str:
@@ -66,7 +58,7 @@ def retrain(
     config = train_config(settings, **overrides)
     with training_progress(err, config) as bar:
         progress = jobs_mod.Progress(bar.on_stage, bar.on_epoch, bar.on_rank_epoch)
-        outcome = jobs_mod.retrain(_engine(), settings, config, progress)
+        outcome = jobs_mod.retrain(db_engine(), settings, config, progress)
     reasons = "; ".join(outcome.reasons)
     out.print(
         f"job {outcome.job_id}: {outcome.status}"
@@ -75,7 +67,7 @@ def retrain(
         highlight=False,
     )
     # Every gate it went through, in words: why it passed as well as why it failed.
-    job = next((j for j in registry.list_jobs(_engine(), 5) if j["id"] == outcome.job_id), None)
+    job = next((j for j in registry.list_jobs(db_engine(), 5) if j["id"] == outcome.job_id), None)
     for check in ((job["comparison"] or {}).get("checks") or []) if job is not None else []:
         mark = {True: "ok", False: "FAILED"}.get(check["passed"], "not applied")
         out.print(f"  {mark}: {check['detail']}", highlight=False, soft_wrap=True)
@@ -167,7 +159,7 @@ def _simulate_truth(
     from recsys.simulate import client_for
     from recsys.simulate_truth import Truth, simulate_truth
 
-    row = registry.resolve(_engine(), version)
+    row = registry.resolve(db_engine(), version)
     model = artifact.load(Path(row["artifact_path"]), row["checksum"])
     with client_for(url, api_key) as client:
         report = simulate_truth(
@@ -191,7 +183,7 @@ def jobs_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
     table = Table()
     for col in ("id", "kind", "started", "took", "status", "decision", "candidate", "reasons"):
         table.add_column(col)
-    for row in registry.list_jobs(_engine(), limit):
+    for row in registry.list_jobs(db_engine(), limit):
         took = (
             f"{(row['finished_at'] - row['started_at']).total_seconds():.1f}s"
             if row["finished_at"]
@@ -224,7 +216,7 @@ def models_list() -> None:
     table = Table()
     for col in ("version", "status", "rmse", "ndcg@10", "created", "promoted"):
         table.add_column(col)
-    for row in registry.list_versions(_engine()):
+    for row in registry.list_versions(db_engine()):
         model = ((row["metrics"] or {}).get("report") or {}).get("model", {})
         table.add_row(
             row["version"],
@@ -240,7 +232,7 @@ def models_list() -> None:
 @models_app.command("show")
 def models_show(version: VersionArg = "production") -> None:
     """One version: status, gate decision, metrics and its learning curve."""
-    engine = _engine()
+    engine = db_engine()
     row = registry.resolve(engine, version)
     run = registry.get_run(engine, row["training_run_id"]) if row["training_run_id"] else None
     shown: dict[str, Any] = {
@@ -263,7 +255,7 @@ def models_online(hours: Annotated[float, typer.Option(min=0.01)] = 24.0) -> Non
     from recsys import monitoring
     from recsys.store.events import load_served
 
-    with session_scope(_engine()) as s:
+    with session_scope(db_engine()) as s:
         served, feedback = load_served(session=s, since=timestamps.hours_ago(hours))
     figures = monitoring.online_by_version(
         served, feedback, liked_threshold=get_settings().liked_threshold
@@ -308,7 +300,7 @@ def _account() -> str:
 @models_app.command("promote")
 def models_promote(version: VersionArg, reason: ReasonOption = None) -> None:
     """Make a version production now (the running services switch within seconds)."""
-    engine = _engine()
+    engine = db_engine()
     name = registry.resolve(engine, version)["version"]
     registry.promote(engine, name, actor=_actor(reason))
     out.print(f"{name} is in production", highlight=False)
@@ -317,7 +309,7 @@ def models_promote(version: VersionArg, reason: ReasonOption = None) -> None:
 @models_app.command("approve")
 def models_approve(version: VersionArg, reason: ReasonOption = None) -> None:
     """Approve a candidate waiting for an operator (or a canary): it becomes production."""
-    engine = _engine()
+    engine = db_engine()
     name = registry.resolve(engine, version)["version"]
     registry.approve(engine, name, actor=_actor(reason))
     out.print(f"{name} approved: in production", highlight=False)
@@ -326,7 +318,7 @@ def models_approve(version: VersionArg, reason: ReasonOption = None) -> None:
 @models_app.command("reject")
 def models_reject(version: VersionArg, reason: ReasonOption = None) -> None:
     """Reject a candidate or stop a canary; production is unchanged."""
-    engine = _engine()
+    engine = db_engine()
     name = registry.resolve(engine, version)["version"]
     registry.reject(engine, name, actor=_actor(reason))
     out.print(f"{name} rejected", highlight=False)
@@ -335,7 +327,7 @@ def models_reject(version: VersionArg, reason: ReasonOption = None) -> None:
 @models_app.command("rollback")
 def models_rollback(reason: ReasonOption = None) -> None:
     """Put the previous production version back; the current one is rejected."""
-    old, new = registry.rollback(_engine(), actor=_actor(reason))
+    old, new = registry.rollback(db_engine(), actor=_actor(reason))
     out.print(f"rolled back from {old} to {new}", highlight=False)
 
 
@@ -345,7 +337,7 @@ def models_history(
 ) -> None:
     """Who did what to the registry, when, from which production version, and why."""
     table = Table("at (UTC)", "actor", "action", "from", "to", "reason")
-    for row in registry.history(_engine(), limit):
+    for row in registry.history(db_engine(), limit):
         table.add_row(
             timestamps.iso(row["at"]) or "",
             row["actor"],
@@ -363,7 +355,7 @@ def keys_create(
     role: Annotated[str, typer.Option(help="client (writes) or operator")] = keys_mod.CLIENT,
 ) -> None:
     """Create a key and print it once; only its SHA-256 is stored."""
-    key = keys_mod.create(_engine(), name, role)
+    key = keys_mod.create(db_engine(), name, role)
     out.print(f"{role} key {name!r} (shown once, store it now):", highlight=False)
     print(key)
 
@@ -374,7 +366,7 @@ def keys_list() -> None:
     table = Table()
     for col in ("name", "role", "created", "revoked"):
         table.add_column(col)
-    for k in keys_mod.list_keys(_engine()):
+    for k in keys_mod.list_keys(db_engine()):
         table.add_row(k.name, k.role, str(k.created_at)[:19], str(k.revoked_at or "")[:19])
     out.print(table)
 
@@ -382,5 +374,5 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: str) -> None:
     """Revoke a key; running services refuse it within the reload interval."""
-    keys_mod.revoke(_engine(), name)
+    keys_mod.revoke(db_engine(), name)
     out.print(f"key {name!r} revoked", highlight=False)
