@@ -20,7 +20,8 @@ from benchmarks.train_movielens import movielens
 from recsys.config import RatingScale
 from recsys.train_config import TrainConfig
 from recsys.training.pipeline import split
-from recsys.training.trainer import Trainer, _tensors, mean_squared_error
+from recsys.training.rating_objective import mean_squared_error, tensors_of
+from recsys.training.trainer import Trainer
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
             parts = split(data, config)
             result = Trainer(config, scale).fit(parts.inner, parts.valid)
             valid_rmse.append(math.sqrt(min(h.val_loss for h in result.history)))
-            test = _tensors(parts.test, next(result.network.parameters()).device)
+            test = tensors_of(parts.test, next(result.network.parameters()).device)
             test_rmse.append(math.sqrt(mean_squared_error(result.network, test)))
         print(
             f"{setting:<60} valid {np.mean(valid_rmse):.4f}  test {np.mean(test_rmse):.4f}  "

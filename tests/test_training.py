@@ -18,8 +18,9 @@ from recsys.data.split import _held_by_hash, holdout, pair_hash
 from recsys.errors import ConfigError, EmptyDataError, TrainingDivergedError
 from recsys.model import artifact
 from recsys.train_config import TrainConfig
+from recsys.training.rating_objective import mean_squared_error, tensors_of
 from recsys.training.runs import train_from_database
-from recsys.training.trainer import Trainer, _tensors, mean_squared_error
+from recsys.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
     val = [h.val_loss for h in res.history]
     assert res.stopped_early and len(res.history) < 40
     assert res.best_epoch == int(np.argmin(val)) + 1
-    assert mean_squared_error(res.network, _tensors(valid, torch.device("cpu"))) == pytest.approx(
+    assert mean_squared_error(res.network, tensors_of(valid, torch.device("cpu"))) == pytest.approx(
         val[res.best_epoch - 1], rel=1e-5
     )
     assert all(h.train_loss > 0 for h in res.history)
@@ -76,7 +77,7 @@ def test_refit_learns_the_validation_ratings_for_the_best_number_of_epochs(
     assert refit.refit is not None and refit.best_epoch == selected.best_epoch
     assert refit.refit.epochs == selected.best_epoch and refit.refit.ratings == len(data)
     # The refit network has seen the validation ratings: it fits them better.
-    on_valid = _tensors(valid, torch.device("cpu"))
+    on_valid = tensors_of(valid, torch.device("cpu"))
     assert mean_squared_error(refit.network, on_valid) < 0.9 * mean_squared_error(
         selected.network, on_valid
     )

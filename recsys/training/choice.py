@@ -46,18 +46,17 @@ from recsys.errors import EmptyDataError, TrainingDivergedError
 from recsys.model.network import ChoiceNet
 from recsys.train_config import TrainConfig
 from recsys.training.adam import Adam
-from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
 from recsys.training.choice_parts import (
     ChoiceScorer,
     Histories,
     InputDropout,
     SampledNormaliser,
     WeightAverage,
+    batch_loss,
     normaliser_for,
     optimizers,
     step_totals,
     summed_over_ranks,
-    user_vectors,
 )
 from recsys.training.distributed import World
 from recsys.training.row_adam import RowAdam
@@ -174,7 +173,7 @@ class _Steps:
             own = None
             if len(chunk):
                 own = self.offset_opt.rows(index)
-                nll, weight = ChoiceTrainer._batch_loss(
+                nll, weight = batch_loss(
                     self.net, self.hist, self.hist, chunk, self.device, self.dropout,
                     self.normaliser, drawn, own,
                 )  # fmt: skip
@@ -317,64 +316,6 @@ class ChoiceTrainer:
         normaliser = steps.normaliser
         return targets, normaliser.draw() if normaliser is not None else None
 
-    @staticmethod
-    def _batch_loss(
-        net: ChoiceNet,
-        inputs: Histories,
-        targets: Histories,
-        users: np.ndarray,
-        device: torch.device,
-        dropout: InputDropout | None = None,
-        normaliser: SampledNormaliser | None = None,
-        drawn: torch.Tensor | None = None,
-        own: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, float]:
-        """Summed weighted NLL of `targets`' items for `users` given `inputs`' histories (with
-        `dropout` applied to them, in training), and the summed target weight. With a
-        `normaliser`, the softmax's normaliser is its estimate (from the items `drawn`, when
-        given; else a fresh draw). `own`: the users' offsets, when the trainer holds them."""
-        layout = inputs.batch(users)
-        dropped = None if dropout is None else dropout(inputs.inputs[layout[0]])
-        vectors = user_vectors(net, inputs, users, layout, device, dropped, own)
-        # Training asks for the inputs' own items as targets: the batch is already laid out.
-        t_pos, t_offsets, t_rows, t_items = layout if targets is inputs else targets.batch(users)
-        target_weights = targets.targets[t_pos]
-        weights = torch.from_numpy(target_weights).to(device)
-        items = torch.from_numpy(t_items).to(device)
-        total = float(target_weights.sum(dtype=np.float64))
-        per_user = torch.from_numpy(
-            np.bincount(t_rows, weights=target_weights, minlength=len(users)).astype(np.float32)
-        ).to(device)
-        if normaliser is None:
-            # The exact softmax: the targets' logits are read from its own blocks.
-            found = Targets(torch.from_numpy(t_rows).to(device), items, weights)
-            nll = weighted_softmax_nll(vectors, net.outputs(), net.item_bias, per_user, found)
-            return nll, total
-        # The NLL is linear in the targets' scores, so it needs no score per target: with
-        # W_u a user's summed target weight, sum_t w_t (log Z_u - p_u.q_t - c_t) is
-        # sum_u W_u log Z_u - p_u.(sum_t w_t q_t) - sum_i c_i (sum_{t=i} w_t), and the
-        # inner sums are an embedding bag (one fused kernel each way) and a bincount.
-        per_item = torch.from_numpy(
-            np.bincount(t_items, weights=target_weights, minlength=net.item_bias.shape[0]).astype(
-                np.float32
-            )
-        ).to(device)
-        chosen = torch.nn.functional.embedding_bag(
-            items,
-            net.outputs(),
-            torch.from_numpy(t_offsets).to(device),
-            mode="sum",
-            per_sample_weights=weights,
-        )
-        # log Z estimated from the draws.
-        outputs, bias = normaliser.candidates(net, drawn)
-        nll = (
-            weighted_softmax_nll(vectors, outputs, bias, per_user)
-            - (vectors * chosen).sum()
-            - (per_item * net.item_bias).sum()
-        )
-        return nll, total
-
     def _validate(
         self,
         kept: ChoiceNet,
@@ -419,7 +360,7 @@ class ChoiceTrainer:
         with torch.no_grad():
             for s in range(0, len(users), 1024):
                 chunk = users[s : s + 1024]
-                nll, w = self._batch_loss(net, hist, val, chunk, device, None, normaliser, drawn)
+                nll, w = batch_loss(net, hist, val, chunk, device, None, normaliser, drawn)
                 total += float(nll)
                 weight += w
         total, weight = summed_over_ranks(self.world, total, weight)
