@@ -180,6 +180,12 @@ def main() -> None:
         f"ingested {args.rows:,} ratings of {args.users:,} new users in {end - start:.1f} s, "
         f"while posting {args.rate:g} feedback events/s"
     )
+    _report(seen, start, end, stored)
+
+
+def _report(seen: Seen, start: float, end: float, stored: set[str]) -> None:
+    """Latencies during the ingestion and outside it, what PostgreSQL waited on, and whether
+    every acknowledged event was stored."""
     for name, rows in seen.items():
         during = [r for r in rows if start <= r[3] <= end]
         outside = [r for r in rows if not start <= r[3] <= end]

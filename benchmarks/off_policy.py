@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.train_movielens import movielens
 from recsys.data.interactions import Interactions
 from recsys.evaluation.remap import remap
-from recsys.exploration import ExplorePolicy, daily_rng
+from recsys.exploration import ExplorePolicy, Layout, daily_rng
 from recsys.offpolicy.estimators import NoSupportError, RewardModel, Slots, estimate
 from recsys.offpolicy.simulator import Logged, World, judged
 from recsys.train_config import TrainConfig
@@ -108,9 +108,23 @@ def main() -> None:
         targets[f"B, explore {share}"] = world.inclusion(lb)
         print(f"  B (explore {share}) {world.value(targets[f'B, explore {share}']):.4f}")
 
-    print(
-        f"\n1. interval coverage over {args.reps} repetitions of {args.impressions:,} impressions"
-    )
+    _coverage(world, la, inc_a, b, targets, args.reps, args.impressions)
+    _snips_error(world, la, inc_a, targets["B, explore 0.0"])
+    _week(world, a, eligible, counts)
+    _refuses(world, a, targets["B, explore 0.0"])
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+def _coverage(
+    world: World,
+    la: list[Layout],
+    inc_a: np.ndarray,
+    b: Matrices,
+    targets: dict[str, np.ndarray],
+    reps: int,
+    impressions: int,
+) -> None:
+    print(f"\n1. interval coverage over {reps} repetitions of {impressions:,} impressions")
     print(
         f"{'target':<18}{'estimator':>10}{'coverage':>10}{'mean est':>10}{'truth':>8}"
         f"{'mean ESS':>10}{'max w':>9}{'clipped':>9}"
@@ -120,8 +134,8 @@ def main() -> None:
         found: dict[str, list[float]] = {"ips": [], "snips": [], "dr": []}
         hits = dict.fromkeys(found, 0)
         ess, maxw, clipped = [], [], []
-        for rep in range(args.reps):
-            logged = world.log(la, args.impressions // K, np.random.default_rng(1000 + rep))
+        for rep in range(reps):
+            logged = world.log(la, impressions // K, np.random.default_rng(1000 + rep))
             e = estimate(with_reward_model(logged, inc_b, inc_a, b))
             for key, interval in (("ips", e.ips), ("snips", e.snips), ("dr", e.dr)):
                 assert interval is not None
@@ -132,12 +146,13 @@ def main() -> None:
             clipped.append(e.clipped)
         for key in found:
             print(
-                f"{name:<18}{key:>10}{hits[key] / args.reps:>10.0%}{np.mean(found[key]):>10.4f}"
+                f"{name:<18}{key:>10}{hits[key] / reps:>10.0%}{np.mean(found[key]):>10.4f}"
                 f"{truth:>8.4f}{np.mean(ess):>10.0f}{np.max(maxw):>9.0f}{np.mean(clipped):>9.1f}"
             )
 
+
+def _snips_error(world: World, la: list[Layout], inc_a: np.ndarray, inc_b: np.ndarray) -> None:
     print("\n2. SNIPS mean absolute error against the truth (B without exploration)")
-    inc_b = targets["B, explore 0.0"]
     truth = world.value(inc_b)
     for n, reps in ((10_000, 20), (100_000, 10), (1_000_000, 4)):
         errors = []
@@ -146,6 +161,8 @@ def main() -> None:
             errors.append(abs(estimate(judged(logged, inc_b, inc_a)).snips.value - truth))
         print(f"  {n:>9,} impressions: MAE {np.mean(errors):.4f} ({reps} repetitions)")
 
+
+def _week(world: World, a: Matrices, eligible: np.ndarray, counts: np.ndarray) -> None:
     print("\n3. a simulated week, every user a list a day (A's model)")
     print(f"{'share':>7}{'coverage':>10}{'true rate':>11}{'observed':>10}")
     week = [date(2026, 11, 23) + timedelta(days=d) for d in range(7)]
@@ -165,6 +182,8 @@ def main() -> None:
         rate = world.value(world.inclusion(layouts))
         print(f"{share:>7}{coverage:>10.1%}{rate:>11.4f}{positives / slots:>10.4f}")
 
+
+def _refuses(world: World, a: Matrices, inc_b: np.ndarray) -> None:
     print("\n4. exploration off: the estimators refuse")
     no_explore = world.layouts(ExplorePolicy(0.0), a.scores, K)
     logged = world.log(no_explore, 1000, np.random.default_rng(0))
@@ -173,7 +192,6 @@ def main() -> None:
         print("  answered (wrong)")
     except NoSupportError as exc:
         print(f"  refused: {exc}")
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

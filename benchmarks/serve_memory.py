@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -62,20 +63,11 @@ def what_runs(pid: int) -> str:
     return text[-60:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=200)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--heavy-minutes", type=int, default=10)
-    parser.add_argument("--heavy-rate", type=float, default=20)
-    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    args = parser.parse_args()
-    sample = samples.movielens()
-    users = sample.ratings["user_id"].unique()
-    items = sample.ratings["item_id"].value_counts().index[:2000].to_numpy()
+def _mixed(
+    n: int, users: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, Callable[[int], Call]]:
+    """`n` requests of every kind in the mix (their kinds, and the i-th request)."""
     rng = np.random.default_rng(0)
-    n = args.requests
     kinds = rng.choice(
         KINDS,
         size=n,
@@ -101,6 +93,24 @@ def main() -> None:
         event = {"user_id": str(who[i]), "item_id": film, "value": 4.0,
                  "event_id": uuid.uuid4().hex}  # fmt: skip
         return Call.post("/v1/feedback", event)
+
+    return kinds, request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--heavy-minutes", type=int, default=10)
+    parser.add_argument("--heavy-rate", type=float, default=20)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+    sample = samples.movielens()
+    users = sample.ratings["user_id"].unique()
+    items = sample.ratings["item_id"].value_counts().index[:2000].to_numpy()
+    n = args.requests
+    kinds, request = _mixed(n, users, items)
 
     database = scratch_postgres() if args.database == "postgres" else nullcontext(None)
     with tempfile.TemporaryDirectory() as tmp, database as pg_url:

@@ -116,8 +116,13 @@ def main() -> None:
     where = "PostgreSQL" if args.pg else "SQLite"
     print(f"{where}, {args.workers} worker(s), {args.minutes:g} min at {args.rate:g}/s, mixed: "
           f"{result.summary()}")  # fmt: skip
+    _report(result.latencies_s, kinds, memory)
+
+
+def _report(latencies_s: np.ndarray, kinds: np.ndarray, memory: list[tuple[float, float]]) -> None:
+    """Each kind's latencies, and the server's memory over the run."""
     for kind in ("rec", "new", "pred", "feedback"):
-        ms = result.latencies_s[kinds == kind] * 1000
+        ms = latencies_s[kinds == kind] * 1000
         print(f"  {kind:9s} {len(ms):6d} requests: p50 {np.percentile(ms, 50):.2f} ms, "
               f"p99 {np.percentile(ms, 99):.2f} ms")  # fmt: skip
     warm = [m for t, m in memory if t >= 60] or [m for _, m in memory]
