@@ -106,14 +106,7 @@ class TrainConfig(BaseModel):
         "2 ranked about 2 % better on MovieLens and varied less from seed to seed, at twice "
         "the head's training time (benchmarks/README.md).",
     )
-    rank_epochs: int = Field(
-        30,
-        ge=1,
-        le=1000,
-        description="Most epochs of the ranking head: 30 at lr 0.02 ranked as 40 at lr 0.015 "
-        "on validation (NDCG@10 0.2009 against 0.2001, 9 MovieLens splits; "
-        "benchmarks/README.md) and bound the slowest run.",
-    )
+    rank_epochs: int = Field(40, ge=1, le=1000, description="Most epochs of the ranking head.")
     rank_patience: int = Field(
         6,
         ge=0,
@@ -129,7 +122,9 @@ class TrainConfig(BaseModel):
         "epoch around a curve that rises slowly to epoch ~30; judged alone, one lucky early "
         "epoch ended training and the kept head ranked below EASE (benchmarks/README.md).",
     )
-    rank_lr: float = Field(0.02, gt=0, le=10, description="Adam learning rate of the ranking head.")
+    rank_lr: float = Field(
+        0.015, gt=0, le=10, description="Adam learning rate of the ranking head."
+    )
     rank_batch_users: int = Field(
         64,
         ge=1,
@@ -225,7 +220,7 @@ class TrainConfig(BaseModel):
             )
         if "rank_epochs" not in chosen:
             # The ranking head's item tables learn by steps: where an epoch has more steps,
-            # fewer epochs take it as far (MovieLens: 11 steps an epoch, 30 epochs).
+            # fewer epochs take it as far (MovieLens: 11 steps an epoch, 40 epochs).
             steps = max(1, -(-n_users // batch_users))
             update["rank_epochs"] = max(
                 RANK_MIN_EPOCHS, min(self.rank_epochs, -(-RANK_MAX_STEPS // steps))
@@ -240,7 +235,7 @@ RANK_STEPS_PER_EPOCH = 64
 """Most steps in an epoch of the ranking head with the default batch of users."""
 RANK_MAX_STEPS = 512
 """Steps of the ranking head's default schedule: its epochs are cut to about this many steps
-(MovieLens takes its 30 epochs of 11 steps; 25M ratings 8 epochs of 64)."""
+(MovieLens takes 40 epochs of 11 steps; 25M ratings 8 epochs of 64)."""
 RANK_MIN_EPOCHS = 8
 """Fewest epochs of the ranking head's default schedule: each user's own offset takes one step
 an epoch."""

@@ -74,16 +74,16 @@ def test_a_sampled_softmax_head_learns_what_users_choose() -> None:
 def test_batch_sizes_follow_the_data_unless_set() -> None:
     small = TrainConfig().sized_for(90_000, 671)
     # MovieLens: as tuned.
-    assert (small.batch_size, small.rank_batch_users, small.rank_epochs) == (512, 64, 30)
+    assert (small.batch_size, small.rank_batch_users, small.rank_epochs) == (512, 64, 40)
     large = TrainConfig().sized_for(25_000_000, 162_000)
     assert -(-25_000_000 // large.batch_size) <= RATING_STEPS_PER_EPOCH
     steps = -(-162_000 // large.rank_batch_users)
     assert steps <= RANK_STEPS_PER_EPOCH
-    assert large.rank_epochs == max(RANK_MIN_EPOCHS, -(-RANK_MAX_STEPS // steps)) < 30
-    chosen = TrainConfig(batch_size=1024, rank_batch_users=32, rank_epochs=25).sized_for(
+    assert large.rank_epochs == max(RANK_MIN_EPOCHS, -(-RANK_MAX_STEPS // steps)) < 40
+    chosen = TrainConfig(batch_size=1024, rank_batch_users=32, rank_epochs=30).sized_for(
         25_000_000, 162_000
     )
-    assert (chosen.batch_size, chosen.rank_batch_users, chosen.rank_epochs) == (1024, 32, 25)
+    assert (chosen.batch_size, chosen.rank_batch_users, chosen.rank_epochs) == (1024, 32, 30)
     # The sizes a run used travel with its config: sizing again changes nothing.
     assert large.sized_for(25_000_000, 162_000) == large
 
