@@ -3,8 +3,7 @@ training exposure they need (which items each user already rated, how often each
 rated), and the maths on them: predicted ratings, ranking vectors, fold-in of a visitor.
 
 Lists are made from it by `recsys.lists.ranker.Ranker`, nearest items by
-`recsys.model.neighbors.SimilarItems`; it holds no caches of its own, so one model can be
-shared by every list-maker of a process.
+`recsys.model.similar.SimilarItems`; it holds no caches, so every list-maker shares it.
 
 Unknown ids never raise here: predictions fall back to the biases that are known, then to the
 global mean (Koren, Bell & Volinsky 2009, "baseline predictors").
@@ -51,8 +50,7 @@ class Recommender:
     """Training ratings per item row: popularity, and 0 marks a row that was never trained."""
     seen_indptr: np.ndarray
     seen_items: np.ndarray
-    card: ModelCard = field(default_factory=ModelCard)
-    """How it was trained, on what, with what results."""
+    card: ModelCard = field(default_factory=ModelCard)  # how, on what, with what results
     ranking: RankingHead | None = None
     """The ranking head; without one (older artifacts), lists rank by predicted rating."""
 
