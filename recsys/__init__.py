@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from recsys.data.vocab import Vocabulary
     from recsys.evaluation.report import evaluate, format_report
     from recsys.lists.ranker import Ranker
-    from recsys.lists.scored import ListRequest, Scored
+    from recsys.lists.scored import ListRequest
     from recsys.model.artifact import load as load_model
     from recsys.model.artifact import save as save_model
     from recsys.model.network import DotProductBias
     from recsys.model.recommender import Recommender
+    from recsys.model.scored import Scored
     from recsys.train_config import TrainConfig
     from recsys.training.pipeline import Fitted, fit
     from recsys.training.trainer import Trainer
@@ -44,7 +45,7 @@ _LAZY = {
     "Recommender": ("recsys.model.recommender", "Recommender"),
     "ListRequest": ("recsys.lists.scored", "ListRequest"),
     "Ranker": ("recsys.lists.ranker", "Ranker"),
-    "Scored": ("recsys.lists.scored", "Scored"),
+    "Scored": ("recsys.model.scored", "Scored"),
     "Fitted": ("recsys.training.pipeline", "Fitted"),
     "fit": ("recsys.training.pipeline", "fit"),
     "Trainer": ("recsys.training.trainer", "Trainer"),

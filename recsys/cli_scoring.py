@@ -17,8 +17,8 @@ from recsys.errors import RecsysError
 from recsys.store.db import session_scope
 
 if TYPE_CHECKING:
-    from recsys.lists.scored import Scored
     from recsys.model.recommender import Recommender
+    from recsys.model.scored import Scored
 
 
 def _load(version: str | None) -> Recommender:

@@ -18,8 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from recsys.exploration import Exploring, daily_rng
 from recsys.ids import recommendation_id
 from recsys.lists.ranker import Ranker
-from recsys.lists.scored import ListRequest, Scored
+from recsys.lists.scored import ListRequest
 from recsys.model.recommender import Recommender
+from recsys.model.scored import Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
 from service.catalog import GenreFilter

@@ -19,10 +19,11 @@ from typing import ClassVar
 import numpy as np
 
 from recsys.lists.candidates import CandidateSet
-from recsys.lists.scored import ListRequest, Ranking, RankingKey, Scored
+from recsys.lists.scored import ListRequest, Ranking, RankingKey
 from recsys.model.fold_in import BIAS_PRIOR, fold_in
 from recsys.model.lru import LruCache
 from recsys.model.recommender import Recommender
+from recsys.model.scored import Scored
 from recsys.model.topk import best, best_of_rows
 
 

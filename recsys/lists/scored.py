@@ -1,5 +1,6 @@
-"""What lists are asked for (`ListRequest`) and made of: scored items, and a user's ranked
-candidates with the key they are cached under."""
+"""What lists are asked for (`ListRequest`) and made of: scored items
+(`recsys.model.scored.Scored`), and a user's ranked candidates with the key they are cached
+under."""
 
 from __future__ import annotations
 
@@ -28,21 +29,6 @@ class ListRequest:
     """A mask over item rows (a genre filter), applied before the top k is cut."""
     exploring: Exploring | None = None
     """With it, a share of the slots is drawn by its policy from every candidate."""
-
-
-class Scored(NamedTuple):
-    # A named tuple, not a frozen dataclass: a served list makes ten of these per request,
-    # and a frozen dataclass costs ~0.6 us each to build.
-    item_id: str
-    score: float
-    """What a list is ordered by: the ranking score (see `recsys.model.ranking`); a
-    similarity or a bias elsewhere. Comparable within one answer only."""
-    predicted_rating: float | None = None
-    """The rating head's prediction, inside the rating scale."""
-    explored: bool = False
-    """The slot was filled by the exploration policy (`recsys.exploration`)."""
-    propensity: float = 1.0
-    """The probability that the serving policy shows this item in this slot."""
 
 
 class Ranking(NamedTuple):

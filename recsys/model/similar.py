@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.data.vocab import UNKNOWN
-from recsys.lists.scored import Scored
 from recsys.model.neighbors import NeighborIndex, build_index
 from recsys.model.recommender import Recommender
+from recsys.model.scored import Scored
 from recsys.model.topk import best
 
 
