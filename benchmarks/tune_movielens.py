@@ -19,8 +19,8 @@ import numpy as np
 from benchmarks.train_movielens import movielens
 from recsys.config import RatingScale
 from recsys.train_config import TrainConfig
-from recsys.training.pipeline import split
 from recsys.training.rating_objective import mean_squared_error, tensors_of
+from recsys.training.splits import split
 from recsys.training.trainer import Trainer
 
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from recsys.model.recommender import Recommender
     from recsys.model.scored import Scored
     from recsys.train_config import TrainConfig
-    from recsys.training.pipeline import Fitted, fit
+    from recsys.training.assess import Fitted
+    from recsys.training.pipeline import fit
     from recsys.training.trainer import Trainer
 
 # Imported on first use (PEP 562): torch and pandas take ~2 s to import, and the command line,
@@ -46,7 +47,7 @@ _LAZY = {
     "ListRequest": ("recsys.lists.scored", "ListRequest"),
     "Ranker": ("recsys.lists.ranker", "Ranker"),
     "Scored": ("recsys.model.scored", "Scored"),
-    "Fitted": ("recsys.training.pipeline", "Fitted"),
+    "Fitted": ("recsys.training.assess", "Fitted"),
     "fit": ("recsys.training.pipeline", "fit"),
     "Trainer": ("recsys.training.trainer", "Trainer"),
 }

@@ -45,7 +45,8 @@ from recsys.offpolicy.run import judge_twin, load_traffic, off_policy_gate
 from recsys.store.db import session_scope
 from recsys.store.tables import jobs, model_versions, training_runs
 from recsys.train_config import TrainConfig
-from recsys.training.pipeline import BASELINES_FOLDER, Fitted, fit
+from recsys.training.assess import Fitted
+from recsys.training.pipeline import BASELINES_FOLDER, fit
 from recsys.training.runs import production_twin, record_fitted
 from recsys.training.trainer import EpochStats, Trainer
 

@@ -1,6 +1,7 @@
-"""The serving refit beside the evaluated twin's refit and evaluation (a thread of its own on
-small data and the CPU) gives the model that running it alone gives, leaves torch's threads
-as it found them, and a failure in it reaches the caller."""
+"""The refits beside the caller's steps (threads of their own on small data and the CPU: the
+rating head's twin and serving refits beside the ranking head's selection, the serving refit
+beside the twin's ranking refit) give the model that running them in turn gives, leave
+torch's threads as they found them, and a failure in one reaches the caller."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
 from recsys.errors import EmptyDataError
 from recsys.train_config import TrainConfig
-from recsys.training import deploy, ranking
+from recsys.training import beside as side_work
+from recsys.training import ranking
+from recsys.training.assess import Fitted
+from recsys.training.beside import Beside, trains_beside
 from recsys.training.choice import ChoiceTrainer
 from recsys.training.choice_parts import ChoiceScorer, Histories
-from recsys.training.deploy import ServingRefit
-from recsys.training.pipeline import fit, split
+from recsys.training.pipeline import fit
+from recsys.training.splits import split
 from tests.test_ranking import RANK_CONFIG, chosen_by_group
 
 SCALE = RatingScale(min=1.0, max=5.0)
@@ -31,29 +35,44 @@ def two_threads() -> object:
     torch.set_num_threads(before)
 
 
-def _scores(data: Interactions, beside: bool, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
-    monkeypatch.setattr(deploy, "BESIDE_MAX_RATINGS", 10**9 if beside else 0)
+def _fitted(data: Interactions, beside: bool, monkeypatch: pytest.MonkeyPatch) -> Fitted:
+    monkeypatch.setattr(side_work, "BESIDE_MAX_RATINGS", 10**9 if beside else 0)
     fitted = fit(data, RANK_CONFIG, SCALE)
-    served = fitted.served
-    assert served is not None and served.ranking is not None
+    assert fitted.served is not None and fitted.served.ranking is not None
     assert torch.get_num_threads() == 2  # given back
-    return served.rank_scores(np.arange(data.n_users))
+    return fitted
 
 
-def test_the_refit_beside_serves_the_model_of_the_refit_alone(
+def test_the_work_beside_gives_the_models_and_report_of_the_work_in_turn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = chosen_by_group()
-    alone = _scores(data, beside=False, monkeypatch=monkeypatch)
-    beside = _scores(data, beside=True, monkeypatch=monkeypatch)
-    # One thread against two may sum floats in another order: the same model, not the bits.
-    torch.testing.assert_close(beside, alone, rtol=1e-3, atol=1e-3)
+    users = np.arange(data.n_users)
+    alone = _fitted(data, beside=False, monkeypatch=monkeypatch)
+    beside = _fitted(data, beside=True, monkeypatch=monkeypatch)
+    for a, b in ((alone.served, beside.served), (alone.recommender, beside.recommender)):
+        assert a is not None and b is not None
+        # One thread against two may sum floats in another order: the same model, not the
+        # bits.
+        torch.testing.assert_close(b.rank_scores(users), a.rank_scores(users), rtol=1e-3, atol=1e-3)
+    assert alone.report is not None and beside.report is not None
+    for name in ("global_mean", "biases", "most_popular", "ease"):  # computed beside
+        for metric, value in alone.report[name].items():
+            other = beside.report[name][metric]
+            assert other == value if value is None else other == pytest.approx(value, rel=1e-4)
+    assert alone.result.best_epoch == beside.result.best_epoch
 
 
 def test_a_failure_beside_reaches_the_caller_and_gives_the_threads_back() -> None:
     data = chosen_by_group()
     empty = data.subset(np.arange(0))
-    refit = ServingRefit(empty, 2, [2], RANK_CONFIG, SCALE)
+    trainer = ChoiceTrainer(RANK_CONFIG)
+    refit = Beside(
+        lambda: trainer.fit_ensemble(empty, empty, epochs=[2]),
+        beside=trains_beside(len(empty), RANK_CONFIG, None),
+        name="refit",
+        share_threads=True,
+    )
     assert refit.beside
     with pytest.raises(EmptyDataError), refit:
         assert torch.get_num_threads() == 1  # the caller's share while the thread runs
@@ -61,16 +80,16 @@ def test_a_failure_beside_reaches_the_caller_and_gives_the_threads_back() -> Non
     assert torch.get_num_threads() == 2
 
 
-def test_torchrun_large_data_and_one_thread_run_the_refit_in_the_caller(
+def test_torchrun_large_data_and_one_thread_train_in_the_caller(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    data = chosen_by_group()
-    monkeypatch.setattr(deploy, "BESIDE_MAX_RATINGS", len(data) - 1)
-    assert not ServingRefit(data, 2, [2], RANK_CONFIG, SCALE).beside
-    monkeypatch.setattr(deploy, "BESIDE_MAX_RATINGS", len(data))
-    assert ServingRefit(data, 2, [2], RANK_CONFIG, SCALE).beside
+    n = len(chosen_by_group())
+    monkeypatch.setattr(side_work, "BESIDE_MAX_RATINGS", n - 1)
+    assert not trains_beside(n, RANK_CONFIG, None)
+    monkeypatch.setattr(side_work, "BESIDE_MAX_RATINGS", n)
+    assert trains_beside(n, RANK_CONFIG, None)
     torch.set_num_threads(1)
-    assert not ServingRefit(data, 2, [2], RANK_CONFIG, SCALE).beside
+    assert not trains_beside(n, RANK_CONFIG, None)
 
 
 def test_the_judges_scores_give_the_validation_nll_of_a_separate_pass(

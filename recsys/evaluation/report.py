@@ -191,6 +191,51 @@ def _baselines(train: Interactions, ease_max_items: int) -> tuple[list[Scorer], 
     return scorers, {Ease.name: "not computed: RECSYS_EASE_MAX_ITEMS is 0"}
 
 
+def _scored(
+    scorer: Scorer, task: RankingTask, test: Interactions, threshold: float
+) -> tuple[Metrics, dict[str, float]]:
+    """One scorer's row of a report, and the spread of its NDCG over users."""
+    row = _rating_metrics(scorer, test, threshold)
+    ranked, spread = task.evaluate_with_spread(scorer)
+    row.update(ranked)
+    # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
+    return {k: None if v is None or np.isnan(v) else v for k, v in row.items()}, spread
+
+
+def baseline_report(
+    train: Interactions,
+    test: Interactions,
+    *,
+    threshold: float = 4.0,
+    k: int = 10,
+    max_users: int | None = 20_000,
+    seed: int = 0,
+    ease_max_items: int = Ease.MAX_ITEMS,
+    cache: BaselineCache | None = None,
+) -> Report:
+    """The baselines' rows of `evaluate`'s report on `test` (global mean, biases, most
+    popular, and EASE on at most the `ease_max_items` most-rated items; 0: no EASE, which the
+    notes say). With a `cache`, the figures for the same train, test and protocol are read
+    back instead of computed (EASE is most of a report's time). They need no model, so a
+    training run can compute them while it trains (recsys.training.pipeline)."""
+    key = None
+    if cache is not None:
+        key = cache.key(train, test, threshold, k, max_users, seed, ease_max_items)
+        stored = cache.get(key)
+        if stored is not None:
+            return stored
+    task = RankingTask(train, test, threshold, k, max_users, seed)
+    baselines, notes = _baselines(train, ease_max_items)
+    rows: dict[str, Metrics] = {}
+    spreads: dict[str, dict[str, float]] = {}
+    for scorer in baselines:
+        rows[scorer.name], spreads[scorer.name] = _scored(scorer, task, test, threshold)
+    report = Report(rows, 0, 0, 0.0, spreads, notes)
+    if cache is not None and key is not None:
+        cache.put(key, report)
+    return report
+
+
 def evaluate(
     model: Scorer,
     train: Interactions,
@@ -203,41 +248,33 @@ def evaluate(
     seed: int = 0,
     ease_max_items: int = Ease.MAX_ITEMS,
     cache: BaselineCache | None = None,
+    baselines: Report | None = None,
 ) -> Report:
-    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`. EASE, the
-    strong baseline, learns at most the `ease_max_items` most-rated items (0: no EASE, which
-    the report's notes say). With a `cache`, the baselines' figures for the same train,
-    test and protocol are read back instead of computed (EASE is most of a report's time)."""
+    """Metrics of `model` and of the baselines (plus `extra` scorers) on `test`: the
+    baselines' rows are `baselines` when given (`baseline_report` of the same train, test and
+    protocol), else computed here by it, with the `cache` and `ease_max_items` it takes."""
     task = RankingTask(train, test, threshold, k, max_users, seed)
     rows: dict[str, Metrics] = {}
     spreads: dict[str, dict[str, float]] = {}
-
-    def score(scorer: Scorer) -> None:
-        row = _rating_metrics(scorer, test, threshold)
-        ranked, spreads[scorer.name] = task.evaluate_with_spread(scorer)
-        row.update(ranked)
-        # Undefined metrics are None, not NaN: NaN is not JSON, and PostgreSQL refuses it.
-        rows[scorer.name] = {k: None if v is None or np.isnan(v) else v for k, v in row.items()}
-
-    score(model)
-    key = None
-    if cache is not None:
-        key = cache.key(train, test, threshold, k, max_users, seed, ease_max_items)
-    stored = cache.get(key) if cache is not None and key is not None else None
-    if stored is None:
-        baselines, notes = _baselines(train, ease_max_items)
-        for scorer in baselines:
-            score(scorer)
-        if cache is not None and key is not None:
-            names = [b.name for b in baselines]
-            cache.put(key, Report({n: rows[n] for n in names}, 0, 0, 0.0, spreads, notes))
-    else:
-        rows.update(stored.scorers)
-        spreads.update(stored.spread)
-        notes = stored.notes
+    rows[model.name], spreads[model.name] = _scored(model, task, test, threshold)
+    if baselines is None:
+        baselines = baseline_report(
+            train,
+            test,
+            threshold=threshold,
+            k=k,
+            max_users=max_users,
+            seed=seed,
+            ease_max_items=ease_max_items,
+            cache=cache,
+        )
+    rows.update(baselines.scorers)
+    spreads.update(baselines.spread)
     for scorer in extra:
-        score(scorer)
-    return Report(rows, len(test), len(task.users), float(task.item_counts.mean()), spreads, notes)
+        rows[scorer.name], spreads[scorer.name] = _scored(scorer, task, test, threshold)
+    return Report(
+        rows, len(test), len(task.users), float(task.item_counts.mean()), spreads, baselines.notes
+    )
 
 
 class BaselineCache:

@@ -7,114 +7,35 @@ records (`recsys train`).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
 
 from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
-from recsys.data.snapshot import fingerprint
-from recsys.data.split import HASH_HOLDOUT_SEED, HASH_VALIDATION_SEED, holdout, holdout_mask
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import GateCheck, baseline_checks, beats_baselines
-from recsys.evaluation.report import BaselineCache, Report, evaluate
-from recsys.model.card import DataCounts, ModelCard, RankingRecord
+from recsys.evaluation.report import BaselineCache, Report, baseline_report
+from recsys.model.card import RankingRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.ranking import RankingHead
-from recsys.model.recommender import Recommender
 from recsys.train_config import TrainConfig
-from recsys.training.deploy import ServingNetworks, ServingRefit, served_model
+from recsys.training.assess import Fitted, assess
+from recsys.training.beside import Beside, fits_beside
+from recsys.training.deploy import (
+    RatingFits,
+    ServingNetworks,
+    rating_fits,
+    served_model,
+    serving_refit,
+)
 from recsys.training.distributed import World
 from recsys.training.ranking import Selection, head_of, refit_ranking, select_ranking
+from recsys.training.splits import Splits, split
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
 
 BASELINES_FOLDER = "baselines"
 """Where, under the artifact folder, the baselines' figures are kept per data (BaselineCache)."""
-
-
-@dataclass
-class Fitted:
-    recommender: Recommender
-    result: TrainResult
-    report: Report | None
-    data: Interactions
-    test_mask: np.ndarray
-    """The test holdout among `data`."""
-    test: Interactions
-    timings: dict[str, float]
-    config: TrainConfig
-    """What it was trained and is judged with (the gates' k and ratios)."""
-    served: Recommender | None = None
-    """The model that serves, refit on every rating (`TrainConfig.serve_refit`); None: the
-    evaluated `recommender` serves itself."""
-
-    @property
-    def train(self) -> Interactions:
-        """Everything but the test holdout, made when asked: a copy of most of the ratings
-        is not kept through the serving refit, where it set the peak memory at 25M ratings."""
-        return self.data.subset(~self.test_mask)
-
-    @property
-    def report_json(self) -> dict[str, Any] | None:
-        """The evaluation report as the registry and the card keep it."""
-        return self.report.to_json() if self.report else None
-
-    @property
-    def deployed(self) -> Recommender:
-        return self.served or self.recommender
-
-    @property
-    def gate(self) -> dict[str, Any]:
-        if self.report is None:
-            return {"passed": True, "reasons": ["no test split: nothing to compare"]}
-        c = self.config
-        return beats_baselines(self.report, c.top_k, c.min_ndcg_vs_popular, c.min_ndcg_vs_ease)
-
-    @property
-    def checks(self) -> list[GateCheck]:
-        """The baselines' gates (`baseline_checks`); none without a test split."""
-        if self.report is None:
-            return []
-        c = self.config
-        return baseline_checks(self.report, c.top_k, c.min_ndcg_vs_popular, c.min_ndcg_vs_ease)
-
-
-@dataclass(frozen=True)
-class Splits:
-    data: Interactions
-    test_mask: np.ndarray  # the test holdout among `data`
-    test: Interactions
-    inner: Interactions  # the training part without validation: what the network learns
-    valid: Interactions  # watched by early stopping
-
-    @property
-    def train(self) -> Interactions:
-        """Everything but the test holdout. Built when asked (for evaluation), not kept
-        during training, where a copy of most of the data would raise the peak memory."""
-        return self.data.subset(~self.test_mask)
-
-
-def split(data: Interactions, config: TrainConfig) -> Splits:
-    """The test holdout, then a validation part carved from the rest.
-
-    Hash splits take fixed seeds: the same pairs whatever the training seed, so any two
-    models can be compared on the test pairs, and a model warm-started from an earlier one is
-    not validated on ratings that the earlier one learned (early stopping would be fooled).
-    A hash split of a shard is the same as the shard of the hash split, which is what lets
-    distributed ranks split their shards on their own.
-    """
-    hashed = config.split == "hash"
-    test_seed = HASH_HOLDOUT_SEED if hashed else config.seed
-    held = holdout_mask(data, config.test_fraction, method=config.split, seed=test_seed)
-    val_seed = HASH_VALIDATION_SEED if hashed else config.seed + 1
-    inner, valid = holdout(
-        data.subset(~held), config.val_fraction, method=config.split, seed=val_seed
-    )
-    return Splits(data, held, data.subset(held), inner, valid)
 
 
 def fit(
@@ -187,25 +108,61 @@ def fit_across(
     trainer = Trainer(
         config, scale, on_epoch=on_epoch if main else None, on_step=on_step if main else None
     )
-    result = trainer.fit(parts.inner, parts.valid, network=network, world=world)
-    return after_rating_head(
-        parts,
-        result,
-        config,
-        scale,
-        rating_s=time.perf_counter() - t0,
-        world=world,
-        whole=whole,
-        extra=extra,
-        baseline_cache=baseline_cache,
-        on_rank_epoch=on_rank_epoch,
-        on_stage=on_stage,
-    )
+    baselines = _baselines(parts, config, world, baseline_cache)
+    with baselines or nullcontext():
+        start = copy.deepcopy(network) if network is not None else None
+        selected = trainer.select(parts.inner, parts.valid, network=network, world=world)
+        serves = config.serve_refit and _over_ranks(world, len(parts.test)) > 0
+        everything = parts.data if serves else None
+        rating = rating_fits(trainer, selected, parts.inner, parts.valid, everything, world, start)
+        with rating:
+            if not rating.beside:
+                rating.result()  # in turn: under torchrun every rank takes the same steps
+            return after_rating_head(
+                parts,
+                selected,
+                rating,
+                config,
+                scale,
+                rating_s=time.perf_counter() - t0,
+                world=world,
+                whole=whole,
+                extra=extra,
+                baselines=baselines,
+                baseline_cache=baseline_cache,
+                on_rank_epoch=on_rank_epoch,
+                on_stage=on_stage,
+            )
+
+
+def _baselines(
+    parts: Splits, config: TrainConfig, world: World | None, cache: BaselineCache | None
+) -> Beside[Report] | None:
+    """The baselines' figures on the test holdout, which need no model: on small data in one
+    process, computed beside the training from its start (EASE's Cholesky and the rating
+    head's steps share the cores better than either alone uses them). None under torchrun,
+    where rank 0 evaluates on its full read after training, and without a test holdout."""
+    if world is not None or not len(parts.test):
+        return None
+
+    def work() -> Report:
+        return baseline_report(
+            parts.train,
+            parts.test,
+            threshold=config.liked_threshold,
+            k=config.top_k,
+            seed=config.seed,
+            ease_max_items=config.ease_max_items,
+            cache=cache,
+        )
+
+    return Beside(work, beside=fits_beside(len(parts.data), world), name="baselines")
 
 
 def after_rating_head(
     parts: Splits,
-    result: TrainResult,
+    selected: TrainResult,
+    rating: Beside[RatingFits],
     config: TrainConfig,
     scale: RatingScale,
     *,
@@ -213,21 +170,24 @@ def after_rating_head(
     world: World | None = None,
     whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None,
     extra: Sequence[Scorer] = (),
+    baselines: Beside[Report] | None = None,
     baseline_cache: BaselineCache | None = None,
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> Fitted | None:
-    """Everything after the rating head (which took `rating_s`), in one process or across
-    the ranks of torchrun: the ranking head; the serving refit of both heads on every rating;
-    the evaluation against the baselines on the test holdout. With a `world`, `parts` is this
-    rank's shard; rank 0 then reads `whole` (every rating, and the `extra` scorers of it) to
-    build the user vectors, evaluate and assemble the models; the other ranks return None."""
+    """Everything after the rating head's selection (`selected`, which took `rating_s`; its
+    refits are `rating`), in one process or across the ranks of torchrun: the ranking head;
+    the serving refit; the evaluation against the baselines on the test holdout. With a
+    `world`, `parts` is this rank's shard; rank 0 then reads `whole` (every rating, and the
+    `extra` scorers of it) to build the user vectors, evaluate and assemble the models; the
+    other ranks return None."""
     main = world is None or world.is_main
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
     on_epoch = on_rank_epoch if main else None
-    selection = _selection(parts, result, config, world, stage, on_epoch)
-    serving = _serving_refit(parts, result, selection, config, scale, world, stage)
+    selection = _selection(parts, selected, config, world, stage, on_epoch)
+    fits = rating.result()
+    serving = _serving_refit(parts, fits, selection, config, world, stage)
     with serving or nullcontext():
         trained = None
         if selection is not None:
@@ -250,15 +210,16 @@ def after_rating_head(
         fitted = assess(
             parts.data,
             parts,
-            result,
+            fits.twin,
             config,
             scale,
             extra=extra,
             train_s=rating_s + ranking_s,
             ranking=ranking,
+            baselines=baselines.result() if baselines is not None else None,
             baseline_cache=baseline_cache,
         )
-        fitted.timings.update(rating_head_s=rating_s, ranking_head_s=ranking_s)
+        fitted.timings.update(rating_head_s=fits.twin.seconds, ranking_head_s=ranking_s)
         if serving is not None:
             _serve(fitted, serving.result())
     return fitted
@@ -283,43 +244,43 @@ def _serve(fitted: Fitted, networks: ServingNetworks) -> None:
 
 def _selection(
     parts: Splits,
-    result: TrainResult,
+    selected: TrainResult,
     config: TrainConfig,
     world: World | None,
     stage: Callable[[str], None],
     on_epoch: Callable[[EpochStats], None] | None,
 ) -> Selection | None:
-    """The ranking head chosen on validation (None without one, or without ratings)."""
+    """The ranking head chosen on validation (None without one, or without ratings), its
+    blend with the rating head chosen with the `selected` one (which never saw validation)."""
     if not config.ranking or not _over_ranks(world, len(parts.inner)):
         return None
     stage(
         f"ranking head: batches of {config.rank_batch_users:,} users, at most "
         f"{config.rank_epochs} epochs"
     )
-    rating = result.selected or result.network
+    rating = selected.network
     return select_ranking(parts.inner, parts.valid, rating, config, on_epoch=on_epoch, world=world)
 
 
 def _serving_refit(
     parts: Splits,
-    result: TrainResult,
+    fits: RatingFits,
     selection: Selection | None,
     config: TrainConfig,
-    scale: RatingScale,
     world: World | None,
     stage: Callable[[str], None],
-) -> ServingRefit | None:
-    """The refit of both heads on every rating, with the twin's recipe (`config.serve_refit`;
-    None without a test holdout: the evaluated model has learned every rating already)."""
-    if not config.serve_refit or not _over_ranks(world, len(parts.test)):
+) -> Beside[ServingNetworks] | None:
+    """The model that serves, both heads trained on every rating with the twin's recipe
+    (`config.serve_refit`; None without a test holdout: the evaluated model has learned
+    every rating already)."""
+    if fits.served is None:
         return None
     n_all = _over_ranks(world, len(parts.data))
-    return ServingRefit(
+    return serving_refit(
         parts.data,
-        result.best_epoch,
+        fits.served,
         selection.epochs if selection else [],
         config,
-        scale,
         world,
         on_start=lambda: stage(f"serving refit: both heads again on all {n_all:,} ratings"),
     )
@@ -328,58 +289,3 @@ def _serving_refit(
 def _over_ranks(world: World | None, n: int) -> int:
     """`n` summed over the ranks (as it is, in one process)."""
     return int(world.sum(n)[0]) if world is not None else n
-
-
-def assess(
-    data: Interactions,
-    parts: Splits,
-    result: TrainResult,
-    config: TrainConfig,
-    scale: RatingScale,
-    *,
-    extra: Sequence[Scorer] = (),
-    train_s: float,
-    ranking: tuple[RankingHead, RankingRecord] | None = None,
-    baseline_cache: BaselineCache | None = None,
-) -> Fitted:
-    """The trained network as a `Recommender` with its record, evaluated on the test split."""
-    t1 = time.perf_counter()
-    card = ModelCard(
-        config=config,
-        rating_scale=scale,
-        best_epoch=result.best_epoch,
-        history=result.history_dicts(),
-        refit=asdict(result.refit) if result.refit else None,
-        data=DataCounts(
-            ratings=len(data),
-            users=data.n_users,
-            items=data.n_items,
-            train=len(parts.inner),
-            valid=len(parts.valid),
-            test=len(parts.test),
-            fingerprint=fingerprint(data),
-            max_timestamp=data.max_timestamp,
-        ),
-        device=result.device,
-        samples_per_second=result.samples_per_second,
-        ranking=ranking[1] if ranking else None,
-    )
-    rec = Recommender.from_network(
-        result.network, parts.inner, card, seen=data, ranking=ranking[0] if ranking else None
-    )
-    report = None
-    if len(parts.test):
-        report = evaluate(
-            rec,
-            parts.train,
-            parts.test,
-            threshold=config.liked_threshold,
-            k=config.top_k,
-            seed=config.seed,
-            extra=extra,
-            ease_max_items=config.ease_max_items,
-            cache=baseline_cache,
-        )
-    rec.card.metrics = report.to_json() if report else None
-    timings = {"train_s": train_s, "evaluate_s": time.perf_counter() - t1}
-    return Fitted(rec, result, report, data, parts.test_mask, parts.test, timings, config)

@@ -28,9 +28,11 @@ from recsys.model import artifact
 from recsys.model.card import TwinLink
 from recsys.model.recommender import Recommender
 from recsys.train_config import TrainConfig
+from recsys.training.assess import Fitted
 from recsys.training.distributed import World
-from recsys.training.pipeline import BASELINES_FOLDER, Fitted, Splits, fit_across, split
+from recsys.training.pipeline import BASELINES_FOLDER, fit_across
 from recsys.training.shards import read_shard
+from recsys.training.splits import Splits, split
 from recsys.training.trainer import EpochStats
 
 

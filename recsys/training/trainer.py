@@ -139,17 +139,43 @@ class Trainer:
         DistributedDataParallel, so the model matches a single process's with the same
         global batch size.
         """
+        start = copy.deepcopy(network) if network is not None else None
+        selected = self.select(train, valid, network=network, world=world)
+        return self.refit(selected, train, valid, network=start, world=world)
+
+    def select(
+        self,
+        train: Interactions,
+        valid: Interactions,
+        *,
+        network: DotProductBias | None = None,
+        world: World | None = None,
+    ) -> TrainResult:
+        """`fit`'s first part: train on `train`, stopping early on `valid` (starting from
+        `network`'s weights, which it trains in place, when given)."""
+        return self._train(train, valid, network, world, self.config.epochs, self.on_epoch)
+
+    def refit(
+        self,
+        selected: TrainResult,
+        train: Interactions,
+        valid: Interactions,
+        *,
+        network: DotProductBias | None = None,
+        world: World | None = None,
+    ) -> TrainResult:
+        """`fit`'s second part: with `config.refit` and validation ratings, train again on
+        `train` and `valid` together for `selected`'s best number of epochs (from `network`'s
+        weights when given) and return that, with `selected`'s learning curve; else
+        `selected` itself."""
         n_valid = world.sum(len(valid))[0] if world else len(valid)
-        refit = self.config.refit and n_valid > 0
-        start = copy.deepcopy(network) if refit and network is not None else network
-        selected = self._train(train, valid, network, world, self.config.epochs, self.on_epoch)
-        if not refit:
+        if not (self.config.refit and n_valid > 0):
             return selected
         both = train.concat(valid)
         nothing = both.subset(np.arange(0))
         # Its epochs are reported too (validation "-": nothing is held out), so a long refit
         # is not minutes of silence.
-        final = self._train(both, nothing, start, world, selected.best_epoch, self.on_epoch)
+        final = self._train(both, nothing, network, world, selected.best_epoch, self.on_epoch)
         seconds = selected.seconds + final.seconds
         samples = sum(r.samples_per_second * r.seconds for r in (selected, final))
         return TrainResult(
