@@ -5,6 +5,8 @@ torch's threads as they found them, and a failure in one reaches the caller."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,15 @@ def test_the_judges_scores_give_the_validation_nll_of_a_separate_pass(
     assert 0 < sum(len(u) for u in scored.scored) < len(np.unique(parts.valid.users))
     merged = trainer._validation_loss(net, inputs, targets, device, scored=scored)
     assert merged == pytest.approx(whole, rel=1e-5)
+
+
+def test_the_caller_takes_its_threads_back_once_the_work_beside_is_done() -> None:
+    work = Beside(lambda: 1, beside=True, name="quick", share_threads=True)
+    with work:
+        assert torch.get_num_threads() == 1
+        deadline = time.monotonic() + 30
+        while torch.get_num_threads() == 1 and time.monotonic() < deadline:
+            work.reclaim()  # the work's thread may not have run yet: poll
+            time.sleep(0.01)
+        assert torch.get_num_threads() == 2
+        assert work.result() == 1

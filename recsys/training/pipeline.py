@@ -185,7 +185,13 @@ def after_rating_head(
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
     on_epoch = on_rank_epoch if main else None
-    selection = _selection(parts, selected, config, world, stage, on_epoch)
+
+    def reclaiming(stats: EpochStats) -> None:
+        rating.reclaim()  # the refits beside may end before the selection
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    selection = _selection(parts, selected, config, world, stage, reclaiming)
     fits = rating.result()
     serving = _serving_refit(parts, fits, selection, config, world, stage)
     with serving or nullcontext():
