@@ -142,6 +142,22 @@ class RecommendationsQuery(BaseModel):
     )
 
 
+class NamedItem(BaseModel):
+    item_id: str
+    title: str | None
+
+
+class Because(BaseModel):
+    reason: Literal["liked", "popular", "exploration"] = Field(
+        description="liked: near items the user liked (`items`, the nearest first, by cosine "
+        "similarity of the item factors); popular: chosen by users like them, none of their "
+        "liked items being near; exploration: drawn by the exploration policy."
+    )
+    items: list[NamedItem] = Field(
+        description="With `liked`: up to two of the user's liked items that put it there."
+    )
+
+
 class RecommendedItem(BaseModel):
     rank: int
     item_id: str
@@ -159,6 +175,7 @@ class RecommendedItem(BaseModel):
         description="Drawn at random from items the model ranks lower (RECSYS_EXPLORE_SHARE of "
         "the slots), so that we learn about them: its score is below the items around it."
     )
+    because: Because = Field(description="Why the item is in the list.")
 
 
 class RecommendationsPublic(BaseModel):
@@ -177,6 +194,10 @@ class RecommendationsPublic(BaseModel):
                     "score": 2.31,
                     "predicted_rating": 3.2,
                     "explored": False,
+                    "because": {
+                        "reason": "liked",
+                        "items": [{"item_id": "1200", "title": "Aliens (1986)"}],
+                    },
                 },
             ],
         }

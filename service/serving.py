@@ -17,13 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from recsys.exploration import Exploring, daily_rng
 from recsys.ids import recommendation_id
+from recsys.lists.because import Because, explain, liked_rows
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.recommender import Recommender
 from recsys.model.scored import Scored
 from recsys.store.db import session_scope
 from recsys.store.events import user_ratings
-from service.catalog import GenreFilter
+from service.catalog import Catalog, GenreFilter
 from service.model_holder import LoadedModel
 from service.schemas import Strategy
 from service.state import AppState
@@ -47,8 +48,10 @@ def _publish(
     strategy: Strategy,
     scored: list[Scored],
     policy: Payload,
+    liked: np.ndarray,
 ) -> Payload:
-    """Log the list as an impression and build the body of `RecommendationsPublic`. Plain
+    """Log the list as an impression and build the body of `RecommendationsPublic`, each
+    item with its reason from the item rows the user `liked` (`recsys.lists.because`). Plain
     data for `service.deps.json_response`: eleven validated models per list cost more than
     the recommendation (tests hold the body to the schema).
 
@@ -57,6 +60,7 @@ def _publish(
     rec_id = recommendation_id()
     # Column by column: the row and the body read the same ten items.
     items, scores, predicted, explored, propensities = _columns(scored)
+    reasons = explain(model.recommender, items, explored, liked)
     state.impressions.log(
         {
             "recommendation_id": rec_id,
@@ -78,7 +82,7 @@ def _publish(
         "user_id": user_id,
         "model_version": model.version,
         "strategy": strategy,
-        "items": _listed(state, items, scores, predicted, explored),
+        "items": _listed(state, items, scores, predicted, explored, reasons),
     }
 
 
@@ -88,10 +92,14 @@ def _columns(scored: list[Scored]) -> tuple[tuple[Any, ...], ...]:
     return tuple(zip(*scored, strict=True)) if scored else ((),) * len(Scored._fields)
 
 
-def listed(state: AppState, scored: list[Scored]) -> list[Payload]:
-    """The items of a list as answers give them: rank, titles and genres from the catalog."""
+def listed(
+    state: AppState, rec: Recommender, scored: list[Scored], liked: np.ndarray
+) -> list[Payload]:
+    """The items of a list as answers give them: rank, titles and genres from the catalog,
+    and why each is there for a user who liked the item rows `liked`."""
     items, scores, predicted, explored, _ = _columns(scored)
-    return _listed(state, items, scores, predicted, explored)
+    reasons = explain(rec, items, explored, liked)
+    return _listed(state, items, scores, predicted, explored, reasons)
 
 
 def _listed(
@@ -100,8 +108,10 @@ def _listed(
     scores: Sequence[float],
     predicted: Sequence[float | None],
     explored: Sequence[bool],
+    reasons: Sequence[Because],
 ) -> list[Payload]:
-    described = state.models.catalog.describe(items)
+    catalog = state.models.catalog
+    described = catalog.describe(items)
     return [
         {
             "rank": rank,
@@ -111,11 +121,27 @@ def _listed(
             "score": score,
             "predicted_rating": rating,
             "explored": drawn,
+            "because": _because(catalog, why),
         }
-        for rank, item_id, (title, genres), score, rating, drawn in zip(
-            range(1, len(items) + 1), items, described, scores, predicted, explored, strict=True
+        for rank, (item_id, (title, genres), score, rating, drawn, why) in enumerate(
+            zip(items, described, scores, predicted, explored, reasons, strict=True), start=1
         )
     ]
+
+
+def _because(catalog: Catalog, why: Because) -> Payload:
+    named = catalog.describe(why.items) if why.items else []
+    return {
+        "reason": why.reason,
+        "items": [
+            {"item_id": i, "title": title} for i, (title, _) in zip(why.items, named, strict=True)
+        ],
+    }
+
+
+def liked_by(rec: Recommender, user_id: str) -> np.ndarray:
+    """The item rows a user the model learned liked in its training ratings."""
+    return rec.liked(rec.user_vocab.index(user_id))
 
 
 def _allowed(state: AppState, rec: Recommender, genres: GenreFilter | None) -> np.ndarray | None:
@@ -142,7 +168,8 @@ async def for_known_user(
     scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
-    return _publish(state, model, user_id, "model", scored, policy)
+    liked = liked_by(lists.model, user_id)
+    return _publish(state, model, user_id, "model", scored, policy, liked)
 
 
 def _request(
@@ -210,7 +237,8 @@ def for_ratings(
         "min_support": support or settings.fold_in_min_support,
         "narrowed": bool(exclude) or genres is not None,
     }
-    return _publish(state, model, user_id, strategy, scored, policy)
+    liked = liked_rows(model.recommender, items, ratings)
+    return _publish(state, model, user_id, strategy, scored, policy, liked)
 
 
 def ratings_list(

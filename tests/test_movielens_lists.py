@@ -15,6 +15,7 @@ import pytest
 from recsys.config import RatingScale, Settings, train_config
 from recsys.data import samples
 from recsys.data.ingest import ingest_frames
+from recsys.lists.because import MIN_SIMILARITY, explain, liked_rows
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.recommender import Recommender
@@ -110,3 +111,51 @@ def test_a_visitors_predicted_ratings_are_not_all_five_stars(trained: Registered
     # The horror classics of the list are still predicted high (4.5-4.9), but apart.
     assert np.mean(predicted) < 4.8, predicted
     assert max(predicted) - min(predicted) > 0.25, predicted
+
+
+def test_every_horror_film_for_the_horror_fan_names_one_of_their_films(
+    trained: Registered, genres: dict[str, str]
+) -> None:
+    rec = trained.fitted.deployed
+    films, ratings = [SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5]
+    out = Ranker(rec).recommend_for_ratings(
+        films, ratings, ListRequest(10, min_support=Settings().fold_in_min_support)
+    )
+    ids = [s.item_id for s in out]
+    reasons = explain(rec, ids, [s.explored for s in out], liked_rows(rec, films, ratings))
+    horror = [(i, why) for i, why in zip(ids, reasons, strict=True) if "Horror" in genres[i]]
+    assert len(horror) >= 5, ids
+    for item, why in horror:
+        assert why.reason == "liked" and why.items and set(why.items) <= set(films), (item, why)
+
+
+def test_a_known_users_reasons_name_films_they_rated_liked(trained: Registered) -> None:
+    rec = trained.fitted.deployed
+    ratings = samples.movielens().ratings
+    mine = ratings[ratings["user_id"].astype(str) == "1"]
+    liked = set(mine.loc[mine["rating"].astype(float) >= 4.0, "item_id"].astype(str))
+    out = Ranker(rec).recommend("1", ListRequest(10))
+    row = rec.user_vocab.index("1")
+    assert set(rec.item_vocab.ids_of(rec.liked(row).tolist())) == liked
+    reasons = explain(rec, [s.item_id for s in out], [s.explored for s in out], rec.liked(row))
+    named = [i for why in reasons for i in why.items]
+    assert named and set(named) <= liked
+    # Not the film itself, and the nearest first.
+    vectors = rec.reason_vectors
+    assert rec.ranking is not None
+    choice = rec.ranking.item_out
+    for s, why in zip(out, reasons, strict=True):
+        assert s.item_id not in why.items
+        listed = vectors[rec.item_vocab.index(s.item_id)]
+        sims = [float(listed @ vectors[rec.item_vocab.index(i)]) for i in why.items]
+        assert sims == sorted(sims, reverse=True) and all(v >= MIN_SIMILARITY for v in sims)
+        # The mean of the two heads' cosines.
+        assert sims[:1] == pytest.approx(
+            [(_cosine(rec.item_factors, s.item_id, why.items[0], rec)
+              + _cosine(choice, s.item_id, why.items[0], rec)) / 2] if sims else []
+        )  # fmt: skip
+
+
+def _cosine(vectors: np.ndarray, a: str, b: str, rec: Recommender) -> float:
+    u, v = vectors[rec.item_vocab.index(a)], vectors[rec.item_vocab.index(b)]
+    return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))

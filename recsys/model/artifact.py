@@ -64,6 +64,8 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
         "seen_indptr": np.ascontiguousarray(rec.seen_indptr, dtype=np.int64),
         "seen_items": np.ascontiguousarray(rec.seen_items, dtype=np.int32),
     }
+    if rec.seen_liked is not None:
+        tensors["seen_liked"] = np.ascontiguousarray(rec.seen_liked, dtype=np.uint8)
     head = rec.ranking
     if head is not None:
         for name in _RANKING:
@@ -206,6 +208,7 @@ def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
             seen_items=t["seen_items"],
             card=ModelCard.model_validate(manifest.get("info") or {}),
             ranking=_ranking_head(t, manifest.get("ranking")),
+            seen_liked=t.get("seen_liked"),  # absent from older artifacts
         )
     except (SafetensorError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         # pydantic's ValidationError is a ValueError: a card that does not read is reported

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,12 +21,17 @@ import numpy as np
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.model.card import ModelCard
 from recsys.model.ranking import RankingHead
+from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
 
     from recsys.data.interactions import Interactions
     from recsys.model.network import DotProductBias
+
+
+LIKED_THRESHOLD: float = TrainConfig.model_fields["liked_threshold"].default
+"""The liked threshold of a model whose card records no settings (one made by hand)."""
 
 
 def _array(weights: torch.Tensor) -> np.ndarray:
@@ -53,6 +59,10 @@ class Recommender:
     card: ModelCard = field(default_factory=ModelCard)  # how, on what, with what results
     ranking: RankingHead | None = None
     """The ranking head; without one (older artifacts), lists rank by predicted rating."""
+    seen_liked: np.ndarray | None = None
+    """A bit per entry of `seen_items` (np.packbits): the user rated it at or above the liked
+    threshold. What a list's reasons name (`recsys.lists.because`); None in older artifacts,
+    whose lists then name none."""
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.user_vocab), len(self.item_vocab)
@@ -66,6 +76,8 @@ class Recommender:
             or len(self.user_counts) != n_users
         ):
             raise ValueError("exposure arrays do not match the vocabularies")
+        if self.seen_liked is not None and len(self.seen_liked) != -(-len(self.seen_items) // 8):
+            raise ValueError("the liked bits do not match the seen items")
         # Rows that the split left without training data hold their random initial values:
         # they must neither be recommended nor trusted for predictions.
         self._untrained_items = np.flatnonzero(self.item_counts == 0)
@@ -141,6 +153,8 @@ class Recommender:
         del keys
         indptr = np.zeros(seen.n_users + 1, dtype=np.int64)
         np.cumsum(seen.user_counts(), out=indptr[1:])
+        card = card or ModelCard()
+        threshold = card.config.liked_threshold if card.config is not None else LIKED_THRESHOLD
         return cls(
             user_factors=_array(net.user_factors),
             item_factors=_array(net.item_factors),
@@ -154,8 +168,9 @@ class Recommender:
             item_counts=train.item_counts().astype(np.int64),
             seen_indptr=indptr,
             seen_items=seen.items[order].astype(np.int32),
-            card=card or ModelCard(),
+            card=card,
             ranking=ranking,
+            seen_liked=np.packbits(seen.ratings[order] >= threshold),
         )
 
     def __repr__(self) -> str:
@@ -170,6 +185,39 @@ class Recommender:
 
     def seen(self, user_row: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
+
+    @cached_property
+    def reason_vectors(self) -> np.ndarray:
+        """Item vectors whose dot product is the mean of two cosines: of the rating head's
+        item factors (rated alike) and of the ranking head's item vectors (chosen by the same
+        users); the rating head's alone without a ranking head. A list's reasons name the
+        liked items nearest an item by it (`recsys.lists.because`): by the rating factors
+        alone, a user with 400 liked films got Night of the Living Dead "because" of We
+        Bought a Zoo; by the ranking vectors alone, The Silence of the Lambs was near none of
+        a horror fan's three films."""
+        if self.ranking is None:
+            alone: np.ndarray = self.unit_items
+            return alone
+        out = self.ranking.item_out
+        unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        both: np.ndarray = np.hstack([self.unit_items, unit]).astype(np.float32) / np.sqrt(2)
+        return both
+
+    def liked(self, user_row: int) -> np.ndarray:
+        """The item rows the user rated at or above the liked threshold in the ratings the
+        model saw (none in older artifacts, which do not record it)."""
+        if self.seen_liked is None:
+            return np.empty(0, dtype=np.int32)
+        lo, hi = int(self.seen_indptr[user_row]), int(self.seen_indptr[user_row + 1])
+        bits = np.unpackbits(self.seen_liked[lo // 8 : -(-hi // 8)])[lo % 8 : lo % 8 + hi - lo]
+        rows: np.ndarray = self.seen_items[lo:hi][bits.astype(bool)]
+        return rows
+
+    @property
+    def liked_threshold(self) -> float:
+        """The rating at and above which a rating counts as liked: the training's."""
+        config = self.card.config
+        return config.liked_threshold if config is not None else LIKED_THRESHOLD
 
     # --- predictions ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data import timestamps
+from recsys.lists.because import liked_rows
 from recsys.monitoring import floor_to
 from service import activity, monitoring_data, serving
 from service.auth import OperatorDep
@@ -166,7 +167,9 @@ def user(
     # operator looking is no exposure. Their ratings since the model are no candidates.
     rated = [h["item_id"] for h in history]
     strategy: Strategy = "model"
+    liked = liked_rows(rec, rated, [h["rating"] for h in history])
     if rec.is_known_user(user_id):
+        liked = np.concatenate([serving.liked_by(rec, user_id), liked])
         scored = serving.known_user_list(
             state, model_now.lists, user_id, 10, exclude=rated, include_rated=False,
             min_support=state.settings.recommend_min_support,
@@ -180,7 +183,7 @@ def user(
         "in_model": rec.is_known_user(user_id),
         "served_by": model_now.version,
         "strategy": strategy,
-        "recommendations": serving.listed(state, scored),
+        "recommendations": serving.listed(state, rec, scored, liked),
         "ratings": [{**h, "rated_at": timestamps.iso_seconds(h["rated_at"])} for h in history],
         "lists": [{**r, "served_at": timestamps.iso(r["served_at"])} for r in lists],
         "feedback": [{**a, "received_at": timestamps.iso(a["received_at"])} for a in answers],

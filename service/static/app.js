@@ -469,6 +469,14 @@ async function alerts() {
   healthRows("alerts", s.alerts);
 }
 
+// Why an item is in a list, as a person would say it (the API's `because`).
+function why(because) {
+  if (because.reason === "liked") {
+    return "you liked " + because.items.map((i) => i.title || i.item_id).join(" and ");
+  }
+  return because.reason === "exploration" ? "exploration" : "popular with users like you";
+}
+
 // A user's history, their list now (strategy, scores, the version serving them), the lists
 // we served them and the feedback they gave on those. The id is kept in the address.
 async function users() {
@@ -479,8 +487,8 @@ async function users() {
       const u = await api("/v1/monitoring/users/" + encodeURIComponent(id));
       summary.className = "";
       summary.textContent = `served by ${u.served_by} (${u.strategy}); ${u.in_model ? "learned by the model" : "not in the model: folded in from their ratings"}`;
-      fill("user-list", ["#", "title", "genres", "score", "predicted"],
-        u.recommendations.map((r) => [r.rank, r.title || r.item_id, r.genres.join(", "), r.score, r.predicted_rating]));
+      fill("user-list", ["#", "title", "genres", "score", "predicted", "why"],
+        u.recommendations.map((r) => [r.rank, r.title || r.item_id, r.genres.join(", "), r.score, r.predicted_rating, why(r.because)]));
       fill("user-ratings", ["rated", "title", "rating"], u.ratings.map((r) => [r.rated_at, r.title || r.item_id, r.rating]));
       fill("user-lists", ["served", "version", "strategy", "items"], u.lists.map((l) => [l.served_at, l.model_version, l.strategy, l.items.length]));
       fill("user-feedback", ["received", "title", "kind", "value", "version"],

@@ -117,6 +117,33 @@ def test_every_strategy_answers_exactly_the_documented_body(client: TestClient) 
         assert parsed.model_dump(mode="json") == answer.json()
 
 
+def test_every_item_says_why_in_the_users_own_liked_films(
+    client: TestClient, served: Served
+) -> None:
+    # A known user: films they rated 4.5-5 in training, of the list item's genre.
+    with session_scope(served.engine) as s:
+        rated, values = user_ratings(session=s, user_id="user0")
+    liked = {i for i, v in zip(rated, values, strict=True) if v >= 4.0}
+    known = client.get("/v1/users/user0/recommendations", params={"k": 5}).json()["items"]
+    for item in known:
+        why = item["because"]
+        assert why["reason"] == "liked" and 1 <= len(why["items"]) <= 2, item
+        for named in why["items"]:
+            assert named["item_id"] in liked and named["item_id"] != item["item_id"]
+            assert named["title"] == "Film number " + named["item_id"].removeprefix("film")
+            assert genre_of(named["item_id"]) == genre_of(item["item_id"])
+    # A visitor: only the films they sent 5 for, never the one they sent 1 for.
+    sent = [{"item_id": "film1", "rating": 5}, {"item_id": "film4", "rating": 5}]
+    sent.append({"item_id": "film2", "rating": 1})
+    body = client.post("/v1/recommendations", json={"ratings": sent, "k": 4}).json()
+    assert body["strategy"] == "fold_in"
+    named_ids = {n["item_id"] for i in body["items"] for n in i["because"]["items"]}
+    assert named_ids and named_ids <= {"film1", "film4"}
+    # Someone we know nothing about: what users like them chose.
+    stranger = client.get(f"/v1/users/{uuid.uuid4()}/recommendations", params={"k": 3}).json()
+    assert [i["because"] for i in stranger["items"]] == [{"reason": "popular", "items": []}] * 3
+
+
 def test_visitor_fold_in_gets_the_genre_they_rated(client: TestClient) -> None:
     for n, genre in enumerate(GENRES):
         liked = [f"film{i}" for i in range(n, 15, len(GENRES))]

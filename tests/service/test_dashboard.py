@@ -151,6 +151,15 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                 page.click("#user-go")
                 page.wait_for_function("document.querySelectorAll('#user-list tr').length > 1")
                 assert "served by v" in page.inner_text("#user-summary")
+                # Every item of the list says why it is there, as a person would.
+                whys = page.eval_on_selector_all(
+                    "#user-list tr td:last-child", "(cells) => cells.map((c) => c.textContent)"
+                )
+                assert whys and all(
+                    w.startswith("you liked ")
+                    or w in ("popular with users like you", "exploration")
+                    for w in whys
+                ), whys
                 assert len(page.query_selector_all("#user-ratings tr")) > 1
                 page.fill("#user-id", "nobody-at-all")
                 page.click("#user-go")
