@@ -159,3 +159,30 @@ def test_a_known_users_reasons_name_films_they_rated_liked(trained: Registered) 
 def _cosine(vectors: np.ndarray, a: str, b: str, rec: Recommender) -> float:
     u, v = vectors[rec.item_vocab.index(a)], vectors[rec.item_vocab.index(b)]
     return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+HALLOWEEN, NIGHT_OF_THE_LIVING_DEAD = "1982", "1968"
+
+
+def test_a_known_users_new_ratings_move_their_list_at_once(
+    trained: Registered, genres: dict[str, str]
+) -> None:
+    """Issue 33: user 1 rates five horror films 5 after the model was trained; their next
+    list is mostly horror, from their learned vectors (not a stranger's)."""
+    rec = trained.fitted.deployed
+    ranker = Ranker(rec)
+    before = [s.item_id for s in ranker.recommend("1", ListRequest(10))]
+    # Nothing new: the live list is the learned one.
+    assert [s.item_id for s in ranker.recommend_live("1", [], [], ListRequest(10))] == before
+    horror = [SHINING, EXORCIST, SCREAM, HALLOWEEN, NIGHT_OF_THE_LIVING_DEAD]
+    assert not set(horror) & set(rec.item_vocab.ids_of(rec.seen(rec.user_vocab.index("1"))))
+    after = [s.item_id for s in ranker.recommend_live("1", horror, [5.0] * 5, ListRequest(10))]
+    assert len(after) == 10 and not set(after) & set(horror)
+    n_horror = sum("Horror" in genres[i] for i in after)
+    assert n_horror >= 5 > sum("Horror" in genres[i] for i in before), (before, after)
+    # Still user 1: a stranger who rated the same five gets another list.
+    visitor = [s.item_id for s in ranker.recommend_for_ratings(horror, [5.0] * 5, ListRequest(10))]
+    assert visitor != after
+    # Low ratings move the rating head only: they do not pull the list towards horror.
+    disliked = [s.item_id for s in ranker.recommend_live("1", horror, [1.0] * 5, ListRequest(10))]
+    assert sum("Horror" in genres[i] for i in disliked) < n_horror / 2, disliked

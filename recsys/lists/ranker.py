@@ -258,6 +258,42 @@ class Ranker:
         banned = m.known_rows([*item_ids, *ask.exclude])
         return self._finish(candidates, logits, ask, (vector, bias), banned)
 
+    def recommend_live(
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        ratings: Sequence[float],
+        ask: ListRequest = ListRequest(),
+    ) -> list[Scored]:
+        """Top-k for a known user moved by what they rated since the model was trained
+        (`item_ids`, `ratings`, the newest last): both heads fold the new ratings in
+        starting from the user's learned vectors, which stand for what they were learned
+        from (`fold_in`, `RankingHead.fold_in`); [] for an unknown user. Not cached: the
+        ranking changes with each rating."""
+        m = self.model
+        if not m.is_known_user(user_id):
+            return []
+        row = m.user_vocab.index(user_id)
+        vector, bias = fold_in(m, item_ids, ratings, bias_prior=self.bias_prior, learned=row)
+        candidates = self._candidates(ask.min_support)
+        user = vector
+        if m.ranking is not None:
+            rows, known = m.trained_rows(item_ids)
+            learned = len(m.liked(row)) if m.seen_liked is not None else int(m.user_counts[row])
+            choice = m.ranking.fold_in(
+                rows[known],
+                np.asarray(ratings)[known],
+                np.flatnonzero(m.eligible(ask.min_support)),
+                prior=m.ranking.user_vectors[row],
+                learned_targets=max(1, learned),
+            )
+            user = m.ranked_as(choice, vector)
+        logits = candidates.score(user, m.rank_offset(bias))
+        if not ask.include_seen:
+            candidates.ban(logits, m.seen(row))
+        banned = m.known_rows([*item_ids, *ask.exclude])
+        return self._finish(candidates, logits, ask, (vector, bias), banned)
+
     # --- the last step of every list --------------------------------------------------------
 
     def _finish(

@@ -125,6 +125,7 @@ class RankingHead:
         candidates: np.ndarray,
         *,
         prior: np.ndarray,
+        learned_targets: int = 0,
     ) -> np.ndarray:
         """The vector of a visitor who rated these items: the most probable one given the
         items they liked, by the head's softmax over `candidates` (the items their list may
@@ -141,6 +142,13 @@ class RankingHead:
         Items rated below the liked threshold are no targets here: the rating head's fold-in
         counts them against their neighbours.
 
+        A known user's new feedback (`learned_targets` > 0, the liked films the model learned
+        them from) starts from their learned vector as `prior`, which then stands for those
+        films: to the prior's L2 it adds the curvature of that many targets' NLL at the
+        prior (a Laplace approximation of what they were learned from), so five new films
+        move a user who had three a long way and one who had four hundred a little. With no
+        new liked film, a known user's vector stays their learned one.
+
         Newton's method from the prior: the objective is strongly convex in the vector (the
         prior's L2). Three steps are taken: on 200 random MovieLens visitors of 1-19 ratings
         the vector was within 1e-5 (relative, median) of its optimum after three and 4e-3
@@ -153,6 +161,8 @@ class RankingHead:
         ratings = np.asarray(ratings, dtype=np.float64)
         weights = np.where(ratings >= self.liked_threshold, 1.0, 0.0)
         if not weights.any():
+            if learned_targets:
+                return prior.astype(np.float32)
             weights[:] = 1.0
         target = (weights / weights.sum()) @ self.item_out[item_rows].astype(np.float64)
         out, bias = self.item_out[candidates], self.item_bias[candidates]
@@ -161,6 +171,7 @@ class RankingHead:
         l2 = self.fold_in_l2 / weights.sum()
         ridge = 2 * l2 * np.eye(self.n_factors)
         vector = center.copy()
+        anchor: np.ndarray | None = None
         for _ in range(self.FOLD_IN_NEWTON_STEPS):
             logits = out @ vector.astype(np.float32) + bias
             p = np.exp(logits - logits.max())
@@ -168,9 +179,11 @@ class RankingHead:
             mean = (p @ out).astype(np.float64)
             # Gradient and Hessian of the mean NLL of the targets plus L2 (the Hessian is
             # the covariance of the item vectors under the softmax: W'W with W = out sqrt(p)).
-            gradient = mean - target + 2 * l2 * (vector - center)
             weighted = out * np.sqrt(p)[:, None]
-            hessian = (weighted.T @ weighted).astype(np.float64) - np.outer(mean, mean) + ridge
-            vector -= np.linalg.solve(hessian, gradient)
+            covariance = (weighted.T @ weighted).astype(np.float64) - np.outer(mean, mean)
+            if anchor is None:  # the first step is at the prior: its curvature, per target
+                anchor = covariance * (learned_targets / weights.sum())
+            gradient = mean - target + 2 * l2 * (vector - center) + anchor @ (vector - center)
+            vector -= np.linalg.solve(covariance + ridge + anchor, gradient)
         fitted: np.ndarray = vector.astype(np.float32)
         return fitted

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 LIKED_THRESHOLD: float = TrainConfig.model_fields["liked_threshold"].default
 """The liked threshold of a model whose card records no settings (one made by hand)."""
+FACTOR_L2: float = TrainConfig.model_fields["factor_l2"].default
+"""The factors' L2 of a model whose card records no settings."""
 
 
 def _array(weights: torch.Tensor) -> np.ndarray:
@@ -185,6 +187,19 @@ class Recommender:
 
     def seen(self, user_row: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
+
+    @property
+    def factor_l2(self) -> float:
+        """The L2 on the factors the model was trained with (`TrainConfig.factor_l2`)."""
+        config = self.card.config
+        return config.factor_l2 if config is not None else FACTOR_L2
+
+    @cached_property
+    def mean_square_factor(self) -> float:
+        """The mean squared item factor over trained items: the diagonal of E[q q'], the
+        weight of one learned rating in a live user's fold-in prior (`fold_in`)."""
+        trained = self.item_factors[self.item_counts > 0]
+        return float(np.mean(np.square(trained, dtype=np.float64))) if len(trained) else 0.0
 
     @cached_property
     def reason_vectors(self) -> np.ndarray:
