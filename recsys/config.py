@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         le=MAX_SUPPORT,
         description="Default least training ratings of a recommended item.",
     )
+    live_feedback: dict[str, float] = Field(
+        {"like": 5.0, "purchase": 5.0, "click": 4.0, "dislike": 1.0},
+        description="The rating each kind of feedback counts as when a known user's list "
+        "folds in what they sent since the model was trained (a rating counts as itself; "
+        "kinds not named, such as views and skips, are left out). JSON, e.g. "
+        'RECSYS_LIVE_FEEDBACK=\'{"like": 5, "click": 4}\'.',
+    )
+    live_users: bool = Field(
+        True, description="Known users' lists fold in their feedback since training."
+    )
     recommend_cache_users: int = Field(
         10_000,
         ge=0,
@@ -279,6 +289,16 @@ class Settings(BaseSettings):
         RatingScale(min=self.rating_min, max=self.rating_max)
         if not self.rating_min <= self.liked_threshold <= self.rating_max:
             raise ValueError("RECSYS_LIKED_THRESHOLD must lie inside the rating scale")
+        outside = {
+            k: v
+            for k, v in self.live_feedback.items()
+            if not self.rating_min <= v <= self.rating_max
+        }
+        if outside:
+            raise ValueError(
+                f"RECSYS_LIVE_FEEDBACK's ratings must lie inside the rating scale "
+                f"({self.rating_min}-{self.rating_max}): {outside}"
+            )
         return self
 
     @property

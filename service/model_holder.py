@@ -28,7 +28,7 @@ from recsys.model.similar import SimilarItems
 from recsys.rollout import in_canary
 from service.catalog import Catalog
 from service.metrics import ServiceMetrics
-from service.rated_since import RatedSince
+from service.recent_feedback import RecentFeedback
 
 log = logging.getLogger("recsys.service")
 
@@ -58,8 +58,9 @@ class ModelHolder:
         # SHA-256 of the active API keys in the database -> role, refreshed with each poll.
         self.key_hashes: dict[str, str] = {}
         self.catalog = Catalog()
-        # Ratings since the models were trained, from every replica (kept out of lists).
-        self.rated_since = RatedSince()
+        # Feedback since the models were trained, from every replica: what users rated is
+        # kept out of their lists, and what they sent moves known users' lists.
+        self.recent = RecentFeedback()
         self.database_ok = False
         self.last_error: str | None = None
         # What the registry named as production at the last poll: differs from `version`
@@ -72,14 +73,14 @@ class ModelHolder:
 
     def refresh(self) -> None:
         """One poll: load new production and canary models if any; refresh the catalog, the
-        keys and the ratings sent since."""
+        keys and the feedback sent since."""
         with self._lock:
             try:
                 production = registry.production(self.engine)
                 canary = registry.canary(self.engine)
                 self.key_hashes = keys.active_hashes(self.engine)
                 self.catalog.refresh(self.engine)
-                self.rated_since.refresh(self.engine)
+                self.recent.refresh(self.engine)
                 self.database_ok = True
                 self.registry_version = production["version"] if production else None
             except SQLAlchemyError as exc:

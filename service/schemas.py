@@ -44,7 +44,7 @@ ExternalId = Annotated[
 UtcDatetime = Annotated[
     datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))
 ]
-Strategy = Literal["model", "fold_in", "cold_start"]
+Strategy = Literal["model", "live", "fold_in", "cold_start"]
 Basis = Literal["model", "user_bias", "item_bias", "global_mean"]
 
 
@@ -209,8 +209,9 @@ class RecommendationsPublic(BaseModel):
     user_id: str | None
     model_version: str
     strategy: Strategy = Field(
-        description="model: learned user; fold_in: fitted to the ratings we have for this "
-        "user or in the body; cold_start: best-liked items for someone we know nothing about."
+        description="model: learned user; live: learned user moved by what they sent since "
+        "the model was trained; fold_in: fitted to the ratings we have for this user or in "
+        "the body; cold_start: best-liked items for someone we know nothing about."
     )
     items: list[RecommendedItem]
 

@@ -159,17 +159,44 @@ async def for_known_user(
     min_support: int,
     genres: GenreFilter | None = None,
 ) -> Payload:
-    """The logged list of a user the model learned. A first visit's ranking is scored with
-    those of the other requests in hand (`service.batching`)."""
+    """The logged list of a user the model learned: moved by what they sent since it was
+    trained (`live`), or else their learned ranking, a first visit's scored with those of
+    the other requests in hand (`service.batching`)."""
     lists = model.lists
     ask = _request(state, lists.model, user_id, k, exclude, include_rated, min_support, genres)
-    key = lists.ranking_key(user_id, ask)
-    ranked = None if key is None else await state.rankings.ranking(lists, key)
-    scored = lists.recommend(user_id, ask, ranked=ranked)
+    items, ratings = _since_training(state, lists.model, user_id)
+    if items:
+        strategy: Strategy = "live"
+        scored = lists.recommend_live(user_id, items, ratings, ask)
+    else:
+        strategy = "model"
+        key = lists.ranking_key(user_id, ask)
+        ranked = None if key is None else await state.rankings.ranking(lists, key)
+        scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
-    liked = liked_by(lists.model, user_id)
-    return _publish(state, model, user_id, "model", scored, policy, liked)
+    liked = _liked(lists.model, user_id, items, ratings)
+    return _publish(state, model, user_id, strategy, scored, policy, liked)
+
+
+def _since_training(
+    state: AppState, rec: Recommender, user_id: str
+) -> tuple[list[str], list[float]]:
+    """What a known user sent since the newest rating `rec` learned, as ratings (none with
+    `RECSYS_LIVE_USERS` off)."""
+    settings = state.settings
+    if not settings.live_users:
+        return [], []
+    after = float(rec.card.max_timestamp or 0)
+    return state.models.recent.live(user_id, after, settings.live_feedback)
+
+
+def _liked(
+    rec: Recommender, user_id: str, items: Sequence[str], ratings: Sequence[float]
+) -> np.ndarray:
+    """The item rows a known user liked: as the model learned them, and since."""
+    learned = liked_by(rec, user_id)
+    return np.concatenate([learned, liked_rows(rec, items, ratings)]) if items else learned
 
 
 def _request(
@@ -184,7 +211,7 @@ def _request(
 ) -> ListRequest:
     if not include_rated:
         # Rated since the model was trained (through any replica): not in its seen set.
-        exclude = [*exclude, *state.models.rated_since.get(user_id)]
+        exclude = [*exclude, *state.models.recent.rated(user_id)]
     allowed = _allowed(state, rec, genres)
     exploring = _exploring(state, user_id)
     return ListRequest(k, exclude, include_rated, min_support, allowed, exploring)
@@ -200,10 +227,15 @@ def known_user_list(
     include_rated: bool,
     min_support: int,
     genres: GenreFilter | None = None,
-) -> list[Scored]:
-    """The list of a user the model learned, not logged."""
+) -> tuple[Strategy, list[Scored], np.ndarray]:
+    """The list of a user the model learned, not logged: its strategy, items and the item
+    rows the user liked (what its reasons name)."""
     ask = _request(state, lists.model, user_id, k, exclude, include_rated, min_support, genres)
-    return lists.recommend(user_id, ask)
+    items, ratings = _since_training(state, lists.model, user_id)
+    liked = _liked(lists.model, user_id, items, ratings)
+    if items:
+        return "live", lists.recommend_live(user_id, items, ratings, ask), liked
+    return "model", lists.recommend(user_id, ask), liked
 
 
 def stored_ratings(state: AppState, user_id: str) -> tuple[list[str], list[float]]:

@@ -18,6 +18,7 @@ from service.feedback_writer import FeedbackCommitter
 from service.impressions import ImpressionWriter
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder
+from service.recent_feedback import Event
 from service.scrape_gate import ScrapeGate
 
 
@@ -62,10 +63,10 @@ class AppState:
             self.settings.metrics_scrapes_per_s, self.settings.metrics_scrape_wait_s
         )
 
-    def note_ratings(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Remember (user, item) ratings just committed, for this replica's next lists at
-        once; other replicas read them at their next poll (`service.rated_since`)."""
-        self.models.rated_since.note(pairs)
+    def note_feedback(self, events: Iterable[tuple[str, Event]]) -> None:
+        """Remember (user, event) pairs just committed, for this replica's next lists at
+        once; other replicas read them at their next poll (`service.recent_feedback`)."""
+        self.models.recent.note(events)
 
 
 def app_state(connection: HTTPConnection) -> AppState:

@@ -188,23 +188,33 @@ class Ranker:
         ]
 
     def candidate_logits(
-        self, user_id: str, *, min_support: int, exclude: Sequence[str]
+        self,
+        user_id: str,
+        *,
+        min_support: int,
+        exclude: Sequence[str],
+        live: tuple[Sequence[str], Sequence[float]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Every candidate a list may hold for a learned user: (item rows, ranking logits,
         predicted ratings), with only `exclude` banned (-inf), not the ratings the model
         trained on: off-policy evaluation judges lists served before some of those ratings
-        were given. None for a user the model has not learned."""
+        were given. With `live` (item ids and ratings since training), the user as
+        `recommend_live` moves them. None for a user the model has not learned."""
         m = self.model
         if not m.is_known_user(user_id):
             return None
         row = m.user_vocab.index(user_id)
         candidates = self._candidates(min_support)
-        logits = self._user_logits(row, candidates, include_seen=True)
+        if live is not None and len(live[0]):
+            user, vector, bias = self._live_user(row, live[0], live[1], min_support)
+            logits = candidates.score(user, m.rank_offset(bias))
+        else:
+            logits = self._user_logits(row, candidates, include_seen=True)
+            vector, bias = m.user_factors[row], float(m.user_bias[row])
         if exclude:
             candidates.ban(logits, m.known_rows(exclude))
         rows = candidates.item_rows(np.arange(len(logits)))
-        ratings = m.item_ratings(m.user_factors[row], float(m.user_bias[row]), rows)
-        return rows, logits, ratings
+        return rows, logits, m.item_ratings(vector, bias, rows)
 
     # --- strangers and visitors -------------------------------------------------------------
 
@@ -266,33 +276,42 @@ class Ranker:
         ask: ListRequest = ListRequest(),
     ) -> list[Scored]:
         """Top-k for a known user moved by what they rated since the model was trained
-        (`item_ids`, `ratings`, the newest last): both heads fold the new ratings in
-        starting from the user's learned vectors, which stand for what they were learned
-        from (`fold_in`, `RankingHead.fold_in`); [] for an unknown user. Not cached: the
+        (`item_ids`, `ratings`): both heads fold the new ratings in starting from the
+        user's learned vectors (`_live_user`); [] for an unknown user. Not cached: the
         ranking changes with each rating."""
         m = self.model
         if not m.is_known_user(user_id):
             return []
         row = m.user_vocab.index(user_id)
-        vector, bias = fold_in(m, item_ids, ratings, bias_prior=self.bias_prior, learned=row)
+        user, vector, bias = self._live_user(row, item_ids, ratings, ask.min_support)
         candidates = self._candidates(ask.min_support)
-        user = vector
-        if m.ranking is not None:
-            rows, known = m.trained_rows(item_ids)
-            learned = len(m.liked(row)) if m.seen_liked is not None else int(m.user_counts[row])
-            choice = m.ranking.fold_in(
-                rows[known],
-                np.asarray(ratings)[known],
-                np.flatnonzero(m.eligible(ask.min_support)),
-                prior=m.ranking.user_vectors[row],
-                learned_targets=max(1, learned),
-            )
-            user = m.ranked_as(choice, vector)
         logits = candidates.score(user, m.rank_offset(bias))
-        if not ask.include_seen:
+        banned = m.known_rows(ask.exclude)
+        if not ask.include_seen:  # what they rated then and since
             candidates.ban(logits, m.seen(row))
-        banned = m.known_rows([*item_ids, *ask.exclude])
+            banned = np.concatenate([banned, m.known_rows(item_ids)])
         return self._finish(candidates, logits, ask, (vector, bias), banned)
+
+    def _live_user(
+        self, row: int, item_ids: Sequence[str], ratings: Sequence[float], min_support: int
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """A learned user moved by ratings since training: their ranking vector, rating
+        vector and bias. Both heads start from the user's learned vectors, as a prior as
+        strong as what those were learned from (`fold_in`, `RankingHead.fold_in`)."""
+        m = self.model
+        vector, bias = fold_in(m, item_ids, ratings, bias_prior=self.bias_prior, learned=row)
+        if m.ranking is None:
+            return vector, vector, bias
+        rows, known = m.trained_rows(item_ids)
+        learned = len(m.liked(row)) if m.seen_liked is not None else int(m.user_counts[row])
+        choice = m.ranking.fold_in(
+            rows[known],
+            np.asarray(ratings)[known],
+            np.flatnonzero(m.eligible(min_support)),
+            prior=m.ranking.user_vectors[row],
+            learned_targets=max(1, learned),
+        )
+        return m.ranked_as(choice, vector), vector, bias
 
     # --- the last step of every list --------------------------------------------------------
 

@@ -149,15 +149,28 @@ class _Accumulated:
 
 
 def _ranked_then(
-    candidate: Ranker, shown: LoggedList, rated_at: dict[str, int]
+    candidate: Ranker, shown: LoggedList, logged: Logged, live: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The judged model's candidates for the list's user as they stood when it was served:
-    what the user had rated by then is banned, what they rated later is not."""
+    what the user had rated by then is banned, what they rated later is not; with `live`
+    (the judged policy serves live users, as `RECSYS_LIVE_USERS` does), the ratings between
+    the newest one the judged model learned and the list move the user as they would have
+    then. Only ratings are replayed: likes, clicks and dislikes folded into a live list are
+    not in the ratings table, so lists moved by those are judged a little off."""
     if not shown.items:
         return None
     served = int(shown.served_at.timestamp())
+    rated_at = logged.rated_at.get(shown.user_id, {})
     before = [item for item, when in rated_at.items() if when < served]
-    return candidate.candidate_logits(shown.user_id, min_support=shown.min_support, exclude=before)
+    since = None
+    if live:
+        learned = candidate.model.card.max_timestamp or 0
+        values = logged.rated.get(shown.user_id, {})
+        new = sorted((rated_at[i], i) for i in before if rated_at[i] > learned)
+        since = ([i for _, i in new], [values[i] for _, i in new])
+    return candidate.candidate_logits(
+        shown.user_id, min_support=shown.min_support, exclude=before, live=since
+    )
 
 
 def _reward_model(logged: Logged) -> RewardModel | None:
@@ -204,11 +217,14 @@ def judge(
     clip: float = MAX_WEIGHT,
     max_unsupported: float = MAX_UNSUPPORTED,
     judged_on: str | None = None,
+    live: bool = True,
 ) -> OffPolicyReport:
     """Off-policy estimates of `candidate` served with `target`, on `logged` traffic.
 
     `logging_models` (by version) say which items each logging model could have explored;
-    without one, every candidate of the judged model is taken to have been in its pool."""
+    without one, every candidate of the judged model is taken to have been in its pool.
+    `live`: the judged policy moves learned users by their ratings since its training, as
+    the service does with `RECSYS_LIVE_USERS` (`_ranked_then`)."""
     reward_model = _reward_model(logged)
     listable = _Listable(candidate, logging_models or {})
     lists = Ranker(candidate)
@@ -216,7 +232,7 @@ def judge(
     acc = _Accumulated()
     on_policy_by: dict[str, list[tuple[int, float]]] = {}
     for shown in logged.lists:
-        ranked = _ranked_then(lists, shown, logged.rated_at.get(shown.user_id, {}))
+        ranked = _ranked_then(lists, shown, logged, live)
         if ranked is None:
             reason = "the judged model never learned the user"
             skipped[reason] = skipped.get(reason, 0) + 1

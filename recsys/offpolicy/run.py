@@ -80,6 +80,7 @@ def judge_twin(
         judged_on="every logged slot: the judged model's data ends before the window"
         if clean
         else None,
+        live=settings.live_users,
     )
 
 

@@ -14,6 +14,9 @@ from recsys.store.events import POSITIVE_EVENTS
 from recsys.store.queries import in_batches, where_in
 from recsys.store.tables import feedback, impressions, items, ratings, users
 
+LEARNED = ("model", "live")
+"""The strategies of lists served to users the serving model learned."""
+
 
 @dataclass
 class LoggedList:
@@ -39,12 +42,16 @@ class Logged:
     """Lists left out, by reason."""
     rated_at: dict[str, dict[str, int]]
     """user -> {item: Unix seconds of their current rating}."""
+    rated: dict[str, dict[str, float]] = field(default_factory=dict)
+    """user -> {item: their current rating}."""
 
 
 def load_logged(
     *, session: Session, since: datetime | None, liked_threshold: float, limit: int = 200_000
 ) -> Logged:
-    """The newest `limit` lists served to learned users ("model" strategy) since a time, with
+    """The newest `limit` lists served to learned users ("model" and "live" strategies: a live
+    list's user was moved by ratings since training, which the judge replays from `rated`)
+    since a time, with
     propensities and not narrowed by the request (filters or exclusions change what the policy
     could show), with the answers they got."""
     stmt = (
@@ -71,7 +78,7 @@ def load_logged(
         policy: dict[str, Any] = row["policy"] or {}
         if row["propensities"] is None or row["user_external_id"] is None:
             skipped["no propensities"] += 1
-        elif row["strategy"] != "model":
+        elif row["strategy"] not in LEARNED:
             skipped["not a learned user"] += 1
         elif policy.get("narrowed", True):
             skipped["narrowed by the request"] += 1
@@ -89,7 +96,7 @@ def load_logged(
             )
     if lists:
         _answers(session, lists, liked_threshold)
-    return Logged(list(lists.values()), skipped, _rated_at(session, lists))
+    return Logged(list(lists.values()), skipped, *_ratings(session, lists))
 
 
 def _answers(session: Session, lists: dict[str, LoggedList], liked_threshold: float) -> None:
@@ -110,16 +117,21 @@ def _answers(session: Session, lists: dict[str, LoggedList], liked_threshold: fl
                 shown.positive.add(item)
 
 
-def _rated_at(session: Session, lists: dict[str, LoggedList]) -> dict[str, dict[str, int]]:
+def _ratings(
+    session: Session, lists: dict[str, LoggedList]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
+    """The current ratings of the lists' users: when each was given, and its value."""
     wanted = sorted({x.user_id for x in lists.values()})
     stmt = (
-        select(users.c.external_id, items.c.external_id, ratings.c.rated_at)
+        select(users.c.external_id, items.c.external_id, ratings.c.rated_at, ratings.c.value)
         .join(ratings, ratings.c.user_id == users.c.id)
         .join(items, items.c.id == ratings.c.item_id)
     )
-    out: dict[str, dict[str, int]] = {}
-    for user, item, rated_at in session.execute(
+    when: dict[str, dict[str, int]] = {}
+    values: dict[str, dict[str, float]] = {}
+    for user, item, rated_at, value in session.execute(
         where_in(session, stmt, users.c.external_id, wanted)
     ):
-        out.setdefault(user, {})[item] = int(rated_at)
-    return out
+        when.setdefault(user, {})[item] = int(rated_at)
+        values.setdefault(user, {})[item] = float(value)
+    return when, values

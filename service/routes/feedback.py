@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, status
 
 from recsys.store.events import RATING, FeedbackEvent
 from service.auth import WriterDep
 from service.deps import StateDep, check_batch, check_rating
 from service.errors import BODY, CLIENT_RESPONSES, responses
+from service.recent_feedback import Event
 from service.schemas_catalog import FeedbackBatchCreate, FeedbackBody, FeedbackPublic
 
 router = APIRouter(
@@ -42,7 +45,19 @@ async def post_feedback(body: FeedbackBody, state: StateDep) -> FeedbackPublic:
     )
     for e in events:
         state.metrics.feedback.labels(e.kind).inc()
-    state.note_ratings((e.user_id, e.item_id) for e in events if e.kind == RATING)
+    now = time.time()
+    state.note_feedback(
+        (
+            e.user_id,
+            Event(
+                e.item_id,
+                e.kind,
+                e.value,
+                e.occurred_at.timestamp() if e.occurred_at is not None else now,
+            ),
+        )
+        for e in events
+    )
     return FeedbackPublic(
         stored=result.stored, duplicates=result.duplicates, ratings=result.ratings
     )

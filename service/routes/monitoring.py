@@ -16,7 +16,7 @@ from service import activity, monitoring_data, serving
 from service.auth import OperatorDep
 from service.deps import ModelDep, StateDep
 from service.errors import OPERATOR_RESPONSES, responses
-from service.schemas import NO_NUL, Strategy
+from service.schemas import NO_NUL
 
 router = APIRouter(
     prefix="/v1/monitoring",
@@ -166,18 +166,17 @@ def user(
     # The list they would get now, as serving builds it but not logged as an impression: an
     # operator looking is no exposure. Their ratings since the model are no candidates.
     rated = [h["item_id"] for h in history]
-    strategy: Strategy = "model"
-    liked = liked_rows(rec, rated, [h["rating"] for h in history])
     if rec.is_known_user(user_id):
-        liked = np.concatenate([serving.liked_by(rec, user_id), liked])
-        scored = serving.known_user_list(
+        strategy, scored, liked = serving.known_user_list(
             state, model_now.lists, user_id, 10, exclude=rated, include_rated=False,
             min_support=state.settings.recommend_min_support,
         )  # fmt: skip
     else:
+        ratings = [h["rating"] for h in history]
         strategy, scored = serving.ratings_list(
-            state, model_now.lists, rated, [h["rating"] for h in history], 10, user_id=user_id
+            state, model_now.lists, rated, ratings, 10, user_id=user_id
         )
+        liked = liked_rows(rec, rated, ratings)
     return {
         "user_id": user_id,
         "in_model": rec.is_known_user(user_id),

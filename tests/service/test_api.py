@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,6 +77,45 @@ def test_a_film_rated_through_another_replica_leaves_this_ones_lists(
             assert time.monotonic() < deadline, "the other replica never learned the rating"
             time.sleep(0.1)
         assert len(again["items"]) == 3
+
+
+def test_a_known_users_feedback_moves_their_list_on_every_replica(
+    client: TestClient, served: Served
+) -> None:
+    """Issue 33: user9 loves Horror. They rate five Comedy films 5 and like a sixth: their
+    next list is mostly Comedy at once on the replica that took it, and within a poll on
+    another; someone else's feedback leaves their list as it was."""
+    user = "user9"
+    assert genre_of("film9") == "Horror" == GENRES[9 % len(GENRES)]
+    with session_scope(served.engine) as s:
+        rated, _ = user_ratings(session=s, user_id=user)
+    comedy = [f"film{i}" for i in range(N_ITEMS) if genre_of(f"film{i}") == "Comedy"]
+    comedy = [i for i in comedy if i not in rated][:6]
+    params = {"k": 6}
+    with TestClient(create_app(served.settings())) as other:
+        before = other.get(f"/v1/users/{user}/recommendations", params=params).json()
+        assert before["strategy"] == "model" and genre_share(before, "Horror") == 1.0
+        # Another user's feedback: this user's list does not move.
+        other_user = {"user_id": "user12", "item_id": comedy[0], "kind": "rating", "value": 5}
+        assert client.post("/v1/feedback", json=other_user).status_code == 201
+        still = client.get(f"/v1/users/{user}/recommendations", params=params).json()
+        assert still["strategy"] == "model" and still["items"] == before["items"]
+        events = [{"user_id": user, "item_id": i, "kind": "rating", "value": 5.0} for i in comedy]
+        events[-1] = {"user_id": user, "item_id": comedy[-1], "kind": "like"}
+        assert client.post("/v1/feedback", json={"events": events}).status_code == 201
+        here = client.get(f"/v1/users/{user}/recommendations", params=params).json()
+        assert here["strategy"] == "live" and genre_share(here, "Comedy") >= 0.5, here
+        assert not {i["item_id"] for i in here["items"]} & set(comedy)
+        # What they liked since names the Comedy films' reasons.
+        named = {n["item_id"] for i in here["items"] for n in i["because"]["items"]}
+        assert named & set(comedy)
+        deadline = time.monotonic() + 10
+        while (there := other.get(f"/v1/users/{user}/recommendations", params=params).json())[
+            "strategy"
+        ] != "live":
+            assert time.monotonic() < deadline, "the other replica never learned the feedback"
+            time.sleep(0.1)
+        assert [i["item_id"] for i in there["items"]] == [i["item_id"] for i in here["items"]]
 
 
 def test_exclude_and_include_rated(client: TestClient, served: Served) -> None:
@@ -303,14 +343,20 @@ def test_health_readiness_and_metrics(client: TestClient, served: Served) -> Non
     assert ready.status_code == 200
     assert ready.json()["model_version"] == served.registered.version
     before = _served_counts(client)
-    client.get("/v1/users/user0/recommendations")
-    client.get("/v1/users/user0/recommendations", params={"k": 0})
-    client.get(f"/v1/users/{uuid.uuid4()}/recommendations")
-    client.get("/v1/users/user1/recommendations")
+    answers = [
+        client.get("/v1/users/user0/recommendations"),
+        client.get("/v1/users/user0/recommendations", params={"k": 0}),
+        client.get(f"/v1/users/{uuid.uuid4()}/recommendations"),
+        client.get("/v1/users/user1/recommendations"),
+    ]
     after = _served_counts(client)
-    # Each list counts once under its strategy; the refused request (k=0) not at all.
+    # Each list counts once under its strategy; the refused request (k=0) not at all. A
+    # learned user is "live" once other tests sent feedback for them.
+    assert answers[1].status_code == 422
+    strategies = Counter(a.json()["strategy"] for a in answers if a.status_code == 200)
+    assert strategies["cold_start"] == 1 and strategies["model"] + strategies["live"] == 2
     grown = {s: after[s] - before.get(s, 0) for s in after if after[s] != before.get(s, 0)}
-    assert grown == {"model": 2, "cold_start": 1}
+    assert grown == dict(strategies)
     text = client.get("/metrics").text
     assert (
         'recsys_http_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",'
