@@ -8,10 +8,14 @@ is noted at once (`note`); events sent to other replicas are read from the feedb
 each poll of the model holder (`refresh`), so replicas behind a load balancer agree within
 one poll (`RECSYS_RELOAD_INTERVAL_S`).
 
-The poll reads by the time feedback was received, from a little before the newest row it
-has seen: ids are assigned when a row is inserted but rows commit in any order, so a cursor on
-ids could pass over a transaction that commits late. Reading a row twice is harmless (an
-item's entry is its latest event).
+The poll reads by the time feedback was received, from a little before the previous poll
+began (`OVERLAP`): a row it did not see then committed after that, so it was received less
+than a transaction's length before (ids would not do: they are assigned when a row is
+inserted, and rows commit in any order). Reading a row twice is harmless (an item's entry is
+its latest event); a row is read by about OVERLAP / RECSYS_RELOAD_INTERVAL_S polls, however
+quiet the feedback is afterwards (a window anchored at the newest row read a burst of 9,700
+events again at every poll until the next event, and the poll's Python work stalled 1-2 %
+of live lists by 20-60 ms).
 
 Bounded memory: the `users` who sent feedback most recently are kept (least recent forgotten
 first), each with at most `PER_USER` items (the newest).
@@ -32,8 +36,9 @@ from recsys.store.events import RATING
 from recsys.store.tables import feedback, items, users
 
 OVERLAP = timedelta(seconds=30)
-"""How far before the newest feedback seen each poll reads again: longer than a feedback
-transaction takes to commit (its lock waits are bounded at a few seconds)."""
+"""How far before the previous poll began each poll reads: longer than a feedback
+transaction takes to commit (its lock waits are bounded at a few seconds), and than the
+replicas' clocks differ."""
 LOOKBACK = timedelta(hours=24)
 """How far back the first poll of a process reads."""
 MAX_ROWS = 50_000
@@ -61,7 +66,7 @@ class RecentFeedback:
     def __init__(self, users: int = 10_000) -> None:
         self._events: LruCache[str, dict[str, Event]] = LruCache(users)
         self._lock = threading.Lock()  # the poller and request threads both add
-        self._watermark: datetime | None = None
+        self._polled_at: datetime | None = None
 
     def rated(self, user_id: str) -> frozenset[str]:
         """The items the user rated since (kept out of their lists)."""
@@ -101,9 +106,8 @@ class RecentFeedback:
 
     def refresh(self, engine: Engine) -> None:
         """Read the feedback received since the last poll (by any replica)."""
-        since = (
-            datetime.now(UTC) - LOOKBACK if self._watermark is None else self._watermark - OVERLAP
-        )
+        started = datetime.now(UTC)
+        since = started - LOOKBACK if self._polled_at is None else self._polled_at - OVERLAP
         query = (
             select(
                 users.c.external_id,
@@ -111,7 +115,6 @@ class RecentFeedback:
                 feedback.c.kind,
                 feedback.c.value,
                 feedback.c.occurred_at,
-                feedback.c.received_at,
             )
             .join(users, users.c.id == feedback.c.user_id)
             .join(items, items.c.id == feedback.c.item_id)
@@ -121,13 +124,12 @@ class RecentFeedback:
         )
         with session_scope(engine) as s:
             rows = s.execute(query).all()
+        self._polled_at = started
         if not rows:
             return
         # Oldest first, so that the users who sent feedback last end up the most recently
         # used, and an item's latest event is the one kept.
         self.note(
             (user, Event(item, kind, value, _seconds(occurred)))
-            for user, item, kind, value, occurred, _ in reversed(rows)
+            for user, item, kind, value, occurred in reversed(rows)
         )
-        newest = rows[0][5]
-        self._watermark = newest if newest.tzinfo else newest.replace(tzinfo=UTC)

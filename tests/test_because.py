@@ -1,7 +1,8 @@
 """Why an item is in a list (`recsys.lists.because`): the liked items it names are the user's
 own, at or above the liked threshold, near the item, the nearest first, never the item
 itself; an explored slot says so; with nothing liked near, "popular". The liked marks travel
-with the artifact, and an older artifact without them names nothing rather than guess."""
+with the artifact, and an older artifact without them names nothing rather than guess. And a
+live user's list (moved by what they rated since training) is drawn with exact propensities."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
+from recsys.exploration import ExplorePolicy, Exploring
 from recsys.lists.because import AT_MOST, MIN_SIMILARITY, POPULAR, explain, liked_rows
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
@@ -103,3 +105,25 @@ def test_marks_that_do_not_match_the_seen_items_are_refused(rec: Recommender) ->
     assert rec.seen_liked is not None
     with pytest.raises(ValueError, match="liked bits"):
         dataclasses.replace(rec, seen_liked=rec.seen_liked[:-1])
+
+
+def test_a_live_lists_logged_propensities_match_monte_carlo_frequencies(
+    rec: Recommender,
+) -> None:
+    """Issue 33: exploration stays exact for a live user: over many days' draws, how often
+    each item fills each slot is the propensity the list logs for it, within 1 point."""
+    user, draws, k = "0", 20_000, 5
+    since = rec.item_vocab.ids_of([1, 3])  # one liked since training, one disliked
+    policy = ExplorePolicy(0.4, temperature=0.5)
+    ranker = Ranker(rec)
+    rng = np.random.default_rng(0)
+    counts: dict[tuple[int, str], int] = {}
+    logged: dict[tuple[int, str], float] = {}
+    for _ in range(draws):
+        ask = ListRequest(k, exploring=Exploring(policy, rng))
+        for slot, s in enumerate(ranker.recommend_live(user, since, [5.0, 1.0], ask)):
+            counts[slot, s.item_id] = counts.get((slot, s.item_id), 0) + 1
+            assert logged.setdefault((slot, s.item_id), s.propensity) == s.propensity
+    assert any(p < 1 for p in logged.values())  # some slots explored
+    worst = max(abs(n / draws - logged[key]) for key, n in counts.items())
+    assert worst < 0.01, worst

@@ -26,6 +26,9 @@ from recsys.model.recommender import Recommender
 from recsys.model.scored import Scored
 from recsys.model.topk import best, best_of_rows
 
+_LiveUser = tuple[np.ndarray, np.ndarray, float]
+"""A live user's ranking vector, rating vector and bias."""
+
 
 class Ranker:
     RANKING_DEPTH: ClassVar[int] = 100
@@ -46,6 +49,9 @@ class Ranker:
         # item matrix (candidates.COMPACT_SHARE), so four bound the memory at twice it.
         self._candidate_sets: LruCache[int, CandidateSet] = LruCache(4)
         self._rankings: LruCache[tuple[int, int, bool], Ranking] = LruCache(cache_users)
+        # Live users' vectors by (row, support, what they sent since): a live user's next
+        # visits skip the fold-in until they send more (about 1 KB a user).
+        self._live: LruCache[tuple[int, int, int], _LiveUser] = LruCache(cache_users)
 
     def _candidates(self, min_support: int) -> CandidateSet:
         """The items a list may hold at this support, laid out for one-user scoring."""
@@ -277,13 +283,18 @@ class Ranker:
     ) -> list[Scored]:
         """Top-k for a known user moved by what they rated since the model was trained
         (`item_ids`, `ratings`): both heads fold the new ratings in starting from the
-        user's learned vectors (`_live_user`); [] for an unknown user. Not cached: the
-        ranking changes with each rating."""
+        user's learned vectors (`_live_user`); [] for an unknown user. The fold-in is cached
+        per user and what they sent; the ranking, which changes with each rating, is not."""
         m = self.model
         if not m.is_known_user(user_id):
             return []
         row = m.user_vocab.index(user_id)
-        user, vector, bias = self._live_user(row, item_ids, ratings, ask.min_support)
+        key = (row, ask.min_support, hash((tuple(item_ids), tuple(map(float, ratings)))))
+        found = self._live.get(key)
+        if found is None:
+            found = self._live_user(row, item_ids, ratings, ask.min_support)
+            self._live.put(key, found)
+        user, vector, bias = found
         candidates = self._candidates(ask.min_support)
         logits = candidates.score(user, m.rank_offset(bias))
         banned = m.known_rows(ask.exclude)
@@ -294,7 +305,7 @@ class Ranker:
 
     def _live_user(
         self, row: int, item_ids: Sequence[str], ratings: Sequence[float], min_support: int
-    ) -> tuple[np.ndarray, np.ndarray, float]:
+    ) -> _LiveUser:
         """A learned user moved by ratings since training: their ranking vector, rating
         vector and bias. Both heads start from the user's learned vectors, as a prior as
         strong as what those were learned from (`fold_in`, `RankingHead.fold_in`)."""
