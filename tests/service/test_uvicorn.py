@@ -162,8 +162,10 @@ def test_first_visits_in_hand_are_ranked_together(served: Served, tmp_path: Path
                 *(c.get(f"/v1/users/{u}/recommendations", params={"k": 5}) for u in users)
             )
         assert {a.status_code for a in answers} == {200}
+        strategies.extend(a.json()["strategy"] for a in answers)
         return [[item["item_id"] for item in a.json()["items"]] for a in answers]
 
+    strategies: list[str] = []
     with running(served, tmp_path, recommend_cache_users="0") as (base, _):
         together = asyncio.run(at_once(base))
         metrics = httpx.get(f"{base}/metrics").text
@@ -175,7 +177,9 @@ def test_first_visits_in_hand_are_ranked_together(served: Served, tmp_path: Path
     assert together == one_by_one
     batches = _metric(metrics, "recsys_ranking_batch_size_count")
     ranked = _metric(metrics, "recsys_ranking_batch_size_sum")
-    assert ranked == len(users)
+    # Learned rankings only: users who sent feedback in other tests get live lists, which
+    # are folded in one by one.
+    assert ranked == strategies.count("model") > len(users) / 2
     assert batches < ranked, "no two concurrent first visits were ranked together"
 
 
