@@ -62,18 +62,28 @@ def explain(
         return []
     rows = model.item_vocab.indices(item_ids)
     liked = np.unique(liked)
+    if not len(liked):
+        return [EXPLORATION if drawn else POPULAR for drawn in explored]
     unit = model.reason_vectors
     sims = unit[rows] @ unit[liked].T  # list items x liked items
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :AT_MOST]
+    sims[rows[:, None] == liked[None, :]] = -np.inf  # an item is not its own reason
+    # The AT_MOST nearest of each row, nearest first, without sorting every liked item (a
+    # list's reasons are computed on every list served).
+    n = min(AT_MOST, len(liked))
+    top = (
+        np.argpartition(-sims, n - 1, axis=1)[:, :n]
+        if len(liked) > n
+        else np.tile(np.arange(n), (len(rows), 1))
+    )
+    near = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-near, axis=1, kind="stable")
+    top, near = np.take_along_axis(top, order, axis=1), np.take_along_axis(near, order, axis=1)
+    named = model.item_vocab.ids_of(liked[top].ravel().tolist())
     reasons = []
     for i, drawn in enumerate(explored):
         if drawn:
             reasons.append(EXPLORATION)
             continue
-        near = [j for j in order[i] if sims[i, j] >= MIN_SIMILARITY and liked[j] != rows[i]]
-        if not near:
-            reasons.append(POPULAR)
-            continue
-        named = model.item_vocab.ids_of([int(liked[j]) for j in near])
-        reasons.append(Because("liked", tuple(named)))
+        keep = [named[i * n + j] for j in range(n) if near[i, j] >= MIN_SIMILARITY]
+        reasons.append(Because("liked", tuple(keep)) if keep else POPULAR)
     return reasons
