@@ -5,14 +5,20 @@ loaded and verified beside the old one, its neighbour index is built, and only t
 attribute assignment make it current: requests in flight finish on the model they started
 with, and none fails. An artifact that fails verification is refused and the old model keeps
 serving.
+
+Items the catalog gained after a model was trained are added to it from their genres
+(`recsys.model.new_items`) at the poll that first sees them, the same way on every replica:
+the extended model is built beside the one serving and swapped in like a new version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, RowMapping
@@ -23,6 +29,7 @@ from recsys.config import Settings
 from recsys.errors import ArtifactError
 from recsys.lists.ranker import Ranker
 from recsys.model import artifact
+from recsys.model.new_items import addable, with_new_items
 from recsys.model.recommender import Recommender
 from recsys.model.similar import SimilarItems
 from recsys.rollout import in_canary
@@ -46,6 +53,12 @@ class LoadedModel:
     version: str
     checksum: str
     loaded_at: float
+    trained: Recommender | None = None
+    """The model as trained, when `recommender` extends it with new items; else None."""
+    added: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """The items added after training, with the genres their vectors came from."""
+    catalog_state: tuple[int, datetime | None] | None = None
+    """The catalog's state (`Catalog.state`) that `added` was read from."""
 
 
 class ModelHolder:
@@ -88,9 +101,11 @@ class ModelHolder:
                 self.last_error = f"database unavailable: {type(exc).__name__}"
                 return
             if production is not None:
-                self.current = self._swap(self.current, production)
+                self.current = self._with_catalog(self._swap(self.current, production))
             # A canary ended (promoted, rejected or retired) stops at once.
-            self.canary = self._swap(self.canary, canary) if canary is not None else None
+            self.canary = (
+                self._with_catalog(self._swap(self.canary, canary)) if canary is not None else None
+            )
             if self.current is not None:
                 self.metrics.set_model(self.current.version, self.canary_version)
 
@@ -121,6 +136,32 @@ class ModelHolder:
         log.info("loaded model %s", version)
         lists = Ranker(rec, cache_users=self.settings.recommend_cache_users)
         return LoadedModel(rec, lists, similar, version, checksum, time.time())
+
+    def _with_catalog(self, loaded: LoadedModel | None) -> LoadedModel | None:
+        """`loaded` with the catalog's items that its model never learned added from their
+        genres; itself when those are as they were."""
+        state = self.catalog.state
+        if loaded is None or loaded.catalog_state == state:
+            return loaded
+        trained = loaded.trained or loaded.recommender
+        entries = self.catalog.entries
+        added = addable(trained, {item: genres for item, (_, genres) in list(entries.items())})
+        if added == loaded.added:
+            return dataclasses.replace(loaded, catalog_state=state)
+        rec = with_new_items(trained, added)
+        similar = SimilarItems(rec, exact_limit=self.settings.exact_search_limit)
+        similar.index()
+        lists = Ranker(rec, cache_users=self.settings.recommend_cache_users)
+        log.info("model %s: %d items added from their genres", loaded.version, len(added))
+        return dataclasses.replace(
+            loaded,
+            recommender=rec,
+            lists=lists,
+            similar=similar,
+            trained=trained if added else None,
+            added=added,
+            catalog_state=state,
+        )
 
     def for_user(self, user_id: str | None, production: LoadedModel) -> LoadedModel:
         """The canary for users in its share, else `production`."""

@@ -45,7 +45,7 @@ UtcDatetime = Annotated[
     datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))
 ]
 Strategy = Literal["model", "live", "fold_in", "cold_start"]
-Basis = Literal["model", "user_bias", "item_bias", "global_mean"]
+Basis = Literal["model", "genres", "user_bias", "item_bias", "global_mean"]
 
 
 def example(value: dict[str, Any]) -> ConfigDict:
@@ -148,13 +148,17 @@ class NamedItem(BaseModel):
 
 
 class Because(BaseModel):
-    reason: Literal["liked", "popular", "exploration"] = Field(
+    reason: Literal["liked", "popular", "exploration", "new"] = Field(
         description="liked: near items the user liked (`items`, the nearest first, by cosine "
         "similarity of the item factors); popular: chosen by users like them, none of their "
-        "liked items being near; exploration: drawn by the exploration policy."
+        "liked items being near; exploration: drawn by the exploration policy; new: added "
+        "to the catalog after the model was trained, there for its genres (`genres`)."
     )
     items: list[NamedItem] = Field(
         description="With `liked`: up to two of the user's liked items that put it there."
+    )
+    genres: list[str] = Field(
+        [], description="With `new`: the genres the item's vectors come from (new in ...)."
     )
 
 
@@ -174,6 +178,11 @@ class RecommendedItem(BaseModel):
     explored: bool = Field(
         description="Drawn at random from items the model ranks lower (RECSYS_EXPLORE_SHARE of "
         "the slots), so that we learn about them: its score is below the items around it."
+    )
+    new: bool = Field(
+        False,
+        description="Added to the catalog after the model was trained: its vectors come from "
+        "its genres until the next retrain learns it from its ratings.",
     )
     because: Because = Field(description="Why the item is in the list.")
 
@@ -255,8 +264,9 @@ class PredictionPublic(BaseModel):
     item_id: str
     predicted_rating: float
     basis: Basis = Field(
-        description="What the prediction rests on: the learned user and item, only one of "
-        "their biases (the other is unknown), or the global mean."
+        description="What the prediction rests on: the learned user and item; the learned "
+        "user and an item added after training, known by its genres; only one of their "
+        "biases (the other is unknown), or the global mean."
     )
     model_version: str
 
@@ -307,6 +317,9 @@ class SimilarItem(BaseModel):
     title: str | None
     genres: list[str]
     similarity: float
+    new: bool = Field(
+        False, description="Added after the model was trained: its vectors are its genres'."
+    )
 
 
 class SimilarItemsPublic(BaseModel):

@@ -71,6 +71,7 @@ class ItemPublic(BaseModel):
             "title": "Toy Story (1995)",
             "genres": ["Adventure", "Animation"],
             "in_model": True,
+            "new": False,
             "bias": 0.61,
             "training_ratings": 247,
         }
@@ -79,8 +80,16 @@ class ItemPublic(BaseModel):
     item_id: str
     title: str | None
     genres: list[str]
-    in_model: bool = Field(description="Whether the serving model has learned this item.")
-    bias: float | None = Field(description="Learned item bias (logit scale), if in the model.")
+    in_model: bool = Field(
+        description="Whether the serving model has vectors for this item: learned, or from "
+        "its genres when `new`."
+    )
+    new: bool = Field(
+        False,
+        description="Added after the serving model was trained: it is listed, predicted and "
+        "found similar by its genres' vectors until a retrain learns it from its ratings.",
+    )
+    bias: float | None = Field(description="Item bias (logit scale), if in the model.")
     training_ratings: int = Field(description="Ratings of it the serving model learned from.")
 
 

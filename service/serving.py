@@ -82,7 +82,7 @@ def _publish(
         "user_id": user_id,
         "model_version": model.version,
         "strategy": strategy,
-        "items": _listed(state, items, scores, predicted, explored, reasons),
+        "items": _listed(state, model.recommender, items, scores, predicted, explored, reasons),
     }
 
 
@@ -99,11 +99,12 @@ def listed(
     and why each is there for a user who liked the item rows `liked`."""
     items, scores, predicted, explored, _ = _columns(scored)
     reasons = explain(rec, items, explored, liked)
-    return _listed(state, items, scores, predicted, explored, reasons)
+    return _listed(state, rec, items, scores, predicted, explored, reasons)
 
 
 def _listed(
     state: AppState,
+    rec: Recommender,
     items: Sequence[str],
     scores: Sequence[float],
     predicted: Sequence[float | None],
@@ -112,6 +113,9 @@ def _listed(
 ) -> list[Payload]:
     catalog = state.models.catalog
     described = catalog.describe(items)
+    new = [False] * len(items)
+    if rec.new_items:
+        new = rec.is_new[rec.item_vocab.indices(items)].tolist()
     return [
         {
             "rank": rank,
@@ -121,21 +125,24 @@ def _listed(
             "score": score,
             "predicted_rating": rating,
             "explored": drawn,
-            "because": _because(catalog, why),
+            "new": fresh,
+            "because": _because(catalog, why, genres),
         }
-        for rank, (item_id, (title, genres), score, rating, drawn, why) in enumerate(
-            zip(items, described, scores, predicted, explored, reasons, strict=True), start=1
+        for rank, (item_id, (title, genres), score, rating, drawn, fresh, why) in enumerate(
+            zip(items, described, scores, predicted, explored, new, reasons, strict=True), start=1
         )
     ]
 
 
-def _because(catalog: Catalog, why: Because) -> Payload:
+def _because(catalog: Catalog, why: Because, genres: list[str]) -> Payload:
+    """The reason as answers give it; a new item's names its genres (`genres`)."""
     named = catalog.describe(why.items) if why.items else []
     return {
         "reason": why.reason,
         "items": [
             {"item_id": i, "title": title} for i, (title, _) in zip(why.items, named, strict=True)
         ],
+        "genres": genres if why.reason == "new" else [],
     }
 
 

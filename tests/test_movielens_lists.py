@@ -2,7 +2,8 @@
 trains it: from the database, with the default settings, the served model refit on all.
 
 Issue 16's visitors: a horror fan known by three films gets horror, a Pixar fan gets
-animation, and the two lists are not the same popular list.
+animation, and the two lists are not the same popular list. Three horror films are in the
+catalog without their ratings: issue 33's items added after training.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from recsys.data.ingest import ingest_frames
 from recsys.lists.because import MIN_SIMILARITY, explain, liked_rows
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
+from recsys.model.new_items import addable, with_new_items
 from recsys.model.recommender import Recommender
+from recsys.model.similar import SimilarItems
 from recsys.store import migrate
 from recsys.store.db import make_engine
 from recsys.training.runs import Registered, train_from_database
 
 SHINING, EXORCIST, SCREAM = "1258", "1997", "1407"
 TOY_STORY, FINDING_NEMO, MONSTERS_INC = "1", "6377", "4886"
+WITHHELD = ("2513", "3016", "1342")
+"""Pet Sematary, Creepshow and Candyman (Horror; 18, 15 and 17 ratings): in the catalog,
+their ratings left out of training."""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]:
     sample = samples.movielens()
     ingest_frames(
         engine,
-        [sample.ratings],
+        [sample.ratings[~sample.ratings["item_id"].astype(str).isin(WITHHELD)]],
         source="movielens",
         scale=RatingScale(),
         item_frames=[sample.items],
@@ -186,3 +192,48 @@ def test_a_known_users_new_ratings_move_their_list_at_once(
     # Low ratings move the rating head only: they do not pull the list towards horror.
     disliked = [s.item_id for s in ranker.recommend_live("1", horror, [1.0] * 5, ListRequest(10))]
     assert sum("Horror" in genres[i] for i in disliked) < n_horror / 2, disliked
+
+
+def test_films_added_after_training_reach_their_audience_by_their_genres(
+    trained: Registered, genres: dict[str, str]
+) -> None:
+    """Issue 33: the withheld horror films, added from their genres, are near horror films,
+    and their real raters score them above the users who never rated them."""
+    rec = trained.fitted.deployed
+    assert not any(rec.is_known_item(i) for i in WITHHELD)
+    catalog = {i: g.split("|") for i, g in genres.items()}
+    added = addable(rec, catalog)
+    assert set(WITHHELD) == set(added) and added[WITHHELD[0]] == ["Horror"]
+    extended = with_new_items(rec, added)
+    assert extended.new_items == 3 and all(extended.is_known_item(i) for i in WITHHELD)
+    # What the model learned is unchanged: the same lists for a known user and a stranger.
+    same = [s.item_id for s in Ranker(rec).recommend("1", ListRequest(10))]
+    assert same == [s.item_id for s in Ranker(extended).recommend("1", ListRequest(10))]
+    similar = SimilarItems(extended)
+    support = Settings().similar_min_support
+    for film in WITHHELD:
+        near = [s.item_id for s in similar.similar(film, 10, min_support=support)]
+        assert sum("Horror" in genres[i] for i in near) >= 5, (film, near)
+    ratings = samples.movielens().ratings.astype({"user_id": str, "item_id": str})
+    users = np.flatnonzero(extended.user_counts > 0)
+    ids = np.asarray(extended.user_vocab.ids_of(users.tolist()))
+    scores = extended.rank_scores(users).numpy().astype(np.float64)
+    log_p = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+    activity = np.log(extended.user_counts[users])
+    for film in WITHHELD:
+        raters = set(ratings.loc[ratings["item_id"] == film, "user_id"])
+        positive = np.isin(ids, list(raters))
+        score = activity + log_p[:, extended.item_vocab.index(film)]
+        # AUC: the chance that a rater outscores a non-rater.
+        auc = (score[positive][:, None] > score[~positive][None, :]).mean()
+        assert auc >= 0.7, (film, auc)
+    # A horror fan's ranking holds them among established films; a Pixar fan's far below.
+    ask = ListRequest(1000, min_support=Settings().fold_in_min_support)
+    ranker = Ranker(extended)
+    for films, ratings, within in (
+        ([SHINING, EXORCIST, SCREAM], [5.0, 5.0, 4.5], range(0, 150)),
+        ([TOY_STORY, FINDING_NEMO, MONSTERS_INC], [5.0, 5.0, 4.5], range(500, 1001)),
+    ):
+        ranked = [s.item_id for s in ranker.recommend_for_ratings(films, ratings, ask)] + [""]
+        where = [ranked.index(f) if f in ranked else len(ranked) - 1 for f in WITHHELD]
+        assert all(place in within for place in where), (films, where)

@@ -3,6 +3,8 @@ there.
 
 For each item of a list, in order of preference:
 - `exploration`: the exploration policy drew it (`recsys.exploration`), whatever else holds;
+- `new`: it was added to the catalog after the model was trained, and is there for its
+  genres (`recsys.model.new_items`);
 - `liked`: up to `AT_MOST` of the items the user liked (rated at or above the model's liked
   threshold) nearest it, each at least `MIN_SIMILARITY` (the nearest first), by the mean
   cosine of both heads' item vectors (`Recommender.reason_vectors`);
@@ -29,7 +31,7 @@ a liked item is not named. On MovieLens a random pair of films with at least 10 
 at 0.04 +- 0.23, and 5.7 % of pairs reach 0.4; a film's nearest neighbours are at 0.6-0.85."""
 
 
-Reason = Literal["liked", "popular", "exploration"]
+Reason = Literal["liked", "popular", "exploration", "new"]
 
 
 class Because(NamedTuple):
@@ -40,6 +42,7 @@ class Because(NamedTuple):
 
 POPULAR = Because("popular")
 EXPLORATION = Because("exploration")
+NEW = Because("new")
 
 
 def liked_rows(model: Recommender, item_ids: Sequence[str], ratings: Sequence[float]) -> np.ndarray:
@@ -61,9 +64,13 @@ def explain(
     if not len(item_ids):
         return []
     rows = model.item_vocab.indices(item_ids)
+    new = model.is_new[rows].tolist() if model.new_items else [False] * len(rows)
     liked = np.unique(liked)
     if not len(liked):
-        return [EXPLORATION if drawn else POPULAR for drawn in explored]
+        return [
+            EXPLORATION if drawn else NEW if fresh else POPULAR
+            for drawn, fresh in zip(explored, new, strict=True)
+        ]
     unit = model.reason_vectors
     sims = unit[rows] @ unit[liked].T  # list items x liked items
     sims[rows[:, None] == liked[None, :]] = -np.inf  # an item is not its own reason
@@ -80,9 +87,9 @@ def explain(
     top, near = np.take_along_axis(top, order, axis=1), np.take_along_axis(near, order, axis=1)
     named = model.item_vocab.ids_of(liked[top].ravel().tolist())
     reasons = []
-    for i, drawn in enumerate(explored):
-        if drawn:
-            reasons.append(EXPLORATION)
+    for i, (drawn, fresh) in enumerate(zip(explored, new, strict=True)):
+        if drawn or fresh:
+            reasons.append(EXPLORATION if drawn else NEW)
             continue
         keep = [named[i * n + j] for j in range(n) if near[i, j] >= MIN_SIMILARITY]
         reasons.append(Because("liked", tuple(keep)) if keep else POPULAR)

@@ -27,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 from recsys.data.vocab import Vocabulary
 from recsys.errors import ArtifactError
 from recsys.model.card import ModelCard
+from recsys.model.genre_prior import GenrePrior
 from recsys.model.ranking import RankingHead
 from recsys.model.recommender import Recommender
 
@@ -34,6 +35,8 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 """Format 2 adds the ranking head; a format-1 artifact loads without one (lists by rating)."""
 _RANKING = ("user_vectors", "item_in", "item_out", "item_bias")
+_PRIOR = ("rating", "ranking_bias", "typical_out", "typical_in")
+"""The genre prior's arrays (optional: artifacts before it load without one)."""
 TWIN_SUFFIX = ".evaluated"
 """A served model refit on all ratings keeps its evaluated twin at `<version>.evaluated`."""
 _TENSORS = "model.safetensors"
@@ -54,6 +57,8 @@ def _combined(files: dict[str, str]) -> str:
 
 
 def _write(rec: Recommender, folder: Path, version: str) -> str:
+    if rec.new_items:
+        raise ArtifactError("a model extended with new items is not saved: save the trained one")
     tensors: dict[str, np.ndarray] = {
         "user_factors": np.ascontiguousarray(rec.user_factors, dtype=np.float32),
         "item_factors": np.ascontiguousarray(rec.item_factors, dtype=np.float32),
@@ -70,6 +75,14 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
     if head is not None:
         for name in _RANKING:
             tensors[f"ranking.{name}"] = np.ascontiguousarray(getattr(head, name))
+        if head.genre_out is not None:
+            tensors["ranking.genre_out"] = np.ascontiguousarray(head.genre_out)
+    prior = rec.genre_prior
+    if prior is not None:
+        for name in _PRIOR:
+            value = getattr(prior, name)
+            if value is not None:
+                tensors[f"genre_prior.{name}"] = np.ascontiguousarray(value, dtype=np.float32)
     save_file(tensors, str(folder / _TENSORS))
     (folder / _VOCAB).write_text(
         json.dumps({"users": rec.user_vocab.ids, "items": rec.item_vocab.ids})
@@ -90,6 +103,7 @@ def _write(rec: Recommender, folder: Path, version: str) -> str:
             "history_exponent": head.history_exponent,
             "members": head.members,
         },
+        "genre_prior": None if prior is None else {"genres": list(prior.names)},
         # "info": the card's key since artifacts first had one, so older readers still load it.
         "info": rec.card.to_json(),
         "files": files,
@@ -184,6 +198,20 @@ def _ranking_head(
         disliked_input=float(meta["disliked_input"]),
         history_exponent=float(meta["history_exponent"]),
         members=int(meta.get("members", 1)),  # artifacts from before ensembles: one head
+        genre_out=tensors.get("ranking.genre_out"),
+    )
+
+
+def _genre_prior(tensors: dict[str, np.ndarray], meta: dict[str, Any] | None) -> GenrePrior | None:
+    if meta is None:
+        return None
+    get = tensors.get
+    return GenrePrior(
+        tuple(meta["genres"]),
+        tensors["genre_prior.rating"],
+        get("genre_prior.ranking_bias"),
+        get("genre_prior.typical_out"),
+        get("genre_prior.typical_in"),
     )
 
 
@@ -209,6 +237,7 @@ def load(folder: Path, expected_checksum: str | None = None) -> Recommender:
             card=ModelCard.model_validate(manifest.get("info") or {}),
             ranking=_ranking_head(t, manifest.get("ranking")),
             seen_liked=t.get("seen_liked"),  # absent from older artifacts
+            genre_prior=_genre_prior(t, manifest.get("genre_prior")),
         )
     except (SafetensorError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         # pydantic's ValidationError is a ValueError: a card that does not read is reported

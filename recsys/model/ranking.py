@@ -39,6 +39,10 @@ class RankingHead:
     members: int = 1
     """How many trained heads the arrays average (`ChoiceNet.mean_of`): fold-in's L2 is per
     head (see `fold_in`)."""
+    genre_out: np.ndarray | None = None
+    """The genre embeddings h_g that `item_out` includes (q_i = v_i + mean of its genres'
+    h_g), a row per genre of the model's `GenrePrior`; None without genres. What the vector
+    of an item added after training starts from (`recsys.model.new_items`)."""
 
     def __post_init__(self) -> None:
         n_items = len(self.item_out)
@@ -46,6 +50,8 @@ class RankingHead:
             raise ValueError("ranking item arrays do not agree in shape")
         if self.user_vectors.shape[1] != self.item_out.shape[1]:
             raise ValueError("ranking user and item vectors differ in length")
+        if self.genre_out is not None and self.genre_out.shape[1] != self.item_out.shape[1]:
+            raise ValueError("ranking genre and item vectors differ in length")
 
     @classmethod
     def from_network(
@@ -68,6 +74,7 @@ class RankingHead:
         with torch.no_grad():
             item_in = net.item_in.detach().cpu().float().numpy().copy()
             offsets = net.user_offset.detach().cpu().float().numpy()
+            genre_out = net.genre_out.detach().cpu().float().numpy().copy()
         head = cls(
             np.zeros_like(offsets),
             item_in,
@@ -78,6 +85,7 @@ class RankingHead:
             float(disliked_input),
             float(history_exponent),
             int(members),
+            genre_out if len(genre_out) else None,
         )
         counts = np.bincount(users, minlength=len(offsets))
         scale = np.maximum(counts, 1).astype(np.float64) ** -head.history_exponent

@@ -20,6 +20,7 @@ import numpy as np
 
 from recsys.data.vocab import UNKNOWN, Vocabulary
 from recsys.model.card import ModelCard
+from recsys.model.genre_prior import GenrePrior
 from recsys.model.ranking import RankingHead
 from recsys.train_config import TrainConfig
 
@@ -65,6 +66,13 @@ class Recommender:
     """A bit per entry of `seen_items` (np.packbits): the user rated it at or above the liked
     threshold. What a list's reasons name (`recsys.lists.because`); None in older artifacts,
     whose lists then name none."""
+    genre_prior: GenrePrior | None = None
+    """What the model knows of an item from its genres: the vectors of items added after
+    training (`recsys.model.new_items`); None without genres, or in older artifacts."""
+    new_items: int = 0
+    """The last rows of the item vocabulary that were added after training, their vectors
+    from `genre_prior`: listed, predicted and found similar like trained items, never trusted
+    as what the model learned (no support, no bias ranking)."""
 
     def __post_init__(self) -> None:
         n_users, n_items = len(self.user_vocab), len(self.item_vocab)
@@ -81,8 +89,12 @@ class Recommender:
         if self.seen_liked is not None and len(self.seen_liked) != -(-len(self.seen_items) // 8):
             raise ValueError("the liked bits do not match the seen items")
         # Rows that the split left without training data hold their random initial values:
-        # they must neither be recommended nor trusted for predictions.
-        self._untrained_items = np.flatnonzero(self.item_counts == 0)
+        # they must neither be recommended nor trusted for predictions. Rows added after
+        # training have vectors from their genres, and are used.
+        self.is_new = np.zeros(n_items, dtype=bool)
+        self.is_new[n_items - self.new_items :] = self.new_items > 0
+        self._usable_items = (self.item_counts > 0) | self.is_new
+        self._untrained_items = np.flatnonzero(~self._usable_items)
         self._trained_users = self.user_counts > 0
         # Unit item vectors, computed once: nearest-item queries become one matrix product.
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
@@ -157,22 +169,25 @@ class Recommender:
         np.cumsum(seen.user_counts(), out=indptr[1:])
         card = card or ModelCard()
         threshold = card.config.liked_threshold if card.config is not None else LIKED_THRESHOLD
+        item_factors, item_bias = _array(net.item_factors), _array(net.item_bias)
+        item_counts = train.item_counts().astype(np.int64)
         return cls(
             user_factors=_array(net.user_factors),
-            item_factors=_array(net.item_factors),
+            item_factors=item_factors,
             user_bias=_array(net.user_bias),
-            item_bias=_array(net.item_bias),
+            item_bias=item_bias,
             global_bias=float(net.global_bias.detach()),
             y_range=net.y_range,
             user_vocab=train.user_vocab,
             item_vocab=train.item_vocab,
             user_counts=train.user_counts().astype(np.int64),
-            item_counts=train.item_counts().astype(np.int64),
+            item_counts=item_counts,
             seen_indptr=indptr,
             seen_items=seen.items[order].astype(np.int32),
             card=card,
             ranking=ranking,
             seen_liked=np.packbits(seen.ratings[order] >= threshold),
+            genre_prior=GenrePrior.fit(train.genres, item_counts, item_factors, item_bias, ranking),
         )
 
     def __repr__(self) -> str:
@@ -253,9 +268,7 @@ class Recommender:
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         users = np.where((users >= 0) & self._trained_users[np.maximum(users, 0)], users, UNKNOWN)
-        items = np.where(
-            (items >= 0) & (self.item_counts[np.maximum(items, 0)] > 0), items, UNKNOWN
-        )
+        items = np.where((items >= 0) & self._usable_items[np.maximum(items, 0)], items, UNKNOWN)
         known_user, known_item = users >= 0, items >= 0
         uc, ic = np.maximum(users, 0), np.maximum(items, 0)
         logits = np.full(users.shape, self.global_bias, dtype=np.float32)
@@ -277,7 +290,7 @@ class Recommender:
 
     def is_known_item(self, item_id: str) -> bool:
         row = self.item_vocab.index(item_id)
-        return row != UNKNOWN and bool(self.item_counts[row] > 0)
+        return row != UNKNOWN and bool(self._usable_items[row])
 
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
         """Ranking scores of every item for a batch of user rows (the order lists follow), as
@@ -314,8 +327,10 @@ class Recommender:
         return self.blend * (user_bias + self.global_bias)
 
     def eligible(self, min_support: int) -> np.ndarray:
-        """Items with at least `min_support` training ratings (never an untrained row)."""
-        eligible: np.ndarray = self.item_counts >= max(1, min_support)
+        """Items with at least `min_support` training ratings (never an untrained row), and
+        the items added after training (their vectors come from their genres, not from few
+        ratings)."""
+        eligible: np.ndarray = (self.item_counts >= max(1, min_support)) | self.is_new
         return eligible
 
     def known_rows(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -359,4 +374,4 @@ class Recommender:
     def trained_rows(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Item rows of the ids, and which of them the model learned (known and trained)."""
         rows = self.item_vocab.indices(item_ids)
-        return rows, (rows != UNKNOWN) & (self.item_counts[np.maximum(rows, 0)] > 0)
+        return rows, (rows != UNKNOWN) & self._usable_items[np.maximum(rows, 0)]

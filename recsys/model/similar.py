@@ -1,12 +1,18 @@
 """A model's items by themselves: nearest items by cosine similarity of the item factors
-(through `recsys.model.neighbors`), and the items liked or disliked beyond taste (biases)."""
+(through `recsys.model.neighbors`), and the items liked or disliked beyond taste (biases).
+
+An item added after training (`recsys.model.new_items`) is matched by both heads' vectors
+(`Recommender.reason_vectors`), not the rating head's alone: its rating factors are a
+regression on its genres, which mostly says how well films of those genres are rated, so a
+new horror film's nearest by them were flops of any genre (Showgirls, Speed 2); by both
+heads, whose ranking half holds the genres' learned embeddings, all ten were horror."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from recsys.data.vocab import UNKNOWN
-from recsys.model.neighbors import NeighborIndex, build_index
+from recsys.model.neighbors import ExactIndex, NeighborIndex, build_index
 from recsys.model.recommender import Recommender
 from recsys.model.scored import Scored
 from recsys.model.topk import best
@@ -17,6 +23,7 @@ class SimilarItems:
         self.model = model
         self.exact_limit = exact_limit
         self._index: NeighborIndex | None = None
+        self._new_index: ExactIndex | None = None
 
     def index(self) -> NeighborIndex:
         """The nearest-item index, built on first use; a service builds it when it loads a
@@ -39,13 +46,18 @@ class SimilarItems:
         says little, yet can land anywhere."""
         m = self.model
         row = m.item_vocab.index(item_id)
-        if row == UNKNOWN or m.item_counts[row] == 0:
+        if row == UNKNOWN or not m.is_known_item(item_id):
             return []
         eligible = m.eligible(min_support)
         if allowed is not None:
             eligible &= allowed
         eligible[row] = False
-        rows, sims = self.index().search(m.unit_items[row], k, eligible)
+        if m.is_new[row]:
+            if self._new_index is None:
+                self._new_index = ExactIndex(m.reason_vectors)
+            rows, sims = self._new_index.search(m.reason_vectors[row], k, eligible)
+        else:
+            rows, sims = self.index().search(m.unit_items[row], k, eligible)
         ids = m.item_vocab.ids_of(rows.tolist())
         return [Scored(i, float(v)) for i, v in zip(ids, sims.tolist(), strict=True)]
 
@@ -54,6 +66,8 @@ class SimilarItems:
         their fans' tastes explain (fastai book, ch. 8)."""
         m = self.model
         bias = -m.item_bias if lowest else m.item_bias
-        rows, values = best(np.where(m.eligible(min_support), bias, -np.inf), n)
+        # Items added after training have a bias from their genres, not from their ratings.
+        learned = m.eligible(min_support) & ~m.is_new
+        rows, values = best(np.where(learned, bias, -np.inf), n)
         ids = m.item_vocab.ids_of(rows.tolist())
         return [Scored(i, -v if lowest else v) for i, v in zip(ids, values.tolist(), strict=True)]

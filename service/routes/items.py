@@ -36,6 +36,7 @@ def _public(state: AppState, item_id: str) -> ItemPublic:
         title=title,
         genres=genres,
         in_model=in_model,
+        new=bool(in_model and rec is not None and rec.is_new[row]),
         bias=float(rec.item_bias[row]) if rec is not None and in_model else None,
         training_ratings=int(rec.item_counts[row]) if rec is not None and row >= 0 else 0,
     )
@@ -110,7 +111,8 @@ async def similar_items(
         raise HTTPException(
             404,
             f"item {item_id!r} has no learned factors yet: it is in the catalog but was not "
-            "rated in the data the serving model was trained on"
+            "rated in the data the serving model was trained on, and has none of the genres "
+            "it learned"
             if known
             else f"item {item_id!r} is not in the catalog",
         )
@@ -119,9 +121,15 @@ async def similar_items(
     similar = model.similar.similar(item_id, k, min_support=min_support, allowed=allowed)
     for rank, s in enumerate(similar, 1):
         title, genres = catalog.get(s.item_id)
+        new = bool(rec.is_new[rec.item_vocab.index(s.item_id)])
         items.append(
             SimilarItem(
-                rank=rank, item_id=s.item_id, title=title, genres=genres, similarity=s.score
+                rank=rank,
+                item_id=s.item_id,
+                title=title,
+                genres=genres,
+                similarity=s.score,
+                new=new,
             )
         )
     return SimilarItemsPublic(

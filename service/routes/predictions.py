@@ -20,10 +20,11 @@ IdQuery = Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_LENGTH, patt
 
 
 def _basis(model: LoadedModel, user_id: str, item_id: str) -> Basis:
-    user = model.recommender.is_known_user(user_id)
-    item = model.recommender.is_known_item(item_id)
+    rec = model.recommender
+    user = rec.is_known_user(user_id)
+    item = rec.is_known_item(item_id)
     if user and item:
-        return "model"
+        return "genres" if rec.new_items and rec.is_new[rec.item_vocab.index(item_id)] else "model"
     if user:
         return "user_bias"
     return "item_bias" if item else "global_mean"

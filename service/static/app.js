@@ -474,6 +474,9 @@ function why(because) {
   if (because.reason === "liked") {
     return "you liked " + because.items.map((i) => i.title || i.item_id).join(" and ");
   }
+  if (because.reason === "new") {
+    return "new in " + (because.genres || []).join(" and ");
+  }
   return because.reason === "exploration" ? "exploration" : "popular with users like you";
 }
 
