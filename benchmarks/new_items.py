@@ -154,6 +154,11 @@ def report_similar(
     enough = np.mean(np.array(hits) >= 5)
     print(f"nearest 10 of {len(horror)} withheld Horror films: Horror among them "
           f"mean {np.mean(hits):.1f}, min {min(hits)}, >= 5 for {enough:.0%}")  # fmt: skip
+    alone = [n for item, n in zip(horror, hits, strict=True) if genres[item] == ["Horror"]]
+    print(f"  of the {len(alone)} whose only genre is Horror: mean {np.mean(alone):.1f}, "
+          f"min {min(alone)}")  # fmt: skip
+    fewest = horror[int(np.argmin(hits))]
+    print(f"  fewest: {titles[fewest]} ({'|'.join(genres[fewest])})")
     example = horror[0]
     near = [titles[s.item_id] for s in similar.similar(example, 10, min_support=support)]
     print(f"  {titles[example]}: {'; '.join(near)}")

@@ -5,7 +5,9 @@ An item added after training (`recsys.model.new_items`) is matched by both heads
 (`Recommender.reason_vectors`), not the rating head's alone: its rating factors are a
 regression on its genres, which mostly says how well films of those genres are rated, so a
 new horror film's nearest by them were flops of any genre (Showgirls, Speed 2); by both
-heads, whose ranking half holds the genres' learned embeddings, all ten were horror."""
+heads, whose ranking half holds the genres' learned embeddings, all ten were horror. Its
+neighbours are trained items only: new items of the same genres share one vector, and would
+fill each other's lists at similarity 1."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class SimilarItems:
             eligible &= allowed
         eligible[row] = False
         if m.is_new[row]:
+            eligible &= ~m.is_new
             if self._new_index is None:
                 self._new_index = ExactIndex(m.reason_vectors)
             rows, sims = self._new_index.search(m.reason_vectors[row], k, eligible)
