@@ -48,10 +48,11 @@ def _publish(
     strategy: Strategy,
     scored: list[Scored],
     policy: Payload,
-    liked: np.ndarray,
+    liked: np.ndarray | None,
 ) -> Payload:
     """Log the list as an impression and build the body of `RecommendationsPublic`, each
-    item with its reason from the item rows the user `liked` (`recsys.lists.because`). Plain
+    item with its reason from the item rows the user `liked` (`recsys.lists.because`; None:
+    a learned user's list, by what the model learned they liked, `Ranker.reasons`). Plain
     data for `service.deps.json_response`: eleven validated models per list cost more than
     the recommendation (tests hold the body to the schema).
 
@@ -60,7 +61,10 @@ def _publish(
     rec_id = recommendation_id()
     # Column by column: the row and the body read the same ten items.
     items, scores, predicted, explored, propensities = _columns(scored)
-    reasons = explain(model.recommender, items, explored, liked)
+    if liked is None:
+        reasons = model.lists.reasons(user_id or "", items, explored)
+    else:
+        reasons = explain(model.recommender, items, explored, liked)
     state.impressions.log(
         {
             "recommendation_id": rec_id,
@@ -182,7 +186,7 @@ async def for_known_user(
         scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
     policy = {"min_support": min_support, "narrowed": narrowed}
-    liked = _liked(lists.model, user_id, items, ratings)
+    liked = _liked(lists.model, user_id, items, ratings) if items else None
     return _publish(state, model, user_id, strategy, scored, policy, liked)
 
 
@@ -203,7 +207,9 @@ def _liked(
 ) -> np.ndarray:
     """The item rows a known user liked: as the model learned them, and since."""
     learned = liked_by(rec, user_id)
-    return np.concatenate([learned, liked_rows(rec, items, ratings)]) if items else learned
+    if not items:
+        return learned
+    return np.unique(np.concatenate([learned, liked_rows(rec, items, ratings)]))
 
 
 def _request(

@@ -127,3 +127,19 @@ def test_a_live_lists_logged_propensities_match_monte_carlo_frequencies(
     assert any(p < 1 for p in logged.values())  # some slots explored
     worst = max(abs(n / draws - logged[key]) for key, n in counts.items())
     assert worst < 0.01, worst
+
+
+def test_a_learned_users_reasons_are_remembered_for_their_next_visit(rec: Recommender) -> None:
+    """The reasons of a returning user's list cost more than finding the list: the list-maker
+    keeps them, and they are the reasons `explain` gives."""
+    ranker = Ranker(rec, cache_users=10)
+    user = "0"
+    ids = [s.item_id for s in ranker.recommend(user, ListRequest(5))]
+    explored = [False, True, False, False, False]
+    first = ranker.reasons(user, ids, explored)
+    assert first == explain(rec, ids, explored, rec.liked(rec.user_vocab.index(user)))
+    assert ranker.reasons(user, ids, explored) is first
+    assert first[1].reason == "exploration"
+    # Another list, or none kept: computed again.
+    assert ranker.reasons(user, ids[::-1], explored) is not first
+    assert Ranker(rec).reasons(user, ids, explored) == first

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from recsys.lists.because import Because, explain
 from recsys.lists.candidates import CandidateSet
 from recsys.lists.scored import ListRequest, Ranking, RankingKey
 from recsys.model.fold_in import BIAS_PRIOR, fold_in
@@ -52,6 +53,11 @@ class Ranker:
         # Live users' vectors by (row, support, what they sent since): a live user's next
         # visits skip the fold-in until they send more (about 1 KB a user).
         self._live: LruCache[tuple[int, int, int], _LiveUser] = LruCache(cache_users)
+        # The reasons of learned users' lists by (row, items, explored flags): a returning
+        # user's list is the one they were served, and its reasons cost more than finding it
+        # (about 1 KB a user).
+        self._reasons: LruCache[tuple[int, tuple[str, ...], tuple[bool, ...]], list[Because]]
+        self._reasons = LruCache(cache_users)
 
     def _candidates(self, min_support: int) -> CandidateSet:
         """The items a list may hold at this support, laid out for one-user scoring."""
@@ -89,6 +95,20 @@ class Ranker:
                     return self._own_list(row, ask, banned)
             rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
         return self._scored(rows[:k], scores[:k], ratings[:k])
+
+    def reasons(
+        self, user_id: str, item_ids: Sequence[str], explored: Sequence[bool]
+    ) -> list[Because]:
+        """Why each item of a learned user's list is there, by the items the model learned
+        they liked (`recsys.lists.because`); remembered for the user's next visit."""
+        m = self.model
+        row = m.user_vocab.index(user_id)
+        key = (row, tuple(item_ids), tuple(explored))
+        found = self._reasons.get(key)
+        if found is None:
+            found = explain(m, item_ids, explored, m.liked(row))
+            self._reasons.put(key, found)
+        return found
 
     def _own_list(self, row: int, ask: ListRequest, banned: np.ndarray) -> list[Scored]:
         """A known user's list scored for this request alone, not from a cached ranking."""

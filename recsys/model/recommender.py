@@ -230,7 +230,8 @@ class Recommender:
             return alone
         out = self.ranking.item_out
         unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        both: np.ndarray = np.hstack([self.unit_items, unit]).astype(np.float32) / np.sqrt(2)
+        # float32 throughout: a float64 scalar would make the whole table float64.
+        both: np.ndarray = (np.hstack([self.unit_items, unit]) / np.sqrt(2)).astype(np.float32)
         return both
 
     def liked(self, user_row: int) -> np.ndarray:
