@@ -21,6 +21,7 @@ from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
     from recsys.exploration import ExplorePolicy
+    from recsys.lists.rotation import Rotation
 
 
 MAX_SUPPORT = 1_000_000_000
@@ -103,6 +104,18 @@ class Settings(BaseSettings):
     )
     live_users: bool = Field(
         True, description="Known users' lists fold in their feedback since training."
+    )
+    rotation: bool = Field(
+        False,
+        description="Demote what a user was shown on RECSYS_ROTATION_AFTER days without "
+        "answering (recsys.lists.rotation). Off by default: on the simulator it cost "
+        "positive answers (benchmarks/README.md).",
+    )
+    rotation_after: int = Field(
+        3, ge=1, le=100, description="Unanswered days from which rotation demotes an item."
+    )
+    rotation_half_life_days: float = Field(
+        7.0, gt=0, le=365, description="Days over which an unanswered showing's demotion halves."
     )
     recommend_cache_users: int = Field(
         10_000,
@@ -305,6 +318,15 @@ class Settings(BaseSettings):
     def explore_policy(self) -> ExplorePolicy:
         """The exploration lists are served with."""
         return self.explore_policy_at(self.explore_share)
+
+    @property
+    def rotation_policy(self) -> Rotation | None:
+        """The rotation lists are served with; None when off."""
+        from recsys.lists.rotation import Rotation
+
+        if not self.rotation:
+            return None
+        return Rotation(self.rotation_after, self.rotation_half_life_days)
 
     def explore_policy_at(self, share: float) -> ExplorePolicy:
         """The served policy's temperature with another share (what-if evaluations)."""

@@ -36,6 +36,7 @@ from recsys.rollout import in_canary
 from service.catalog import Catalog
 from service.metrics import ServiceMetrics
 from service.recent_feedback import RecentFeedback
+from service.recent_showings import RecentShowings
 
 log = logging.getLogger("recsys.service")
 
@@ -74,6 +75,8 @@ class ModelHolder:
         # Feedback since the models were trained, from every replica: what users rated is
         # kept out of their lists, and what they sent moves known users' lists.
         self.recent = RecentFeedback()
+        # What users were shown and did not answer, from every replica: what rotation demotes.
+        self.showings = RecentShowings()
         self.database_ok = False
         self.last_error: str | None = None
         # What the registry named as production at the last poll: differs from `version`
@@ -94,6 +97,9 @@ class ModelHolder:
                 self.key_hashes = keys.active_hashes(self.engine)
                 self.catalog.refresh(self.engine)
                 self.recent.refresh(self.engine)
+                rotation = self.settings.rotation_policy
+                if rotation is not None:
+                    self.showings.refresh(self.engine, rotation)
                 self.database_ok = True
                 self.registry_version = production["version"] if production else None
             except SQLAlchemyError as exc:

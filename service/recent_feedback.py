@@ -57,7 +57,7 @@ class Event(NamedTuple):
     """Seconds since the epoch, when the user did it."""
 
 
-def _seconds(when: datetime) -> float:
+def seconds_of(when: datetime) -> float:
     # SQLite returns naive datetimes (it stores no zone); they were written in UTC.
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
@@ -72,6 +72,12 @@ class RecentFeedback:
         """The items the user rated since (kept out of their lists)."""
         events = self._events.get(user_id) or {}
         return frozenset(i for i, e in events.items() if e.kind == RATING)
+
+    def answered(self, user_id: str) -> dict[str, float]:
+        """When the user last answered each item they sent feedback on since (seconds since
+        the epoch): what rotation does not count against an item."""
+        events = self._events.get(user_id) or {}
+        return {item: e.occurred_at for item, e in events.items()}
 
     def live(
         self, user_id: str, after: float, ratings: Mapping[str, float]
@@ -130,6 +136,6 @@ class RecentFeedback:
         # Oldest first, so that the users who sent feedback last end up the most recently
         # used, and an item's latest event is the one kept.
         self.note(
-            (user, Event(item, kind, value, _seconds(occurred)))
+            (user, Event(item, kind, value, seconds_of(occurred)))
             for user, item, kind, value, occurred in reversed(rows)
         )

@@ -8,6 +8,7 @@ learned, to fold in ratings they sent since the last training.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,8 @@ def _publish(
             "served_at": datetime.now(UTC),
         }
     )
+    if user_id is not None and state.settings.rotation:
+        state.models.showings.note([(user_id, items, time.time())])
     state.metrics.count_served(strategy)
     return {
         "recommendation_id": rec_id,
@@ -185,7 +188,7 @@ async def for_known_user(
         ranked = None if key is None else await state.rankings.ranking(lists, key)
         scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
-    policy = {"min_support": min_support, "narrowed": narrowed}
+    policy = {"min_support": min_support, "narrowed": narrowed, **_rotation_json(state, ask)}
     liked = _liked(lists.model, user_id, items, ratings) if items else None
     return _publish(state, model, user_id, strategy, scored, policy, liked)
 
@@ -227,7 +230,24 @@ def _request(
         exclude = [*exclude, *state.models.recent.rated(user_id)]
     allowed = _allowed(state, rec, genres)
     exploring = _exploring(state, user_id)
-    return ListRequest(k, exclude, include_rated, min_support, allowed, exploring)
+    demoted = _demoted(state, user_id)
+    return ListRequest(k, exclude, include_rated, min_support, allowed, exploring, demoted)
+
+
+def _demoted(state: AppState, user_id: str | None) -> dict[str, float] | None:
+    """The rotation's penalties of what the user was shown and did not answer (None with
+    `RECSYS_ROTATION` off, or for an anonymous list)."""
+    rotation = state.settings.rotation_policy
+    if rotation is None or user_id is None:
+        return None
+    models = state.models
+    return models.showings.demoted(user_id, rotation, models.recent, time.time()) or None
+
+
+def _rotation_json(state: AppState, ask: ListRequest) -> Payload:
+    """What the impression's policy records of the rotation (nothing with it off)."""
+    rotation = state.settings.rotation_policy
+    return {} if rotation is None else {"rotation": rotation.as_json(ask.demoted or {})}
 
 
 def known_user_list(
@@ -274,13 +294,15 @@ def for_ratings(
 ) -> Payload:
     """Someone the model has not learned, known by a few ratings (sent in the request, or
     stored since the last training): fold them in; with none we know, cold start."""
+    demoted = _demoted(state, user_id)
     strategy, scored = ratings_list(state, model.lists, items, ratings, k, exclude, genres,
-                                    user_id)  # fmt: skip
+                                    user_id, demoted)  # fmt: skip
     settings = state.settings
     support = settings.cold_start_min_support if strategy == "cold_start" else None
     policy = {
         "min_support": support or settings.fold_in_min_support,
         "narrowed": bool(exclude) or genres is not None,
+        **_rotation_json(state, ListRequest(demoted=demoted)),
     }
     liked = liked_rows(model.recommender, items, ratings)
     return _publish(state, model, user_id, strategy, scored, policy, liked)
@@ -295,17 +317,18 @@ def ratings_list(
     exclude: Sequence[str] = (),
     genres: GenreFilter | None = None,
     user_id: str | None = None,
+    demoted: dict[str, float] | None = None,
 ) -> tuple[Strategy, list[Scored]]:
-    """`for_ratings`' strategy and list, not logged."""
+    """`for_ratings`' strategy and list, not logged; `demoted`: the rotation's penalties."""
     allowed = _allowed(state, lists.model, genres)
     exploring = _exploring(state, user_id)
     if not any(lists.model.is_known_item(i) for i in items):
         support = state.settings.cold_start_min_support
         scored = lists.cold_start(
-            ListRequest(k, [*exclude, *items], False, support, allowed, exploring)
+            ListRequest(k, [*exclude, *items], False, support, allowed, exploring, demoted)
         )
         return "cold_start", scored
     support = state.settings.fold_in_min_support
-    ask = ListRequest(k, exclude, False, support, allowed, exploring)
+    ask = ListRequest(k, exclude, False, support, allowed, exploring, demoted)
     scored = lists.recommend_for_ratings(items, ratings, ask)
     return "fold_in", scored

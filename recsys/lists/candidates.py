@@ -82,6 +82,13 @@ class CandidateSet:
         inside = local >= 0
         logits[users[inside], local[inside]] = -np.inf
 
+    def lower(self, logits: np.ndarray, item_rows: np.ndarray, amounts: np.ndarray) -> None:
+        """Subtract `amounts` from the logits of these item rows, in place; rows outside the
+        set are ignored."""
+        local = self._local(item_rows)
+        inside = local >= 0
+        logits[local[inside]] -= amounts[inside]
+
     def _local(self, item_rows: np.ndarray) -> np.ndarray:
         """Positions in the set of item rows; -1 for rows outside it."""
         return item_rows if self._position is None else self._position[item_rows]

@@ -13,7 +13,7 @@ best k, or, while exploring, the exploration policy's draw from every candidate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -83,7 +83,7 @@ class Ranker:
         row = m.user_vocab.index(user_id)
         k, allowed = ask.k, ask.allowed
         banned = m.known_rows(ask.exclude) if ask.exclude else _NONE
-        if _explores(ask):  # the policy draws from every candidate: no cache
+        if _explores(ask) or ask.demoted:  # scored for this request alone: no cache
             return self._own_list(row, ask, banned)
         rows, scores, ratings, complete = self._ranking(self._key(row, ask, len(banned)), ranked)
         if len(banned) or allowed is not None:  # a returning user's plain list skips this
@@ -130,7 +130,7 @@ class Ranker:
         scores several users' together (`rank_many`); None when it would score none: an
         unknown user, an exploring list, or a ranking in the cache."""
         m = self.model
-        if not m.is_known_user(user_id) or _explores(ask):
+        if not m.is_known_user(user_id) or _explores(ask) or ask.demoted:
             return None
         banned = len(m.known_rows(ask.exclude)) if ask.exclude else 0
         key = self._key(m.user_vocab.index(user_id), ask, banned)
@@ -220,6 +220,7 @@ class Ranker:
         min_support: int,
         exclude: Sequence[str],
         live: tuple[Sequence[str], Sequence[float]] | None = None,
+        demoted: Mapping[str, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Every candidate a list may hold for a learned user: (item rows, ranking logits,
         predicted ratings), with only `exclude` banned (-inf), not the ratings the model
@@ -239,6 +240,9 @@ class Ranker:
             vector, bias = m.user_factors[row], float(m.user_bias[row])
         if exclude:
             candidates.ban(logits, m.known_rows(exclude))
+        lowered = self._demoted(ListRequest(demoted=demoted))
+        if lowered is not None:
+            candidates.lower(logits, *lowered)
         rows = candidates.item_rows(np.arange(len(logits)))
         return rows, logits, m.item_ratings(vector, bias, rows)
 
@@ -359,15 +363,20 @@ class Ranker:
         over `candidates`, or over the whole catalog by item row when None; the items are
         rated by the rating head's user vector and bias in `rate`."""
         k, allowed, exploring = ask.k, ask.allowed, ask.exploring
+        lowered = self._demoted(ask)
         if candidates is None:
             if allowed is not None:
                 logits = np.where(allowed, logits, -np.inf)
             logits[banned] = -np.inf
+            if lowered is not None:
+                logits[lowered[0]] -= lowered[1]
         else:
             if allowed is not None:
                 candidates.keep_only(logits, allowed)
             if len(banned):
                 candidates.ban(logits, banned)
+            if lowered is not None:
+                candidates.lower(logits, *lowered)
         if exploring is not None and _explores(ask):
             drawn = exploring.policy.layout(logits, k).draw(exploring.rng)
             local, values = drawn.candidates, logits[drawn.candidates]
@@ -384,6 +393,15 @@ class Ranker:
             Scored(i, float(s), float(r), bool(e), float(p))
             for i, s, r, e, p in zip(ids, values, ratings, explored, propensities, strict=True)
         ]
+
+    def _demoted(self, ask: ListRequest) -> tuple[np.ndarray, np.ndarray] | None:
+        """The item rows the request demotes and by how much (None: none)."""
+        if not ask.demoted:
+            return None
+        rows = self.model.item_vocab.indices(list(ask.demoted))
+        amounts = np.fromiter(ask.demoted.values(), dtype=np.float64, count=len(rows))
+        known = rows >= 0
+        return rows[known], amounts[known].astype(np.float32)
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> list[Scored]:
         # map() over the columns: a comprehension over zip() took half again as long, on

@@ -4,7 +4,7 @@ under."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -29,6 +29,9 @@ class ListRequest:
     """A mask over item rows (a genre filter), applied before the top k is cut."""
     exploring: Exploring | None = None
     """With it, a share of the slots is drawn by its policy from every candidate."""
+    demoted: Mapping[str, float] | None = None
+    """Logits to subtract from these items' scores before the list is cut or drawn: the
+    rotation of what the user was shown and never answered (`recsys.lists.rotation`)."""
 
 
 class Ranking(NamedTuple):

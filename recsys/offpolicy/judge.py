@@ -169,7 +169,11 @@ def _ranked_then(
         new = sorted((rated_at[i], i) for i in before if rated_at[i] > learned)
         since = ([i for _, i in new], [values[i] for _, i in new])
     return candidate.candidate_logits(
-        shown.user_id, min_support=shown.min_support, exclude=before, live=since
+        shown.user_id,
+        min_support=shown.min_support,
+        exclude=before,
+        live=since,
+        demoted=shown.demoted,
     )
 
 

@@ -33,6 +33,9 @@ class LoggedList:
     """Items of the list the user answered positively."""
     rated: dict[str, float] = field(default_factory=dict)
     """Ratings the user gave items of the list in answer to it."""
+    demoted: dict[str, float] = field(default_factory=dict)
+    """The rotation's penalties that drew the list (`recsys.lists.rotation`): the judged
+    policy rotates alike."""
 
 
 @dataclass
@@ -93,6 +96,13 @@ def load_logged(
                 explored=list(row["explored"] or [False] * len(row["items"])),
                 predicted=list(row["predicted"] or [None] * len(row["items"])),
                 min_support=int(policy.get("min_support", 1)),
+                # As `Rotation.as_json` records them; none without rotation.
+                demoted={
+                    str(item): float(penalty)
+                    for item, penalty in (
+                        (policy.get("rotation") or {}).get("demoted") or {}
+                    ).items()
+                },
             )
     if lists:
         _answers(session, lists, liked_threshold)
