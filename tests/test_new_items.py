@@ -108,3 +108,25 @@ def test_new_items_say_so_and_are_explored_with_exact_propensities(extended: Rec
     assert {"new-a", "new-b", "new-ab"} <= {item for _, item in counts}
     worst = max(abs(n / draws - logged[key]) for key, n in counts.items())
     assert worst < 0.01, worst
+
+
+def test_live_new_and_rotated_together_keep_exact_propensities(extended: Recommender) -> None:
+    """Issue 33: a live user's list (feedback since training), over a catalog with new items,
+    rotated: the logged propensities are the Monte Carlo frequencies, within 1 point."""
+    ranker = Ranker(extended)
+    user, draws, k = "1", 20_000, 5
+    since = extended.item_vocab.ids_of([21, 3])  # one liked since training, one disliked
+    top = [s.item_id for s in ranker.recommend_live(user, since, [5.0, 1.0], ListRequest(3))]
+    demoted = {top[0]: 1.2, "new-b": 0.5}
+    policy = ExplorePolicy(0.4, temperature=0.5)
+    rng = np.random.default_rng(1)
+    counts: dict[tuple[int, str], int] = {}
+    logged: dict[tuple[int, str], float] = {}
+    for _ in range(draws):
+        ask = ListRequest(k, exploring=Exploring(policy, rng), demoted=demoted)
+        for slot, s in enumerate(ranker.recommend_live(user, since, [5.0, 1.0], ask)):
+            counts[slot, s.item_id] = counts.get((slot, s.item_id), 0) + 1
+            assert logged.setdefault((slot, s.item_id), s.propensity) == s.propensity
+    assert {"new-a", "new-b", "new-ab"} & {item for _, item in counts}
+    worst = max(abs(n / draws - logged[key]) for key, n in counts.items())
+    assert worst < 0.01, worst
