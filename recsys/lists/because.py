@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from recsys.model.lru import LruCache
 from recsys.model.recommender import Recommender
 
 AT_MOST = 2
@@ -94,3 +95,27 @@ def explain(
         )
         reasons.append(Because("liked", keep) if keep else POPULAR)
     return reasons
+
+
+class RememberedReasons:
+    """The reasons of learned users' lists, by what the model learned they liked, kept by
+    (user row, items, explored flags) for up to `users` users (about 1 KB each): a returning
+    user's list is the one they were served, and its reasons cost more than finding it (a
+    first visit's ~35 us against ~1 us for a returning user's, on MovieLens)."""
+
+    def __init__(self, model: Recommender, users: int) -> None:
+        self.model = model
+        self._kept: LruCache[tuple[int, tuple[str, ...], tuple[bool, ...]], list[Because]]
+        self._kept = LruCache(users)
+
+    def __call__(
+        self, user_id: str, item_ids: Sequence[str], explored: Sequence[bool]
+    ) -> list[Because]:
+        m = self.model
+        row = m.user_vocab.index(user_id)
+        key = (row, tuple(item_ids), tuple(explored))
+        found = self._kept.get(key)
+        if found is None:
+            found = explain(m, item_ids, explored, m.liked(row))
+            self._kept.put(key, found)
+        return found

@@ -18,8 +18,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from recsys.lists.because import Because, explain
+from recsys.lists.because import RememberedReasons
 from recsys.lists.candidates import CandidateSet
+from recsys.lists.rotation import demoted_rows
 from recsys.lists.scored import ListRequest, Ranking, RankingKey
 from recsys.model.fold_in import BIAS_PRIOR, fold_in
 from recsys.model.lru import LruCache
@@ -53,11 +54,8 @@ class Ranker:
         # Live users' vectors by (row, support, what they sent since): a live user's next
         # visits skip the fold-in until they send more (about 1 KB a user).
         self._live: LruCache[tuple[int, int, int], _LiveUser] = LruCache(cache_users)
-        # The reasons of learned users' lists by (row, items, explored flags): a returning
-        # user's list is the one they were served, and its reasons cost more than finding it
-        # (about 1 KB a user).
-        self._reasons: LruCache[tuple[int, tuple[str, ...], tuple[bool, ...]], list[Because]]
-        self._reasons = LruCache(cache_users)
+        self.reasons = RememberedReasons(model, cache_users)
+        """Why each item of a learned user's list is there, kept for their next visit."""
 
     def _candidates(self, min_support: int) -> CandidateSet:
         """The items a list may hold at this support, laid out for one-user scoring."""
@@ -95,20 +93,6 @@ class Ranker:
                     return self._own_list(row, ask, banned)
             rows, scores, ratings = rows[keep], scores[keep], ratings[keep]
         return self._scored(rows[:k], scores[:k], ratings[:k])
-
-    def reasons(
-        self, user_id: str, item_ids: Sequence[str], explored: Sequence[bool]
-    ) -> list[Because]:
-        """Why each item of a learned user's list is there, by the items the model learned
-        they liked (`recsys.lists.because`); remembered for the user's next visit."""
-        m = self.model
-        row = m.user_vocab.index(user_id)
-        key = (row, tuple(item_ids), tuple(explored))
-        found = self._reasons.get(key)
-        if found is None:
-            found = explain(m, item_ids, explored, m.liked(row))
-            self._reasons.put(key, found)
-        return found
 
     def _own_list(self, row: int, ask: ListRequest, banned: np.ndarray) -> list[Scored]:
         """A known user's list scored for this request alone, not from a cached ranking."""
@@ -240,7 +224,7 @@ class Ranker:
             vector, bias = m.user_factors[row], float(m.user_bias[row])
         if exclude:
             candidates.ban(logits, m.known_rows(exclude))
-        lowered = self._demoted(ListRequest(demoted=demoted))
+        lowered = demoted_rows(m, demoted)
         if lowered is not None:
             candidates.lower(logits, *lowered)
         rows = candidates.item_rows(np.arange(len(logits)))
@@ -363,7 +347,7 @@ class Ranker:
         over `candidates`, or over the whole catalog by item row when None; the items are
         rated by the rating head's user vector and bias in `rate`."""
         k, allowed, exploring = ask.k, ask.allowed, ask.exploring
-        lowered = self._demoted(ask)
+        lowered = demoted_rows(self.model, ask.demoted)
         if candidates is None:
             if allowed is not None:
                 logits = np.where(allowed, logits, -np.inf)
@@ -393,15 +377,6 @@ class Ranker:
             Scored(i, float(s), float(r), bool(e), float(p))
             for i, s, r, e, p in zip(ids, values, ratings, explored, propensities, strict=True)
         ]
-
-    def _demoted(self, ask: ListRequest) -> tuple[np.ndarray, np.ndarray] | None:
-        """The item rows the request demotes and by how much (None: none)."""
-        if not ask.demoted:
-            return None
-        rows = self.model.item_vocab.indices(list(ask.demoted))
-        amounts = np.fromiter(ask.demoted.values(), dtype=np.float64, count=len(rows))
-        known = rows >= 0
-        return rows[known], amounts[known].astype(np.float32)
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> list[Scored]:
         # map() over the columns: a comprehension over zip() took half again as long, on

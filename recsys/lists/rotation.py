@@ -22,7 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recsys.model.recommender import Recommender
 
 DAY_S = 86_400.0
 
@@ -65,3 +70,16 @@ class Rotation:
             "half_life_days": self.half_life_days,
             "demoted": dict(demoted),
         }
+
+
+def demoted_rows(
+    model: Recommender, demoted: Mapping[str, float] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The item rows of `model` that `demoted` names and their penalties as float32 (the
+    ranking logits' type); None when it names none."""
+    if not demoted:
+        return None
+    rows = model.item_vocab.indices(list(demoted))
+    amounts = np.fromiter(demoted.values(), dtype=np.float64, count=len(rows))
+    known = rows >= 0
+    return rows[known], amounts[known].astype(np.float32)
