@@ -10,8 +10,8 @@ feedback on the item (`RecentFeedback.answered`): the days it was shown up to th
 user's latest answer on it are not counted.
 
 Bounded memory: the users served most recently are kept (least recent forgotten first), each
-with the items shown within the rotation's horizon (at most `PER_USER` items, the most
-recently shown). A replica that starts reads the newest `MAX_ROWS` lists of that horizon:
+with at most `PER_USER` items (the most recently shown) and `DAYS_PER_ITEM` days an item. A
+replica that starts reads the newest `MAX_ROWS` lists of the rotation's horizon:
 rotation is a nudge, and what it forgets only leaves an item where the model put it.
 """
 
@@ -35,6 +35,8 @@ MAX_ROWS = 50_000
 """Most lists one poll reads (the newest)."""
 PER_USER = 300
 """Most items kept per user: a month of daily lists of 10."""
+DAYS_PER_ITEM = 64
+"""Most days kept per item (the latest): more than the rotation's horizon at its default."""
 
 
 def day_of(seconds: float) -> float:
@@ -72,7 +74,7 @@ class RecentShowings:
                 kept = {} if kept is None else dict(kept)
                 for item in items:
                     days = kept.pop(item, [])  # re-inserted: the most recently shown last
-                    kept[item] = days if days and days[-1] >= day else [*days, day]
+                    kept[item] = days if days and days[-1] >= day else [*days, day][-DAYS_PER_ITEM:]
                 if len(kept) > PER_USER:
                     kept = dict(list(kept.items())[-PER_USER:])
                 self._shown.put(user, kept)
