@@ -66,6 +66,46 @@ def seen_mask(data: Interactions) -> np.ndarray:
     return seen
 
 
+@dataclass
+class Simulated:
+    """The simulated world and the logging policy's model over the full data's rows."""
+
+    data: Interactions
+    counts: np.ndarray
+    """Ratings per item."""
+    eligible: np.ndarray
+    """users x items: where a list may go (enough ratings, not rated by the user)."""
+    halves: np.ndarray
+    """Per rating: in the half policy A was fitted on."""
+    a: Matrices
+    world: World
+    offset: float
+    layouts: list[Layout]
+    """Policy A's layout of each user, served with the given exploration."""
+
+
+def simulated(policy: ExplorePolicy) -> Simulated:
+    """The truth (a model fitted on every MovieLens rating) and policy A (one fitted on a
+    random half), the truth's offset walked until A, served with `policy`, earns about
+    TARGET_RATE positive answers per slot."""
+    data = movielens()
+    counts = np.bincount(data.items, minlength=data.n_items)
+    eligible = (counts >= MIN_SUPPORT)[None, :] & ~seen_mask(data)
+    truth_model = matrices(data, data, 1, eligible)
+    halves = np.random.default_rng(0).random(len(data)) < 0.5
+    a = matrices(data, data.subset(np.flatnonzero(halves)), 2, eligible)
+    liked = 1.0 / (1.0 + np.exp(-2.0 * (truth_model.predicted - 4.0)))
+    offset = 0.0
+    for _ in range(30):  # bisection-free: walk the offset until A earns about TARGET_RATE
+        world = World.from_scores(truth_model.scores, liked, offset)
+        layouts = world.layouts(policy, a.scores, K)
+        rate = world.value(world.inclusion(layouts))
+        if abs(rate - TARGET_RATE) < 0.002:
+            break
+        offset += np.log(rate / TARGET_RATE) * 1.5
+    return Simulated(data, counts, eligible, halves, a, world, offset, layouts)
+
+
 def with_reward_model(
     logged: Logged, target: np.ndarray, logging: np.ndarray, b: Matrices
 ) -> Slots:
@@ -81,25 +121,12 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    data = movielens()
-    counts = np.bincount(data.items, minlength=data.n_items)
-    eligible = (counts >= MIN_SUPPORT)[None, :] & ~seen_mask(data)
-    truth_model = matrices(data, data, 1, eligible)
-    halves = np.random.default_rng(0).random(len(data)) < 0.5
-    a = matrices(data, data.subset(np.flatnonzero(halves)), 2, eligible)
-    b = matrices(data, data.subset(np.flatnonzero(~halves)), 3, eligible)
-    liked = 1.0 / (1.0 + np.exp(-2.0 * (truth_model.predicted - 4.0)))
-    logging_policy = ExplorePolicy(0.1)
-    offset = 0.0
-    for _ in range(30):  # bisection-free: walk the offset until A earns about TARGET_RATE
-        world = World.from_scores(truth_model.scores, liked, offset)
-        la = world.layouts(logging_policy, a.scores, K)
-        rate = world.value(world.inclusion(la))
-        if abs(rate - TARGET_RATE) < 0.002:
-            break
-        offset += np.log(rate / TARGET_RATE) * 1.5
+    sim = simulated(ExplorePolicy(0.1))
+    world, a, la = sim.world, sim.a, sim.layouts
+    b = matrices(sim.data, sim.data.subset(np.flatnonzero(~sim.halves)), 3, sim.eligible)
     inc_a = world.inclusion(la)
-    print(f"models and truth ready in {time.perf_counter() - t0:.0f} s; truth offset {offset:.2f}")
+    print(f"models and truth ready in {time.perf_counter() - t0:.0f} s; "
+          f"truth offset {sim.offset:.2f}")  # fmt: skip
     print(f"true positive rate per slot: A (explore 0.1) {world.value(inc_a):.4f}")
 
     targets = {}
@@ -110,7 +137,7 @@ def main() -> None:
 
     _coverage(world, la, inc_a, b, targets, args.reps, args.impressions)
     _snips_error(world, la, inc_a, targets["B, explore 0.0"])
-    _week(world, a, eligible, counts)
+    _week(world, a, sim.eligible, sim.counts)
     _refuses(world, a, targets["B, explore 0.0"])
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 

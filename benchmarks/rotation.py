@@ -32,8 +32,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from benchmarks.off_policy import MIN_SUPPORT, TARGET_RATE, K, Matrices, matrices, seen_mask
-from benchmarks.train_movielens import movielens
+from benchmarks.off_policy import K, Matrices, simulated
 from recsys.exploration import ExplorePolicy, daily_rng
 from recsys.lists.rotation import DAY_S, Rotation
 from recsys.offpolicy.estimators import RewardModel, Slots, estimate
@@ -156,23 +155,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    data = movielens()
-    counts = np.bincount(data.items, minlength=data.n_items)
-    eligible = (counts >= MIN_SUPPORT)[None, :] & ~seen_mask(data)
-    truth_model = matrices(data, data, 1, eligible)
-    halves = np.random.default_rng(0).random(len(data)) < 0.5
-    a = matrices(data, data.subset(np.flatnonzero(halves)), 2, eligible)
-    liked = 1.0 / (1.0 + np.exp(-2.0 * (truth_model.predicted - 4.0)))
-    offset = 0.0
-    for _ in range(30):  # walk the offset until the policy earns about TARGET_RATE
-        world = World.from_scores(truth_model.scores, liked, offset)
-        rate = world.value(world.inclusion(world.layouts(POLICY, a.scores, K)))
-        if abs(rate - TARGET_RATE) < 0.002:
-            break
-        offset += np.log(rate / TARGET_RATE) * 1.5
-    print(f"models and truth ready in {time.perf_counter() - t0:.0f} s; truth offset {offset:.2f}")
+    sim = simulated(POLICY)
+    world, a = sim.world, sim.a
+    print(f"models and truth ready in {time.perf_counter() - t0:.0f} s; "
+          f"truth offset {sim.offset:.2f}")  # fmt: skip
     rotation = Rotation()
-    everyone = np.arange(data.n_users)
+    everyone = np.arange(sim.data.n_users)
     print(f"\n1. a month, {len(everyone)} users, a list of {K} a day, exploring 10 %")
     print(f"  rotation off:  {month(world, a, None, everyone)}")
     print(f"  rotation on:   {month(world, a, rotation, everyone)}  ({rotation})")
