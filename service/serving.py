@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -188,7 +188,8 @@ async def for_known_user(
         ranked = None if key is None else await state.rankings.ranking(lists, key)
         scored = lists.recommend(user_id, ask, ranked=ranked)
     narrowed = bool(exclude) or include_rated or genres is not None
-    policy = {"min_support": min_support, "narrowed": narrowed, **_rotation_json(state, ask)}
+    rotation = _rotation_json(state, ask.demoted)
+    policy = {"min_support": min_support, "narrowed": narrowed, **rotation}
     liked = _liked(lists.model, user_id, items, ratings) if items else None
     return _publish(state, model, user_id, strategy, scored, policy, liked)
 
@@ -244,10 +245,10 @@ def _demoted(state: AppState, user_id: str | None) -> dict[str, float] | None:
     return models.showings.demoted(user_id, rotation, models.recent, time.time()) or None
 
 
-def _rotation_json(state: AppState, ask: ListRequest) -> Payload:
+def _rotation_json(state: AppState, demoted: Mapping[str, float] | None) -> Payload:
     """What the impression's policy records of the rotation (nothing with it off)."""
     rotation = state.settings.rotation_policy
-    return {} if rotation is None else {"rotation": rotation.as_json(ask.demoted or {})}
+    return {} if rotation is None else {"rotation": rotation.as_json(demoted or {})}
 
 
 def known_user_list(
@@ -302,7 +303,7 @@ def for_ratings(
     policy = {
         "min_support": support or settings.fold_in_min_support,
         "narrowed": bool(exclude) or genres is not None,
-        **_rotation_json(state, ListRequest(demoted=demoted)),
+        **_rotation_json(state, demoted),
     }
     liked = liked_rows(model.recommender, items, ratings)
     return _publish(state, model, user_id, strategy, scored, policy, liked)
