@@ -183,6 +183,12 @@ def _print_training(reg: Registered, k: int) -> None:
             f"ranking head: {kept}; lists rank by choice + {ranking.blend} x rating logit "
             f"(chosen on validation NDCG@{k})"
         )
+        if ranking.refit_epochs:
+            start = "from the kept head" if ranking.refit_warm else "from scratch"
+            out.print(
+                f"ranking head refit on training + validation data {start} for "
+                f"{', '.join(map(str, ranking.refit_epochs))} epochs"
+            )
     served = reg.fitted.deployed.card.served
     if served:
         out.print(

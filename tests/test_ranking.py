@@ -25,8 +25,10 @@ from recsys.model.card import TwinLink
 from recsys.model.network import ChoiceNet
 from recsys.model.recommender import Recommender
 from recsys.train_config import TrainConfig
-from recsys.training.choice_parts import InputDropout, WeightAverage
+from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice_parts import ChoiceScorer, Histories, InputDropout, WeightAverage
 from recsys.training.pipeline import fit
+from recsys.training.ranking import refit_heads
 from service.catalog import Catalog, GenreFilter
 
 GROUP = 20  # items 0..19 belong to group 0, 20..39 to group 1
@@ -197,6 +199,10 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     assert served.card.served is not None and served.card.served.refit_on_all
     assert served.card.served.rating_epochs == twin.card.best_epoch
     assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
+    # Both refits fine-tune the heads chosen on validation for the same epochs.
+    refits = [RANK_CONFIG.rank_refit_epochs] * RANK_CONFIG.rank_members
+    assert twin.card.ranking is not None and twin.card.ranking.refit_warm
+    assert twin.card.ranking.refit_epochs == refits == served.card.served.ranking_epochs
     assert served.card.metrics == fitted.report.to_json()
     # The spread of NDCG over users is kept beside its mean, for the box plots.
     spread = fitted.report.spread["model"]
@@ -360,3 +366,41 @@ def test_a_head_trained_with_input_dropout_still_learns_the_choices() -> None:
     for user in ("0", "1", "2", "3"):
         out = Ranker(rec).recommend(user, ListRequest(5))
         assert all(group(s.item_id) == int(user) % 2 for s in out), (user, out)
+
+
+def test_a_refit_fine_tunes_the_chosen_heads_unless_told_to_start_afresh() -> None:
+    data = chosen_by_group()
+    nothing = data.subset(np.arange(0))
+    chosen = ChoiceTrainer(RANK_CONFIG).fit_ensemble(data, nothing, epochs=[30, 25])
+    start = chosen.network
+    one = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 1})
+    warm, epochs = refit_heads(chosen, data, one)
+    assert epochs == [1, 1]
+    fresh = ChoiceTrainer(RANK_CONFIG).fit_ensemble(data, nothing, epochs=[1, 1]).network
+
+    def moved(net: ChoiceNet) -> float:
+        with torch.no_grad():
+            return float((net.item_out - start.item_out).norm() / start.item_out.norm())
+
+    # One epoch at a third of the learning rate leaves the chosen heads nearly where they were;
+    # a fresh head is elsewhere entirely.
+    assert moved(warm) < 0.2 < 0.5 < moved(fresh)
+    # Users' unrated items of their own group still lead their lists.
+    assert _own_group_share(warm, data) == _own_group_share(start, data) == 1.0
+    afresh = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 0})
+    cold, cold_epochs = refit_heads(chosen, data, afresh)
+    # Afresh, from the members' seeds, on the same ratings for the kept epochs: the chosen
+    # heads again.
+    assert cold_epochs == [30, 25] and moved(cold) < 1e-4
+
+
+def _own_group_share(net: ChoiceNet, data: Interactions) -> float:
+    """Of each user's 5 best-scored unrated items, the share in the user's own group."""
+    users = np.arange(data.n_users)
+    scores = ChoiceScorer(net, Histories.of(data, RANK_CONFIG), torch.device("cpu"))
+    table = scores.rank_scores(users)
+    table[torch.from_numpy(data.users), torch.from_numpy(data.items)] = -torch.inf
+    top = torch.topk(table, 5, dim=1).indices.numpy()
+    groups = np.array([group(i) for i in data.item_vocab.ids])
+    own = np.array([int(u) % 2 for u in data.user_vocab.ids])
+    return float((groups[top] == own[:, None]).mean())

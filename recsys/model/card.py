@@ -49,6 +49,10 @@ class RankingRecord(_Record):
     validation_ndcg_by_blend: dict[str, float | None] = Field(default_factory=dict)
     seconds: float = 0.0
     refit_s: float | None = None
+    refit_epochs: list[int] = Field(default_factory=list)
+    """Epochs each head trained in a refit (the evaluated twin's, the served model's)."""
+    refit_warm: bool = False
+    """Whether the refits started from the kept heads (fine-tuning) rather than afresh."""
 
     @property
     def kept_epochs(self) -> list[int]:

@@ -85,7 +85,7 @@ class Ensemble:
 
     @property
     def epochs(self) -> list[int]:
-        """Each member's kept epoch: what a refit trains each for."""
+        """Each member's kept epoch: what a refit from scratch trains each for."""
         return [m.best_epoch for m in self.members]
 
 
@@ -121,8 +121,10 @@ class _Steps:
         device: torch.device,
         world: World | None,
         member: int,
+        start: ChoiceNet | None = None,
     ) -> _Steps:
-        """A fresh head for `train` (this rank's users) and what its steps need."""
+        """A head for `train` (this rank's users), fresh or with `start`'s weights, and what
+        its steps need."""
         # Heads a prime number of seeds apart: nearby training seeds give other heads. Ranks
         # share the seeds (the same initial tables, batches and draws), not their dropout.
         gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * member)
@@ -140,6 +142,8 @@ class _Steps:
         hist = Histories.of(train, cfg)
         normaliser = normaliser_for(cfg, train, seed, device, world)
         here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
+        if start is not None:
+            _warm(net, start, None if world is None else here)
         anywhere = here
         if world is not None:
             anywhere = world.sum_tensor(torch.from_numpy(here.astype(np.int32))).cpu().numpy() > 0
@@ -197,6 +201,15 @@ class _Steps:
         return summed[0], summed[1]
 
 
+def _warm(net: ChoiceNet, start: ChoiceNet, here: np.ndarray | None) -> None:
+    """Give `net` the weights of `start`; under torchrun (`here`: this rank's users), only
+    this rank's users keep their offsets, as the ranks' offset tables are summed at the end."""
+    net.load_state_dict(start.state_dict())
+    if here is not None:
+        with torch.no_grad():
+            net.user_offset[torch.from_numpy(~here).to(net.user_offset.device)] = 0.0
+
+
 class ChoiceTrainer:
     """Fits a `ChoiceNet`; `fit` returns the network of the best validation epoch, and
     `fit_ensemble` `config.rank_members` of them. With a `world` (torchrun), the data given
@@ -221,9 +234,11 @@ class ChoiceTrainer:
         *,
         epochs: list[int] | None = None,
         judge: Callable[[ChoiceScorer], float] | None = None,
+        start: Ensemble | None = None,
     ) -> Ensemble:
         """`config.rank_members` heads, each fitted as `fit` does from its own seed; or,
-        given `epochs` (a refit), one head for each count.
+        given `epochs` (a refit), one head for each count, each from the weights of its
+        member of `start` when given.
 
         Why: one head's validation NDCG wanders by about 0.003 from epoch to epoch, so early
         stopping sometimes keeps an early epoch (less often since it judges a window of
@@ -234,8 +249,14 @@ class ChoiceTrainer:
         A wider single head is no substitute: 128 factors ranked worse than 64, where two
         heads of 64 each learn from their own loss."""
         if epochs is not None:
+            starts: list[ChoiceNet | None] = [None] * len(epochs)
+            if start is not None:
+                starts = [m.network for m in start.members]
             return Ensemble(
-                [self.fit(train, valid, epochs=e, member=m) for m, e in enumerate(epochs)]
+                [
+                    self.fit(train, valid, epochs=e, member=m, start=s)
+                    for m, (e, s) in enumerate(zip(epochs, starts, strict=True))
+                ]
             )
         members = [
             self.fit(train, valid, judge=judge, member=m) for m in range(self.config.rank_members)
@@ -250,12 +271,13 @@ class ChoiceTrainer:
         epochs: int | None = None,
         judge: Callable[[ChoiceScorer], float] | None = None,
         member: int = 0,
+        start: ChoiceNet | None = None,
     ) -> ChoiceResult:
         """Train on `train` for at most `epochs` (default `config.rank_epochs`), stopping when
         validation has not improved for `config.rank_patience` epochs: by `judge` (higher is
         better, such as NDCG@k on `valid`) when given, else by the validation loss. With an
         empty `valid`, train for exactly `epochs` (a refit). `member` numbers a head of an
-        ensemble: each starts from its own seed.
+        ensemble: each starts from its own seed, or from `start`'s weights when given.
 
         The loss and NDCG disagree: the likelihood of held-out items keeps falling epochs
         after their ranking stops improving, so the ranking is what chooses the epoch."""
@@ -265,7 +287,7 @@ class ChoiceTrainer:
         epochs = epochs or cfg.rank_epochs
         world = self.world
         device = world.device if world else pick_device(cfg.device)
-        steps = _Steps.start(cfg, train, device, world, member)
+        steps = _Steps.start(cfg, train, device, world, member, start)
         val_targets, val_drawn = self._validation(valid, steps)
         history: list[EpochStats] = []
         kept = steps.average.network

@@ -2,8 +2,9 @@
 
 Evaluation needs ratings the model never learned, so the evaluated model (the "twin") leaves
 the test holdout out; yet a model that never learns a tenth of the ratings serves everyone
-worse. So, once the twin is evaluated and gated, the same recipe (its epoch counts, its blend)
-is run again on all ratings, and that is what serves. Its figures are the twin's: the registry
+worse. So the same recipe (the rating head's epoch count, the ranking heads chosen on
+validation refit as the twin's are, the blend) is run again on all ratings, and that is what
+serves once the twin is evaluated and gated. Its figures are the twin's: the registry
 records both, and comparisons with production use production's twin, evaluated like the
 candidate on ratings neither learned (recsys.jobs).
 """
@@ -14,17 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from recsys.data.interactions import Interactions
 from recsys.model.card import ServedRecord
 from recsys.model.network import ChoiceNet, DotProductBias
 from recsys.model.recommender import Recommender
 from recsys.train_config import TrainConfig
 from recsys.training.beside import Beside, trains_beside
-from recsys.training.choice import ChoiceTrainer
+from recsys.training.choice import Ensemble
 from recsys.training.distributed import World
-from recsys.training.ranking import head_of
+from recsys.training.ranking import head_of, refit_heads
 from recsys.training.trainer import Trainer, TrainResult
 
 
@@ -81,28 +80,25 @@ def rating_fits(
 def serving_refit(
     data: Interactions,
     rating: TrainResult,
-    ranking_epochs: list[int],
+    ranking: Ensemble | None,
     config: TrainConfig,
     world: World | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> Beside[ServingNetworks]:
-    """The model that serves, once the ranking head's recipe is known: `rating`, the rating
-    head trained on every rating of `data` already, and the ranking heads trained on them for
-    `ranking_epochs` (none without a ranking head). On small data in one process on the CPU
-    (`trains_beside`) it runs in a thread of its own beside the evaluated twin's ranking refit
-    and the evaluation, each with half of torch's threads (on MovieLens, with 2 cores, the two
-    ranking refits took 3.9 s side by side against 4.6 s one after the other). Otherwise, and
-    under torchrun, it runs when its result is first asked."""
+    """The model that serves, once the ranking head is chosen: `rating`, the rating head
+    trained on every rating of `data` already, and the `ranking` heads chosen on validation
+    (None without a ranking head) refit on them as the twin's are (`refit_heads`). On small
+    data in one process on the CPU (`trains_beside`) it runs in a thread of its own beside the
+    evaluated twin's ranking refit and the evaluation, each with half of torch's threads.
+    Otherwise, and under torchrun, it runs when its result is first asked."""
 
     def run() -> ServingNetworks:
         if on_start is not None:
             on_start()
         t0 = time.perf_counter()
-        choice = None
-        if ranking_epochs:
-            nothing = data.subset(np.arange(0))
-            trainer = ChoiceTrainer(config, world=world)
-            choice = trainer.fit_ensemble(data, nothing, epochs=ranking_epochs).network
+        choice, ranking_epochs = None, list[int]()
+        if ranking is not None:
+            choice, ranking_epochs = refit_heads(ranking, data, config, world=world)
         seconds = rating.seconds + time.perf_counter() - t0
         epochs = len(rating.history)
         return ServingNetworks(rating.network, choice, epochs, ranking_epochs, seconds)

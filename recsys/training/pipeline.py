@@ -30,6 +30,7 @@ from recsys.training.deploy import (
     serving_refit,
 )
 from recsys.training.distributed import World
+from recsys.training.heap import keep_freed_memory
 from recsys.training.ranking import Selection, head_of, refit_ranking, select_ranking
 from recsys.training.splits import Splits, split
 from recsys.training.trainer import EpochStats, Trainer, TrainResult
@@ -93,6 +94,7 @@ def fit_across(
     users, the vocabulary all ranks agreed on): the same steps, the same sizes (sized for all
     ranks' ratings together, so the global batch is what one process would take). Rank 0
     then reads `whole` to evaluate and returns the model; the other ranks return None."""
+    keep_freed_memory()
     main = world is None or world.is_main
     n_ratings = _over_ranks(world, len(data))
     config = config.sized_for(n_ratings, data.n_users)
@@ -285,7 +287,7 @@ def _serving_refit(
     return serving_refit(
         parts.data,
         fits.served,
-        selection.epochs if selection else [],
+        selection.ensemble if selection else None,
         config,
         world,
         on_start=lambda: stage(f"serving refit: both heads again on all {n_all:,} ratings"),
