@@ -12,23 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from recsys import registry
 from recsys.cli_console import db_engine, err, out, tagged
 from recsys.cli_data import generate_synthetic, ingest, load_sample
-from recsys.cli_ops import (
-    jobs_app,
-    keys_app,
-    models_app,
-    retrain,
-    schedule,
-    simulate_traffic,
-)
+from recsys.cli_ops import retrain, schedule, simulate_traffic
+from recsys.cli_registry import jobs_app, keys_app, models_app
 from recsys.cli_scoring import inspect, predict, recommend
 from recsys.config import Settings, get_settings, train_config
 from recsys.errors import ConfigError, RecsysError
-from recsys.store.db import make_engine, shown_url
 from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -36,9 +27,8 @@ if TYPE_CHECKING:
     from recsys.model.recommender import Recommender
     from recsys.training.runs import Registered
 
-# The modules that need torch, pandas or alembic are imported in the commands that use them:
-# `recsys --help` (and every command that needs none of them) starts in a fraction of the
-# ~2 s they take to import.
+# The modules that need torch, pandas, alembic or sqlalchemy are imported in the commands
+# that use them: `recsys --help` starts in a fraction of the ~2 s they take to import.
 
 app = typer.Typer(
     help="Collaborative-filtering recommender: ingest, train, evaluate, serve.",
@@ -63,6 +53,7 @@ def _settings() -> Settings:
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     from recsys.store import migrate
+    from recsys.store.db import make_engine
 
     url = _settings().database_url
     make_engine(url).dispose()  # creates the folder of a SQLite file
@@ -243,6 +234,7 @@ def evaluate(
 
         judge_off_policy(_settings(), off_policy, since, explore, out)
         return
+    from recsys import registry
     from recsys.evaluation.report import Report, format_report
     from recsys.model import artifact
 
@@ -373,22 +365,34 @@ def _run() -> None:
     except RecsysError as exc:
         err.print(tagged("error:", "red", str(exc)))
         sys.exit(1)
-    except (OperationalError, ProgrammingError) as exc:
-        msg = str(exc.orig) if exc.orig is not None else str(exc)
-        hint = (
-            f" in {shown_url(get_settings().database_url)} (is the schema missing? run: "
-            "recsys db upgrade)"
-            if "no such table" in msg or ("does not exist" in msg)
-            else ""
-        )
-        err.print(tagged("database error:", "red", f"{msg.strip()}{hint}"))
-        sys.exit(1)
     except OSError as exc:
         # A full disk, a folder it may not write: what and where, not a stack of frames
         # (a training run that fails so is recorded as failed before this).
         where = f": {exc.filename}" if exc.filename else ""
         err.print(tagged("error:", "red", f"{exc.strerror or exc}{where}"))
         sys.exit(1)
+    except Exception as exc:
+        said = _database_error(exc)
+        if said is None:
+            raise
+        err.print(tagged("database error:", "red", said))
+        sys.exit(1)
+
+
+def _database_error(exc: Exception) -> str | None:
+    """What a database's error (sqlalchemy's OperationalError or ProgrammingError) says, with
+    a hint where the schema is missing; None for any other error. sqlalchemy is imported by
+    the commands that use a database, so where it was not, the error cannot be one."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, (errors.OperationalError, errors.ProgrammingError)):
+        return None
+    from recsys.store.db import shown_url
+
+    orig = getattr(exc, "orig", None)
+    msg = str(orig if orig is not None else exc).strip()
+    missing = "no such table" in msg or "does not exist" in msg
+    url = shown_url(get_settings().database_url)
+    return msg + (f" in {url} (is the schema missing? run: recsys db upgrade)" if missing else "")
 
 
 if __name__ == "__main__":

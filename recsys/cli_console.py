@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.text import Text
-from sqlalchemy import Engine
 
 from recsys.config import get_settings
-from recsys.store.db import existing_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # No markup: what we print holds user data (CSV cells, ids, error messages), and a cell like
 # "[/x]" was parsed as a closing tag and turned the bad-line report into a traceback.
@@ -24,4 +27,6 @@ def tagged(label: str, style: str, message: str) -> Text:
 
 def db_engine() -> Engine:
     """The configured database, which must exist (commands other than `db upgrade`)."""
+    from recsys.store.db import existing_engine  # sqlalchemy: not for `recsys --help`
+
     return existing_engine(get_settings().database_url)

@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from recsys import registry
 from recsys.cli_console import db_engine, out
 from recsys.config import get_settings
 from recsys.errors import RecsysError
-from recsys.store.db import session_scope
 
 if TYPE_CHECKING:
     from recsys.model.recommender import Recommender
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
 
 
 def _load(version: str | None) -> Recommender:
+    from recsys import registry
     from recsys.model import artifact
 
     row = registry.resolve(db_engine(), version)
@@ -30,6 +29,7 @@ def _load(version: str | None) -> Recommender:
 
 def _titles(ids: list[str]) -> dict[str, Any]:
     from recsys.store import queries
+    from recsys.store.db import session_scope
 
     with session_scope(db_engine()) as s:
         return queries.item_details(session=s, external_ids=ids)

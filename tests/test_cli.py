@@ -160,9 +160,20 @@ def test_out_of_range_input_and_unwritable_folders_are_messages(
     assert status == "failed" and "Not a directory" in error
 
 
-def test_the_command_line_starts_without_torch_or_pandas() -> None:
-    """They take ~2 s to import; `recsys --help` and the commands that need neither must not
-    pay for them (benchmarks/cli_start.py times it)."""
-    probe = "import sys, recsys.cli; print(sorted({'torch', 'pandas'} & set(sys.modules)))"
+def test_the_command_line_starts_without_torch_pandas_or_sqlalchemy() -> None:
+    """They take ~2 s to import; `recsys --help` and the commands that need none of them must
+    not pay for them (benchmarks/cli_start.py times it)."""
+    heavy = "{'torch', 'pandas', 'sqlalchemy'}"
+    probe = f"import sys, recsys.cli; print(sorted({heavy} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_database_without_its_schema_is_named_with_the_fix(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    create_engine(env["RECSYS_DATABASE_URL"]).connect().close()  # the file, no tables
+    proc = run(env, "models", "list", ok=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "database error: no such table" in proc.stderr
+    assert "is the schema missing? run: recsys db upgrade" in proc.stderr
