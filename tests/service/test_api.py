@@ -50,9 +50,12 @@ def test_a_film_just_rated_does_not_come_back_in_the_next_list(client: TestClien
     rated = first[0]["item_id"]
     body = {"user_id": "user5", "item_id": rated, "kind": "rating", "value": 4.5}
     assert client.post("/v1/feedback", json=body).status_code == 201
-    again = client.get("/v1/users/user5/recommendations", params={"k": 3}).json()["items"]
+    listed = client.get("/v1/users/user5/recommendations", params={"k": 3}).json()
+    again = listed["items"]
     assert rated not in {i["item_id"] for i in again}
-    assert len(again) == 3 and again[0]["item_id"] == first[1]["item_id"]
+    # The rating moves the user's vector (live users), so the order of the rest may change;
+    # the list is still all of their genre (user5 loves Westerns).
+    assert len(again) == 3 and genre_share(listed, GENRES[5 % len(GENRES)]) == 1.0
     everything = client.get(
         "/v1/users/user5/recommendations", params={"k": N_ITEMS, "include_rated": True}
     ).json()["items"]
