@@ -130,11 +130,18 @@ class TrainConfig(BaseModel):
         ge=0,
         le=1000,
         description="Epochs of each refit of the ranking head (the evaluated twin's on training "
-        "+ validation, the served model's on every rating), each starting from the head chosen "
-        "on validation at a third of its learning rate; 0: each refit trains a fresh head for "
-        "the chosen head's epochs. On MovieLens 4 ranked as well as a fresh head (test NDCG@10 "
-        "0.2458 against 0.2452 on five random splits, 0.1236 against 0.1221 on the temporal "
-        "one) at a ninth of its epochs (benchmarks/README.md).",
+        "+ validation, the served model's on every rating), each fine-tuning the head chosen "
+        "on validation at `rank_refit_lr_share` of its learning rate; 0: each refit trains a "
+        "fresh head for the chosen head's epochs. On MovieLens 4 ranked as well as a fresh "
+        "head at a ninth of its epochs (benchmarks/README.md).",
+    )
+    rank_refit_lr_share: float = Field(
+        1 / 3,
+        gt=0,
+        le=1,
+        description="A fine-tuning refit's learning rate as a share of `rank_lr`: Adam's first "
+        "steps move every weight by about the learning rate whatever its gradient, and a "
+        "trained head needs a gentler start than a fresh one (benchmarks/README.md).",
     )
     rank_batch_users: int = Field(
         64,

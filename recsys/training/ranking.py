@@ -143,13 +143,6 @@ def select_ranking(
     return Selection(ensemble, blend, record)
 
 
-REFIT_LR_SHARE = 1 / 3
-"""A warm refit's learning rate, as a share of the head's (`TrainConfig.rank_refit_epochs`): it
-fine-tunes a trained head, and Adam's first steps move every weight by about the learning rate
-whatever its gradient. On MovieLens a third ranked as well as the full rate (test NDCG@10
-0.2458 against 0.2452) and better on the temporal split (0.1236 against 0.1225)."""
-
-
 def refit_heads(
     ensemble: Ensemble,
     data: Interactions,
@@ -160,13 +153,14 @@ def refit_heads(
 ) -> tuple[ChoiceNet, list[int]]:
     """The heads chosen on validation (`ensemble`) trained on `data`, as both refits do it
     (the evaluated twin's, the served model's), and the epochs each trained: with
-    `config.rank_refit_epochs`, that many from the chosen heads' weights; with 0, a fresh
-    head for each one's kept epoch."""
+    `config.rank_refit_epochs`, that many from the chosen heads' weights at
+    `config.rank_refit_lr_share` of the learning rate; with 0, a fresh head for each one's
+    kept epoch."""
     nothing = data.subset(np.arange(0))
     if not config.rank_refit_epochs:
         trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
         return trainer.fit_ensemble(data, nothing, epochs=ensemble.epochs).network, ensemble.epochs
-    warm = config.model_copy(update={"rank_lr": config.rank_lr * REFIT_LR_SHARE})
+    warm = config.model_copy(update={"rank_lr": config.rank_lr * config.rank_refit_lr_share})
     epochs = [config.rank_refit_epochs] * len(ensemble.members)
     trainer = ChoiceTrainer(warm, on_epoch=on_epoch, world=world)
     network = trainer.fit_ensemble(data, nothing, epochs=epochs, start=ensemble).network
