@@ -131,7 +131,8 @@ class TrainConfig(BaseModel):
         le=1000,
         description="Epochs of each refit of the ranking head (the evaluated twin's on training "
         "+ validation, the served model's on every rating), each fine-tuning the head chosen "
-        "on validation at `rank_refit_lr_share` of its learning rate; 0: each refit trains a "
+        "on validation at `rank_refit_lr_share` of its learning rate, never for more epochs "
+        "than that head was kept at; 0: each refit trains a "
         "fresh head for the chosen head's epochs. On MovieLens 4 ranked as well as a fresh "
         "head at a ninth of its epochs (benchmarks/README.md).",
     )

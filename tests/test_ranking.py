@@ -200,8 +200,8 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     assert served.card.served.rating_epochs == twin.card.best_epoch
     assert served.ranking is not None and served.ranking.blend == twin.ranking.blend  # type: ignore[union-attr]
     # Both refits fine-tune the heads chosen on validation for the same epochs.
-    refits = [RANK_CONFIG.rank_refit_epochs] * RANK_CONFIG.rank_members
     assert twin.card.ranking is not None and twin.card.ranking.refit_warm
+    refits = [min(RANK_CONFIG.rank_refit_epochs, e) for e in twin.card.ranking.kept_epochs]
     assert twin.card.ranking.refit_epochs == refits == served.card.served.ranking_epochs
     assert served.card.metrics == fitted.report.to_json()
     # The spread of NDCG over users is kept beside its mean, for the box plots.
@@ -376,6 +376,9 @@ def test_a_refit_fine_tunes_the_chosen_heads_unless_told_to_start_afresh() -> No
     one = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 1})
     warm, epochs = refit_heads(chosen, data, one)
     assert epochs == [1, 1]
+    # No more epochs than each head was kept at (what a fresh refit would train).
+    many = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 28})
+    assert refit_heads(chosen, data, many)[1] == [28, 25]
     fresh = ChoiceTrainer(RANK_CONFIG).fit_ensemble(data, nothing, epochs=[1, 1]).network
 
     def moved(net: ChoiceNet) -> float:

@@ -153,15 +153,17 @@ def refit_heads(
 ) -> tuple[ChoiceNet, list[int]]:
     """The heads chosen on validation (`ensemble`) trained on `data`, as both refits do it
     (the evaluated twin's, the served model's), and the epochs each trained: with
-    `config.rank_refit_epochs`, that many from the chosen heads' weights at
-    `config.rank_refit_lr_share` of the learning rate; with 0, a fresh head for each one's
-    kept epoch."""
+    `config.rank_refit_epochs`, that many (at most each head's kept epoch) from the chosen
+    heads' weights at `config.rank_refit_lr_share` of the learning rate; with 0, a fresh
+    head for each one's kept epoch."""
     nothing = data.subset(np.arange(0))
     if not config.rank_refit_epochs:
         trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
         return trainer.fit_ensemble(data, nothing, epochs=ensemble.epochs).network, ensemble.epochs
     warm = config.model_copy(update={"rank_lr": config.rank_lr * config.rank_refit_lr_share})
-    epochs = [config.rank_refit_epochs] * len(ensemble.members)
+    # Never more epochs than a fresh refit would take: a head kept at epoch 2 (at scale,
+    # where an epoch is 64 large steps) is fine-tuned for 2.
+    epochs = [min(config.rank_refit_epochs, kept) for kept in ensemble.epochs]
     trainer = ChoiceTrainer(warm, on_epoch=on_epoch, world=world)
     network = trainer.fit_ensemble(data, nothing, epochs=epochs, start=ensemble).network
     return network, epochs
