@@ -9,7 +9,7 @@ import torch
 
 from recsys.training import blocked_softmax
 from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
-from recsys.training.row_adam import RowAdam
+from recsys.training.row_adam import RowAdam, WholeTableAdam
 
 
 @pytest.mark.parametrize("with_targets", [False, True])
@@ -80,3 +80,30 @@ def test_row_adam_takes_dense_adams_steps_on_rows_that_take_turns() -> None:
     rows_opt.flush()
     torch.testing.assert_close(lazy, dense.detach(), rtol=1e-4, atol=1e-5)
     assert (lazy - start).norm() > 0.5  # they moved: 40 gradients of ~lr each per entry
+
+
+def test_whole_table_adam_takes_the_steps_of_row_adam_read_every_step() -> None:
+    """Where the weight average reads the table after every step, dense Adam replaces
+    RowAdam: the same rows a batch reads, the same table after every step (a rank without
+    users steps too, on a zero gradient)."""
+    gen = torch.Generator().manual_seed(1)
+    start = torch.randn(12, 4, generator=gen)
+    grads = torch.randn(30, 12, 4, generator=gen) * 1e-3
+    lazy, whole = start.clone(), start.clone()
+    rows_opt, whole_opt = RowAdam(lazy, lr=0.01), WholeTableAdam(whole, lr=0.01)
+    for step in range(30):
+        turn = torch.arange(3 * (step % 4), 3 * (step % 4) + 3)
+        lazy_rows, whole_rows = rows_opt.rows(turn), whole_opt.rows(turn)
+        torch.testing.assert_close(whole_rows.detach(), lazy_rows.detach(), rtol=1e-5, atol=1e-6)
+        if step % 7 == 6:  # no users on this rank this step
+            rows_opt.step(turn, None)
+            whole_opt.step(turn, None)
+        else:
+            for rows in (lazy_rows, whole_rows):
+                (rows * grads[step, turn]).sum().backward()  # type: ignore[no-untyped-call]
+            rows_opt.step(turn, lazy_rows)
+            whole_opt.step(turn, whole_rows)
+        rows_opt.flush()
+        whole_opt.flush()
+        torch.testing.assert_close(whole, lazy, rtol=1e-5, atol=1e-6)
+    assert (whole - start).norm() > 0.1  # they moved

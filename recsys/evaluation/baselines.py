@@ -1,7 +1,8 @@
 """Baselines every model is compared against. A model that does not beat them is not shipped.
 
 Each scorer offers `predict_rows` (ratings for (user, item) rows; None if it predicts no
-ratings) and `rank_scores` (a users x items score matrix; None if it cannot rank).
+ratings) and `rank_scores` (a users x items score matrix; None if it cannot rank). The matrix
+is the caller's own: evaluation masks each user's training items in it, in place.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class BiasBaseline:
         return np.clip(pred, *self.clip) if self.clip else pred
 
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.item_bias).float().expand(len(users), -1)
+        return torch.from_numpy(self.item_bias).float().repeat(len(users), 1)
 
 
 class MostPopular:
@@ -94,7 +95,7 @@ class MostPopular:
         return None
 
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.counts).expand(len(users), -1)
+        return torch.from_numpy(self.counts).repeat(len(users), 1)
 
 
 class Ease:

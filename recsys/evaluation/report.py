@@ -105,6 +105,13 @@ def _rating_metrics(
     }
 
 
+SCORE_BATCH_FLOATS = 1 << 21
+"""Scores per batch of users in `RankingTask.top_k` (8 MB of float32): scored, masked and cut
+to the top k while they are in the cache. The ranking head's judge, every epoch on MovieLens
+(671 users x 9,066 items), took 25 ms a pass in batches of 231 users against 32 ms in one
+batch of 671 (batches of up to 64 MB, and a copy of each to mask)."""
+
+
 class RankingTask:
     """Which users to rank for, what they already saw, and what they liked afterwards."""
 
@@ -140,14 +147,13 @@ class RankingTask:
         """The top-k item rows for every task user (users x k), training items excluded."""
         out = []
         k = min(self.k, self.n_items)
-        # Users per batch so that a batch of scores stays near 64 MB whatever the catalog.
-        batch = max(16, min(1024, (1 << 24) // max(1, self.n_items)))
+        batch = max(16, min(1024, SCORE_BATCH_FLOATS // max(1, self.n_items)))
         for start in range(0, len(self.users), batch):
             users = self.users[start : start + batch]
             scores = scorer.rank_scores(users)
             if scores is None:
                 return None
-            scores = scores.clone().float()
+            scores = scores.float()  # the scorer's fresh matrix (or a float copy): masked here
             # Mask what each user rated in training: positions of these users' rows.
             lo = np.searchsorted(self.seen_users, users[0])
             hi = np.searchsorted(self.seen_users, users[-1], side="right")

@@ -150,7 +150,7 @@ class ChoiceNet(nn.Module):
     def outputs(self) -> torch.Tensor:
         """q_i of every item: its own output embedding plus its genres'."""
         if self.genre_matrix is not None:
-            return self.item_out + self.genre_matrix @ self.genre_out
+            return torch.addmm(self.item_out, self.genre_matrix, self.genre_out)
         if self.genre_pairs is None or self.genre_weights is None:
             return self.item_out
         matrix = torch.sparse_coo_tensor(

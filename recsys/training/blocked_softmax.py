@@ -59,8 +59,9 @@ class _WeightedSoftmaxNLL(torch.autograd.Function):
         grads = any(ctx.needs_input_grad[:3])
         if grads:
             g_vectors = torch.empty_like(vectors)
-            g_outputs = torch.zeros_like(outputs)
-            g_bias = torch.zeros_like(bias)
+            # Written by the first block, summed into by the rest: no zero-filled pass.
+            g_outputs = torch.empty_like(outputs)
+            g_bias = torch.empty_like(bias)
         total = torch.zeros((), dtype=torch.float64, device=vectors.device)
         rows = _block_rows(vectors.shape[0], outputs.shape[0])
         starts = torch.arange(0, vectors.shape[0] + rows, rows, device=vectors.device)
@@ -84,8 +85,12 @@ class _WeightedSoftmaxNLL(torch.autograd.Function):
                 if chosen is not None:
                     soft.index_put_(chosen, -t_weights, accumulate=True)
                 torch.mm(soft, outputs, out=g_vectors[start : start + rows])
-                g_outputs.addmm_(soft.T, block)
-                g_bias += soft.sum(dim=0)
+                if start == 0:
+                    torch.mm(soft.T, block, out=g_outputs)
+                    torch.sum(soft, dim=0, out=g_bias)
+                else:
+                    g_outputs.addmm_(soft.T, block)
+                    g_bias += soft.sum(dim=0)
         if grads:
             ctx.save_for_backward(g_vectors, g_outputs, g_bias)
         return total.to(vectors.dtype)
@@ -93,7 +98,8 @@ class _WeightedSoftmaxNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         g_vectors, g_outputs, g_bias = ctx.saved_tensors
-        return g_vectors * grad, g_outputs * grad, g_bias * grad, None, None
+        # In place: the gradients were made for this backward pass alone (one per forward).
+        return g_vectors.mul_(grad), g_outputs.mul_(grad), g_bias.mul_(grad), None, None
 
 
 def weighted_softmax_nll(

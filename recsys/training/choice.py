@@ -19,7 +19,9 @@ of their chance (`SampledNormaliser`), so an epoch costs ratings x factors plus 
 negatives x factors, not users x items x factors. Either way the normaliser and its gradient
 are computed a cache-sized block of users at a time (`blocked_softmax`), and the users' offsets
 are updated where a batch reads them (`RowAdam`), the whole table only when it is read whole
-(a few times an epoch), so a step costs its batch, not the users table.
+(a few times an epoch), so a step costs its batch, not the users table. With few steps an
+epoch (MovieLens: 11), the weight average reads the table after every step, and dense Adam
+(`WholeTableAdam`) is the cheaper way to the same steps.
 
 Under torchrun (a `World`), each rank holds whole users (their histories and validation
 ratings) and trains on them; the item side (input and output embeddings, biases, genres) is
@@ -59,7 +61,7 @@ from recsys.training.choice_parts import (
     summed_over_ranks,
 )
 from recsys.training.distributed import World
-from recsys.training.row_adam import RowAdam
+from recsys.training.row_adam import RowAdam, WholeTableAdam
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
@@ -102,7 +104,7 @@ class _Steps:
     dropout: InputDropout
     normaliser: SampledNormaliser | None
     opt: Adam
-    offset_opt: RowAdam
+    offset_opt: RowAdam | WholeTableAdam
     average: WeightAverage
     here: np.ndarray
     """The users with ratings on this rank."""
@@ -151,8 +153,8 @@ class _Steps:
         # Every rank takes the same steps (each ends in an all-reduce), each with its share
         # of the batch's users.
         n_steps = max(1, math.ceil(n_users / cfg.rank_batch_users))
-        opt, offset_opt = optimizers(net, cfg)
         average = WeightAverage(net, cfg.rank_average, steps_per_epoch=n_steps)
+        opt, offset_opt = optimizers(net, cfg, read_every_step=average.every_step)
         return cls(
             cfg, net, hist, device, world, gen, dropout, normaliser, opt, offset_opt, average,
             here, anywhere, hist.user_weights(), n_steps, total_weight,

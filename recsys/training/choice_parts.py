@@ -19,7 +19,7 @@ from recsys.train_config import TrainConfig
 from recsys.training.adam import Adam
 from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
 from recsys.training.distributed import World
-from recsys.training.row_adam import RowAdam
+from recsys.training.row_adam import RowAdam, WholeTableAdam
 
 _Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """What `Histories.batch` lays out for a batch of users (see there)."""
@@ -215,6 +215,9 @@ class ChoiceScorer:
         self.nll_of = nll_of
         self.nll_sum, self.nll_weight = 0.0, 0.0
         self.scored: list[np.ndarray] = []
+        # The items' output vectors, once for every batch of users the judge asks for.
+        with torch.no_grad():
+            self.outputs_t = net.outputs().T
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> None:
         return None
@@ -222,9 +225,10 @@ class ChoiceScorer:
     def rank_scores(self, users: np.ndarray) -> torch.Tensor:
         users = np.asarray(users, dtype=np.int64)
         with torch.no_grad():
-            scores: torch.Tensor = self.net(
-                user_vectors(self.net, self.inputs, users, self.inputs.batch(users), self.device)
+            vectors = user_vectors(
+                self.net, self.inputs, users, self.inputs.batch(users), self.device
             )
+            scores = torch.addmm(self.net.item_bias, vectors, self.outputs_t)
             if self.nll_of is not None:
                 self._add_nll(users, scores)
         return scores.cpu()
@@ -242,8 +246,11 @@ class ChoiceScorer:
         self.scored.append(users)
 
 
-def optimizers(net: ChoiceNet, cfg: TrainConfig) -> tuple[Adam, RowAdam]:
-    """Adam for the item side, `RowAdam` for the users' offsets (a batch's rows at a time).
+def optimizers(
+    net: ChoiceNet, cfg: TrainConfig, *, read_every_step: bool
+) -> tuple[Adam, RowAdam | WholeTableAdam]:
+    """Adam for the item side; for the users' offsets `RowAdam` (a batch's rows at a time),
+    or dense Adam where the whole table is read after every step anyway (`read_every_step`).
     The L2 on item and genre embeddings is Adam's (coupled) weight decay, in the first
     parameter group, set before each step: the gradient of the penalty in the loss, without
     squaring whole tables every step (a fifth of an epoch's time when it was part of the
@@ -251,7 +258,8 @@ def optimizers(net: ChoiceNet, cfg: TrainConfig) -> tuple[Adam, RowAdam]:
     decayed = net.penalised_tables()
     ids = {id(t) for t in decayed} | {id(net.user_offset)}
     rest = [p for p in net.parameters() if id(p) not in ids]
-    return Adam([decayed, rest], lr=cfg.rank_lr), RowAdam(net.user_offset, cfg.rank_lr)
+    kind = WholeTableAdam if read_every_step else RowAdam
+    return Adam([decayed, rest], lr=cfg.rank_lr), kind(net.user_offset, cfg.rank_lr)
 
 
 class WeightAverage:
@@ -273,6 +281,8 @@ class WeightAverage:
         self._averaged = [p.detach() for p in self.network.parameters()] if decay_per_epoch else []
         steps = max(1, steps_per_epoch)
         self._every = max(1, steps // self.UPDATES_PER_EPOCH)
+        self.every_step = bool(decay_per_epoch) and self._every == 1
+        """Whether the average reads the weights after every step."""
         self._weight = 1 - decay_per_epoch ** (self._every / steps)
         self._steps = 0
 
