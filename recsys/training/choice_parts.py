@@ -239,7 +239,11 @@ class ChoiceScorer:
         pos, _, rows, items = self.nll_of.batch(users)
         weights = self.nll_of.targets[pos]
         per_user = np.bincount(rows, weights=weights, minlength=len(users))
-        log_z = torch.logsumexp(scores, dim=1).double().cpu().numpy()
+        # logsumexp by hand: the scores are finite, and one exp pass into a scratch copy took
+        # two thirds of torch.logsumexp's time on MovieLens's batches.
+        top = scores.amax(dim=1, keepdim=True)
+        sums = torch.sub(scores, top).exp_().sum(dim=1)
+        log_z = (sums.log_() + top.squeeze(1)).double().cpu().numpy()
         chosen = scores[torch.from_numpy(rows), torch.from_numpy(items)].double().cpu().numpy()
         self.nll_sum += float(per_user @ log_z - weights @ chosen)
         self.nll_weight += float(weights.sum(dtype=np.float64))
