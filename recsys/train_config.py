@@ -131,10 +131,10 @@ class TrainConfig(BaseModel):
         le=1000,
         description="Epochs of each refit of the ranking head (the evaluated twin's on training "
         "+ validation, the served model's on every rating), each fine-tuning the head chosen "
-        "on validation at `rank_refit_lr_share` of its learning rate where that is at most a "
-        "quarter of the head's kept epochs (`FINE_TUNE_MAX_SHARE`); else, or with 0, each "
-        "refit trains a fresh head for the chosen head's epochs. On MovieLens (kept epoch "
-        "30-40) 4 ranked as well as a fresh head at a ninth of its epochs; at 25M ratings "
+        "on validation at `rank_refit_lr_share` of its learning rate where the head was kept "
+        "at 2.5x as many epochs or more (`FINE_TUNE_MAX_SHARE`); else, or with 0, each refit "
+        "trains a fresh head for the chosen head's epochs. On MovieLens (kept epoch 11-40) 4 "
+        "ranked as well as a fresh head or better, at a ninth of its epochs; at 25M ratings "
         "(kept epoch 7) fine-tuning ranked worse than a fresh refit (benchmarks/README.md).",
     )
     rank_refit_lr_share: float = Field(

@@ -203,7 +203,7 @@ def test_served_model_learns_every_rating_and_keeps_its_evaluated_twin(tmp_path:
     # where the kept epochs are long enough.
     ranking = twin.card.ranking
     assert ranking is not None
-    warm = all(RANK_CONFIG.rank_refit_epochs <= e / 4 for e in ranking.kept_epochs)
+    warm = all(RANK_CONFIG.rank_refit_epochs <= 0.4 * e for e in ranking.kept_epochs)
     assert ranking.refit_warm == warm
     refits = [RANK_CONFIG.rank_refit_epochs] * len(ranking.kept_epochs)
     assert ranking.refit_epochs == (refits if warm else ranking.kept_epochs)
@@ -381,11 +381,11 @@ def test_a_refit_fine_tunes_the_chosen_heads_unless_told_to_start_afresh() -> No
     one = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 1})
     warm, epochs = refit_heads(chosen, data, one)
     assert epochs == [1, 1]
-    # Fine-tuning adds at most a quarter of a head's kept epochs (25 / 4 = 6.25): asked for
-    # more, each refit trains a fresh head for its kept epoch, the chosen heads again.
-    six = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 6})
-    assert refit_heads(chosen, data, six)[1] == [6, 6]
-    many = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 7})
+    # Fine-tuning adds at most 0.4 of a head's kept epochs (0.4 x 25 = 10): asked for more,
+    # each refit trains a fresh head for its kept epoch, the chosen heads again.
+    ten = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 10})
+    assert refit_heads(chosen, data, ten)[1] == [10, 10]
+    many = RANK_CONFIG.model_copy(update={"rank_refit_epochs": 11})
     again, again_epochs = refit_heads(chosen, data, many)
     assert again_epochs == [30, 25]
     fresh = ChoiceTrainer(RANK_CONFIG).fit_ensemble(data, nothing, epochs=[1, 1]).network
