@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -162,37 +162,35 @@ def _account() -> str:
         return f"uid {os.getuid()}" if hasattr(os, "getuid") else getpass.getuser()
 
 
-@models_app.command("promote")
-def models_promote(version: VersionArg, reason: ReasonOption = None) -> None:
-    """Make a version production now (the running services switch within seconds)."""
+def _decide(
+    version: str, reason: str | None, action: Literal["promote", "approve", "reject"], done: str
+) -> None:
+    """Apply the registry's `action` to `version` (a name or an alias) and print `done`
+    with the resolved name."""
     from recsys import registry
 
     engine = db_engine()
     name = registry.resolve(engine, version)["version"]
-    registry.promote(engine, name, actor=_actor(reason))
-    out.print(f"{name} is in production", highlight=False)
+    getattr(registry, action)(engine, name, actor=_actor(reason))
+    out.print(done.format(name=name), highlight=False)
+
+
+@models_app.command("promote")
+def models_promote(version: VersionArg, reason: ReasonOption = None) -> None:
+    """Make a version production now (the running services switch within seconds)."""
+    _decide(version, reason, "promote", "{name} is in production")
 
 
 @models_app.command("approve")
 def models_approve(version: VersionArg, reason: ReasonOption = None) -> None:
     """Approve a candidate waiting for an operator (or a canary): it becomes production."""
-    from recsys import registry
-
-    engine = db_engine()
-    name = registry.resolve(engine, version)["version"]
-    registry.approve(engine, name, actor=_actor(reason))
-    out.print(f"{name} approved: in production", highlight=False)
+    _decide(version, reason, "approve", "{name} approved: in production")
 
 
 @models_app.command("reject")
 def models_reject(version: VersionArg, reason: ReasonOption = None) -> None:
     """Reject a candidate or stop a canary; production is unchanged."""
-    from recsys import registry
-
-    engine = db_engine()
-    name = registry.resolve(engine, version)["version"]
-    registry.reject(engine, name, actor=_actor(reason))
-    out.print(f"{name} rejected", highlight=False)
+    _decide(version, reason, "reject", "{name} rejected")
 
 
 @models_app.command("rollback")
