@@ -68,7 +68,7 @@ def main() -> None:
         print(f"  selection epoch {stats.epoch}: valid NDCG@10 {stats.val_ndcg:.4f}", flush=True)
 
     t0 = time.perf_counter()
-    selection = select_ranking(parts.inner, parts.valid, no_rating, config, on_epoch=show)
+    selection = select_ranking(parts.inner, parts.valid, lambda: no_rating, config, on_epoch=show)
     kept = selection.ensemble.epochs
     print(f"selection {time.perf_counter() - t0:.0f} s, kept epochs {kept}", flush=True)
     both = parts.inner.concat(parts.valid)

@@ -1,6 +1,6 @@
-"""The refits beside the caller's steps (threads of their own on small data and the CPU: the
-rating head's twin and serving refits beside the ranking head's selection, the serving refit
-beside the twin's ranking refit) give the model that running them in turn gives, leave
+"""The work beside the caller's steps (threads of their own on small data and the CPU: the
+rating head, its selection and refits, beside the ranking head's selection; the serving
+refit beside the twin's ranking refit) give the model that running them in turn gives, leave
 torch's threads as they found them, and a failure in one reaches the caller."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ candidate on ratings neither learned (recsys.jobs).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,41 +41,48 @@ class ServingNetworks:
 
 @dataclass(frozen=True)
 class RatingFits:
-    """The rating head after its selection: the evaluated twin's (refit on training +
-    validation with `config.refit`, else the selected one), and the one that serves (trained
-    on every rating; None without a serving refit)."""
+    """The rating head: as selected on validation (`selected`, which never saw it), the
+    evaluated twin's (refit on training + validation with `config.refit`, else the selected
+    one), and the one that serves (trained on every rating; None without a serving refit)."""
 
+    selected: TrainResult
     twin: TrainResult
     served: TrainResult | None
 
 
 def rating_fits(
     trainer: Trainer,
-    selected: TrainResult,
     inner: Interactions,
     valid: Interactions,
     everything: Interactions | None,
     world: World | None = None,
-    start: DotProductBias | None = None,
+    network: DotProductBias | None = None,
 ) -> Beside[RatingFits]:
-    """The twin's refit on `inner` + `valid` (from `start`'s weights, a warm start, when
-    given) and the serving refit on `everything` (None: none), which need only `selected`'s
-    epoch count: on small data in one process on the CPU, in a thread beside the ranking
-    head's selection (silently: its epochs would interleave with the ranking head's);
-    otherwise in the caller, in turn."""
+    """The rating head's selection on `inner` with early stopping on `valid` (from
+    `network`'s weights, a warm start, when given), then the twin's refit on `inner` + `valid`
+    (from `network`'s weights too) and the serving refit on `everything` (None: none).
+
+    The ranking head's selection needs none of it until it chooses its blend, so on small
+    data in one process on the CPU all of it runs in a thread beside that selection, each
+    stream on half the cores: a step of either keeps about 1.6 cores busy with all of them
+    (`recsys.training.beside`). Only the selection's epochs are shown (interleaved with the
+    ranking head's; each line says which head), the refits run silently. Otherwise it runs in
+    the caller, in turn."""
     config = trainer.config
     n_ratings = len(everything) if everything is not None else len(inner) + len(valid)
     beside = trains_beside(n_ratings, config, world)
     fitter = Trainer(config, trainer.scale) if beside else trainer
 
     def run() -> RatingFits:
+        start = copy.deepcopy(network) if network is not None else None
+        selected = trainer.select(inner, valid, network=network, world=world)
         twin = fitter.refit(selected, inner, valid, network=start, world=world)
         served = None
         if everything is not None:
             served = fitter.train_for(everything, selected.best_epoch, world)
-        return RatingFits(twin, served)
+        return RatingFits(selected, twin, served)
 
-    return Beside(run, beside=beside, name="rating-refits", share_threads=True)
+    return Beside(run, beside=beside, name="rating-head", share_threads=True)
 
 
 def serving_refit(

@@ -7,7 +7,6 @@ records (`recsys train`).
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -33,7 +32,7 @@ from recsys.training.distributed import World
 from recsys.training.heap import keep_freed_memory
 from recsys.training.ranking import Selection, head_of, refit_ranking, select_ranking
 from recsys.training.splits import Splits, split
-from recsys.training.trainer import EpochStats, Trainer, TrainResult
+from recsys.training.trainer import EpochStats, Trainer
 
 BASELINES_FOLDER = "baselines"
 """Where, under the artifact folder, the baselines' figures are kept per data (BaselineCache)."""
@@ -112,21 +111,18 @@ def fit_across(
     )
     baselines = _baselines(parts, config, world, baseline_cache)
     with baselines or nullcontext():
-        start = copy.deepcopy(network) if network is not None else None
-        selected = trainer.select(parts.inner, parts.valid, network=network, world=world)
         serves = config.serve_refit and _over_ranks(world, len(parts.test)) > 0
         everything = parts.data if serves else None
-        rating = rating_fits(trainer, selected, parts.inner, parts.valid, everything, world, start)
+        rating = rating_fits(trainer, parts.inner, parts.valid, everything, world, network)
         with rating:
             if not rating.beside:
                 rating.result()  # in turn: under torchrun every rank takes the same steps
-            return after_rating_head(
+            return _beside_rating_head(
                 parts,
-                selected,
                 rating,
                 config,
                 scale,
-                rating_s=time.perf_counter() - t0,
+                started=t0,
                 world=world,
                 whole=whole,
                 extra=extra,
@@ -161,14 +157,13 @@ def _baselines(
     return Beside(work, beside=fits_beside(len(parts.data), world), name="baselines")
 
 
-def after_rating_head(
+def _beside_rating_head(
     parts: Splits,
-    selected: TrainResult,
     rating: Beside[RatingFits],
     config: TrainConfig,
     scale: RatingScale,
     *,
-    rating_s: float,
+    started: float,
     world: World | None = None,
     whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None,
     extra: Sequence[Scorer] = (),
@@ -177,9 +172,10 @@ def after_rating_head(
     on_rank_epoch: Callable[[EpochStats], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> Fitted | None:
-    """Everything after the rating head's selection (`selected`, which took `rating_s`; its
-    refits are `rating`), in one process or across the ranks of torchrun: the ranking head;
-    the serving refit; the evaluation against the baselines on the test holdout. With a
+    """Everything but the rating head (`rating`: its selection and refits, beside on small
+    data), in one process or across the ranks of torchrun: the ranking head; the serving
+    refit; the evaluation against the baselines on the test holdout (training having
+    `started` at that perf_counter time). With a
     `world`, `parts` is this rank's shard; rank 0 then reads `whole` (every rating, and the
     `extra` scorers of it) to build the user vectors, evaluate and assemble the models; the
     other ranks return None."""
@@ -189,11 +185,13 @@ def after_rating_head(
     on_epoch = on_rank_epoch if main else None
 
     def reclaiming(stats: EpochStats) -> None:
-        rating.reclaim()  # the refits beside may end before the selection
+        rating.reclaim()  # the rating head beside may end before the selection
         if on_epoch is not None:
             on_epoch(stats)
 
-    selection = _selection(parts, selected, config, world, stage, reclaiming)
+    selection = _selection(
+        parts, lambda: rating.result().selected.network, config, world, stage, reclaiming
+    )
     fits = rating.result()
     serving = _serving_refit(parts, fits, selection, config, world, stage)
     with serving or nullcontext():
@@ -222,7 +220,7 @@ def after_rating_head(
             config,
             scale,
             extra=extra,
-            train_s=rating_s + ranking_s,
+            train_s=time.perf_counter() - started,
             ranking=ranking,
             baselines=baselines.result() if baselines is not None else None,
             baseline_cache=baseline_cache,
@@ -252,21 +250,21 @@ def _serve(fitted: Fitted, networks: ServingNetworks) -> None:
 
 def _selection(
     parts: Splits,
-    selected: TrainResult,
+    rating: Callable[[], DotProductBias],
     config: TrainConfig,
     world: World | None,
     stage: Callable[[str], None],
     on_epoch: Callable[[EpochStats], None] | None,
 ) -> Selection | None:
     """The ranking head chosen on validation (None without one, or without ratings), its
-    blend with the rating head chosen with the `selected` one (which never saw validation)."""
+    blend with the rating head chosen with the one `rating` gives (selected on validation,
+    which it never saw)."""
     if not config.ranking or not _over_ranks(world, len(parts.inner)):
         return None
     stage(
         f"ranking head: batches of {config.rank_batch_users:,} users, at most "
         f"{config.rank_epochs} epochs"
     )
-    rating = selected.network
     return select_ranking(parts.inner, parts.valid, rating, config, on_epoch=on_epoch, world=world)
 
 

@@ -103,16 +103,17 @@ class Selection:
 def select_ranking(
     inner: Interactions,
     valid: Interactions,
-    rating_selected: DotProductBias,
+    rating_selected: Callable[[], DotProductBias],
     config: TrainConfig,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     world: World | None = None,
 ) -> Selection:
     """Train the choice head on `inner` with early stopping on `valid`, and choose the blend
-    with the rating head of the same data (`rating_selected`, which never saw `valid`) by
-    NDCG@k on `valid`. With a `world`, `inner` and `valid` are this rank's users; every rank
-    returns the same heads."""
+    with the rating head of the same data (what `rating_selected` returns once the choice
+    head is trained: the rating head may still be training beside it; it never saw `valid`)
+    by NDCG@k on `valid`. With a `world`, `inner` and `valid` are this rank's users; every
+    rank returns the same heads."""
     t0 = time.perf_counter()
     trainer = ChoiceTrainer(config, on_epoch=on_epoch, world=world)
     n_valid = world.sum(len(valid))[0] if world else len(valid)
@@ -124,8 +125,9 @@ def select_ranking(
     if judge is not None:
         head = head_of(ensemble.network, inner, config, 0.0)
         candidates = RANK_BLENDS if blend is None else (blend,)
+        rating = rating_selected()
         for b in candidates:
-            blend_ndcg[str(b)] = judge(_Blended(head, rating_selected, b))
+            blend_ndcg[str(b)] = judge(_Blended(head, rating, b))
         if blend is None:
             blend = max(candidates, key=lambda b: blend_ndcg[str(b)] or 0.0)
     blend = 0.0 if blend is None else blend
