@@ -36,3 +36,26 @@ def test_adam_steps_as_torchs_fused_adam() -> None:
         for a, b in zip(ours, theirs, strict=True):
             torch.testing.assert_close(a, b)
     assert not torch.equal(ours[0], start[0])
+
+
+def test_row_sparse_gradients_step_as_dense_ones() -> None:
+    """An embedding looked up with sparse=True (rows repeated within a batch, some rows
+    never looked up in a step) takes the steps of the same lookup with a dense gradient."""
+    gen = torch.Generator().manual_seed(1)
+    start = torch.randn(30, 3, generator=gen)
+    sparse, dense = start.clone().requires_grad_(), start.clone().requires_grad_()
+    opts = {t: Adam([[t]], lr=0.1) for t in (sparse, dense)}
+    opts[sparse].param_groups[0].weight_decay = opts[dense].param_groups[0].weight_decay = 0.01
+    for _ in range(6):
+        rows = torch.randint(0, 10, (12,), generator=gen)  # rows 10-29 drift on momentum only
+        target = torch.randn(12, 3, generator=gen)
+        for table, is_sparse in ((sparse, True), (dense, False)):
+            opts[table].zero_grad()
+            looked_up = torch.nn.functional.embedding(rows, table, sparse=is_sparse)
+            ((looked_up - target) ** 2).sum().backward()  # type: ignore[no-untyped-call]
+            assert table.grad is not None and table.grad.is_sparse == is_sparse
+            opts[table].step()
+        torch.testing.assert_close(sparse, dense)
+    assert not torch.equal(sparse[20], start[20])  # moved by weight decay and momentum
+    # The buffer the sparse rows are added into is zero again after each step.
+    assert not opts[sparse].param_groups[0].dense_grads[0].any()

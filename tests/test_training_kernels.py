@@ -1,15 +1,48 @@
-"""The ranking head's hand-written training pieces against torch's own: the blocked softmax
-NLL against autograd through `logsumexp`, and `RowAdam` against dense Adam on a table whose
-rows take turns."""
+"""The hand-written training pieces against torch's own: the rating head's closed-form
+gradients against autograd through its loss; the ranking head's blocked softmax NLL against
+autograd through `logsumexp`, and `RowAdam` against dense Adam on a table whose rows take
+turns."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from recsys.model.network import DotProductBias
 from recsys.training import blocked_softmax
 from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
+from recsys.training.rating_objective import Objective
 from recsys.training.row_adam import RowAdam, WholeTableAdam
+
+
+@pytest.mark.parametrize("row_weights", [False, True])
+@pytest.mark.parametrize("bias_l2", [0.0, 0.3])
+def test_the_rating_heads_closed_form_gradients_match_autograd(
+    row_weights: bool, bias_l2: float
+) -> None:
+    gen = torch.Generator().manual_seed(0)
+    net = DotProductBias(7, 11, 5, (0.5, 5.0), mean_rating=3.2, init_std=0.5, generator=gen)
+    with torch.no_grad():
+        net.user_bias.normal_(0, 0.3, generator=gen)
+        net.item_bias.normal_(0, 0.3, generator=gen)
+    weights = (torch.rand(7, generator=gen), torch.rand(11, generator=gen))
+    objective = Objective(net, 0.05, bias_l2, weights if row_weights else None)
+    # Repeated users and items within the batch: their rows' gradients add up.
+    users = torch.tensor([0, 3, 3, 6, 1, 0], dtype=torch.int32)
+    items = torch.tensor([2, 2, 10, 5, 2, 7], dtype=torch.int32)
+    ratings = torch.tensor([4.0, 1.5, 5.0, 3.0, 0.5, 4.5])
+    loss, mse = objective(users.long(), items.long(), ratings)
+    loss.backward()
+    expected = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+    closed_mse = objective.gradients(users, items, ratings)
+    assert closed_mse.item() == pytest.approx(mse.item(), rel=1e-6)
+    for name, p in net.named_parameters():
+        assert p.grad is not None
+        got = p.grad.to_dense() if p.grad.is_sparse else p.grad
+        torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-7)
+    assert expected["item_factors"][2].abs().sum() > 0  # a row three ratings used
+    assert not expected["item_factors"][0].any()  # a row no rating used
 
 
 @pytest.mark.parametrize("with_targets", [False, True])

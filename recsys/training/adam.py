@@ -7,6 +7,12 @@ on 2 cores, for a model that is never compiled. This is Adam (Kingma & Ba 2015) 
 weight decay added to the gradient, as `torch.optim.Adam` does it, through the same fused
 kernel (`torch._fused_adam_`), so it steps exactly as that would
 (tests/test_adam.py compares them).
+
+A parameter may come with a row-sparse gradient (the rating head's closed-form gradients,
+or an embedding looked up with `sparse=True`): its rows are added into a dense buffer kept
+zeroed between steps, and after the step only the rows written are zeroed again. The step is
+dense Adam's all the same, without a gradient table zero-filled at every step (on MovieLens a
+9,000 x 64 item table, of which a batch uses ~500 rows).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ class ParamGroup:
     exp_avg: list[torch.Tensor] = field(default_factory=list)
     exp_avg_sq: list[torch.Tensor] = field(default_factory=list)
     steps: list[torch.Tensor] = field(default_factory=list)
+    dense_grads: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Per parameter with row-sparse gradients: the zeroed buffer they are added into."""
 
 
 class Adam:
@@ -67,9 +75,17 @@ class Adam:
                 continue
             steps = [group.steps[i] for i in live]
             torch._foreach_add_(steps, 1)
+            grads: list[torch.Tensor] = []
+            written: dict[int, torch.Tensor] = {}
+            for i in live:
+                grad = group.params[i].grad
+                assert grad is not None  # live
+                if grad.is_sparse:
+                    grad, written[i] = _densify(group, i, grad)
+                grads.append(grad)
             torch._fused_adam_(
                 [group.params[i] for i in live],
-                [group.params[i].grad for i in live],  # type: ignore[misc]  # checked above
+                grads,
                 [group.exp_avg[i] for i in live],
                 [group.exp_avg_sq[i] for i in live],
                 [],
@@ -82,3 +98,16 @@ class Adam:
                 amsgrad=False,
                 maximize=False,
             )
+            for i, rows in written.items():
+                group.dense_grads[i].index_fill_(0, rows, 0.0)
+
+
+def _densify(group: ParamGroup, i: int, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parameter `i`'s row-sparse `grad` added into its zeroed dense buffer: the buffer, and
+    the rows written (to zero again after the step)."""
+    buffer = group.dense_grads.get(i)
+    if buffer is None:
+        buffer = group.dense_grads[i] = torch.zeros_like(group.params[i])
+    rows = grad._indices()[0]
+    buffer.index_add_(0, rows, grad._values())
+    return buffer, rows

@@ -335,9 +335,12 @@ class _Run:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for s in range(0, len(order), self.batch):
             idx = order[s : s + self.batch]
-            loss, mse = self.objective(users[idx], items[idx], ratings[idx])
             self.opt.zero_grad()
-            loss.backward()
+            if isinstance(self.objective, Objective):
+                mse = self.objective.gradients(users[idx], items[idx], ratings[idx])
+            else:  # DistributedDataParallel averages autograd's gradients over the ranks
+                loss, mse = self.objective(users[idx], items[idx], ratings[idx])
+                loss.backward()
             self.opt.set_lr(self.lr())
             self.opt.step()
             loss_sum += mse.detach().double() * len(idx)
