@@ -174,11 +174,10 @@ def _beside_rating_head(
 ) -> Fitted | None:
     """Everything but the rating head (`rating`: its selection and refits, beside on small
     data), in one process or across the ranks of torchrun: the ranking head; the serving
-    refit; the evaluation against the baselines on the test holdout (training having
-    `started` at that perf_counter time). With a
-    `world`, `parts` is this rank's shard; rank 0 then reads `whole` (every rating, and the
-    `extra` scorers of it) to build the user vectors, evaluate and assemble the models; the
-    other ranks return None."""
+    refit; the evaluation against the baselines on the test holdout (training `started` at
+    that `time.perf_counter()`). With a `world`, `parts` is this rank's shard; rank 0 then
+    reads `whole` (every rating, and the `extra` scorers of it) to build the user vectors,
+    evaluate and assemble the models; the other ranks return None."""
     main = world is None or world.is_main
     stage = on_stage if on_stage is not None and main else (lambda _: None)
     t0 = time.perf_counter()
