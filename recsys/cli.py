@@ -25,7 +25,6 @@ from recsys.train_config import TrainConfig
 if TYPE_CHECKING:
     from recsys.evaluation.report import Report
     from recsys.model.recommender import Recommender
-    from recsys.training.runs import Registered
 
 # The modules that need torch, pandas, alembic or sqlalchemy are imported in the commands
 # that use them: `recsys --help` starts in a fraction of the ~2 s they take to import.
@@ -97,6 +96,9 @@ _DistributedOption = Annotated[
 
 def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs.")] = None,
+    rank_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Maximum epochs of the ranking head.")
+    ] = None,
     factors: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr: Annotated[float | None, typer.Option(min=0.0)] = None,
@@ -109,13 +111,14 @@ def train(
     distributed: _DistributedOption = False,
 ) -> None:
     """Train DotProductBias on the ratings in the database, evaluate it, register it."""
-    from recsys.cli_progress import training_progress
+    from recsys.cli_progress import print_training, training_progress
     from recsys.training.runs import train_from_database
     from recsys.training.sharded import train_distributed
 
     s = _settings()
     overrides = {
         "epochs": epochs,
+        "rank_epochs": rank_epochs,
         "n_factors": factors,
         "batch_size": batch_size,
         "lr": lr,
@@ -143,60 +146,7 @@ def train(
             on_stage=progress.on_stage,
         )
     if reg is not None:  # a distributed rank other than 0 has none: rank 0 reports
-        _print_training(reg, config.top_k)
-
-
-def _print_training(reg: Registered, k: int) -> None:
-    """What `recsys train` says of a registered run: both heads' epochs, the served refit,
-    the report against the baselines, and the verdict."""
-    from recsys.evaluation.report import format_report
-
-    res = reg.fitted.result
-    out.print(
-        f"best epoch {res.best_epoch} of {len(res.history)}"
-        f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
-        f"{res.samples_per_second:,.0f} samples/s on {res.device}"
-    )
-    if res.refit is not None:
-        out.print(
-            f"refit on training + validation data ({res.refit.ratings:,} ratings) for "
-            f"{res.refit.epochs} epochs: train MSE {res.refit.train_loss:.4f}"
-        )
-    ranking = reg.fitted.recommender.card.ranking
-    if ranking:
-        heads = ranking.kept_epochs
-        kept = (
-            f"epoch {heads[0]} of {len(ranking.history)} kept"
-            if len(heads) == 1
-            else f"{len(heads)} heads averaged, epochs {', '.join(map(str, heads))} kept"
-        )
-        out.print(
-            f"ranking head: {kept}; lists rank by choice + {ranking.blend} x rating logit "
-            f"(chosen on validation NDCG@{k})"
-        )
-        if ranking.refit_epochs:
-            start = "from the kept head" if ranking.refit_warm else "from scratch"
-            out.print(
-                f"ranking head refit on training + validation data {start} for "
-                f"{', '.join(map(str, ranking.refit_epochs))} epochs"
-            )
-    served = reg.fitted.deployed.card.served
-    if served:
-        out.print(
-            f"served model: both heads trained again on all {served.ratings:,} ratings "
-            f"({served.seconds:.1f}s); the figures below are its evaluated twin's"
-        )
-    if reg.fitted.report is not None:
-        out.print(format_report(reg.fitted.report))
-    for w in reg.fitted.gate.get("warnings", []):
-        err.print(tagged("warning:", "yellow", str(w)))
-    if reg.promoted:
-        verdict = "promoted to production"
-    elif reg.decision.passed:
-        verdict = "registered as candidate"
-    else:  # the baselines' gates, and production's on the same holdout
-        verdict = "rejected: " + "; ".join(reg.decision.reasons)
-    out.print(f"model {reg.version} {verdict}")
+        print_training(reg, config.top_k)
 
 
 def evaluate(

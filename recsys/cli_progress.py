@@ -1,6 +1,7 @@
 """What `recsys train` and `recsys retrain` show while they work: a bar with the elapsed
 time, and a line for every stage and every epoch of either head, so that a run of minutes is
-never silent and a user sees whether a head under- or over-fits as it trains."""
+never silent and a user sees whether a head under- or over-fits as it trains; and what
+`recsys train` says of the run it registered."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from recsys.cli_console import err, out, tagged
 from recsys.train_config import TrainConfig
 
 if TYPE_CHECKING:
+    from recsys.training.runs import Registered
     from recsys.training.trainer import EpochStats
 
 
@@ -80,3 +83,56 @@ def training_progress(
             )
 
         yield TrainingProgress(on_stage, on_step, on_epoch, on_rank_epoch)
+
+
+def print_training(reg: Registered, k: int) -> None:
+    """What `recsys train` says of a registered run: both heads' epochs, the served refit,
+    the report against the baselines, and the verdict."""
+    from recsys.evaluation.report import format_report
+
+    res = reg.fitted.result
+    out.print(
+        f"best epoch {res.best_epoch} of {len(res.history)}"
+        f"{' (stopped early)' if res.stopped_early else ''}; {res.seconds:.2f}s, "
+        f"{res.samples_per_second:,.0f} samples/s on {res.device}"
+    )
+    if res.refit is not None:
+        out.print(
+            f"refit on training + validation data ({res.refit.ratings:,} ratings) for "
+            f"{res.refit.epochs} epochs: train MSE {res.refit.train_loss:.4f}"
+        )
+    ranking = reg.fitted.recommender.card.ranking
+    if ranking:
+        heads = ranking.kept_epochs
+        kept = (
+            f"epoch {heads[0]} of {len(ranking.history)} kept"
+            if len(heads) == 1
+            else f"{len(heads)} heads averaged, epochs {', '.join(map(str, heads))} kept"
+        )
+        out.print(
+            f"ranking head: {kept}; lists rank by choice + {ranking.blend} x rating logit "
+            f"(chosen on validation NDCG@{k})"
+        )
+        if ranking.refit_epochs:
+            start = "from the kept head" if ranking.refit_warm else "from scratch"
+            out.print(
+                f"ranking head refit on training + validation data {start} for "
+                f"{', '.join(map(str, ranking.refit_epochs))} epochs"
+            )
+    served = reg.fitted.deployed.card.served
+    if served:
+        out.print(
+            f"served model: both heads trained again on all {served.ratings:,} ratings "
+            f"({served.seconds:.1f}s); the figures below are its evaluated twin's"
+        )
+    if reg.fitted.report is not None:
+        out.print(format_report(reg.fitted.report))
+    for w in reg.fitted.gate.get("warnings", []):
+        err.print(tagged("warning:", "yellow", str(w)))
+    if reg.promoted:
+        verdict = "promoted to production"
+    elif reg.decision.passed:
+        verdict = "registered as candidate"
+    else:  # the baselines' gates, and production's on the same holdout
+        verdict = "rejected: " + "; ".join(reg.decision.reasons)
+    out.print(f"model {reg.version} {verdict}")
