@@ -126,13 +126,13 @@ class Objective(nn.Module):
         s = torch.sigmoid(z)
         error = s * (hi - lo) + lo - ratings
         c = error * ((2 * (hi - lo) / n) * s * (1 - s))
-        w_u = torch.full_like(c, 2 * self.factor_l2 / n)
+        w_u: torch.Tensor | float = 2 * self.factor_l2 / n
         w_i = w_u
         if self.user_weight is not None and self.item_weight is not None:
-            w_u = self.user_weight[users] * (2 * self.factor_l2 / n)
-            w_i = self.item_weight[items] * (2 * self.factor_l2 / n)
-        g_p = torch.addcmul(p_u * w_u.unsqueeze(1), c.unsqueeze(1), q_i)
-        g_q = torch.addcmul(q_i * w_i.unsqueeze(1), c.unsqueeze(1), p_u)
+            w_u = self.user_weight[users].mul_(w_u).unsqueeze(1)
+            w_i = self.item_weight[items].mul_(w_i).unsqueeze(1)
+        g_p = torch.addcmul(p_u * w_u, c.unsqueeze(1), q_i)
+        g_q = torch.addcmul(q_i * w_i, c.unsqueeze(1), p_u)
         shrink = 2 * self.bias_l2 / n
         net.user_factors.grad = _rows(users, g_p, net.user_factors)
         net.item_factors.grad = _rows(items, g_q, net.item_factors)
