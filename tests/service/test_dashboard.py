@@ -99,6 +99,8 @@ def open_item(page: Page, search: str, item: str, where: str, text: str) -> None
 
 def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
     OUTPUT.mkdir(exist_ok=True)
+    # One set of screenshots per database: the two may be taken at once (pytest -n 2).
+    backend = served.engine.dialect.name
     candidate = train_from_database(
         served.engine, served.artifact_dir, GENRE_CONFIG, RatingScale(), promote=False
     ).version
@@ -200,7 +202,7 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
                     title = chart.query_selector(f"text.{axis}")
                     assert title and (title.text_content() or "").strip(), f"{chart_id}: no {axis}"
             page.screenshot(
-                path=str(OUTPUT / f"dashboard-{name or 'overview'}.png"), full_page=True
+                path=str(OUTPUT / f"dashboard-{name or 'overview'}-{backend}.png"), full_page=True
             )
             if name in ("alerts", ""):  # every check is listed, with a state and a reason
                 table = "#alerts" if name else "#health"
@@ -295,7 +297,7 @@ def test_dashboard_pages_buttons_and_access(live: str, served: Served) -> None:
             production,
         )
         assert (approved["action"], approved["from_version"]) == ("approve", production)
-        page.screenshot(path=str(OUTPUT / "dashboard-models-after-rollback.png"))
+        page.screenshot(path=str(OUTPUT / f"dashboard-models-after-rollback-{backend}.png"))
         browser.close()
     assert errors == [], errors
 
