@@ -46,6 +46,17 @@ def test_synthetic_generator_is_realistic(synthetic: Path) -> None:
     assert set(np.unique(data.ratings)) <= set(np.arange(0.5, 5.01, 0.5))
 
 
+def test_synthetic_generator_keeps_pairs_unique_across_chunks(tmp_path: Path) -> None:
+    """Drawn a chunk at a time, each chunk's pairs checked against every earlier chunk's: a
+    dense corner (900 of 2,000 cells) makes later chunks draw mostly pairs already written."""
+    path = tmp_path / "chunks.csv"
+    assert generate_synthetic(path, n_users=50, n_items=40, n_ratings=900, seed=1, chunk_rows=60)
+    data = _frame_data(path)
+    assert len(data) == 900
+    keys = data.users.astype(np.int64) * data.n_items + data.items
+    assert len(np.unique(keys)) == len(keys)
+
+
 def test_early_stopping_returns_the_best_epoch(synthetic: Path) -> None:
     data = _frame_data(synthetic)
     train, valid = holdout(data, 0.2, seed=0)

@@ -84,6 +84,9 @@ def generate_synthetic(
     ub = rng.normal(0, 0.4, n_users).astype(np.float32)
     ib = rng.normal(0, 0.5, n_items).astype(np.float32)
 
+    # The (user, item) keys written so far, sorted: a draw's keys are looked up, and the new
+    # ones merged in, by binary search. `np.isin` and `np.union1d` over all of them took 1.7 s
+    # a chunk at 2.5M ratings (hashing every key again), and their cost grew with the file.
     seen = np.empty(0, dtype=np.int64)
     written = 0
     start_ts = 1_500_000_000
@@ -96,12 +99,14 @@ def generate_synthetic(
             i = rng.choice(n_items, size=len(u), p=item_p)
             keys = u.astype(np.int64) * n_items + i
             keys, first = np.unique(keys, return_index=True)
-            fresh = ~np.isin(keys, seen, assume_unique=True)
+            at = np.minimum(np.searchsorted(seen, keys), max(0, len(seen) - 1))
+            fresh = seen[at] != keys if len(seen) else np.ones(len(keys), dtype=bool)
             pick = np.sort(first[fresh])[:want]
             if not len(pick):
                 continue
             u, i = u[pick], i[pick]
-            seen = np.union1d(seen, u.astype(np.int64) * n_items + i)
+            new_keys = np.sort(u.astype(np.int64) * n_items + i)
+            seen = np.insert(seen, np.searchsorted(seen, new_keys), new_keys)
             raw = 3.5 + ub[u] + ib[i] + 2.0 * (uf[u] * itf[i]).sum(1) + rng.normal(0, 0.6, len(u))
             stars = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
             ts = start_ts + rng.integers(0, 365 * 86_400, len(u))
