@@ -129,6 +129,9 @@ def print_training(reg: Registered, k: int) -> None:
         out.print(format_report(reg.fitted.report))
     for w in reg.fitted.gate.get("warnings", []):
         err.print(tagged("warning:", "yellow", str(w)))
+    for check in reg.decision.checks:
+        if check.passed is None:  # a gate that could not be applied, and why
+            err.print(tagged("not applied:", "yellow", check.detail))
     if reg.promoted:
         verdict = "promoted to production"
     elif reg.decision.passed:

@@ -32,6 +32,7 @@ from recsys.evaluation.gates import (
     CANARY,
     PROMOTED,
     Decision,
+    GateCheck,
     decide,
     gate_checks,
     off_policy_check,
@@ -209,12 +210,16 @@ def _judge(
     fitted: Fitted,
     production: RowMapping | None,
     stage: Callable[[str], None],
+    unread: GateCheck | None = None,
 ) -> tuple[Decision, dict[str, Any] | None]:
     """Every gate of the job (the offline ones on the holdout; the off-policy one on the
-    lists production served, when there is a production) and what they decide; the
-    off-policy judgement for the record."""
+    lists production served, when there is a production) and what they decide, with
+    `unread` (production's artifact could not be read) among them; the off-policy judgement
+    for the record."""
     report = fitted.report
     checks = gate_checks(report, settings, fitted.config.top_k) if report else []
+    if unread is not None:
+        checks.append(unread)
     off_policy = None
     if production is not None:
         stage(f"off-policy judgement on the lists {production['version']} served")
@@ -264,7 +269,9 @@ def _run(
     data = training_snapshot(engine, config.split)
     timings = {"snapshot_s": time.perf_counter() - t0}
     stage(f"snapshot: {data!r} in {timings['snapshot_s']:.1f}s")
-    production, previous, twin = production_twin(engine, data)
+    production, previous, twin, unread = production_twin(engine, data)
+    if unread is not None:
+        stage(unread.detail)
     network, warm = _warm_start(previous, data, config, settings)
     with registry.training_run(engine, config.model_dump()) as run_id:
         fitted = fit(
@@ -278,7 +285,7 @@ def _run(
             on_stage=progress.on_stage,
             baseline_cache=BaselineCache(settings.artifact_dir / BASELINES_FOLDER),
         )
-        decided, off_policy = _judge(engine, settings, fitted, production, stage)
+        decided, off_policy = _judge(engine, settings, fitted, production, stage, unread)
         decision, reasons = decided.action, decided.reasons
         if warm is not None and production is not None:
             result = fitted.result

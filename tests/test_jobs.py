@@ -306,3 +306,44 @@ def test_a_manual_run_does_not_replace_a_better_production(
     reasons = registry.get_version(engine, worse.version)["metrics"]["gate"]["reasons"]
     assert reasons and all("production" in r for r in reasons), reasons
     assert registry.production(engine)["version"] == good.version  # type: ignore[index]
+
+
+def test_an_unreadable_production_is_replaced_against_the_baselines(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Production's artifact gone (pruned by hand, a lost volume) or damaged: every retrain
+    and `recsys train` had failed on it, so no model could replace it. The candidate is now
+    judged against the baselines alone, and the record says why production was not compared."""
+    loaded(engine)
+    settings = settings_for(db_url, tmp_path, warm_start=True)
+    first = jobs.retrain(engine, settings, CONFIG)
+    assert first.decision == "promoted" and first.candidate is not None
+    folder = Path(registry.get_version(engine, first.candidate)["artifact_path"])
+    (folder / "manifest.json").unlink()
+    second = jobs.retrain(engine, settings, CONFIG)
+    assert second.status == "succeeded" and second.decision == "promoted", second.reasons
+    assert second.production == first.candidate
+    checks = {c["gate"]: c for c in registry.list_jobs(engine)[0]["comparison"]["checks"]}
+    unread = checks["vs_production"]
+    assert unread["passed"] is None and first.candidate in unread["detail"]
+    assert "missing manifest.json" in unread["detail"] and "ndcg_vs_production" not in checks
+    assert checks["ndcg_vs_most_popular"]["passed"] is True  # the baselines still judge it
+
+    # `recsys train` likewise, on a production whose files no longer match their checksum.
+    folder = Path(registry.get_version(engine, second.candidate or "")["artifact_path"])
+    weights = next(p for p in sorted(folder.iterdir()) if p.name != "manifest.json")
+    weights.write_bytes(weights.read_bytes() + b"tampered")
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": db_url,
+        "RECSYS_ARTIFACT_DIR": str(settings.artifact_dir),
+        "COLUMNS": "400",
+    }
+    ran = subprocess.run(
+        [RECSYS, "train", "--epochs", "3"], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "not applied: production" in " ".join(ran.stderr.split())
+    assert "is corrupted: checksum of" in " ".join(ran.stderr.split())
+    newest = registry.production(engine)
+    assert newest is not None and newest["version"] not in (first.candidate, second.candidate)

@@ -103,6 +103,10 @@ def beats_baselines(
     }
 
 
+PRODUCTION_GATE = "vs_production"
+"""The name of the not-applied check a report carries where production could not be read."""
+
+
 def production_checks(report: Report, settings: Settings, k: int) -> list[GateCheck]:
     """The candidate against production on the same holdout (tolerances from `settings`);
     none when the report has no production row."""

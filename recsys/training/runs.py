@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
@@ -20,8 +20,16 @@ from recsys import registry
 from recsys.config import RatingScale, Settings
 from recsys.data.interactions import Interactions
 from recsys.data.snapshot import training_snapshot
+from recsys.errors import ArtifactError
 from recsys.evaluation.baselines import Scorer
-from recsys.evaluation.gates import PROMOTED, Decision, decide, production_checks
+from recsys.evaluation.gates import (
+    PRODUCTION_GATE,
+    PROMOTED,
+    Decision,
+    GateCheck,
+    decide,
+    production_checks,
+)
 from recsys.evaluation.remap import remap
 from recsys.evaluation.report import BaselineCache
 from recsys.model import artifact
@@ -36,18 +44,39 @@ from recsys.training.splits import Splits, split
 from recsys.training.trainer import EpochStats
 
 
-def production_twin(
-    engine: Engine, data: Interactions
-) -> tuple[Any, Recommender | None, Scorer | None]:
-    """Production's registry row, its served model, and its evaluated twin as a scorer of
-    `data`'s rows (None, None, None without production). Like with like: the twin, like a
-    candidate, never learned the hash holdout; the served model refit on all ratings did."""
+class Production(NamedTuple):
+    """Production as a retrain meets it: its registry row, its served model and its evaluated
+    twin as a scorer of the data's rows (all None without production)."""
+
+    row: Any
+    served: Recommender | None
+    twin: Scorer | None
+    unread: GateCheck | None = None
+    """Where production's artifact could not be read: the not-applied check that says so."""
+
+
+def production_twin(engine: Engine, data: Interactions) -> Production:
+    """Production and its evaluated twin (`Production`). Like with like: the twin, like a
+    candidate, never learned the hash holdout; the served model refit on all ratings did.
+
+    An artifact that is gone or damaged leaves the services that loaded it serving it, but it
+    cannot be compared with: the candidate is then judged against the baselines alone, and
+    the report says why, so that a retrain can replace a production that no replica could
+    load again (every retrain had failed on it)."""
     production = registry.production(engine)
     if production is None:
-        return None, None, None
+        return Production(None, None, None)
     folder = Path(production["artifact_path"])
-    served = artifact.load(folder, production["checksum"])
-    return production, served, remap(artifact.load_twin(folder, served), data, name="production")
+    try:
+        served = artifact.load(folder, production["checksum"])
+        twin = artifact.load_twin(folder, served)
+    except ArtifactError as exc:
+        detail = (
+            f"production {production['version']} could not be read ({exc}): the candidate "
+            "was compared with the baselines only"
+        )
+        return Production(production, None, None, GateCheck(PRODUCTION_GATE, None, detail))
+    return Production(production, served, remap(twin, data, name="production"))
 
 
 @dataclass(frozen=True)
@@ -151,7 +180,9 @@ def train_and_register(
             for model in (fitted.recommender, fitted.served):
                 if model is not None and model.card.data is not None:
                     model.card.data.shards = read.shard_sizes
-        return register(engine, artifact_dir, fitted, run_id, promote, timings, settings)
+        return register(
+            engine, artifact_dir, fitted, run_id, promote, timings, settings, notes=read.unread
+        )
 
 
 @dataclass(frozen=True)
@@ -164,16 +195,24 @@ class _Read:
     whole: Callable[[], tuple[Splits, Sequence[Scorer]]] | None = None
     """Rank 0's full read with production's twin (torchrun)."""
     shard_sizes: list[int] | None = None
+    unread: list[GateCheck] = field(default_factory=list)
+    """Production's artifact could not be read (`Production.unread`), once it was read."""
 
 
 def _read(engine: Engine, config: TrainConfig, world: World | None, promote: bool) -> _Read:
+    unread: list[GateCheck] = []
+
     def production(data: Interactions) -> list[Scorer]:
-        twin = production_twin(engine, data)[2] if promote else None
-        return [twin] if twin is not None else []
+        if not promote:
+            return []
+        found = production_twin(engine, data)
+        if found.unread is not None:
+            unread.append(found.unread)
+        return [found.twin] if found.twin is not None else []
 
     if world is None:
         data = training_snapshot(engine, config.split)
-        return _Read(data, repr(data), extra=production(data))
+        return _Read(data, repr(data), extra=production(data), unread=unread)
     read = read_shard(engine, world)
 
     def whole() -> tuple[Splits, Sequence[Scorer]]:
@@ -181,7 +220,7 @@ def _read(engine: Engine, config: TrainConfig, world: World | None, promote: boo
         return split(everything, config), production(everything)
 
     what = f"{world.size} shards of whole users, {read.sizes} ratings"
-    return _Read(read.local, what, whole=whole, shard_sizes=read.sizes)
+    return _Read(read.local, what, whole=whole, shard_sizes=read.sizes, unread=unread)
 
 
 def register(
@@ -192,10 +231,13 @@ def register(
     promote: bool,
     timings: dict[str, float],
     settings: Settings | None = None,
+    *,
+    notes: Sequence[GateCheck] = (),
 ) -> Registered:
     """Save and record a fitted model; promote it when asked and it beats the baselines and,
-    where the report has production's row, production (by `settings`' tolerances)."""
-    checks = fitted.checks
+    where the report has production's row, production (by `settings`' tolerances). `notes`:
+    checks not applied, recorded with the decision (production's unreadable artifact)."""
+    checks = [*fitted.checks, *notes]
     if fitted.report is not None and settings is not None:
         checks = [*checks, *production_checks(fitted.report, settings, fitted.config.top_k)]
     decided = decide(checks, promote=promote)
