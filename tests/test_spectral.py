@@ -8,6 +8,7 @@ import torch
 
 from recsys.data.interactions import Interactions
 from recsys.train_config import TrainConfig
+from recsys.training.choice import _Steps
 from recsys.training.choice_parts import Histories
 from recsys.training.spectral import SCALE, spectral_items, starts_spectral
 
@@ -73,8 +74,28 @@ def test_a_spectral_start_ranks_before_any_step() -> None:
     assert spectral > random + 0.15, (spectral, random)
 
 
-def test_spectral_by_default_where_the_softmax_is_exact() -> None:
-    assert starts_spectral(TrainConfig(), sampled=False)
-    assert not starts_spectral(TrainConfig(), sampled=True)
-    assert starts_spectral(TrainConfig(rank_init="spectral"), sampled=True)
-    assert not starts_spectral(TrainConfig(rank_init="random"), sampled=False)
+def test_the_start_is_asked_for() -> None:
+    assert not starts_spectral(TrainConfig())
+    assert starts_spectral(TrainConfig(rank_init="spectral"))
+
+
+def test_a_head_asked_for_it_starts_from_the_spectral_tables() -> None:
+    """`rank_init="spectral"`: a fresh head's item tables are the spectral start (on its own
+    small random start, so that an ensemble's heads differ); by default they are random."""
+    _, dense, _ = _histories(120, 40, seed=2)
+    users, items = np.nonzero(dense)
+    data = Interactions.from_arrays(users, items, np.full(len(users), 4.0))
+
+    def agreement(config: TrainConfig) -> float:
+        steps = _Steps.start(config, data, torch.device("cpu"), None, member=0)
+        expected = spectral_items(
+            Histories.of(data, config), data.n_items, config.rank_factors, seed=config.seed
+        )
+        tables = [steps.net.item_in.detach(), steps.net.item_out.detach()]
+        return min(
+            float(torch.nn.functional.cosine_similarity(t.flatten(), expected.flatten(), dim=0))
+            for t in tables
+        )
+
+    assert agreement(TrainConfig(rank_factors=8, rank_init="spectral")) > 0.95
+    assert abs(agreement(TrainConfig(rank_factors=8))) < 0.2

@@ -147,7 +147,7 @@ class _Steps:
         here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
         if start is not None:
             _warm(net, start, None if world is None else here)
-        elif starts_spectral(cfg, sampled=normaliser is not None):
+        elif starts_spectral(cfg):
             items = spectral_items(hist, train.n_items, cfg.rank_factors, seed=seed, world=world)
             with torch.no_grad():  # on each head's own random start: heads stay distinct
                 net.item_in.add_(items.to(device))
