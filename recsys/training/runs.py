@@ -61,8 +61,8 @@ def production_twin(engine: Engine, data: Interactions) -> Production:
 
     An artifact that is gone or damaged leaves the services that loaded it serving it, but it
     cannot be compared with: the candidate is then judged against the baselines alone, and
-    the report says why, so that a retrain can replace a production that no replica could
-    load again (every retrain had failed on it)."""
+    the report says why: a production that no replica could load again is replaced by the
+    next candidate that passes the other gates, not kept by every retrain failing on it."""
     production = registry.production(engine)
     if production is None:
         return Production(None, None, None)
