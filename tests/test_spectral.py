@@ -10,7 +10,7 @@ from recsys.data.interactions import Interactions
 from recsys.train_config import TrainConfig
 from recsys.training.choice import _Steps
 from recsys.training.choice_parts import Histories
-from recsys.training.spectral import SCALE, spectral_items, starts_spectral
+from recsys.training.spectral import SCALE, spectral_items
 
 
 def _histories(n_users: int, n_items: int, seed: int) -> tuple[Histories, np.ndarray, np.ndarray]:
@@ -72,11 +72,6 @@ def test_a_spectral_start_ranks_before_any_step() -> None:
     spectral = hit_rate(spectral_items(hist, n_items, 8, seed=0))
     random = hit_rate(torch.randn(n_items, 8, generator=torch.Generator().manual_seed(0)))
     assert spectral > random + 0.15, (spectral, random)
-
-
-def test_the_start_is_asked_for() -> None:
-    assert not starts_spectral(TrainConfig())
-    assert starts_spectral(TrainConfig(rank_init="spectral"))
 
 
 def test_a_head_asked_for_it_starts_from_the_spectral_tables() -> None:

@@ -24,7 +24,6 @@ import warnings
 
 import torch
 
-from recsys.train_config import TrainConfig
 from recsys.training.choice_parts import Histories
 from recsys.training.distributed import World
 
@@ -81,11 +80,6 @@ def spectral_items(
         items = torch.cat([items, torch.zeros(n_items, n_factors - width)], dim=1)
     scaled: torch.Tensor = items * (SCALE / items.std().clamp_min(1e-12))
     return scaled
-
-
-def starts_spectral(config: TrainConfig) -> bool:
-    """Whether a fresh head starts from the histories' singular directions (`rank_init`)."""
-    return config.rank_init == "spectral"
 
 
 def _summed(values: torch.Tensor, world: World | None) -> torch.Tensor:
