@@ -208,9 +208,9 @@ class TrainConfig(BaseModel):
         "`spectral`, at the leading singular directions of the users' histories (PureSVD's "
         "ranking before the first step). On MovieLens spectral kept epoch 6-10 instead of "
         "19-40 (`recsys train` 5.4 s against 6.1 s), with test NDCG@10 0.2515 against 0.2459 "
-        "on random splits but 0.1210 against 0.1236 on the temporal one, and films added "
-        "after training by their genres ranked lower for their genre's fans "
-        "(benchmarks/README.md); so random stays the default.",
+        "on random splits but 0.1195 against 0.1228 on the temporal one (four training "
+        "seeds, lower on each), and films added after training by their genres ranked "
+        "lower for their genre's fans (benchmarks/README.md); so random stays the default.",
     )
     rank_average: float = Field(
         0.6,
