@@ -75,9 +75,9 @@ def test_a_spectral_start_ranks_before_any_step() -> None:
 
 
 def test_a_head_asked_for_it_starts_from_the_spectral_tables() -> None:
-    """By default (`rank_init="spectral"`) a fresh head's item tables are the spectral start
-    (on its own small random start, so that an ensemble's heads differ); with "random" they
-    are random."""
+    """By default, with the exact softmax, a fresh head's item tables are the spectral start
+    (on its own small random start, so that an ensemble's heads differ); with "random", or
+    by default where the normaliser is sampled (40 items > 4 x 5 negatives), random."""
     _, dense, _ = _histories(120, 40, seed=2)
     users, items = np.nonzero(dense)
     data = Interactions.from_arrays(users, items, np.full(len(users), 4.0))
@@ -95,3 +95,5 @@ def test_a_head_asked_for_it_starts_from_the_spectral_tables() -> None:
 
     assert agreement(TrainConfig(rank_factors=8)) > 0.95
     assert abs(agreement(TrainConfig(rank_factors=8, rank_init="random"))) < 0.2
+    assert abs(agreement(TrainConfig(rank_factors=8, rank_negatives=5))) < 0.2
+    assert agreement(TrainConfig(rank_factors=8, rank_negatives=5, rank_init="spectral")) > 0.95

@@ -13,7 +13,7 @@ hash split, but 0.1195 against 0.1228 on the temporal one (four training seeds, 
 each; EASE 0.1077); films added after training by their genres (`recsys.model.new_items`)
 place lower among their genre for its fans: three withheld horror films at 158-195 of a
 horror fan's ranking instead of 43-82, where the median established horror film is at 446
-(258 from a random start). The default (`TrainConfig.rank_init`); "random" is the other.
+(258 from a random start). The default with the exact softmax (`starts_spectral`).
 
 V is found by subspace iteration on X'X (Halko, Martinsson & Tropp 2011), whose products are
 sums over users: under torchrun each rank adds its own users' share, so every rank starts
@@ -40,6 +40,15 @@ SCALE = 0.05
 random splits / the temporal one: 0.03 gave 0.2494 / 0.1145, 0.05 0.2515 / 0.1210, 0.1
 0.2367 / 0.1194 (one split below EASE: the tables were too large for Adam's steps to move
 them far from PureSVD before early stopping judged the head)."""
+
+
+def starts_spectral(rank_init: str, *, sampled: bool) -> bool:
+    """Whether a fresh head starts from the spectral tables (`TrainConfig.rank_init`): asked
+    for, or by default ("auto") with the exact softmax. With the sampled normaliser (25M
+    ratings) it diverged: the sampled logits of tables this large, corrected by log Q, sent
+    the first epoch's training NLL to 28.6 against 9.7 from a random start, and validation
+    NDCG@10 fell from 0.114 after one epoch to 0.015 after eight (benchmarks/README.md)."""
+    return rank_init == "spectral" or (rank_init == "auto" and not sampled)
 
 
 def spectral_items(
