@@ -34,7 +34,10 @@ def rec() -> Recommender:
     data = chosen_by_group()
     genres = {i: f"Group{group(i)}" for i in data.item_vocab.ids}
     with_genres: Interactions = data.with_genres(genres)
-    return fit(with_genres, RANK_CONFIG, RatingScale(min=1.0, max=5.0)).deployed
+    # The random start: this toy catalog's draw counts below were sized with it; from the
+    # spectral start the new items were not drawn in these slots (an open question, issue 31).
+    config = RANK_CONFIG.model_copy(update={"rank_init": "random"})
+    return fit(with_genres, config, RatingScale(min=1.0, max=5.0)).deployed
 
 
 @pytest.fixture(scope="module")
