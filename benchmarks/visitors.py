@@ -55,7 +55,8 @@ class Lists:
         counts = np.bincount(train.items, minlength=train.n_items)
         self.eligible = counts >= min_support
         self.popularity = counts.astype(np.float32)
-        self.ease = Ease(train).weights.numpy()
+        # EASE on every item: a visitor's history indexes the whole catalog.
+        self.ease = Ease(train, max_items=train.n_items).weights.numpy()
         self.ids = np.asarray(train.item_vocab.ids)
         self.row = {item: n for n, item in enumerate(self.ids)}
 

@@ -34,13 +34,7 @@ def rec() -> Recommender:
     data = chosen_by_group()
     genres = {i: f"Group{group(i)}" for i in data.item_vocab.ids}
     with_genres: Interactions = data.with_genres(genres)
-    # The random start, which this test's draw counts were sized for: from the spectral start
-    # this toy head's logits spread wider (user 0's std 2.6 against 1.9), and new-b, 4.9
-    # below the best item at temperature 0.5, was not drawn once in 20,000 lists. On
-    # MovieLens the spectral start spreads exploration wider, not narrower (median effective
-    # number of items in a user's exploring stratum 1,578 against 1,378).
-    config = RANK_CONFIG.model_copy(update={"rank_init": "random"})
-    return fit(with_genres, config, RatingScale(min=1.0, max=5.0)).deployed
+    return fit(with_genres, RANK_CONFIG, RatingScale(min=1.0, max=5.0)).deployed
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ from recsys.training.choice_parts import (
 )
 from recsys.training.distributed import World
 from recsys.training.row_adam import RowAdam, WholeTableAdam
-from recsys.training.spectral import spectral_items, starts_spectral
+from recsys.training.spectral import spectral_items
 from recsys.training.stopping import EarlyStopping
 from recsys.training.trainer import EpochStats, pick_device
 
@@ -147,7 +147,7 @@ class _Steps:
         here = np.diff(hist.indptr) > 0  # the users with ratings on this rank
         if start is not None:
             _warm(net, start, None if world is None else here)
-        elif starts_spectral(cfg.rank_init, sampled=normaliser is not None):
+        elif cfg.rank_init == "spectral":
             items = spectral_items(hist, train.n_items, cfg.rank_factors, seed=seed, world=world)
             items = items.to(device)
             with torch.no_grad():  # on each head's own random start: heads stay distinct

@@ -7,14 +7,15 @@ a**2 X_u V V_i' up to the user's own scale: PureSVD's ranking (Cremonesi, Koren 
 2010) before the first step. From a random start the head spends its first ten epochs finding
 that much (validation NDCG@10 after one epoch 0.06; from this start 0.12), and early stopping
 keeps epoch 19-40; from this start it keeps epoch 6-10, and `recsys train` on MovieLens is
-quicker (9.7 s against 10.4 s over five splits, 8.5 s against 10.9 s on one). Measured on
-MovieLens (benchmarks/README.md): test NDCG@10 0.2515 against 0.2459 on five random splits and
-0.2623 against 0.2612 on `recsys train`'s hash split, but 0.1195 against 0.1228 on the
-temporal one (four training seeds, lower on each; EASE 0.1077); films added after training by
-their genres (`recsys.model.new_items`) place lower among their genre for its fans: three
-withheld horror films at 158-195 of a horror fan's ranking instead of 43-82, where the median
-established horror film is at 446 (258 from a random start). The default with the exact
-softmax (`starts_spectral`).
+quicker (9.7 s against 10.4 s over five splits). Measured on MovieLens (benchmarks/README.md):
+test NDCG@10 0.2516 against 0.2459 on five random splits, 0.2623 against 0.2612 on `recsys
+train`'s hash split, 0.451 against 0.437 for held-out visitors; but 0.1195 against 0.1228 on
+the temporal split (four training seeds, lower on each); the lists of genre visitors hold
+more popular films from outside the genre (a Pixar fan's top 10: 6 animated films against 9,
+with The Sixth Sense and Forrest Gump; a horror fan's: 6 horror films against 8); and films
+added after training by their genres (`recsys.model.new_items`) place lower among their
+genre for its fans. At 25M ratings, with the sampled normaliser, it diverged: validation
+NDCG@10 0.114 after one epoch, 0.015 after eight. Not the default for those reasons.
 
 V is found by subspace iteration on X'X (Halko, Martinsson & Tropp 2011), whose products are
 sums over users: under torchrun each rank adds its own users' share, so every rank starts
@@ -41,15 +42,6 @@ SCALE = 0.05
 random splits / the temporal one: 0.03 gave 0.2494 / 0.1145, 0.05 0.2515 / 0.1210, 0.1
 0.2367 / 0.1194 (one split below EASE: the tables were too large for Adam's steps to move
 them far from PureSVD before early stopping judged the head)."""
-
-
-def starts_spectral(rank_init: str, *, sampled: bool) -> bool:
-    """Whether a fresh head starts from the spectral tables (`TrainConfig.rank_init`): asked
-    for, or by default ("auto") with the exact softmax. With the sampled normaliser (25M
-    ratings) it diverged: the sampled logits of tables this large, corrected by log Q, sent
-    the first epoch's training NLL to 28.6 against 9.7 from a random start, and validation
-    NDCG@10 fell from 0.114 after one epoch to 0.015 after eight (benchmarks/README.md)."""
-    return rank_init == "spectral" or (rank_init == "auto" and not sampled)
 
 
 def spectral_items(
