@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.train_movielens import movielens
 from recsys import Interactions, TrainConfig, fit
 from recsys.data.split import holdout
-from recsys.evaluation.baselines import Ease
+from recsys.evaluation.ease import Ease
 from recsys.evaluation.report import RankingTask
 
 METRICS = ("ndcg@10", "recall@10", "map@10", "hit_rate@10", "coverage", "gini")

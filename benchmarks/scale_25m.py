@@ -204,7 +204,7 @@ def distributed(ranks: int) -> None:
 
 def ease(max_items: int) -> None:
     """The strong baseline alone: EASE on the `max_items` most-rated items."""
-    from recsys.evaluation.baselines import Ease
+    from recsys.evaluation.ease import Ease
 
     engine = make_engine(PG)
     with session_scope(engine) as s:

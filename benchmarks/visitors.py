@@ -26,7 +26,7 @@ from benchmarks.train_movielens import movielens
 from recsys.config import Settings
 from recsys.data import samples
 from recsys.data.interactions import Interactions
-from recsys.evaluation.baselines import Ease
+from recsys.evaluation.ease import Ease
 from recsys.lists.ranker import Ranker
 from recsys.lists.scored import ListRequest
 from recsys.model.ranking import RankingHead
@@ -56,7 +56,7 @@ class Lists:
         self.eligible = counts >= min_support
         self.popularity = counts.astype(np.float32)
         # EASE on every item: a visitor's history indexes the whole catalog.
-        self.ease = Ease(train, max_items=train.n_items).weights.numpy()
+        self.ease = Ease(train, max_items=train.n_items, item_weights=True).weights.numpy()
         self.ids = np.asarray(train.item_vocab.ids)
         self.row = {item: n for n, item in enumerate(self.ids)}
 

@@ -85,7 +85,9 @@ class TrainConfig(BaseModel):
         description="A rating at least this is 'liked' (within the scale).",
     )
     ease_max_items: int = Field(
-        4_000, ge=0, description="EASE baseline on at most this many most-rated items."
+        4_000,
+        ge=0,
+        description="EASE baseline within this many squared floats (Settings.ease_max_items).",
     )
     min_ndcg_vs_popular: float = Field(
         1.0, ge=0, description="Gate: NDCG@k at least this x the most-popular list's."

@@ -15,7 +15,7 @@ import torch
 from recsys.config import RatingScale, Settings, train_config
 from recsys.data.interactions import Interactions
 from recsys.data.split import holdout_mask
-from recsys.evaluation.baselines import Ease
+from recsys.evaluation.ease import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import Metrics, Report
 from recsys.lists.ranker import Ranker
@@ -136,8 +136,9 @@ def test_training_records_the_ranking_learning_curve(ranked: Recommender) -> Non
     assert ranked.ranking.n_factors == 2 * RANK_CONFIG.rank_factors
 
 
-def test_ease_matches_the_closed_form() -> None:
-    data = chosen_by_group(30, seed=4)
+@pytest.mark.parametrize("n_users", [12, 90])
+def test_ease_matches_the_closed_form_by_users_and_by_items(n_users: int) -> None:
+    data = chosen_by_group(n_users, seed=4)
     lam = 5.0
     x = np.zeros((data.n_users, data.n_items))
     x[data.users, data.items] = 1.0
@@ -145,8 +146,29 @@ def test_ease_matches_the_closed_form() -> None:
     b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     users = np.arange(data.n_users)
-    got = Ease(data, lam).rank_scores(users).numpy()
-    np.testing.assert_allclose(got, x @ b, atol=1e-4)
+    chosen = Ease(data, lam)
+    by_items = Ease(data, lam, item_weights=True)
+    # Fewer users than items: the users' Gram matrix (Woodbury), which has no item weights.
+    assert (chosen._weights is None) == (data.n_users < data.n_items)
+    for ease in (chosen, by_items):
+        assert ease.description == f"EASE on all {data.n_items} items"
+        np.testing.assert_allclose(ease.rank_scores(users).numpy(), x @ b, atol=1e-4)
+    np.testing.assert_allclose(by_items.weights.numpy(), b, atol=1e-4)
+    if data.n_users < data.n_items:
+        with pytest.raises(ValueError, match="item_weights=True"):
+            chosen.weights  # noqa: B018  # the property raises
+
+
+def test_ease_learns_every_item_where_the_users_side_fits_its_budget() -> None:
+    data = chosen_by_group(12, seed=4)  # 12 users, 2 x GROUP items
+    # max_items 10: the items' Gram matrix (items^2 cells) is over its 100 cells, 12 users'
+    # scores of every item are not...
+    assert data.n_items > 10 and 12 * data.n_items > 100
+    assert "10 most-rated" in Ease(data, 5.0, max_items=10).description
+    # ...and with 25 (625 cells) they are: EASE learns every item, by users, though the
+    # items are more than 25.
+    assert data.n_items > 25 and 12 * data.n_items <= 625
+    assert Ease(data, 5.0, max_items=25).description == f"EASE on all {data.n_items} items"
 
 
 def test_gate_refuses_a_ranking_below_most_popular() -> None:

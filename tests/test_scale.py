@@ -11,7 +11,7 @@ import torch
 
 from recsys.config import RatingScale
 from recsys.data.interactions import Interactions
-from recsys.evaluation.baselines import Ease
+from recsys.evaluation.ease import Ease
 from recsys.evaluation.gates import beats_baselines
 from recsys.evaluation.report import BaselineCache, Metrics, Report, evaluate, format_report
 from recsys.lists.ranker import Ranker

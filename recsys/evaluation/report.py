@@ -21,7 +21,8 @@ import torch
 
 from recsys.data.interactions import Interactions, is_sorted
 from recsys.evaluation import metrics
-from recsys.evaluation.baselines import BiasBaseline, Ease, GlobalMean, MostPopular, Scorer
+from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, Scorer
+from recsys.evaluation.ease import Ease
 
 Metrics = dict[str, float | None]
 """One scorer's figures by name ("rmse", "ndcg@10", ...); None where undefined."""
@@ -285,8 +286,8 @@ def evaluate(
 
 class BaselineCache:
     """The baselines' figures of a report, kept as JSON files in `folder` by a hash of what
-    decides them (the train and test data, the threshold, k, the users ranked, EASE's
-    limit), so that a retrain on unchanged data does not fit EASE again. The newest
+    decides them (the train and test data, the threshold, k, the users ranked, the items
+    EASE learns), so that a retrain on unchanged data does not fit EASE again. The newest
     `KEEP` files are kept."""
 
     KEEP = 8
@@ -306,7 +307,8 @@ class BaselineCache:
     ) -> str:
         from recsys.data.snapshot import fingerprint  # the store's import chain: only here
 
-        protocol = f"{threshold}|{k}|{max_users}|{seed}|{min(ease_max_items, train.n_items)}"
+        learned = Ease.learned_items(train.n_users, train.n_items, ease_max_items)
+        protocol = f"{threshold}|{k}|{max_users}|{seed}|{learned}"
         h = hashlib.sha256(f"{fingerprint(train)}|{fingerprint(test)}|{protocol}".encode())
         return h.hexdigest()[:24]
 
