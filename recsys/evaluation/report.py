@@ -23,6 +23,7 @@ from recsys.data.interactions import Interactions, is_sorted
 from recsys.evaluation import metrics
 from recsys.evaluation.baselines import BiasBaseline, GlobalMean, MostPopular, Scorer
 from recsys.evaluation.ease import Ease
+from recsys.evaluation.top_columns import top_columns
 
 Metrics = dict[str, float | None]
 """One scorer's figures by name ("rmse", "ndcg@10", ...); None where undefined."""
@@ -164,7 +165,7 @@ class RankingTask:
             scores[
                 torch.from_numpy(pos[keep]), torch.from_numpy(si[keep].astype(np.int64))
             ] = -torch.inf
-            out.append(torch.topk(scores, k, dim=1).indices.numpy())
+            out.append(top_columns(scores, k).numpy())
         return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
     def evaluate(self, scorer: Scorer) -> dict[str, float | None]:

@@ -55,8 +55,11 @@ class _WeightedSoftmaxNLL(torch.autograd.Function):
         bias: torch.Tensor,
         weights: torch.Tensor,
         targets: Targets | None,
+        grad_enabled: bool,
     ) -> torch.Tensor:
-        grads = any(ctx.needs_input_grad[:3])
+        # needs_input_grad says which inputs require a gradient even under torch.no_grad
+        # (validation), where computing the gradients cost two of the three products.
+        grads = grad_enabled and any(ctx.needs_input_grad[:3])
         if grads:
             g_vectors = torch.empty_like(vectors)
             # Written by the first block, summed into by the rest: no zero-filled pass.
@@ -99,7 +102,7 @@ class _WeightedSoftmaxNLL(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         g_vectors, g_outputs, g_bias = ctx.saved_tensors
         # In place: the gradients were made for this backward pass alone (one per forward).
-        return g_vectors.mul_(grad), g_outputs.mul_(grad), g_bias.mul_(grad), None, None
+        return g_vectors.mul_(grad), g_outputs.mul_(grad), g_bias.mul_(grad), None, None, None
 
 
 def weighted_softmax_nll(
@@ -114,5 +117,7 @@ def weighted_softmax_nll(
     factors), `outputs` (items x factors) and `bias` (items); `weights` (users) and the
     targets are constants. Without targets, the weighted log-normaliser alone."""
     # torch leaves Function.apply untyped
-    result: torch.Tensor = _WeightedSoftmaxNLL.apply(vectors, outputs, bias, weights, targets)  # type: ignore[no-untyped-call]
+    result: torch.Tensor = _WeightedSoftmaxNLL.apply(  # type: ignore[no-untyped-call]
+        vectors, outputs, bias, weights, targets, torch.is_grad_enabled()
+    )
     return result
