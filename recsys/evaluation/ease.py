@@ -72,9 +72,10 @@ class Ease:
         # X as each user's learned items (CSR rows, int32 indices: 4 bytes a rating).
         self.indptr = _indptr(users, n_users)
         self.cols = cols.astype(np.int32)
+        # B (learned items x learned items) where EASE learned by items; MX / diag(P)
+        # (users x learned items) where it learned by users.
         self._weights: torch.Tensor | None = None
         self._reconstruction: torch.Tensor | None = None
-        """MX / diag(P) (users x learned items), where EASE learned by users."""
         if by_users:
             self._reconstruction = self._by_users(users, len(kept), lam)
         else:
