@@ -1,8 +1,7 @@
 """The hand-written training pieces against torch's own: the rating head's closed-form
 gradients against autograd through its loss; the ranking head's blocked softmax NLL against
-autograd through `logsumexp`, its weighted bags against `embedding_bag`, evaluation's block
-top-k against `torch.topk`, and `RowAdam` against dense Adam on a table whose rows take
-turns."""
+autograd through `logsumexp`, evaluation's block top-k against `torch.topk`, and `RowAdam`
+against dense Adam on a table whose rows take turns."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import torch
 
 from recsys.evaluation.top_columns import top_columns
 from recsys.model.network import DotProductBias
-from recsys.model.weighted_bag import weighted_bag
 from recsys.training import blocked_softmax
 from recsys.training.blocked_softmax import Targets, weighted_softmax_nll
 from recsys.training.rating_objective import Objective
@@ -89,27 +87,6 @@ def test_the_blocked_softmax_nll_without_gradients_gives_the_value(requires_grad
     assert value.grad_fn is None
     expected = torch.logsumexp(vectors @ outputs.T + bias, dim=1).sum()
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_the_weighted_bag_and_its_gradient_match_embedding_bag() -> None:
-    gen = torch.Generator().manual_seed(0)
-    start = torch.randn(9, 4, generator=gen)
-    # Bags of 2, 0 (an empty one), 4 and 1 entries; row 3 in two bags, twice in one.
-    entries = torch.tensor([3, 1, 3, 3, 0, 8, 5])
-    offsets = torch.tensor([0, 2, 2, 6])
-    weights = torch.rand(7, generator=gen)
-    grad = torch.randn(4, 4, generator=gen)
-    ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
-    summed = weighted_bag(ours, entries, offsets, weights)
-    expected = torch.nn.functional.embedding_bag(
-        entries, theirs, offsets, mode="sum", per_sample_weights=weights
-    )
-    torch.testing.assert_close(summed, expected)
-    summed.backward(grad)  # type: ignore[no-untyped-call]
-    expected.backward(grad)  # type: ignore[no-untyped-call]
-    assert ours.grad is not None and theirs.grad is not None
-    torch.testing.assert_close(ours.grad, theirs.grad)
-    assert ours.grad[3].abs().sum() > 0 and not ours.grad[2].any()
 
 
 @pytest.mark.parametrize("columns", [50, 64 * 45, 64 * 45 + 17, 9_000])

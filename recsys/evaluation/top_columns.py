@@ -1,10 +1,14 @@
 """Each row's k largest entries of a score matrix, for evaluation's ranked lists.
 
-`torch.topk` over whole rows costs about a nanosecond an entry: on MovieLens (9,000 items,
-k 10) a third of the ranking head's judge every epoch. The rows' maxima over blocks of
-BLOCK columns are a fortieth of the entries, and the k blocks with the largest maxima hold
-every one of the k largest entries (an entry outside them has k block maxima at least as
-large, so k entries at least as large), so the top k are found among k x BLOCK candidates.
+`torch.topk` over whole rows costs about a nanosecond an entry on one core: on MovieLens
+(9,000 items, k 10) a fifth of the ranking head's judge every epoch. The rows' maxima over
+blocks of BLOCK columns are a pass of their own, and the k blocks with the largest maxima
+hold every one of the k largest entries (an entry outside them has k block maxima at least
+as large, so k entries at least as large), so the top k are found among k x BLOCK
+candidates. On one core: 1.5 ms against 3.0 ms for 240 users x 9,000 items, 0.4 ms against
+2.4 ms for 35 users x 59,000 items (the judge's batches at 25M ratings); on two cores
+`torch.topk`, row-parallel, is quicker on the first (1.4 ms against 1.8) and still 4x slower
+on the second.
 """
 
 from __future__ import annotations

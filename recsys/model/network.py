@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from recsys.data.genres import Genres
-from recsys.model.weighted_bag import weighted_bag
 
 
 class DotProductBias(nn.Module):
@@ -143,7 +142,10 @@ class ChoiceNet(nn.Module):
         """p_u for a batch: `own` the users' free offsets (their rows of `user_offset`),
         `history[offsets[b]:offsets[b+1]]` the items of user b, `weights` their input weights
         already scaled by |N(u)| ** -exponent."""
-        return own + weighted_bag(self.item_in, history, offsets, weights)
+        summed = nn.functional.embedding_bag(
+            history, self.item_in, offsets, mode="sum", per_sample_weights=weights
+        )
+        return own + summed
 
     def outputs(self) -> torch.Tensor:
         """q_i of every item: its own output embedding plus its genres'."""
