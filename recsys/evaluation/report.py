@@ -222,10 +222,11 @@ def baseline_report(
     cache: BaselineCache | None = None,
 ) -> Report:
     """The baselines' rows of `evaluate`'s report on `test` (global mean, biases, most
-    popular, and EASE on at most the `ease_max_items` most-rated items; 0: no EASE, which the
-    notes say). With a `cache`, the figures for the same train, test and protocol are read
-    back instead of computed (EASE is most of a report's time). They need no model, so a
-    training run can compute them while it trains (recsys.training.pipeline)."""
+    popular, and EASE within `ease_max_items` squared floats: every item where that fits,
+    else that many most-rated, `Ease.learned_items`; 0: no EASE, which the notes say). With
+    a `cache`, the figures for the same train, test and protocol are read back instead of
+    computed (EASE by items is most of a report's time: 12 s at 25M ratings). They need no
+    model, so a training run can compute them while it trains (recsys.training.pipeline)."""
     key = None
     if cache is not None:
         key = cache.key(train, test, threshold, k, max_users, seed, ease_max_items)
