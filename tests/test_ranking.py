@@ -148,15 +148,16 @@ def test_ease_matches_the_closed_form_by_users_and_by_items(n_users: int) -> Non
     users = np.arange(data.n_users)
     chosen = Ease(data, lam)
     by_items = Ease(data, lam, item_weights=True)
-    # Fewer users than items: the users' Gram matrix (Woodbury), which has no item weights.
-    assert (chosen._weights is None) == (data.n_users < data.n_items)
     for ease in (chosen, by_items):
         assert ease.description == f"EASE on all {data.n_items} items"
         np.testing.assert_allclose(ease.rank_scores(users).numpy(), x @ b, atol=1e-4)
     np.testing.assert_allclose(by_items.weights.numpy(), b, atol=1e-4)
     if data.n_users < data.n_items:
+        # Fewer users than items: the users' Gram matrix (Woodbury), which has no B.
         with pytest.raises(ValueError, match="item_weights=True"):
             chosen.weights  # noqa: B018  # the property raises
+    else:
+        np.testing.assert_allclose(chosen.weights.numpy(), b, atol=1e-4)
 
 
 def test_ease_learns_every_item_where_the_users_side_fits_its_budget() -> None:

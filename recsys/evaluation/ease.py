@@ -124,7 +124,7 @@ class Ease:
         rows, cols = torch.from_numpy(users), torch.from_numpy(self.cols.astype(np.int64))
         dense = torch.zeros(n_users, n_kept)
         dense[rows, cols] = 1.0
-        order = np.argsort(self.cols, kind="stable")  # item-major, users ascending within
+        t_indptr, t_users = self._item_major(users, n_kept)
         with warnings.catch_warnings():
             # torch's sparse CSR kernels warn that they are "beta"; the result is checked
             # against the closed form in the tests.
@@ -135,10 +135,8 @@ class Ease:
             gram.diagonal().add_(lam)
             m = torch.cholesky_inverse(torch.linalg.cholesky(gram)).float()
             del gram
-            x_t = _csr(_indptr(self.cols[order], n_kept), users[order].astype(np.int32),
-                       (n_kept, n_users))  # fmt: skip
-            mx = (x_t @ m).T.contiguous()
-        del m, x_t
+            mx = (_csr(t_indptr, t_users, (n_kept, n_users)) @ m).T.contiguous()
+        del m
         # diag(X'MX): for each item, the sum of MX over the users who chose it.
         quadratic = torch.zeros(n_kept, dtype=torch.float64)
         quadratic.index_add_(0, cols, mx[rows, cols].double())
@@ -149,10 +147,7 @@ class Ease:
         with X, each made dense into its rows of the result. In one product, the nearly
         dense Gram matrix in sparse form took 2 GB at 25M ratings; by blocks, memory is the
         dense result and one block's share."""
-        order = np.argsort(self.cols, kind="stable")  # item-major, users ascending within
-        t_users = users[order].astype(np.int32)
-        t_indptr = _indptr(self.cols[order], n_kept)
-        del order
+        t_indptr, t_users = self._item_major(users, n_kept)
         gram = torch.empty(n_kept, n_kept)
         block = 256
         with warnings.catch_warnings():
@@ -166,6 +161,12 @@ class Ease:
                 rows = _csr(t_indptr[s : e + 1] - lo, t_users[lo:hi], (e - s, n_users))
                 gram[s:e] = (rows @ x).to_dense()
         return gram
+
+    def _item_major(self, users: np.ndarray, n_kept: int) -> tuple[np.ndarray, np.ndarray]:
+        """X' as CSR rows (each learned item's users, ascending): row pointers, and the
+        users as int32."""
+        order = np.argsort(self.cols, kind="stable")
+        return _indptr(self.cols[order], n_kept), users[order].astype(np.int32)
 
     def predict_rows(self, users: np.ndarray, items: np.ndarray) -> None:
         return None
